@@ -1,0 +1,89 @@
+"""``ringline serve`` and ``ringline usersig``. Every flag is also ``RINGLINE_<FLAG>``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from .core.usersig import DEFAULT_EXPIRE, gen_user_sig
+from .server.config import Settings, load_identity
+
+__all__ = ["main"]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get("RINGLINE_" + name.upper().replace("-", "_"), default)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ringline", description="Self-hostable audio/video calling.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = Settings()
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-dir", default=_env("data_dir", d.data_dir), help="folder for the SQLite store and app.json (default ./ringline-data)")
+        sp.add_argument("--sdk-app-id", type=int, default=int(_env("sdk_app_id", "0")), help="app id (default: generated once, kept in the data folder)")
+        sp.add_argument("--secret-key", default=_env("secret_key", ""), help="secret key for user sigs (default: generated once, kept in the data folder)")
+
+    s = sub.add_parser("serve", help="run the call server")
+    common(s)
+    s.add_argument("--host", default=_env("host", d.host))
+    s.add_argument("--port", type=int, default=int(_env("port", str(d.port))))
+    s.add_argument("--db", default=_env("db", ""), help="store URL: sqlite:///path or postgresql://user@host/db (default: SQLite in the data folder)")
+    s.add_argument("--admin-identifier", default=_env("admin_identifier", d.admin_identifier))
+    s.add_argument("--heartbeat-interval", type=float, default=float(_env("heartbeat_interval", str(d.heartbeat_interval))))
+    s.add_argument("--heartbeat-grace", type=float, default=float(_env("heartbeat_grace", str(d.heartbeat_grace))))
+    s.add_argument("--sig-grace", type=float, default=float(_env("sig_grace", str(d.sig_grace))), help="seconds a device may stay after its sig expired (default 60)")
+    s.add_argument("--log-level", default=_env("log_level", d.log_level))
+
+    u = sub.add_parser("usersig", help="print a user sig for the configured app")
+    common(u)
+    u.add_argument("user_id")
+    u.add_argument("--expire", type=int, default=DEFAULT_EXPIRE, help="validity in seconds (default 180 days)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
+    if args.cmd == "usersig":
+        print(gen_user_sig(ident.sdk_app_id, ident.secret_key, args.user_id, args.expire, now=int(time.time())))
+        return 0
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    settings = Settings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        sdk_app_id=ident.sdk_app_id,
+        secret_key=ident.secret_key,
+        db=args.db,
+        admin_identifier=args.admin_identifier,
+        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_grace=args.heartbeat_grace,
+        sig_grace=args.sig_grace,
+        log_level=args.log_level,
+    )
+    print(
+        f"Ringline on http://{settings.host}:{settings.port}  app {ident.sdk_app_id}"
+        + (" (new app id and secret key kept in " + os.path.join(args.data_dir, "app.json") + ")" if ident.generated else ""),
+        file=sys.stderr,
+    )
+    print(f"Mint a user sig with: ringline usersig USER_ID --data-dir {args.data_dir}", file=sys.stderr)
+    from .server.app import serve
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings, ident))
+    else:
+        uvloop.run(serve(settings, ident))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Server settings: one frozen object, read from flags and ``RINGLINE_*`` env vars.
+
+On first start the data folder gets ``app.json`` with a generated app id and secret
+key; later starts (and ``ringline usersig``) read it back, so sigs stay valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["AppIdentity", "Settings", "load_identity"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppIdentity:
+    sdk_app_id: int
+    secret_key: str
+    generated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "ringline-data"
+    sdk_app_id: int = 0
+    secret_key: str = ""
+    db: str = ""
+    admin_identifier: str = "administrator"
+    heartbeat_interval: float = 5.0
+    heartbeat_grace: float = 15.0
+    sig_grace: float = 60.0
+    log_level: str = "INFO"
+    max_frame_bytes: int = 64 * 1024
+    rate_limit_per_s: float = 100.0
+    mailbox_ttl: float = 7 * 86400.0
+
+    @property
+    def db_url(self) -> str:
+        """The store URL: ``--db`` or SQLite in the data folder."""
+        if self.db:
+            return self.db
+        return f"sqlite:///{Path(self.data_dir, 'ringline.db').resolve()}"
+
+
+def load_identity(data_dir: str, sdk_app_id: int = 0, secret_key: str = "") -> AppIdentity:
+    """The app id and secret key: given values win; else those kept in
+    ``DATA_DIR/app.json``; else new ones are generated and kept there (mode 0600)."""
+    path = Path(data_dir, "app.json")
+    stored: dict[str, object] = {}
+    if path.exists():
+        stored = json.loads(path.read_text("utf-8"))
+    app_id = sdk_app_id or int(str(stored.get("sdk_app_id", 0) or 0))
+    key = secret_key or str(stored.get("secret_key", "") or "")
+    generated = False
+    if not app_id or not key:
+        app_id = app_id or 1400000000 + secrets.randbelow(99_999_999)
+        key = key or secrets.token_hex(32)
+        generated = True
+    if generated or stored.get("sdk_app_id") != app_id or stored.get("secret_key") != key:
+        if generated or not stored:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"sdk_app_id": app_id, "secret_key": key}), "utf-8")
+            os.chmod(tmp, 0o600)
+            tmp.replace(path)
+    return AppIdentity(app_id, key, generated)

@@ -1,0 +1,457 @@
+"""The asyncio driver of the switchboard: sessions, timers, persistence, delivery.
+
+Every input goes through :meth:`Hub.submit`. The core turns it into actions; the hub
+queues them as one *batch* and a single flusher task performs batches strictly in
+order::
+
+    input ─► Switchboard.handle ─► batch(writes, response, actions)
+                                        │
+            flusher: store.apply(all writes of all queued batches)  ← one transaction
+                     then for each batch, in order: response, pushes, timers, closes
+
+So nothing is sent before what caused it is durable (records before terminal
+events, §6.8), a request's response precedes the pushes it caused, and pushes keep
+their order per device. A batch without writes, with nothing queued ahead of it, is
+performed at once.
+
+Sessions: a session outlives its WebSocket for ``heartbeat_grace`` seconds so that a
+device can ``resume`` and get every unacknowledged push again, in order. A session
+silent for longer is *gone*: the core hears :class:`DeviceGone`, and from then on only
+terminal events for that device are kept (its *mailbox*), delivered when it logs in
+again with the same device id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ..core import machine as m
+from ..core.errors import ErrorCode, LocalCallError
+from ..core.records import CallRecord
+from .config import Settings
+from .store import base as st
+
+__all__ = ["Hub", "Session"]
+
+log = logging.getLogger("ringline.server")
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+MAX_UNACKED = 5000
+MAILBOX_MAX = 100
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """One logged-in device. ``ws`` is its current connection, or None between
+    connections."""
+
+    token: str
+    device_id: str
+    user_id: str
+    multi_device: bool
+    sig_expires_at: float
+    created_at: float
+    last_seen: float
+    seq: int = 0
+    buffer: deque[tuple[int, str, dict[str, Any]]] = field(default_factory=deque)
+    ws: web.WebSocketResponse | None = None
+    outq: list[str] = field(default_factory=list)
+    wake: asyncio.Event | None = None
+    restored: bool = False
+    closed: bool = False
+
+    def row(self) -> st.SessionRow:
+        return st.SessionRow(
+            token=self.token,
+            device_id=self.device_id,
+            user_id=self.user_id,
+            multi_device=self.multi_device,
+            sig_expires_at=self.sig_expires_at,
+            created_at=self.created_at,
+            last_seen=self.last_seen,
+        )
+
+    def send(self, text: str) -> None:
+        """Queue one frame for the connection's writer (dropped if none is attached)."""
+        if self.ws is not None and self.wake is not None:
+            self.outq.append(text)
+            self.wake.set()
+
+    def push(self, name: str, args: dict[str, Any]) -> None:
+        self.seq += 1
+        self.buffer.append((self.seq, name, args))
+        self.send(_dumps({"ev": name, "seq": self.seq, "args": args}))
+
+    def ack(self, upto: int) -> None:
+        buf = self.buffer
+        while buf and buf[0][0] <= upto:
+            buf.popleft()
+
+    def replay_after(self, ack: int) -> int:
+        self.ack(ack)
+        if self.restored:
+            # The server restarted: this session's numbering continues from the
+            # client's own ack; pushes queued since the restart are renumbered.
+            renum: deque[tuple[int, str, dict[str, Any]]] = deque()
+            for i, (_, name, args) in enumerate(self.buffer, start=ack + 1):
+                renum.append((i, name, args))
+            self.buffer = renum
+            self.seq = ack + len(renum)
+            self.restored = False
+        for seq, name, args in self.buffer:
+            self.send(_dumps({"ev": name, "seq": seq, "args": args}))
+        return len(self.buffer)
+
+
+@dataclass(slots=True)
+class _Batch:
+    writes: list[st.Write]
+    respond: Callable[[], None] | None
+    actions: list[m.Action]
+
+
+class Hub:
+    """Owns the switchboard, the sessions and the timers. Start with :meth:`start`,
+    stop with :meth:`close` (idempotent)."""
+
+    def __init__(self, settings: Settings, store: st.Store, *, sdk_app_id: int) -> None:
+        self.settings = settings
+        self.store = store
+        self.sb = m.Switchboard(sdk_app_id=sdk_app_id, sig_grace=settings.sig_grace)
+        self.sessions: dict[str, Session] = {}
+        self.by_device: dict[str, Session] = {}
+        self.mailbox: dict[str, list[tuple[float, str, dict[str, Any]]]] = {}
+        self._timers: dict[tuple[str, ...], asyncio.TimerHandle] = {}
+        self._pending: deque[_Batch] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.stats = {"inputs": 0, "batches": 0, "writes": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Restore live calls and sessions from the store, then start the background
+        tasks (flusher, heartbeat sweeper, alive marker)."""
+        now = time.time()
+        for cid, group in (await self.store.load_groups()).items():
+            self.sb.groups[cid] = frozenset(group)
+        rows = await self.store.load_sessions()
+        live = await self.store.load_live_calls()
+        last_alive = await self.store.last_alive()
+        logins: list[m.Login] = []
+        for r in rows:
+            s = Session(
+                token=r.token,
+                device_id=r.device_id,
+                user_id=r.user_id,
+                multi_device=r.multi_device,
+                sig_expires_at=r.sig_expires_at,
+                created_at=r.created_at,
+                last_seen=now,
+                restored=True,
+            )
+            self.sessions[s.token] = s
+            self.by_device[s.device_id] = s
+            logins.append(m.Login(r.device_id, r.user_id, r.multi_device, r.sig_expires_at))
+        snaps = [json.loads(snap) for _, snap, _ in live]
+        actions = self.sb.restore(snaps, logins, now)
+        self._perform(actions)
+        if live:
+            last_known = max([last_alive or 0.0, *(u for _, _, u in live)])
+            log.warning(
+                "restored %d live calls and %d sessions; calls whose devices do not "
+                "come back within %.0f s end as END_BY_SERVER",
+                len(live), len(rows), self.settings.heartbeat_grace,
+            )
+            self._arm(("recovery", str(last_known)), now + self.settings.heartbeat_grace)
+        self._tasks.append(asyncio.create_task(self._flusher(), name="ringline-flusher"))
+        self._tasks.append(asyncio.create_task(self._sweeper(), name="ringline-sweeper"))
+
+    async def close(self) -> None:
+        """Drain: perform every queued batch, mark the time, close every connection
+        with 1001 (devices resume after a restart), stop the tasks."""
+        if self._closing:
+            return
+        self._closing = True
+        await self.drain()
+        with contextlib.suppress(Exception):
+            await self.store.apply([st.MarkAlive(time.time())])
+        for t in self._timers.values():
+            t.cancel()
+        self._timers.clear()
+        for s in list(self.sessions.values()):
+            if s.ws is not None:
+                with contextlib.suppress(Exception):
+                    await s.ws.close(code=1001, message=b"server shutting down; resume later")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def drain(self) -> None:
+        """Wait until every queued batch has been performed."""
+        while self._pending:
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    # ------------------------------------------------------------------ inputs
+
+    def submit(
+        self,
+        inp: m.Input,
+        *,
+        respond: Callable[[Any], None] | None = None,
+        writes: list[st.Write] | None = None,
+        before: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run one input through the core and queue what it causes.
+
+        ``respond(value)`` is called with the request's value once the batch is
+        durable, before its pushes; ``before()`` runs right after ``respond``.
+        Raises :class:`LocalCallError` (nothing queued) if the core refuses.
+        """
+        now = time.time()
+        value, actions = self.sb.request(inp, now)
+        self.stats["inputs"] += 1
+        batch_writes = list(writes or ())
+        rest: list[m.Action] = []
+        for a in actions:
+            if isinstance(a, m.Persist):
+                w = self._write_for(a.what)
+                if w is not None:
+                    batch_writes.append(w)
+            else:
+                rest.append(a)
+
+        def do_respond() -> None:
+            if respond is not None:
+                respond(value)
+            if before is not None:
+                before()
+
+        self._enqueue(_Batch(batch_writes, do_respond, rest))
+        return value
+
+    def enqueue_write(self, write: st.Write, respond: Callable[[], None]) -> None:
+        """Persist one write in order with everything else; then call ``respond``."""
+        self._enqueue(_Batch([write], respond, []))
+
+    def _write_for(self, what: m.SaveCall | m.FinishCall | m.SetGroup) -> st.Write | None:
+        if isinstance(what, m.SaveCall):
+            if what.snapshot.get("ephemeral"):
+                return None  # ephemeral calls leave no trace, not even a snapshot
+            return st.SaveLiveCall(what.call_id, _dumps(what.snapshot), what.at)
+        if isinstance(what, m.FinishCall):
+            if what.ephemeral:
+                return None
+            return st.FinishCall(what.record, what.user_results)
+        return st.SetGroupMembers(what.group_id, what.members)
+
+    def _enqueue(self, batch: _Batch) -> None:
+        if not batch.writes and not self._pending:
+            self._run_batch(batch)
+            return
+        self._pending.append(batch)
+        self._idle.clear()
+        self._wake.set()
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._pending:
+                self._idle.set()
+                continue
+            batches = list(self._pending)
+            self._pending.clear()
+            writes = _coalesce([w for b in batches for w in b.writes])
+            delay = 0.05
+            while writes:
+                try:
+                    await self.store.apply(writes)
+                    self.stats["writes"] += len(writes)
+                    break
+                except Exception:
+                    # Durability first: hold the events until the store takes them.
+                    log.exception("store write failed; retrying in %.2f s", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            self.stats["batches"] += 1
+            for b in batches:
+                self._run_batch(b)
+            if not self._pending:
+                self._idle.set()
+
+    def _run_batch(self, batch: _Batch) -> None:
+        if batch.respond is not None:
+            try:
+                batch.respond()
+            except Exception:  # pragma: no cover - a respond callback must not break delivery
+                log.exception("respond callback failed")
+        self._perform(batch.actions)
+
+    # ------------------------------------------------------------------ actions
+
+    def _perform(self, actions: list[m.Action]) -> None:
+        for a in actions:
+            if isinstance(a, m.Emit):
+                self.deliver(a.device_id, a.name, a.args, a.terminal)
+            elif isinstance(a, m.SetTimer):
+                self._arm(a.key, a.at)
+            elif isinstance(a, m.CancelTimer):
+                t = self._timers.pop(a.key, None)
+                if t is not None:
+                    t.cancel()
+            elif isinstance(a, m.CloseDevice):
+                s = self.by_device.get(a.device_id)
+                if s is not None:
+                    code = 4001 if a.code == ErrorCode.KICKED_OFFLINE else 4002
+                    self.end_session(s, code, a.message)
+            elif isinstance(a, m.Persist):  # only from restore(): nothing to persist
+                pass
+
+    def deliver(self, device_id: str, name: str, args: dict[str, Any], terminal: bool) -> None:
+        s = self.by_device.get(device_id)
+        if s is not None and not s.closed:
+            s.push(name, args)
+        elif terminal:
+            box = self.mailbox.setdefault(device_id, [])
+            box.append((time.time(), name, args))
+            del box[:-MAILBOX_MAX]
+
+    def _arm(self, key: tuple[str, ...], at: float) -> None:
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, at - time.time())
+        self._timers[key] = loop.call_at(loop.time() + delay, self._fire, key)
+
+    def _fire(self, key: tuple[str, ...]) -> None:
+        self._timers.pop(key, None)
+        if self._closing:
+            return
+        try:
+            if key[0] == "recovery":
+                self.submit(m.RecoveryDeadline(float(key[1])))
+            else:
+                self.submit(m.TimerFired(key))
+        except LocalCallError:  # pragma: no cover - timers are never refused
+            log.exception("timer %s refused", key)
+
+    # ------------------------------------------------------------------ sessions
+
+    def new_session(self, device_id: str, user_id: str, multi: bool, sig_expires_at: float) -> Session:
+        now = time.time()
+        return Session(
+            token="s_" + secrets.token_urlsafe(18),
+            device_id=device_id,
+            user_id=user_id,
+            multi_device=multi,
+            sig_expires_at=sig_expires_at,
+            created_at=now,
+            last_seen=now,
+        )
+
+    def attach(self, s: Session) -> list[tuple[str, dict[str, Any]]]:
+        """Register a fresh session (replacing any old one of the same device) and
+        return the device's mailbox (terminal events of calls that ended while away)."""
+        old = self.by_device.get(s.device_id)
+        if old is not None and old is not s:
+            self._drop(old, 4000, "replaced by a new login of the same device")
+        self.sessions[s.token] = s
+        self.by_device[s.device_id] = s
+        cutoff = time.time() - self.settings.mailbox_ttl
+        return [(n, a) for t, n, a in self.mailbox.pop(s.device_id, []) if t >= cutoff]
+
+    def _drop(self, s: Session, code: int, message: str) -> None:
+        s.closed = True
+        self.sessions.pop(s.token, None)
+        if self.by_device.get(s.device_id) is s:
+            del self.by_device[s.device_id]
+        ws = s.ws
+        if ws is not None:
+            s.send(_CLOSE_MARK + _dumps({"code": code, "message": message}))
+
+    def end_session(self, s: Session, code: int, message: str) -> None:
+        """Close the session for good (after its queued frames) and forget it."""
+        if s.closed:
+            return
+        self._drop(s, code, message)
+        self._enqueue(_Batch([st.DeleteSession(s.token)], None, []))
+
+    async def _sweeper(self) -> None:
+        """Every second: sessions silent past the grace period are gone; the store
+        hears that the server is alive; stale mailboxes are dropped."""
+        interval = min(1.0, self.settings.heartbeat_grace / 4)
+        last_mark = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            limit = now - self.settings.heartbeat_grace
+            for s in [s for s in self.sessions.values() if s.last_seen < limit]:
+                log.info("device %s of %s: silent for %.1f s, gone", s.device_id, s.user_id, now - s.last_seen)
+                self._drop(s, 4000, "heartbeat lost")
+                self.submit(m.DeviceGone(s.device_id), writes=[st.DeleteSession(s.token)])
+            if now - last_mark >= 1.0:
+                last_mark = now
+                self._enqueue(_Batch([st.MarkAlive(now)], None, []))
+            if self.mailbox and int(now) % 60 == 0:
+                cutoff = now - self.settings.mailbox_ttl
+                for dev in [d for d, box in self.mailbox.items() if box[-1][0] < cutoff]:
+                    del self.mailbox[dev]
+
+
+_CLOSE_MARK = "\x00close:"
+
+
+def _coalesce(writes: list[st.Write]) -> list[st.Write]:
+    """Keep only the last snapshot of each call, and none of a call finished in the
+    same flush (its FinishCall deletes the snapshot anyway)."""
+    finished = {w.record.call_id for w in writes if isinstance(w, st.FinishCall)}
+    last: dict[str, int] = {}
+    for i, w in enumerate(writes):
+        if isinstance(w, st.SaveLiveCall):
+            last[w.call_id] = i
+    out: list[st.Write] = []
+    for i, w in enumerate(writes):
+        if isinstance(w, st.SaveLiveCall) and (w.call_id in finished or last[w.call_id] != i):
+            continue
+        out.append(w)
+    return out
+
+
+def record_to_recent(record: CallRecord, user_id: str, result_type: int) -> dict[str, Any]:
+    """A record as the ``CallRecords`` dict of ``query_recent_calls``."""
+    stints = [x for x in record.members if x.user_id == user_id]
+    total = sum(x.billable_seconds for x in stints)
+    role = 1 if user_id == record.caller else 2
+    return {
+        "call_id": record.call_id,
+        "inviter": record.caller,
+        "invite_list": list(record.callees),
+        "scene": int(record.scene),
+        "media_type": int(record.media_type),
+        "group_id": record.chat_group_id,
+        "role": role,
+        "result": result_type,
+        "begin_time": int(record.start_time * 1000),
+        "total_time": round(total),
+    }

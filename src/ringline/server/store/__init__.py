@@ -1,0 +1,87 @@
+"""Durable state of the Ringline server: the :class:`Store` protocol and its backends.
+
+Pick a backend from a SQLAlchemy-style URL with :func:`open_store`, then ``await
+store.open()`` before use and ``await store.close()`` at shutdown::
+
+    store = open_store("sqlite:///ringline.db")
+    await store.open()
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from .base import (
+    DeleteSession,
+    FinishCall,
+    HideUserCalls,
+    MarkAlive,
+    SaveLiveCall,
+    SaveSession,
+    SessionRow,
+    SetGroupMembers,
+    Store,
+    UserCallRow,
+    Write,
+)
+from .postgres import PostgresStore
+from .sqlite import SqliteStore
+
+__all__ = [
+    "DeleteSession",
+    "FinishCall",
+    "HideUserCalls",
+    "MarkAlive",
+    "PostgresStore",
+    "SaveLiveCall",
+    "SaveSession",
+    "SessionRow",
+    "SetGroupMembers",
+    "SqliteStore",
+    "Store",
+    "UserCallRow",
+    "Write",
+    "open_store",
+]
+
+_ACCEPTED = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:,"
+    " postgresql://user[:password]@host[:port]/database (also postgres:// and"
+    " postgresql+asyncpg://)"
+)
+
+
+def open_store(url: str) -> Store:
+    """Construct (but do not open) the store that ``url`` names.
+
+    Accepted forms: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+    ``sqlite:///:memory:`` (``sqlite://`` alone is also in-memory), and
+    ``postgresql://…``, ``postgres://…`` or ``postgresql+asyncpg://…`` (handed to asyncpg
+    as a DSN, query parameters included). The caller must ``await store.open()`` next.
+    Raises ValueError for any other URL.
+    """
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise ValueError(f"not a store URL: {url!r}; accepted forms: {_ACCEPTED}")
+    if scheme == "sqlite":
+        return SqliteStore(_sqlite_path(url, rest))
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        return PostgresStore(f"postgresql://{rest}")
+    raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; accepted forms: {_ACCEPTED}")
+
+
+def _sqlite_path(url: str, rest: str) -> str:
+    if rest == "":
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise ValueError(
+            f"a SQLite URL has no host: {url!r}; use sqlite:///relative/path.db or"
+            " sqlite:////absolute/path.db"
+        )
+    if urlsplit(url).query:
+        raise ValueError(f"SQLite URLs take no query parameters: {url!r}")
+    path = rest[1:]
+    if path == "":
+        raise ValueError(f"missing database path in {url!r}; accepted forms: {_ACCEPTED}")
+    return path

@@ -1,0 +1,530 @@
+"""The WebSocket endpoint ``/v1/ws``: frames in, switchboard inputs out (docs/protocol.md).
+
+Each connection has two tasks: this reader, and a writer that drains the session's
+queue of frames so that sending never blocks the switchboard. Bad frames get an error
+response and the connection stays open; only a sustained flood closes it (4008).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ..core import machine as m
+from ..core.enums import CallResultType, MediaType
+from ..core.errors import ErrorCode, LocalCallError
+from ..core.types import CallParams, OfflinePushInfo, RoomId
+from ..core.usersig import UserSigError, verify_user_sig
+from .hub import _CLOSE_MARK, Hub, Session, _dumps, record_to_recent
+from .store import base as st
+
+__all__ = ["PROTOCOL_VERSION", "WsHandler"]
+
+log = logging.getLogger("ringline.server")
+
+PROTOCOL_VERSION = 1
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_FLOOD_CLOSE_AFTER = 10.0
+
+
+class BadParam(LocalCallError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.PARAM_INVALID, message)
+
+
+# ---------------------------------------------------------------- argument readers
+
+
+def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in d or d[key] is None:
+        if default is ...:
+            raise BadParam(f"missing field '{key}'")
+        return default
+    v = d[key]
+    if isinstance(v, bool) and typ in (int, float, (int, float)):
+        raise BadParam(f"field '{key}' must be a number, not a boolean")
+    if not isinstance(v, typ):
+        want = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise BadParam(f"field '{key}' must be {want}, got {type(v).__name__}")
+    return v
+
+
+def _str(d: dict[str, Any], key: str, default: Any = ..., max_len: int = 4096) -> str:
+    v: str = _get(d, key, str, default)
+    if len(v) > max_len:
+        raise BadParam(f"field '{key}' is longer than {max_len} characters")
+    return v
+
+
+def _ids(d: dict[str, Any], key: str) -> tuple[str, ...]:
+    v = _get(d, key, list)
+    if len(v) > 64:
+        raise BadParam(f"field '{key}' has {len(v)} entries; a call has at most 9 members")
+    for x in v:
+        if not isinstance(x, str):
+            raise BadParam(f"field '{key}' must be a list of user id strings")
+    return tuple(v)
+
+
+def _media(d: dict[str, Any], key: str = "media_type") -> MediaType:
+    v = _get(d, key, int)
+    try:
+        return MediaType(v)
+    except ValueError:
+        raise BadParam(f"'{key}' must be 1 (AUDIO) or 2 (VIDEO), got {v}") from None
+
+
+def _params(d: dict[str, Any]) -> CallParams:
+    p = _get(d, "params", dict, {})
+    room = p.get("room_id")
+    room_id = None
+    if room is not None:
+        if not isinstance(room, dict):
+            raise BadParam("params.room_id must be {int_room_id, str_room_id}")
+        room_id = RoomId(
+            _get(room, "int_room_id", int, 0), _str(room, "str_room_id", "", max_len=64)
+        )
+    push = p.get("offline_push_info")
+    push_info = None
+    if isinstance(push, dict):
+        push_info = OfflinePushInfo(
+            title=_str(push, "title", "", 256),
+            desc=_str(push, "desc", "", 1024),
+            extension=_str(push, "extension", "", 4096),
+        )
+    return CallParams(
+        room_id=room_id,
+        timeout=_get(p, "timeout", int, 30),
+        user_data=_str(p, "user_data", "", max_len=4000),
+        offline_push_info=push_info,
+        chat_group_id=_str(p, "chat_group_id", "", max_len=64),
+        is_ephemeral_call=_get(p, "is_ephemeral_call", bool, False),
+    )
+
+
+class _Conn:
+    """Per-connection state: the session once logged in, and the flood meter."""
+
+    __slots__ = ("allowance", "flood_since", "last", "outq", "session", "wake", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, rate: float) -> None:
+        self.ws = ws
+        self.outq: list[str] = []
+        self.wake = asyncio.Event()
+        self.session: Session | None = None
+        self.allowance = rate
+        self.last = time.monotonic()
+        self.flood_since = 0.0
+
+
+class WsHandler:
+    """Serves ``GET /v1/ws``. One instance per server."""
+
+    def __init__(self, hub: Hub, *, secret_key: str, sdk_app_id: int) -> None:
+        self.hub = hub
+        self.secret_key = secret_key
+        self.sdk_app_id = sdk_app_id
+        s = hub.settings
+        self.rate = s.rate_limit_per_s
+        self.max_frame = s.max_frame_bytes
+        self._ops: dict[str, Callable[[_Conn, int, dict[str, Any]], None]] = {
+            "calls": self._op_calls,
+            "accept": self._simple(m.Accept),
+            "reject": self._simple(m.Reject),
+            "ignore": self._simple(m.Ignore),
+            "hangup": self._simple(m.Hangup),
+            "join": self._simple(m.Join),
+            "invite_user": self._op_invite,
+            "switch_call_media_type": self._op_switch,
+            "open_camera": self._flag("video", True),
+            "close_camera": self._flag("video", False),
+            "open_microphone": self._flag("audio", True),
+            "close_microphone": self._flag("audio", False),
+            "set_self_info": self._op_self_info,
+            "enable_multi_device_ability": self._op_multi,
+            "renew_user_sig": self._op_renew,
+            "query_recent_calls": self._op_query,
+            "delete_record_calls": self._op_delete,
+            "get_state": self._op_state,
+            "logout": self._op_logout,
+        }
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=None, max_msg_size=max(self.max_frame * 16, 1 << 20), compress=False
+        )
+        await ws.prepare(request)
+        conn = _Conn(ws, self.rate)
+        writer = asyncio.create_task(self._writer(conn))
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    self._frame(conn, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    self._error(conn, None, ErrorCode.MALFORMED_FRAME, "binary frames are not used; send JSON text frames")
+                elif msg.type is WSMsgType.ERROR:
+                    break
+                if ws.closed:
+                    break
+        finally:
+            s = conn.session
+            if s is not None and s.ws is ws:
+                s.ws = None
+                s.wake = None
+                s.outq = []
+            conn.wake.set()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        return ws
+
+    async def _writer(self, conn: _Conn) -> None:
+        ws, q = conn.ws, conn.outq
+        try:
+            while True:
+                await conn.wake.wait()
+                conn.wake.clear()
+                while q:
+                    frames = q[:]
+                    q.clear()
+                    for text in frames:
+                        if text.startswith(_CLOSE_MARK):
+                            info = json.loads(text[len(_CLOSE_MARK):])
+                            await ws.close(code=info["code"], message=info["message"][:120].encode())
+                            return
+                        await ws.send_str(text)
+                if ws.closed:
+                    return
+        except (ConnectionResetError, RuntimeError):
+            return
+
+    def _send(self, conn: _Conn, text: str) -> None:
+        conn.outq.append(text)
+        conn.wake.set()
+
+    def _reply(self, conn: _Conn, rid: int | None, result: Any) -> None:
+        self._send(conn, _dumps({"re": rid, "ok": True, "result": result}))
+
+    def _error(self, conn: _Conn, rid: int | None, code: int, message: str) -> None:
+        self._send(
+            conn, _dumps({"re": rid, "ok": False, "code": int(code), "message": message})
+        )
+
+    def _frame(self, conn: _Conn, data: str) -> None:
+        now = time.monotonic()
+        # Token bucket: `rate` frames/s, burst 2x.
+        conn.allowance = min(self.rate * 2, conn.allowance + (now - conn.last) * self.rate)
+        conn.last = now
+        if conn.session is not None:
+            conn.session.last_seen = time.time()
+        if conn.allowance < 1.0:
+            if not conn.flood_since:
+                conn.flood_since = now
+            elif now - conn.flood_since > _FLOOD_CLOSE_AFTER:
+                self._send(conn, _CLOSE_MARK + _dumps({"code": 4008, "message": "flooding"}))
+                return
+            self._error(conn, None, ErrorCode.RATE_LIMITED, f"over {self.rate:.0f} frames/s; slow down")
+            return
+        conn.flood_since = 0.0
+        conn.allowance -= 1.0
+        if len(data) > self.max_frame:
+            self._error(
+                conn, None, ErrorCode.FRAME_TOO_LARGE,
+                f"frame of {len(data)} bytes; the limit is {self.max_frame}",
+            )
+            return
+        try:
+            req = json.loads(data)
+        except ValueError:
+            self._error(conn, None, ErrorCode.MALFORMED_FRAME, "frame is not valid JSON; send one JSON object per text frame")
+            return
+        if not isinstance(req, dict):
+            self._error(conn, None, ErrorCode.MALFORMED_FRAME, "frame must be a JSON object")
+            return
+        rid = req.get("id")
+        if rid is not None and (isinstance(rid, bool) or not isinstance(rid, int)):
+            self._error(conn, None, ErrorCode.MALFORMED_FRAME, "'id' must be an integer")
+            return
+        op = req.get("op")
+        if op == "ping":
+            s = conn.session
+            ack = req.get("ack")
+            if s is not None and isinstance(ack, int) and not isinstance(ack, bool):
+                s.ack(ack)
+            self._send(conn, _dumps({"pong": time.time()}))
+            return
+        if not isinstance(op, str):
+            self._error(conn, rid, ErrorCode.MALFORMED_FRAME, "missing 'op' (a string)")
+            return
+        try:
+            if op in ("login", "resume"):
+                (self._op_login if op == "login" else self._op_resume)(conn, rid, req)
+                return
+            handler = self._ops.get(op)
+            if handler is None:
+                raise LocalCallError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; see docs/protocol.md for the list")
+            if conn.session is None:
+                raise LocalCallError(ErrorCode.NOT_LOGGED_IN, "log in first: send a 'login' or 'resume' request")
+            if rid is None:
+                raise LocalCallError(ErrorCode.MALFORMED_FRAME, f"request '{op}' needs an integer 'id'")
+            handler(conn, rid, req)
+        except LocalCallError as e:
+            self._error(conn, rid, e.code, e.message)
+        except Exception:  # a bug must not take the connection down with it
+            log.exception("op %r failed", op)
+            self._error(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, "internal error; the server logged it")
+
+    # ------------------------------------------------------------------ session ops
+
+    def _check_version(self, req: dict[str, Any]) -> None:
+        v = req.get("v", PROTOCOL_VERSION)
+        if v != PROTOCOL_VERSION:
+            raise LocalCallError(
+                ErrorCode.PROTOCOL_VERSION, f"protocol version {v!r} is not supported; this server speaks 1"
+            )
+
+    def _op_login(self, conn: _Conn, rid: int | None, req: dict[str, Any]) -> None:
+        self._check_version(req)
+        if conn.session is not None:
+            raise LocalCallError(ErrorCode.REQUEST_REPEATED, "already logged in on this connection")
+        app_id = _get(req, "sdk_app_id", int)
+        user_id = _str(req, "user_id", max_len=64)
+        sig = _str(req, "user_sig", max_len=8192)
+        device_id = _str(req, "device_id", "", max_len=64) or "d_" + _rand()
+        if not _DEVICE_ID.fullmatch(device_id):
+            raise BadParam("device_id must be 1-64 chars of [A-Za-z0-9_.:-]")
+        multi = _get(req, "multi_device", bool, False)
+        if not m.valid_user_id(user_id):
+            raise BadParam("user_id must be 1-32 chars of [A-Za-z0-9_-]")
+        if app_id != self.sdk_app_id:
+            self._close_after_error(conn, rid, ErrorCode.SIG_APP_MISMATCH, f"this server serves sdk_app_id {self.sdk_app_id}, not {app_id}")
+            return
+        try:
+            info = verify_user_sig(sig, sdk_app_id=app_id, user_id=user_id, secret_key=self.secret_key, now=time.time())
+        except UserSigError as e:
+            self._close_after_error(conn, rid, e.code, e.message)
+            return
+        hub = self.hub
+        s = hub.new_session(device_id, user_id, multi, float(info.expires_at))
+        mailbox = hub.attach(s)
+        s.ws, s.outq, s.wake = conn.ws, conn.outq, conn.wake
+        conn.session = s
+        result = {
+            "session": s.token,
+            "device_id": device_id,
+            "user_id": user_id,
+            "heartbeat_interval": hub.settings.heartbeat_interval,
+            "heartbeat_grace": hub.settings.heartbeat_grace,
+            "server_time": time.time(),
+            "sig_expires_at": info.expires_at,
+            "protocol": PROTOCOL_VERSION,
+        }
+
+        def deliver_mailbox() -> None:
+            for name, args in mailbox:
+                s.push(name, args)
+
+        try:
+            hub.submit(
+                m.Login(device_id, user_id, multi, float(info.expires_at)),
+                respond=lambda _v: self._reply(conn, rid, result),
+                writes=[st.SaveSession(s.row())],
+                before=deliver_mailbox,
+            )
+        except LocalCallError:
+            hub.end_session(s, 4003, "login refused")
+            conn.session = None
+            raise
+
+    def _close_after_error(self, conn: _Conn, rid: int | None, code: int, message: str) -> None:
+        self._error(conn, rid, code, message)
+        self._send(conn, _CLOSE_MARK + _dumps({"code": 4003, "message": "login failed"}))
+
+    def _op_resume(self, conn: _Conn, rid: int | None, req: dict[str, Any]) -> None:
+        self._check_version(req)
+        token = _str(req, "session", max_len=128)
+        ack = _get(req, "ack", int, 0)
+        hub = self.hub
+        s = hub.sessions.get(token)
+        if s is None or s.closed:
+            raise LocalCallError(
+                ErrorCode.SESSION_UNKNOWN,
+                "session unknown or expired; log in again with the same device_id",
+            )
+        old = s.ws
+        s.ws, s.outq, s.wake = conn.ws, conn.outq, conn.wake
+        s.last_seen = time.time()
+        conn.session = s
+        if old is not None and old is not conn.ws:
+            task = asyncio.get_running_loop().create_task(old.close(code=4000, message=b"resumed elsewhere"))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+        restored = s.restored
+        self._reply(
+            conn, rid,
+            {
+                "session": s.token, "resumed": True, "device_id": s.device_id, "user_id": s.user_id,
+                "next_seq": (ack if restored else s.seq) + 1,
+                "heartbeat_interval": hub.settings.heartbeat_interval,
+                "heartbeat_grace": hub.settings.heartbeat_grace,
+                "server_time": time.time(),
+                "sig_expires_at": s.sig_expires_at,
+                "protocol": PROTOCOL_VERSION,
+            },
+        )
+        s.replay_after(ack)
+        if restored:
+            hub.submit(m.Login(s.device_id, s.user_id, s.multi_device, s.sig_expires_at, resumed=True))
+
+    def _op_logout(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        s = conn.session
+        assert s is not None
+        hub = self.hub
+
+        def close() -> None:
+            hub.end_session(s, 1000, "logged out")
+
+        hub.submit(m.Logout(s.device_id), respond=lambda _v: self._reply(conn, rid, {}), before=close)
+
+    # ------------------------------------------------------------------ call ops
+
+    def _dev(self, conn: _Conn) -> str:
+        assert conn.session is not None
+        return conn.session.device_id
+
+    def _run(self, conn: _Conn, rid: int, inp: m.Input, shape: Callable[[Any], Any] = lambda _v: {}) -> None:
+        self.hub.submit(inp, respond=lambda v: self._reply(conn, rid, shape(v)))
+
+    def _simple(self, cls: Any) -> Callable[[_Conn, int, dict[str, Any]], None]:
+        def op(conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+            self._run(conn, rid, cls(self._dev(conn), _str(req, "call_id", max_len=64)))
+
+        return op
+
+    def _flag(self, kind: str, on: bool) -> Callable[[_Conn, int, dict[str, Any]], None]:
+        def op(conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+            self._run(conn, rid, m.SetDeviceFlag(self._dev(conn), _str(req, "call_id", max_len=64), kind, on))
+
+        return op
+
+    def _op_calls(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        inp = m.PlaceCall(
+            self._dev(conn), _ids(req, "user_ids"), _media(req), _params(req),
+            new_call_id=_uuid(), new_room_id=_room(),
+        )
+        self._run(conn, rid, inp, lambda v: {"call_id": v})
+
+    def _op_invite(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        inp = m.InviteUser(self._dev(conn), _str(req, "call_id", max_len=64), _ids(req, "user_ids"), _params(req))
+        self._run(conn, rid, inp, lambda v: {"user_ids": list(v or [])})
+
+    def _op_switch(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        self._run(conn, rid, m.SwitchMediaType(self._dev(conn), _str(req, "call_id", max_len=64), _media(req)))
+
+    def _op_self_info(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        inp = m.SetSelfInfo(self._dev(conn), _str(req, "nickname", "", 2000), _str(req, "avatar", "", 4096))
+        self._run(conn, rid, inp)
+
+    def _op_multi(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        enable = _get(req, "enable", bool)
+        s = conn.session
+        assert s is not None
+        s.multi_device = enable
+        self.hub.submit(
+            m.SetMultiDevice(s.device_id, enable),
+            respond=lambda _v: self._reply(conn, rid, {}),
+            writes=[st.SaveSession(s.row())],
+        )
+
+    def _op_renew(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        s = conn.session
+        assert s is not None
+        sig = _str(req, "user_sig", max_len=8192)
+        info = verify_user_sig(sig, sdk_app_id=self.sdk_app_id, user_id=s.user_id, secret_key=self.secret_key, now=time.time())
+        s.sig_expires_at = float(info.expires_at)
+        self.hub.submit(
+            m.RenewSig(s.device_id, s.sig_expires_at),
+            respond=lambda _v: self._reply(conn, rid, {"sig_expires_at": info.expires_at}),
+            writes=[st.SaveSession(s.row())],
+        )
+
+    def _op_state(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        s = conn.session
+        assert s is not None
+        cid = self.hub.sb.current_call_of(s.device_id)
+        self._reply(conn, rid, {"call": self.hub.sb.call_state(cid, s.user_id) if cid else None})
+
+    def _op_query(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        s = conn.session
+        assert s is not None
+        begin = _get(req, "begin", (int, float), None)
+        end = _get(req, "end", (int, float), None)
+        rt = _get(req, "result_type", int, 0)
+        limit = _get(req, "limit", int, 50)
+        if not 0 <= rt <= 3:
+            raise BadParam("result_type must be 0 (all), 1 (missed), 2 (incoming) or 3 (outgoing)")
+        if not 1 <= limit <= 200:
+            raise BadParam("limit must be 1..200")
+
+        async def run() -> None:
+            try:
+                await self.hub.drain()  # read your own writes
+                rows = await self.hub.store.query_user_calls(
+                    s.user_id, begin=begin, end=end, result_type=CallResultType(rt), limit=limit
+                )
+                recs = [record_to_recent(r.record, s.user_id, int(r.result_type)) for r in rows]
+                self._reply(conn, rid, {"records": recs})
+            except Exception:
+                log.exception("query_recent_calls failed")
+                self._error(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, "the record store failed; try again")
+
+        _spawn(run())
+
+    def _op_delete(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        s = conn.session
+        assert s is not None
+        ids = _get(req, "call_ids", list)
+        if not all(isinstance(x, str) and len(x) <= 64 for x in ids) or len(ids) > 500:
+            raise BadParam("call_ids must be a list of at most 500 call id strings")
+        self.hub.enqueue_write(
+            st.HideUserCalls(s.user_id, tuple(ids)),
+            lambda: self._reply(conn, rid, {"deleted": list(ids)}),
+        )
+
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _rand() -> str:
+    import secrets
+
+    return secrets.token_hex(8)
+
+
+def _uuid() -> str:
+    import uuid
+
+    return str(uuid.uuid4())
+
+
+def _room() -> int:
+    import secrets
+
+    return 1 + secrets.randbelow(2**31 - 2)

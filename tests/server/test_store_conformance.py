@@ -1,0 +1,855 @@
+"""Conformance suite of the :class:`~ringline.server.store.Store` protocol.
+
+Every test that takes the ``store`` or ``backend`` fixture runs against each backend:
+``sqlite-file`` (a file under ``tmp_path``), ``sqlite-memory`` and ``postgres`` (the
+server at ``RINGLINE_TEST_PG_DSN``, default ``postgresql://postgres@127.0.0.1:5432/test``;
+each test gets its own schema, dropped afterwards). If PostgreSQL is unreachable the
+suite tries to start the local cluster once, and otherwise skips the ``postgres`` param
+with a message saying how to start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from ringline.core.enums import CallEndReason, CallResultType, CallRole, CallScene, MediaType
+from ringline.core.records import (
+    CallRecord,
+    CallResult,
+    MemberRecord,
+    call_result_for,
+    result_type_for,
+)
+from ringline.core.types import RoomId
+from ringline.server.store import (
+    DeleteSession,
+    FinishCall,
+    HideUserCalls,
+    MarkAlive,
+    PostgresStore,
+    SaveLiveCall,
+    SaveSession,
+    SessionRow,
+    SetGroupMembers,
+    SqliteStore,
+    Store,
+    Write,
+    open_store,
+)
+
+PG_DSN = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_START_HINT = (
+    "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+    " or point RINGLINE_TEST_PG_DSN at a server"
+)
+T0 = 1_700_000_000.0
+
+
+# --------------------------------------------------------------------------- records
+
+
+def make_record(
+    call_id: str,
+    *,
+    start: float,
+    caller: str = "alice",
+    callees: Sequence[str] = ("bob",),
+    outcome: str = "answered",
+    group: str = "",
+    media: MediaType = MediaType.AUDIO,
+) -> CallRecord:
+    """A realistic finished call.
+
+    ``outcome``: ``answered`` (every callee connects, caller hangs up), ``rejected``
+    (every callee rejects), ``no_answer``, ``canceled`` (caller gives up) or ``busy``.
+    """
+    accept = start + 4.0 if outcome == "answered" else 0.0
+    end = start + (64.0 if outcome == "answered" else 12.0)
+    callee_reason = {
+        "answered": CallEndReason.HANGUP,
+        "rejected": CallEndReason.REJECT,
+        "no_answer": CallEndReason.NO_RESPONSE,
+        "canceled": CallEndReason.CANCELED,
+        "busy": CallEndReason.LINE_BUSY,
+    }[outcome]
+    call_reason = CallEndReason.HANGUP if outcome == "answered" else callee_reason
+    members = [
+        MemberRecord(
+            user_id=caller,
+            role=CallRole.CALLER,
+            invite_time=start,
+            accept_time=accept,
+            leave_time=end,
+            end_reason=call_reason,
+        )
+    ]
+    members += [
+        MemberRecord(
+            user_id=callee,
+            role=CallRole.CALLED,
+            invite_time=start,
+            accept_time=accept,
+            leave_time=end,
+            end_reason=callee_reason,
+            invited_by=caller,
+        )
+        for callee in callees
+    ]
+    if group:
+        scene = CallScene.GROUP_CALL
+    elif len(callees) > 1:
+        scene = CallScene.MULTI_CALL
+    else:
+        scene = CallScene.SINGLE_CALL
+    return CallRecord(
+        call_id=call_id,
+        sdk_app_id=1400000001,
+        caller=caller,
+        media_type=media,
+        scene=scene,
+        chat_group_id=group,
+        room_id=RoomId(str_room_id=f"room-{call_id}"),
+        start_time=start,
+        accept_time=accept,
+        end_time=end,
+        result=call_result_for(ever_connected=bool(accept), end_reason=call_reason),
+        end_reason=call_reason,
+        ended_by=caller,
+        callees=tuple(callees),
+        members=tuple(members),
+        user_data=f'{{"note":"call {call_id}","emoji":"☎"}}',
+    )
+
+
+def finish(record: CallRecord) -> FinishCall:
+    """The FinishCall the server sends for ``record``."""
+    return FinishCall(
+        record=record,
+        user_results=tuple((u, result_type_for(record, u)) for u in record.users()),
+    )
+
+
+def session(token: str, *, user: str = "alice", last_seen: float = T0) -> SessionRow:
+    return SessionRow(
+        token=token,
+        device_id=f"dev-{token}",
+        user_id=user,
+        multi_device=token.endswith("m"),
+        sig_expires_at=T0 + 86_400.0,
+        created_at=T0 - 10.0,
+        last_seen=last_seen,
+    )
+
+
+# --------------------------------------------------------------------------- backends
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to build stores of one kind. ``make()`` returns a new, unopened store on the
+    same backing storage each time (for ``sqlite-memory``: a new empty database)."""
+
+    name: str
+    persistent: bool
+    make: Callable[[], Store]
+
+
+async def _pg_probe(dsn: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=5)
+    await conn.close()
+
+
+def _pg_reachable(dsn: str) -> str | None:
+    """None if PostgreSQL answers at ``dsn``, else why not."""
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        return "asyncpg is not installed (pip install 'ringline[postgres]')"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            pool.submit(asyncio.run, _pg_probe(dsn)).result()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _start_local_cluster() -> None:
+    if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
+        return
+    for version in sorted(os.listdir("/etc/postgresql")):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
+
+
+@pytest.fixture(scope="session")
+def pg_unavailable() -> str | None:
+    """None when PostgreSQL is usable for the suite, else the reason to skip."""
+    reason = _pg_reachable(PG_DSN)
+    if reason is not None:
+        _start_local_cluster()
+        reason = _pg_reachable(PG_DSN)
+    if reason is None:
+        return None
+    message = f"PostgreSQL is absent at {PG_DSN} ({reason}); {PG_START_HINT}"
+    print(f"\n*** {message} ***", file=sys.stderr)
+    return message
+
+
+def _with_search_path(dsn: str, schema: str) -> str:
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
+    query.append(("search_path", schema))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgres"])
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_unavailable: str | None
+) -> AsyncIterator[Backend]:
+    name: str = request.param
+    if name == "sqlite-file":
+        path = str(tmp_path / "ringline.db")
+        yield Backend(name, True, lambda: SqliteStore(path))
+    elif name == "sqlite-memory":
+        yield Backend(name, False, lambda: SqliteStore(":memory:"))
+    else:
+        if pg_unavailable is not None:
+            pytest.skip(pg_unavailable)
+        import asyncpg
+
+        schema = f"ringline_test_{uuid.uuid4().hex[:16]}"
+        admin = await asyncpg.connect(PG_DSN)
+        try:
+            await admin.execute(f'CREATE SCHEMA "{schema}"')
+            dsn = _with_search_path(PG_DSN, schema)
+            yield Backend(name, True, lambda: PostgresStore(dsn, min_size=1, max_size=4))
+        finally:
+            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await admin.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    s = backend.make()
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def _groups_of_commits(s: Store) -> int | None:
+    stats = getattr(s, "commit_stats", None)
+    return None if stats is None else int(stats.groups)
+
+
+async def _all_user_calls(s: Store, user: str, **kw: Any) -> list[str]:
+    args: dict[str, Any] = {
+        "begin": None,
+        "end": None,
+        "result_type": CallResultType.UNKNOWN,
+        "limit": 100_000,
+    }
+    args.update(kw)
+    return [row.record.call_id for row in await s.query_user_calls(user, **args)]
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+async def test_fresh_store_is_empty(store: Store) -> None:
+    assert await store.load_live_calls() == []
+    assert await store.load_sessions() == []
+    assert await store.load_groups() == {}
+    assert await store.last_alive() is None
+    assert await store.get_record("nope") is None
+    assert await _all_user_calls(store, "alice") == []
+    assert await store.query_records(
+        start_time=None, end_time=None, results=None, call_type=None, page=1, per_page=10
+    ) == (0, [])
+
+
+async def test_round_trip_of_every_write_type(store: Store) -> None:
+    rec = make_record("c-1", start=T0, callees=("bob", "carol"), group="g-1", outcome="answered")
+    snapshot = '{"call_id":"c-2","state":"ringing","callees":["bob"],"note":"ünïcødé"}'
+    s1, s2 = session("tok-1"), session("tok-2m", user="bob")
+    await store.apply(
+        [
+            SaveLiveCall("c-2", snapshot, T0 + 1.25),
+            finish(rec),
+            SaveSession(s1),
+            SaveSession(s2),
+            SetGroupMembers("g-1", ("alice", "bob", "carol")),
+            MarkAlive(T0 + 2.5),
+        ]
+    )
+    assert await store.load_live_calls() == [("c-2", snapshot, T0 + 1.25)]
+    assert await store.get_record("c-1") == rec
+    assert sorted(await store.load_sessions(), key=lambda s: s.token) == [s1, s2]
+    assert await store.load_groups() == {"g-1": ("alice", "bob", "carol")}
+    assert await store.last_alive() == T0 + 2.5
+    for user, expected in (
+        ("alice", CallResultType.OUTGOING),
+        ("bob", CallResultType.INCOMING),
+        ("carol", CallResultType.INCOMING),
+    ):
+        rows = await store.query_user_calls(
+            user, begin=None, end=None, result_type=CallResultType.UNKNOWN, limit=10
+        )
+        assert [(r.record, r.result_type) for r in rows] == [(rec, expected)]
+
+    await store.apply([DeleteSession("tok-1"), HideUserCalls("bob", ("c-1",))])
+    assert await store.load_sessions() == [s2]
+    assert await _all_user_calls(store, "bob") == []
+    assert await _all_user_calls(store, "alice") == ["c-1"]
+    assert await store.get_record("c-1") == rec  # hiding keeps the record
+
+
+async def test_empty_apply_is_a_no_op(store: Store) -> None:
+    await store.apply([])
+    assert await store.load_live_calls() == []
+
+
+async def test_live_snapshot_upsert_keeps_the_latest(store: Store) -> None:
+    await store.apply([SaveLiveCall("c-1", '{"v":1}', T0)])
+    await store.apply([SaveLiveCall("c-1", '{"v":2}', T0 + 1), SaveLiveCall("c-0", "{}", T0 - 1)])
+    await store.apply([SaveLiveCall("c-1", '{"v":3}', T0 + 2)])
+    assert await store.load_live_calls() == [("c-0", "{}", T0 - 1), ("c-1", '{"v":3}', T0 + 2)]
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+def _null_token_session() -> SaveSession:
+    """A write the database must refuse: a session whose primary key is NULL."""
+    return SaveSession(replace(session("x"), token=None))  # type: ignore[arg-type]
+
+
+def _duplicate_user_finish(call_id: str) -> FinishCall:
+    """A well-typed FinishCall that violates the (user_id, call_id) key of user_calls."""
+    good = finish(make_record(call_id, start=T0 + 50))
+    return replace(good, user_results=(*good.user_results, good.user_results[0]))
+
+
+async def test_a_failing_batch_applies_nothing(store: Store) -> None:
+    for bad in (_null_token_session(), _duplicate_user_finish("c-bad")):
+        with pytest.raises(Exception):  # noqa: B017 - each driver raises its own type
+            await store.apply(
+                [
+                    SaveLiveCall("c-live", "{}", T0),
+                    finish(make_record("c-ok", start=T0)),
+                    SaveSession(session("tok-1")),
+                    SetGroupMembers("g-1", ("alice",)),
+                    HideUserCalls("alice", ("c-old",)),
+                    bad,
+                    MarkAlive(T0),
+                ]
+            )
+        assert await store.load_live_calls() == []
+        assert await store.get_record("c-ok") is None
+        assert await store.get_record("c-bad") is None
+        assert await _all_user_calls(store, "alice") == []
+        assert await store.load_sessions() == []
+        assert await store.load_groups() == {}
+        assert await store.last_alive() is None
+    # the store still works after a failed batch
+    await store.apply([SaveLiveCall("c-after", "{}", T0)])
+    assert [c for c, _, _ in await store.load_live_calls()] == ["c-after"]
+
+
+async def test_a_failing_batch_does_not_fail_concurrent_batches(store: Store) -> None:
+    before = _groups_of_commits(store)
+    rec_a, rec_bad, rec_c = (
+        make_record("c-a", start=T0),
+        make_record("c-bad", start=T0 + 1),
+        make_record("c-c", start=T0 + 2, caller="carol", callees=("dave",)),
+    )
+    outcomes = await asyncio.gather(
+        store.apply([SaveLiveCall("live-a", "{}", T0), finish(rec_a), SaveSession(session("a"))]),
+        store.apply([SaveLiveCall("live-bad", "{}", T0), finish(rec_bad), _null_token_session()]),
+        store.apply([finish(rec_c), SetGroupMembers("g", ("carol", "dave"))]),
+        store.apply([_duplicate_user_finish("c-bad-2"), MarkAlive(T0 + 99)]),
+        store.apply([MarkAlive(T0 + 5)]),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None and outcomes[2] is None and outcomes[4] is None
+    assert isinstance(outcomes[1], Exception) and isinstance(outcomes[3], Exception)
+    after = _groups_of_commits(store)
+    if before is not None and after is not None:
+        # all five were merged into one commit round, which had to fall back
+        assert after - before == 1
+    assert await store.get_record("c-a") == rec_a
+    assert await store.get_record("c-c") == rec_c
+    assert await store.get_record("c-bad") is None
+    assert await store.get_record("c-bad-2") is None
+    assert [c for c, _, _ in await store.load_live_calls()] == ["live-a"]
+    assert [s.token for s in await store.load_sessions()] == ["a"]
+    assert await store.load_groups() == {"g": ("carol", "dave")}
+    assert await store.last_alive() == T0 + 5
+    assert await _all_user_calls(store, "bob") == ["c-a"]
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+async def test_finish_call_is_idempotent_and_deletes_the_live_snapshot(store: Store) -> None:
+    rec = make_record("c-1", start=T0, callees=("bob",), outcome="no_answer")
+    await store.apply(
+        [SaveLiveCall("c-1", '{"state":"ringing"}', T0), SaveLiveCall("c-2", "{}", T0)]
+    )
+    await store.apply([finish(rec)])
+    assert [c for c, _, _ in await store.load_live_calls()] == ["c-2"]
+    assert await store.get_record("c-1") == rec
+
+    await store.apply([HideUserCalls("bob", ("c-1",))])
+    # finishing again, even with different content and a resurrected snapshot in the
+    # same batch, changes nothing but the snapshot, which it deletes again
+    changed = replace(rec, end_time=rec.end_time + 100, result=CallResult.END_BY_SERVER)
+    await store.apply([SaveLiveCall("c-1", "{}", T0 + 5), finish(changed), finish(changed)])
+    assert await store.get_record("c-1") == rec
+    assert [c for c, _, _ in await store.load_live_calls()] == ["c-2"]
+    assert await _all_user_calls(store, "bob") == []  # still hidden
+    rows = await store.query_user_calls(
+        "alice", begin=None, end=None, result_type=CallResultType.UNKNOWN, limit=10
+    )
+    assert [(r.record, r.result_type) for r in rows] == [(rec, CallResultType.OUTGOING)]
+
+    # a late snapshot of a finished call does not bring it back to life
+    await store.apply([SaveLiveCall("c-1", '{"state":"late"}', T0 + 9)])
+    assert [c for c, _, _ in await store.load_live_calls()] == ["c-2"]
+
+    # finishing twice within one batch, without a snapshot, is fine too
+    rec3 = make_record("c-3", start=T0 + 3)
+    await store.apply([finish(rec3), finish(rec3)])
+    assert await store.get_record("c-3") == rec3
+    assert await _all_user_calls(store, "bob") == ["c-3"]
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+async def test_500_concurrent_applies_all_land(store: Store) -> None:
+    before = _groups_of_commits(store)
+
+    def batch(i: int) -> list[Write]:
+        writes: list[Write] = [SaveLiveCall(f"live-{i:03d}", f'{{"i":{i}}}', T0 + i)]
+        if i % 2 == 0:
+            writes.append(finish(make_record(f"call-{i:03d}", start=T0 + i, caller=f"u{i % 7}")))
+        if i % 5 == 0:
+            writes.append(SaveSession(session(f"tok-{i:03d}", last_seen=T0 + i)))
+        writes.append(MarkAlive(T0 + i))
+        return writes
+
+    await asyncio.gather(*(store.apply(batch(i)) for i in range(500)))
+
+    live = await store.load_live_calls()
+    assert len(live) == 500
+    assert [c for c, _, _ in live] == [f"live-{i:03d}" for i in range(500)]
+    total, records = await store.query_records(
+        start_time=None, end_time=None, results=None, call_type=None, page=1, per_page=1000
+    )
+    assert total == 250
+    assert [r.call_id for r in records] == [f"call-{i:03d}" for i in range(498, -1, -2)]
+    assert len(await _all_user_calls(store, "bob")) == 250
+    assert len(await store.load_sessions()) == 100
+    assert await store.last_alive() == T0 + 499
+    after = _groups_of_commits(store)
+    if before is not None and after is not None:
+        assert after - before < 500, "concurrent batches were not merged"
+
+
+async def test_close_commits_batches_already_handed_over(backend: Backend) -> None:
+    s = backend.make()
+    await s.open()
+    applies = [s.apply([SaveLiveCall(f"c-{i}", "{}", T0 + i)]) for i in range(50)]
+    await asyncio.gather(*applies, s.close())
+    if not backend.persistent:
+        return
+    again = backend.make()
+    await again.open()
+    try:
+        assert len(await again.load_live_calls()) == 50
+    finally:
+        await again.close()
+
+
+# --------------------------------------------------------------------------- queries
+
+
+async def test_query_user_calls_filters(store: Store) -> None:
+    outcomes = ["answered", "rejected", "no_answer", "canceled", "busy"]
+    records = []
+    for i in range(20):
+        if i % 4 == 3:  # bob calls alice
+            rec = make_record(f"c-{i:02d}", start=T0 + 10 * i, caller="bob", callees=("alice",))
+        else:
+            rec = make_record(
+                f"c-{i:02d}",
+                start=T0 + 10 * i,
+                callees=("bob", "carol") if i % 3 == 0 else ("bob",),
+                outcome=outcomes[i % 5],
+            )
+        records.append(rec)
+    await store.apply([finish(r) for r in reversed(records)])
+
+    def expected(
+        user: str,
+        *,
+        begin: float | None = None,
+        end: float | None = None,
+        rt: CallResultType = CallResultType.UNKNOWN,
+        hidden: Sequence[str] = (),
+    ) -> list[str]:
+        ids = [
+            r.call_id
+            for r in records
+            if user in r.users()
+            and r.call_id not in hidden
+            and (begin is None or r.start_time >= begin)
+            and (end is None or r.start_time <= end)
+            and (rt is CallResultType.UNKNOWN or result_type_for(r, user) is rt)
+        ]
+        return ids[::-1]
+
+    assert await _all_user_calls(store, "bob") == expected("bob")
+    assert len(expected("bob")) == 20
+    assert await _all_user_calls(store, "carol") == expected("carol")
+    assert await _all_user_calls(store, "nobody") == []
+    # inclusive bounds on the start time
+    assert await _all_user_calls(store, "bob", begin=T0 + 50, end=T0 + 120) == expected(
+        "bob", begin=T0 + 50, end=T0 + 120
+    )
+    assert await _all_user_calls(store, "bob", begin=T0 + 50, end=T0 + 120) == [
+        f"c-{i:02d}" for i in range(12, 4, -1)
+    ]
+    assert await _all_user_calls(store, "bob", begin=T0 + 190) == ["c-19"]
+    assert await _all_user_calls(store, "bob", end=T0) == ["c-00"]
+    for rt in (CallResultType.MISSED, CallResultType.INCOMING, CallResultType.OUTGOING):
+        got = await store.query_user_calls("bob", begin=None, end=None, result_type=rt, limit=100)
+        assert [r.record.call_id for r in got] == expected("bob", rt=rt)
+        assert got and all(r.result_type is rt for r in got)
+    # limit keeps the newest
+    assert await _all_user_calls(store, "bob", limit=3) == expected("bob")[:3]
+    assert await _all_user_calls(store, "bob", limit=0) == []
+    # hidden rows disappear for that user only
+    await store.apply([HideUserCalls("bob", ("c-19", "c-10", "c-unknown"))])
+    assert await _all_user_calls(store, "bob") == expected("bob", hidden=("c-19", "c-10"))
+    assert await _all_user_calls(store, "bob", limit=1) == ["c-18"]
+    assert await _all_user_calls(store, "alice") == expected("alice")
+    assert await _all_user_calls(store, "carol") == expected("carol")
+    rows = await store.query_user_calls(
+        "bob", begin=None, end=None, result_type=CallResultType.UNKNOWN, limit=100
+    )
+    by_id = {r.call_id: r for r in records}
+    assert all(row.record == by_id[row.record.call_id] for row in rows)
+    assert all(row.result_type is result_type_for(row.record, "bob") for row in rows)
+
+
+async def test_query_records_paging_and_filters_over_10000_records(store: Store) -> None:
+    outcomes = ["answered", "answered", "rejected", "no_answer", "canceled", "busy"]
+    records: list[CallRecord] = []
+    for i in range(10_000):
+        n_callees = 1 + (i % 7 == 0) * 2
+        records.append(
+            make_record(
+                f"call-{i:05d}",
+                start=T0 + (i // 3) * 1.5,  # three records share each start time
+                caller=f"user-{i % 50}",
+                callees=tuple(f"user-{(i + k) % 50 + 50}" for k in range(n_callees)),
+                outcome=outcomes[i % len(outcomes)],
+                group="grp-1" if i % 11 == 0 else "",
+                media=MediaType.VIDEO if i % 2 else MediaType.AUDIO,
+            )
+        )
+    chunks = [records[k : k + 500] for k in range(0, len(records), 500)]
+    await asyncio.gather(*(store.apply([finish(r) for r in chunk]) for chunk in chunks))
+
+    def newest_first(rs: list[CallRecord]) -> list[CallRecord]:
+        return sorted(rs, key=lambda r: (r.start_time, r.call_id), reverse=True)
+
+    async def all_pages(per_page: int, **filters: Any) -> tuple[set[int], list[CallRecord]]:
+        args: dict[str, Any] = {
+            "start_time": None,
+            "end_time": None,
+            "results": None,
+            "call_type": None,
+        }
+        args.update(filters)
+        totals: set[int] = set()
+        got: list[CallRecord] = []
+        page = 1
+        while True:
+            total, rows = await store.query_records(**args, page=page, per_page=per_page)
+            totals.add(total)
+            if not rows:
+                break
+            assert len(rows) <= per_page
+            got.extend(rows)
+            page += 1
+        assert page == -(-total // per_page) + 1  # the first empty page is right after
+        return totals, got
+
+    # everything, 10 pages of 1000: exact total, disjoint, ordered, exact content
+    totals, got = await all_pages(1000)
+    assert totals == {10_000}
+    assert [r.call_id for r in got] == [r.call_id for r in newest_first(records)]
+    assert len({r.call_id for r in got}) == 10_000
+    assert got[:50] == newest_first(records)[:50]
+
+    # an odd page size, checked against the slice
+    total, page5 = await store.query_records(
+        start_time=None, end_time=None, results=None, call_type=None, page=5, per_page=37
+    )
+    assert total == 10_000
+    assert page5 == newest_first(records)[4 * 37 : 5 * 37]
+
+    # filters, alone and combined
+    lo, hi = T0 + 1500.0, T0 + 3000.0  # both are shared start times: bounds are inclusive
+    cases: list[tuple[dict[str, Any], Callable[[CallRecord], bool]]] = [
+        ({"start_time": lo}, lambda r: r.start_time >= lo),
+        ({"end_time": hi}, lambda r: r.start_time <= hi),
+        ({"start_time": lo, "end_time": hi}, lambda r: lo <= r.start_time <= hi),
+        ({"start_time": lo, "end_time": lo}, lambda r: r.start_time == lo),
+        ({"results": ["Reject"]}, lambda r: r.result is CallResult.REJECT),
+        (
+            {"results": ["NotAnswer", "CallBusy", "Cancel"]},
+            lambda r: r.result in (CallResult.NOT_ANSWER, CallResult.CALL_BUSY, CallResult.CANCEL),
+        ),
+        ({"results": []}, lambda r: True),
+        ({"call_type": "MultiCall"}, lambda r: r.call_type == "MultiCall"),
+        ({"call_type": "SingleCall"}, lambda r: r.call_type == "SingleCall"),
+        (
+            {"call_type": "MultiCall", "results": ["NormalEnd"], "start_time": lo, "end_time": hi},
+            lambda r: (
+                r.call_type == "MultiCall"
+                and r.result is CallResult.NORMAL_END
+                and lo <= r.start_time <= hi
+            ),
+        ),
+        ({"results": ["EndByServer"]}, lambda r: False),
+    ]
+    for filters, keep in cases:
+        want = newest_first([r for r in records if keep(r)])
+        totals, got = await all_pages(333, **filters)
+        assert totals == {len(want)}, filters
+        assert [r.call_id for r in got] == [r.call_id for r in want], filters
+    assert len([r for r in records if r.start_time == lo]) == 3
+
+    with pytest.raises(ValueError):
+        await store.query_records(
+            start_time=None, end_time=None, results=None, call_type=None, page=0, per_page=10
+        )
+
+
+# --------------------------------------------------------------------------- sessions, groups
+
+
+async def test_sessions_save_replace_and_delete(store: Store) -> None:
+    a, b, c = session("a"), session("b-m", user="bob"), session("c", user="carol")
+    await store.apply([SaveSession(a), SaveSession(b), SaveSession(c)])
+    b2 = replace(b, last_seen=T0 + 60, sig_expires_at=T0 + 999.5, multi_device=False)
+    await store.apply([SaveSession(b2), DeleteSession("c"), DeleteSession("never-existed")])
+    assert sorted(await store.load_sessions(), key=lambda s: s.token) == [a, b2]
+    # delete then re-save within one batch: the order of writes is kept
+    await store.apply([DeleteSession("a"), SaveSession(replace(a, user_id="zed"))])
+    await store.apply([SaveSession(c), DeleteSession("c")])
+    assert sorted(await store.load_sessions(), key=lambda s: s.token) == [
+        replace(a, user_id="zed"),
+        b2,
+    ]
+
+
+async def test_groups_replace_and_delete(store: Store) -> None:
+    await store.apply(
+        [SetGroupMembers("g-1", ("carol", "alice", "bob")), SetGroupMembers("g-2", ("x",))]
+    )
+    assert await store.load_groups() == {"g-1": ("carol", "alice", "bob"), "g-2": ("x",)}
+    await store.apply([SetGroupMembers("g-1", ("bob", "dave", "bob")), SetGroupMembers("g-2", ())])
+    assert await store.load_groups() == {"g-1": ("bob", "dave")}
+    # several replaces of one group in one batch: the last one wins
+    await store.apply(
+        [
+            SetGroupMembers("g-3", ("a",)),
+            SetGroupMembers("g-3", ("b", "c")),
+            SetGroupMembers("g-1", ()),
+            SetGroupMembers("g-1", ("e",)),
+        ]
+    )
+    assert await store.load_groups() == {"g-1": ("e",), "g-3": ("b", "c")}
+    await store.apply([SetGroupMembers("g-1", ()), SetGroupMembers("g-3", ())])
+    assert await store.load_groups() == {}
+
+
+async def test_last_alive_keeps_the_max(store: Store) -> None:
+    assert await store.last_alive() is None
+    await store.apply([MarkAlive(T0 + 10), MarkAlive(T0 + 30.5), MarkAlive(T0 + 20)])
+    assert await store.last_alive() == T0 + 30.5
+    await store.apply([MarkAlive(T0 + 5)])
+    assert await store.last_alive() == T0 + 30.5
+    await asyncio.gather(*(store.apply([MarkAlive(T0 + i)]) for i in (40, 90, 60, 0)))
+    assert await store.last_alive() == T0 + 90
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+async def test_reopen_keeps_everything(backend: Backend) -> None:
+    if not backend.persistent:
+        pytest.skip(f"{backend.name} does not outlive its store")
+    rec = make_record("c-1", start=T0, callees=("bob", "carol"), outcome="rejected")
+    s = backend.make()
+    await s.open()
+    await s.apply(
+        [
+            SaveLiveCall("c-2", '{"state":"ringing"}', T0 + 1),
+            finish(rec),
+            HideUserCalls("carol", ("c-1",)),
+            SaveSession(session("tok")),
+            SetGroupMembers("g", ("alice", "bob")),
+            MarkAlive(T0 + 7),
+        ]
+    )
+    await s.close()
+    await s.close()  # idempotent
+
+    again = backend.make()
+    await again.open()
+    try:
+        assert await again.load_live_calls() == [("c-2", '{"state":"ringing"}', T0 + 1)]
+        assert await again.get_record("c-1") == rec
+        assert await _all_user_calls(again, "bob") == ["c-1"]
+        assert await _all_user_calls(again, "carol") == []
+        assert await again.load_sessions() == [session("tok")]
+        assert await again.load_groups() == {"g": ("alice", "bob")}
+        assert await again.last_alive() == T0 + 7
+        total, _ = await again.query_records(
+            start_time=None, end_time=None, results=None, call_type=None, page=1, per_page=5
+        )
+        assert total == 1
+        await again.apply([finish(rec), DeleteSession("tok")])  # still writable
+        assert await again.load_sessions() == []
+    finally:
+        await again.close()
+
+
+async def test_schema_migration_is_idempotent(backend: Backend) -> None:
+    first = backend.make()
+    await first.open()
+    await first.apply([finish(make_record("c-1", start=T0))])
+    await first.close()
+    # open the same database twice more, concurrently
+    second, third = backend.make(), backend.make()
+    await asyncio.gather(second.open(), third.open())
+    try:
+        for s in (second, third):
+            version = getattr(s, "schema_version", None)
+            if version is not None:
+                assert await version() == 1
+            expected = make_record("c-1", start=T0) if backend.persistent else None
+            assert await s.get_record("c-1") == expected
+        await second.apply([MarkAlive(T0)])
+        assert await third.last_alive() == (T0 if backend.persistent else None)
+    finally:
+        await second.close()
+        await third.close()
+
+
+async def test_use_outside_open_raises(backend: Backend) -> None:
+    s = backend.make()
+    with pytest.raises(RuntimeError, match="open"):
+        await s.apply([MarkAlive(T0)])
+    with pytest.raises(RuntimeError, match="open"):
+        await s.load_sessions()
+    await s.open()
+    with pytest.raises(RuntimeError):
+        await s.open()
+    await s.close()
+    with pytest.raises(RuntimeError):
+        await s.apply([MarkAlive(T0)])
+    with pytest.raises(RuntimeError):
+        await s.last_alive()
+    await s.close()
+
+
+# --------------------------------------------------------------------------- not parametrised
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///ringline.db", "ringline.db"),
+        ("sqlite:///data/rl.db", "data/rl.db"),
+        ("sqlite:////var/lib/ringline/rl.db", "/var/lib/ringline/rl.db"),
+        ("sqlite:///:memory:", ":memory:"),
+        ("sqlite://", ":memory:"),
+        ("SQLite:///x.db", "x.db"),
+    ],
+)
+def test_open_store_sqlite_urls(url: str, path: str) -> None:
+    s = open_store(url)
+    assert isinstance(s, SqliteStore)
+    assert s.path == path
+
+
+@pytest.mark.parametrize(
+    ("url", "dsn"),
+    [
+        ("postgresql://u:p@db:5433/rl", "postgresql://u:p@db:5433/rl"),
+        ("postgres://u@db/rl", "postgresql://u@db/rl"),
+        ("postgresql+asyncpg://u@db/rl?sslmode=require", "postgresql://u@db/rl?sslmode=require"),
+    ],
+)
+def test_open_store_postgres_urls(url: str, dsn: str) -> None:
+    s = open_store(url)
+    assert isinstance(s, PostgresStore)
+    assert s.dsn == dsn
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u@h/db", "ringline.db", "sqlite://host/x.db", "sqlite:///", "http://x"]
+)
+def test_open_store_rejects_other_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="sqlite:///"):
+        open_store(url)
+
+
+async def test_postgres_without_asyncpg_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # makes `import asyncpg` fail
+    with pytest.raises(RuntimeError, match=r"pip install 'ringline\[postgres\]'"):
+        await PostgresStore("postgresql://postgres@127.0.0.1:5432/test").open()
+
+
+async def test_postgres_unreachable_is_a_clear_error() -> None:
+    s = PostgresStore("postgresql://postgres:secret@127.0.0.1:1/test")
+    with pytest.raises(RuntimeError, match="cannot connect to PostgreSQL") as info:
+        await s.open()
+    assert "secret" not in str(info.value)
+    await s.close()
+
+
+async def test_sqlite_unopenable_path_is_a_clear_error(tmp_path: Path) -> None:
+    s = SqliteStore(str(tmp_path / "missing-dir" / "x.db"))
+    with pytest.raises(RuntimeError, match="cannot open SQLite database"):
+        await s.open()
+    await s.close()
