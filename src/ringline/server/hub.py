@@ -220,14 +220,16 @@ class Hub:
         respond: Callable[[Any], None] | None = None,
         writes: list[st.Write] | None = None,
         before: Callable[[], None] | None = None,
+        not_before: float = 0.0,
     ) -> Any:
         """Run one input through the core and queue what it causes.
 
         ``respond(value)`` is called with the request's value once the batch is
         durable, before its pushes; ``before()`` runs right after ``respond``.
         Raises :class:`LocalCallError` (nothing queued) if the core refuses.
+        ``not_before``: a timer's due time (the loop may fire a hair early).
         """
-        now = time.time()
+        now = max(time.time(), not_before)
         value, actions = self.sb.request(inp, now)
         self.stats["inputs"] += 1
         batch_writes = list(writes or ())
@@ -342,9 +344,9 @@ class Hub:
             old.cancel()
         loop = asyncio.get_running_loop()
         delay = max(0.0, at - time.time())
-        self._timers[key] = loop.call_at(loop.time() + delay, self._fire, key)
+        self._timers[key] = loop.call_at(loop.time() + delay, self._fire, key, at)
 
-    def _fire(self, key: tuple[str, ...]) -> None:
+    def _fire(self, key: tuple[str, ...], at: float) -> None:
         self._timers.pop(key, None)
         if self._closing:
             return
@@ -352,7 +354,7 @@ class Hub:
             if key[0] == "recovery":
                 self.submit(m.RecoveryDeadline(float(key[1])))
             else:
-                self.submit(m.TimerFired(key))
+                self.submit(m.TimerFired(key), not_before=at)
         except LocalCallError:  # pragma: no cover - timers are never refused
             log.exception("timer %s refused", key)
 

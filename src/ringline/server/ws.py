@@ -374,7 +374,7 @@ class WsHandler:
             conn, rid,
             {
                 "session": s.token, "resumed": True, "device_id": s.device_id, "user_id": s.user_id,
-                "next_seq": (ack if restored else s.seq) + 1,
+                "next_seq": ack + 1,
                 "heartbeat_interval": hub.settings.heartbeat_interval,
                 "heartbeat_grace": hub.settings.heartbeat_grace,
                 "server_time": time.time(),

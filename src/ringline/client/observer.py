@@ -1,0 +1,165 @@
+"""The observer interface (CALLS.md §4): what the engine tells the app.
+
+Subclass :class:`CallObserver` and override the events you care about, or pass any
+object that has some of these methods (observers are duck-typed). Each method may be
+a plain ``def`` or an ``async def``; the engine calls them one event at a time, in the
+order the server sent the events, and awaits an async handler before the next event.
+A handler may call the engine (``await engine.accept()`` inside ``on_call_received``
+is fine). A handler that raises is logged on the ``ringline.client`` logger and does
+not stop the other observers or later events.
+
+Arguments are passed positionally, in the order below, so a handler may name its
+parameters as it likes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from ringline.core.enums import CallEndReason, MediaType
+from ringline.core.types import CallObserverExtraInfo, NetworkQualityInfo
+
+__all__ = ["EVENT_NAMES", "CallObserver"]
+
+#: Every observer method, in the order of CALLS.md §4.
+EVENT_NAMES: tuple[str, ...] = (
+    "on_error",
+    "on_call_received",
+    "on_call_begin",
+    "on_call_end",
+    "on_call_not_connected",
+    "on_call_cancelled",
+    "on_call_media_type_changed",
+    "on_user_inviting",
+    "on_user_reject",
+    "on_user_no_response",
+    "on_user_line_busy",
+    "on_user_join",
+    "on_user_leave",
+    "on_user_video_available",
+    "on_user_audio_available",
+    "on_user_voice_volume_changed",
+    "on_user_network_quality_changed",
+    "on_kicked_offline",
+    "on_user_sig_expired",
+)
+
+
+class CallObserver:
+    """Base class with a no-op for every event. Override what you need.
+
+    Overrides may be ``async def``; the return type allows both.
+    """
+
+    def on_error(self, code: int, message: str) -> Awaitable[None] | None:
+        """Something failed on this device, e.g. logging back in after a reconnect."""
+        return None
+
+    def on_call_received(
+        self,
+        call_id: str,
+        caller_id: str,
+        callee_id_list: list[str],
+        media_type: MediaType,
+        info: CallObserverExtraInfo,
+    ) -> Awaitable[None] | None:
+        """An invitation rings on this device: call ``accept()``, ``reject()`` or
+        ``ignore()``. ``info.ring_time_left`` says how long it keeps ringing."""
+        return None
+
+    def on_call_begin(
+        self, call_id: str, media_type: MediaType, info: CallObserverExtraInfo
+    ) -> Awaitable[None] | None:
+        """This device's leg connected (after accept, join, or the first callee's accept)."""
+        return None
+
+    def on_call_end(
+        self,
+        call_id: str,
+        media_type: MediaType,
+        reason: CallEndReason,
+        user_id: str,
+        total_time: float,
+        info: CallObserverExtraInfo,
+    ) -> Awaitable[None] | None:
+        """A leg that had begun ended. ``user_id`` ended it; ``total_time`` is seconds
+        since this device's ``on_call_begin``. The terminal event of the call."""
+        return None
+
+    def on_call_not_connected(
+        self,
+        call_id: str,
+        media_type: MediaType,
+        reason: CallEndReason,
+        user_id: str,
+        info: CallObserverExtraInfo,
+    ) -> Awaitable[None] | None:
+        """A leg that never began ended (cancelled, rejected, no answer, busy, answered
+        elsewhere). The terminal event of the call."""
+        return None
+
+    def on_call_cancelled(self, user_id: str) -> Awaitable[None] | None:
+        """Legacy companion of ``on_call_not_connected`` (CALLS.md §5 for ``user_id``)."""
+        return None
+
+    def on_call_media_type_changed(
+        self, old_call_media_type: MediaType, new_call_media_type: MediaType
+    ) -> Awaitable[None] | None:
+        """The whole call switched between audio and video."""
+        return None
+
+    def on_user_inviting(self, user_id: str) -> Awaitable[None] | None:
+        """``user_id`` is being invited to the current call."""
+        return None
+
+    def on_user_reject(self, user_id: str) -> Awaitable[None] | None:
+        """``user_id`` rejected the invitation."""
+        return None
+
+    def on_user_no_response(self, user_id: str) -> Awaitable[None] | None:
+        """``user_id`` did not answer before the ring timeout."""
+        return None
+
+    def on_user_line_busy(self, user_id: str) -> Awaitable[None] | None:
+        """``user_id`` is in another call."""
+        return None
+
+    def on_user_join(self, user_id: str) -> Awaitable[None] | None:
+        """``user_id`` connected to the call (you are connected too)."""
+        return None
+
+    def on_user_leave(self, user_id: str) -> Awaitable[None] | None:
+        """``user_id`` left the call (you are still connected)."""
+        return None
+
+    def on_user_video_available(
+        self, user_id: str, is_video_available: bool
+    ) -> Awaitable[None] | None:
+        """``user_id`` opened or closed the camera."""
+        return None
+
+    def on_user_audio_available(
+        self, user_id: str, is_audio_available: bool
+    ) -> Awaitable[None] | None:
+        """``user_id`` opened or closed the microphone."""
+        return None
+
+    def on_user_voice_volume_changed(self, volume_map: dict[str, int]) -> Awaitable[None] | None:
+        """Periodic volumes, 0..100, by user id."""
+        return None
+
+    def on_user_network_quality_changed(
+        self, network_quality_list: list[NetworkQualityInfo]
+    ) -> Awaitable[None] | None:
+        """Periodic network quality of the members."""
+        return None
+
+    def on_kicked_offline(self) -> Awaitable[None] | None:
+        """Another login of this user pushed this device out. The engine is logged out
+        once the events before the close are delivered; ``init()`` again to come back."""
+        return None
+
+    def on_user_sig_expired(self) -> Awaitable[None] | None:
+        """The user sig expired: mint a new one and pass it to ``renew_user_sig()``
+        within the server's grace period (default 60 s), or the session is closed."""
+        return None
