@@ -1002,11 +1002,17 @@ class Switchboard:
             gm = glare.members[me]
             if gm.state is MemberState.RINGING and glare.caller in callees:
                 # Glare (row 8): the crossing call answers the one ringing here.
+                rest = [u for u in callees if u != glare.caller and u not in glare.members]
+                if len(glare.active_members()) + len(rest) > MAX_MEMBERS:
+                    raise _refuse(
+                        ErrorCode.PARAM_INVALID,
+                        f"a call has at most {MAX_MEMBERS} members; call {glare.call_id}, "
+                        f"which your call answers, has {len(glare.active_members())}",
+                    )
                 log.info("call %s: glare, %s's call becomes an accept", glare.call_id, me)
                 if inp.device_id not in gm.devices:
                     gm.devices.append(inp.device_id)
                 self._accept(glare, gm, inp.device_id, now, out, touched)
-                rest = [u for u in callees if u != glare.caller and u not in glare.members]
                 if rest:
                     self._invite(glare, gm, rest, timeout, now, out, touched)
                 self.result = glare.call_id
@@ -1073,6 +1079,7 @@ class Switchboard:
             prev = call.members.get(u)
             if prev is not None:
                 call.past.append(prev)
+            is_busy = u in self.user_call
             m = Member(
                 user_id=u,
                 role=CallRole.CALLED,
@@ -1080,14 +1087,16 @@ class Switchboard:
                 invite_time=now,
                 invited_by=inviter.user_id,
                 deadline=now + timeout,
-                devices=list(self.user_devices.get(u, [])),
+                # A busy invitee's devices never ring, so they hear nothing of this
+                # call, not even of the other busy invitees (row 7).
+                devices=[] if is_busy else list(self.user_devices.get(u, [])),
                 video=call.media_type is MediaType.VIDEO,
             )
             call.members[u] = m
             call.ever_invited.add(u)
             if u not in call.callees:
                 call.callees.append(u)
-            if u in self.user_call:
+            if is_busy:
                 busy.append(u)
             else:
                 ringing.append(u)
@@ -1111,7 +1120,6 @@ class Switchboard:
         for u in busy:
             log.info("call %s: %s is busy", call.call_id, u)
             m = call.members[u]
-            m.devices = []  # B's current call is untouched; nothing goes to B (row 7)
             self._leave(call, m, CallEndReason.LINE_BUSY, u, now, out, touched)
             if call.phase is CallPhase.ENDED:
                 break

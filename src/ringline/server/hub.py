@@ -162,7 +162,9 @@ class Hub:
                 multi_device=r.multi_device,
                 sig_expires_at=r.sig_expires_at,
                 created_at=r.created_at,
-                last_seen=now,
+                # A second longer than the recovery deadline, so that calls nobody
+                # came back to end as END_BY_SERVER, not as OFFLINE.
+                last_seen=now + 1.0,
                 restored=True,
             )
             self.sessions[s.token] = s
@@ -377,14 +379,24 @@ class Hub:
         return the device's mailbox (terminal events of calls that ended while away)."""
         old = self.by_device.get(s.device_id)
         if old is not None and old is not s:
-            self._drop(old, 4000, "replaced by a new login of the same device")
+            # Same device: what it is owed carries over to the new session.
+            self._drop(old, 4000, "replaced by a new login of the same device", gone=True)
         self.sessions[s.token] = s
         self.by_device[s.device_id] = s
         cutoff = time.time() - self.settings.mailbox_ttl
         return [(n, a) for t, n, a in self.mailbox.pop(s.device_id, []) if t >= cutoff]
 
-    def _drop(self, s: Session, code: int, message: str) -> None:
+    def _drop(self, s: Session, code: int, message: str, *, gone: bool = False) -> None:
         s.closed = True
+        if gone:
+            # Unacknowledged terminal events are still owed to this device (I1).
+            now = time.time()
+            box = self.mailbox.setdefault(s.device_id, [])
+            box.extend((now, n, a) for _, n, a in s.buffer if n in _TERMINAL_EVENTS)
+            del box[:-MAILBOX_MAX]
+            if not box:
+                del self.mailbox[s.device_id]
+            s.buffer.clear()
         self.sessions.pop(s.token, None)
         if self.by_device.get(s.device_id) is s:
             del self.by_device[s.device_id]
@@ -410,7 +422,7 @@ class Hub:
             limit = now - self.settings.heartbeat_grace
             for s in [s for s in self.sessions.values() if s.last_seen < limit]:
                 log.info("device %s of %s: silent for %.1f s, gone", s.device_id, s.user_id, now - s.last_seen)
-                self._drop(s, 4000, "heartbeat lost")
+                self._drop(s, 4000, "heartbeat lost", gone=True)
                 self.submit(m.DeviceGone(s.device_id), writes=[st.DeleteSession(s.token)])
             if now - last_mark >= 1.0:
                 last_mark = now
@@ -422,6 +434,7 @@ class Hub:
 
 
 _CLOSE_MARK = "\x00close:"
+_TERMINAL_EVENTS = frozenset({"on_call_end", "on_call_not_connected", "on_call_cancelled"})
 
 
 def _coalesce(writes: list[st.Write]) -> list[st.Write]:

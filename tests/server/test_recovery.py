@@ -1,0 +1,163 @@
+"""Crashes and losses: server SIGKILL/SIGTERM and restart, client SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from rawclient import Raw
+from serverproc import SDK_APP_ID, ServerProcess, unique
+
+
+def _record(data_dir: Path, call_id: str) -> tuple[str, float, float, float] | None:
+    db = sqlite3.connect(f"file:{data_dir / 'ringline.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT result, start_time, accept_time, end_time FROM calls WHERE call_id = ?", (call_id,)
+        ).fetchone()
+    finally:
+        db.close()
+    return None if row is None else (str(row[0]), float(row[1]), float(row[2]), float(row[3]))
+
+
+async def _connected(srv: ServerProcess) -> tuple[Raw, Raw, str, str, str]:
+    a, b = await Raw(srv).connect(), await Raw(srv).connect()
+    ua, ub = unique("a"), unique("b")
+    await a.login(ua)
+    await b.login(ub)
+    cid = (await a.ok("calls", user_ids=[ub], media_type=2))["call_id"]
+    await b.event("on_call_received", call_id=cid)
+    await b.ok("accept", call_id=cid)
+    await a.event("on_call_begin", call_id=cid)
+    await b.event("on_call_begin", call_id=cid)
+    return a, b, ua, ub, cid
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sigterm"])
+async def test_call_survives_a_server_restart_when_devices_come_back(tmp_path: Path, how: str) -> None:
+    srv = ServerProcess(tmp_path, heartbeat_grace=6.0).start()
+    try:
+        a, b, ua, ub, cid = await _connected(srv)
+        acks = (a.last_seq, b.last_seq)
+        sessions = (a.session, b.session)
+        if how == "sigkill":
+            srv.kill()
+        else:
+            assert srv.stop() == 0
+        await a.close()
+        await b.close()
+        srv.start()
+        a2, b2 = Raw(srv), Raw(srv)
+        await a2.connect()
+        await b2.connect()
+        ra = await a2.ok("resume", v=1, session=sessions[0], ack=acks[0])
+        await b2.ok("resume", v=1, session=sessions[1], ack=acks[1])
+        assert ra["next_seq"] == acks[0] + 1
+        state = (await a2.ok("get_state"))["call"]
+        assert state["call_id"] == cid and state["status"] == 2
+        await a2.ok("hangup", call_id=cid)
+        await b2.event("on_user_leave", call_id=cid, user_id=ua)
+        end = await b2.event("on_call_end", call_id=cid)
+        assert end["args"]["reason"] == 1
+        assert end["seq"] > acks[1]  # numbering continues where the client left off
+        rec = _record(tmp_path, cid)
+        assert rec is not None and rec[0] == "NormalEnd" and rec[2] > 0
+        await a2.close()
+        await b2.close()
+    finally:
+        srv.kill()
+
+
+async def test_calls_nobody_returns_to_end_as_end_by_server_at_the_last_known_time(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path, heartbeat_grace=1.5).start()
+    try:
+        a, b, ua, ub, cid = await _connected(srv)
+        killed_at = time.time()
+        srv.kill()
+        await a.close()
+        await b.close()
+        srv.start()
+        # Nobody resumes. B comes back much later with a fresh login of the same device.
+        b2 = Raw(srv)
+        await b2.connect()
+        deadline = time.monotonic() + 10
+        rec = None
+        while rec is None and time.monotonic() < deadline:
+            rec = _record(tmp_path, cid)
+            if rec is None:
+                await asyncio.sleep(0.2)  # polling a database file: no event to await
+        assert rec is not None, "no record after the recovery deadline"
+        result, start, accept, end = rec
+        assert result == "EndByServer"
+        assert accept > 0 and start <= accept <= end <= killed_at + 0.01
+        assert killed_at - end < 2.0  # the server marks itself alive every second
+        # The device, logging in afresh instead of resuming, still gets its end.
+        await b2.login(ub)
+        ev = await b2.event("on_call_end", call_id=cid)
+        assert ev["args"]["reason"] == 9
+        await b2.close()
+    finally:
+        srv.kill()
+
+
+_CLIENT = textwrap.dedent(
+    """
+    import asyncio, json, sys, aiohttp
+    url, app, user, sig = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    async def main():
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(url + "/v1/ws")
+            await ws.send_str(json.dumps({"id": 1, "op": "login", "sdk_app_id": app,
+                "user_id": user, "user_sig": sig, "device_id": user + "-proc"}))
+            async def ping():
+                while True:
+                    await ws.send_str(json.dumps({"op": "ping"}))
+                    await asyncio.sleep(0.3)
+            task = asyncio.create_task(ping())
+            async for msg in ws:
+                f = json.loads(msg.data)
+                if f.get("ev") == "on_call_received":
+                    await ws.send_str(json.dumps({"id": 2, "op": "accept", "call_id": f["args"]["call_id"]}))
+                if f.get("ev") == "on_call_begin":
+                    print("begun", flush=True)
+            task.cancel()
+    asyncio.run(main())
+    """
+)
+
+
+async def test_client_process_killed_with_sigkill_leaves_the_call_offline(
+    server: ServerProcess,
+) -> None:
+    a = Raw(server)
+    ua, ub = unique("a"), unique("b")
+    await a.login(ua)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CLIENT, server.url, str(SDK_APP_ID), ub, server.sig(ub)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        # B may not be logged in yet: the invitation waits for it (row 1).
+        cid = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+        await a.event("on_call_begin", call_id=cid, timeout=15)
+        assert proc.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
+        assert line.strip() == b"begun"
+        proc.kill()
+        proc.wait()
+        await a.event("on_user_leave", call_id=cid, user_id=ub, timeout=8)
+        end = (await a.event("on_call_end", call_id=cid))["args"]
+        assert end["reason"] == 4 and end["user_id"] == ub
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        await a.close()
