@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serverproc import ServerProcess  # noqa: E402
+from serverproc import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,9 @@ class Raw:
                 return
             await asyncio.sleep(self.heartbeat)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse, closed: asyncio.Future[tuple[int | None, str]]) -> None:
+    async def _read(
+        self, ws: aiohttp.ClientWebSocketResponse, closed: asyncio.Future[tuple[int | None, str]]
+    ) -> None:
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
@@ -87,13 +89,18 @@ class Raw:
         assert r["ok"], r
         return dict(r["result"])
 
-    async def login(self, user_id: str, *, device_id: str = "", multi_device: bool = False,
-                    expire: int = 86400) -> dict[str, Any]:
+    async def login(
+        self, user_id: str, *, device_id: str = "", multi_device: bool = False, expire: int = 86400
+    ) -> dict[str, Any]:
         if self.ws is None:
             await self.connect()
         res = await self.ok(
-            "login", v=1, sdk_app_id=SDK_APP_ID, user_id=user_id,
-            user_sig=self.srv.sig(user_id, expire), device_id=device_id or user_id + "-dev",
+            "login",
+            v=1,
+            sdk_app_id=SDK_APP_ID,
+            user_id=user_id,
+            user_sig=self.srv.sig(user_id, expire),
+            device_id=device_id or user_id + "-dev",
             multi_device=multi_device,
         )
         self.session = res["session"]

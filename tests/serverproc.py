@@ -35,20 +35,41 @@ def unique(prefix: str) -> str:
 class ServerProcess:
     """Starts ``ringline serve`` on a free port; :meth:`stop` (SIGTERM) or :meth:`kill`."""
 
-    def __init__(self, data_dir: Path, *, db: str = "", heartbeat_interval: float = 0.5,
-                 heartbeat_grace: float = 2.0, sig_grace: float = 2.0, port: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        db: str = "",
+        heartbeat_interval: float = 0.5,
+        heartbeat_grace: float = 2.0,
+        sig_grace: float = 2.0,
+        port: int = 0,
+    ) -> None:
         self.data_dir = data_dir
         self.db = db
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [
-            sys.executable, "-m", "ringline.cli", "serve",
-            "--data-dir", str(data_dir), "--port", str(self.port),
-            "--sdk-app-id", str(SDK_APP_ID), "--secret-key", SECRET,
-            "--heartbeat-interval", str(heartbeat_interval),
-            "--heartbeat-grace", str(heartbeat_grace),
-            "--sig-grace", str(sig_grace),
-            "--log-level", "WARNING",
+            sys.executable,
+            "-m",
+            "ringline.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(self.port),
+            "--sdk-app-id",
+            str(SDK_APP_ID),
+            "--secret-key",
+            SECRET,
+            "--heartbeat-interval",
+            str(heartbeat_interval),
+            "--heartbeat-grace",
+            str(heartbeat_grace),
+            "--sig-grace",
+            str(sig_grace),
+            "--log-level",
+            "WARNING",
         ]
         if db:
             self.args += ["--db", db]
@@ -63,10 +84,9 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return self
             time.sleep(0.05)  # polling a starting process: there is no event to await
         raise RuntimeError(f"server did not start in {timeout}s: {self.log()}")
 

@@ -26,25 +26,55 @@ def _parser() -> argparse.ArgumentParser:
     d = Settings()
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--data-dir", default=_env("data_dir", d.data_dir), help="folder for the SQLite store and app.json (default ./ringline-data)")
-        sp.add_argument("--sdk-app-id", type=int, default=int(_env("sdk_app_id", "0")), help="app id (default: generated once, kept in the data folder)")
-        sp.add_argument("--secret-key", default=_env("secret_key", ""), help="secret key for user sigs (default: generated once, kept in the data folder)")
+        sp.add_argument(
+            "--data-dir",
+            default=_env("data_dir", d.data_dir),
+            help="folder for the SQLite store and app.json (default ./ringline-data)",
+        )
+        sp.add_argument(
+            "--sdk-app-id",
+            type=int,
+            default=int(_env("sdk_app_id", "0")),
+            help="app id (default: generated once, kept in the data folder)",
+        )
+        sp.add_argument(
+            "--secret-key",
+            default=_env("secret_key", ""),
+            help="secret key for user sigs (default: generated once, kept in the data folder)",
+        )
 
     s = sub.add_parser("serve", help="run the call server")
     common(s)
     s.add_argument("--host", default=_env("host", d.host))
     s.add_argument("--port", type=int, default=int(_env("port", str(d.port))))
-    s.add_argument("--db", default=_env("db", ""), help="store URL: sqlite:///path or postgresql://user@host/db (default: SQLite in the data folder)")
+    s.add_argument(
+        "--db",
+        default=_env("db", ""),
+        help="store URL: sqlite:///path or postgresql://user@host/db (default: SQLite in the data folder)",
+    )
     s.add_argument("--admin-identifier", default=_env("admin_identifier", d.admin_identifier))
-    s.add_argument("--heartbeat-interval", type=float, default=float(_env("heartbeat_interval", str(d.heartbeat_interval))))
-    s.add_argument("--heartbeat-grace", type=float, default=float(_env("heartbeat_grace", str(d.heartbeat_grace))))
-    s.add_argument("--sig-grace", type=float, default=float(_env("sig_grace", str(d.sig_grace))), help="seconds a device may stay after its sig expired (default 60)")
+    s.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=float(_env("heartbeat_interval", str(d.heartbeat_interval))),
+    )
+    s.add_argument(
+        "--heartbeat-grace", type=float, default=float(_env("heartbeat_grace", str(d.heartbeat_grace)))
+    )
+    s.add_argument(
+        "--sig-grace",
+        type=float,
+        default=float(_env("sig_grace", str(d.sig_grace))),
+        help="seconds a device may stay after its sig expired (default 60)",
+    )
     s.add_argument("--log-level", default=_env("log_level", d.log_level))
 
     u = sub.add_parser("usersig", help="print a user sig for the configured app")
     common(u)
     u.add_argument("user_id")
-    u.add_argument("--expire", type=int, default=DEFAULT_EXPIRE, help="validity in seconds (default 180 days)")
+    u.add_argument(
+        "--expire", type=int, default=DEFAULT_EXPIRE, help="validity in seconds (default 180 days)"
+    )
     return p
 
 
@@ -52,9 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
     if args.cmd == "usersig":
-        print(gen_user_sig(ident.sdk_app_id, ident.secret_key, args.user_id, args.expire, now=int(time.time())))
+        print(
+            gen_user_sig(ident.sdk_app_id, ident.secret_key, args.user_id, args.expire, now=int(time.time()))
+        )
         return 0
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     settings = Settings(
         host=args.host,
         port=args.port,
@@ -70,7 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"Ringline on http://{settings.host}:{settings.port}  app {ident.sdk_app_id}"
-        + (" (new app id and secret key kept in " + os.path.join(args.data_dir, "app.json") + ")" if ident.generated else ""),
+        + (
+            " (new app id and secret key kept in " + os.path.join(args.data_dir, "app.json") + ")"
+            if ident.generated
+            else ""
+        ),
         file=sys.stderr,
     )
     print(f"Mint a user sig with: ringline usersig USER_ID --data-dir {args.data_dir}", file=sys.stderr)

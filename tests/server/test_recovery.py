@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from rawclient import Raw
 from serverproc import SDK_APP_ID, ServerProcess, unique
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from rawclient import Raw
-from serverproc import SDK_APP_ID, ServerProcess, unique
 
+from rawclient import Raw
 from ringline.core.usersig import gen_user_sig
+from serverproc import SDK_APP_ID, ServerProcess, unique
 
 
 @pytest.fixture
@@ -161,7 +161,9 @@ async def test_resume_replays_missed_pushes_in_order_exactly_once(
     seqs = [e["seq"] for e in b2.events]
     assert seqs == list(range(acked + 1, acked + 1 + len(seqs)))
     assert [e["ev"] for e in b2.events] == [
-        "on_user_audio_available", "on_user_leave", "on_call_end",
+        "on_user_audio_available",
+        "on_user_leave",
+        "on_call_end",
     ]
     end = b2.events[-1]["args"]
     assert end["reason"] == 1 and end["user_id"] == ua
@@ -302,7 +304,9 @@ async def test_ephemeral_call_leaves_no_record(server: ServerProcess, clients: l
         db.close()
 
 
-async def _admin(server: ServerProcess, command: str, body: dict[str, Any], *, ident: str = "administrator") -> dict[str, Any]:
+async def _admin(
+    server: ServerProcess, command: str, body: dict[str, Any], *, ident: str = "administrator"
+) -> dict[str, Any]:
     q = f"sdkappid={SDK_APP_ID}&identifier={ident}&usersig={server.sig(ident)}&random=1&contenttype=json"
     async with aiohttp.ClientSession() as http, http.post(f"{server.url}/v4/{command}?{q}", json=body) as r:
         assert r.status == 200
@@ -338,8 +342,11 @@ async def test_chat_group_members_may_join_and_strangers_may_not(
     for cl, u in ((a, ua), (b, ub), (c, uc), (d, ud)):
         await cl.login(u)
     gid = unique("grp")
-    res = await _admin(server, "group_open_http_svc/create_group",
-                       {"GroupId": gid, "MemberList": [{"Member_Account": u} for u in (ua, ub, uc)]})
+    res = await _admin(
+        server,
+        "group_open_http_svc/create_group",
+        {"GroupId": gid, "MemberList": [{"Member_Account": u} for u in (ua, ub, uc)]},
+    )
     assert res["ActionStatus"] == "OK", res
     cid = (await a.ok("calls", user_ids=[ub], media_type=1, params={"chat_group_id": gid}))["call_id"]
     await b.ok("accept", call_id=cid)
@@ -347,7 +354,7 @@ async def test_chat_group_members_may_join_and_strangers_may_not(
     await c.event("on_call_begin", call_id=cid)
     joined = {(await c.event("on_user_join", call_id=cid))["args"]["user_id"] for _ in range(2)}
     assert joined == {ua, ub}
-    assert (await a.event("on_user_join", call_id=cid, user_id=uc))
+    assert await a.event("on_user_join", call_id=cid, user_id=uc)
     r = await d.request("join", call_id=cid)
     assert r["code"] == -1206
 

@@ -9,7 +9,7 @@ so billable seconds are the sum of ``leave_time - accept_time`` over accepted st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .enums import CallEndReason, CallResultType, CallRole, CallScene, MediaType
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class CallResult(str, Enum):
+class CallResult(StrEnum):
     """The v4 ``CallResult`` of a whole call."""
 
     CANCEL = "Cancel"
@@ -152,9 +152,7 @@ class CallRecord:
         return list(seen)
 
 
-def call_result_for(
-    *, ever_connected: bool, end_reason: CallEndReason
-) -> CallResult:
+def call_result_for(*, ever_connected: bool, end_reason: CallEndReason) -> CallResult:
     """The v4 ``CallResult`` of a call from whether it connected and why it ended."""
     if end_reason is CallEndReason.END_BY_SERVER:
         return CallResult.END_BY_SERVER

@@ -61,11 +61,11 @@ def load_identity(data_dir: str, sdk_app_id: int = 0, secret_key: str = "") -> A
         app_id = app_id or 1400000000 + secrets.randbelow(99_999_999)
         key = key or secrets.token_hex(32)
         generated = True
-    if generated or stored.get("sdk_app_id") != app_id or stored.get("secret_key") != key:
-        if generated or not stored:
-            Path(data_dir).mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"sdk_app_id": app_id, "secret_key": key}), "utf-8")
-            os.chmod(tmp, 0o600)
-            tmp.replace(path)
+    if generated or not stored:
+        # Kept so that later starts and `ringline usersig` use the same identity.
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"sdk_app_id": app_id, "secret_key": key}), "utf-8")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
     return AppIdentity(app_id, key, generated)

@@ -178,7 +178,9 @@ class Hub:
             log.warning(
                 "restored %d live calls and %d sessions; calls whose devices do not "
                 "come back within %.0f s end as END_BY_SERVER",
-                len(live), len(rows), self.settings.heartbeat_grace,
+                len(live),
+                len(rows),
+                self.settings.heartbeat_grace,
             )
             self._arm(("recovery", str(last_known)), now + self.settings.heartbeat_grace)
         self._tasks.append(asyncio.create_task(self._flusher(), name="ringline-flusher"))
@@ -421,7 +423,9 @@ class Hub:
             now = time.time()
             limit = now - self.settings.heartbeat_grace
             for s in [s for s in self.sessions.values() if s.last_seen < limit]:
-                log.info("device %s of %s: silent for %.1f s, gone", s.device_id, s.user_id, now - s.last_seen)
+                log.info(
+                    "device %s of %s: silent for %.1f s, gone", s.device_id, s.user_id, now - s.last_seen
+                )
                 self._drop(s, 4000, "heartbeat lost", gone=True)
                 self.submit(m.DeviceGone(s.device_id), writes=[st.DeleteSession(s.token)])
             if now - last_mark >= 1.0:

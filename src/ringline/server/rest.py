@@ -45,7 +45,9 @@ class _Fail(Exception):
         self.info = info
 
 
-def _envelope(request_id: str, response: dict[str, Any] | None = None, code: int = 0, info: str = "") -> web.Response:
+def _envelope(
+    request_id: str, response: dict[str, Any] | None = None, code: int = 0, info: str = ""
+) -> web.Response:
     body: dict[str, Any] = {
         "ActionStatus": "OK" if code == 0 else "FAIL",
         "ErrorCode": code,
@@ -109,11 +111,15 @@ class AdminApi:
         ident = q.get("identifier", "")
         sig = q.get("usersig", "")
         if ident != self.admin:
-            raise _Fail(E_NOT_ADMIN, f"identifier {ident!r} is not the admin identifier; sign as {self.admin!r}")
+            raise _Fail(
+                E_NOT_ADMIN, f"identifier {ident!r} is not the admin identifier; sign as {self.admin!r}"
+            )
         if app_id != self.sdk_app_id:
             raise _Fail(E_BAD_SIG, f"this server serves sdkappid {self.sdk_app_id}, not {app_id}")
         try:
-            verify_user_sig(sig, sdk_app_id=app_id, user_id=ident, secret_key=self.secret_key, now=time.time())
+            verify_user_sig(
+                sig, sdk_app_id=app_id, user_id=ident, secret_key=self.secret_key, now=time.time()
+            )
         except UserSigError as e:
             raise _Fail(e.code, e.message) from None
 
@@ -122,7 +128,7 @@ class AdminApi:
     @staticmethod
     def _field(body: dict[str, Any], key: str, typ: type) -> Any:
         v = body.get(key)
-        if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
+        if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
             raise _Fail(E_BAD_FIELD, f"field {key} is missing or not a {typ.__name__}")
         return v
 

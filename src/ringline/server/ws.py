@@ -89,9 +89,7 @@ def _params(d: dict[str, Any]) -> CallParams:
     if room is not None:
         if not isinstance(room, dict):
             raise BadParam("params.room_id must be {int_room_id, str_room_id}")
-        room_id = RoomId(
-            _get(room, "int_room_id", int, 0), _str(room, "str_room_id", "", max_len=64)
-        )
+        room_id = RoomId(_get(room, "int_room_id", int, 0), _str(room, "str_room_id", "", max_len=64))
     push = p.get("offline_push_info")
     push_info = None
     if isinstance(push, dict):
@@ -171,7 +169,12 @@ class WsHandler:
                 if msg.type is WSMsgType.TEXT:
                     self._frame(conn, msg.data)
                 elif msg.type is WSMsgType.BINARY:
-                    self._error(conn, None, ErrorCode.MALFORMED_FRAME, "binary frames are not used; send JSON text frames")
+                    self._error(
+                        conn,
+                        None,
+                        ErrorCode.MALFORMED_FRAME,
+                        "binary frames are not used; send JSON text frames",
+                    )
                 elif msg.type is WSMsgType.ERROR:
                     break
                 if ws.closed:
@@ -199,7 +202,7 @@ class WsHandler:
                     q.clear()
                     for text in frames:
                         if text.startswith(_CLOSE_MARK):
-                            info = json.loads(text[len(_CLOSE_MARK):])
+                            info = json.loads(text[len(_CLOSE_MARK) :])
                             await ws.close(code=info["code"], message=info["message"][:120].encode())
                             return
                         await ws.send_str(text)
@@ -216,9 +219,7 @@ class WsHandler:
         self._send(conn, _dumps({"re": rid, "ok": True, "result": result}))
 
     def _error(self, conn: _Conn, rid: int | None, code: int, message: str) -> None:
-        self._send(
-            conn, _dumps({"re": rid, "ok": False, "code": int(code), "message": message})
-        )
+        self._send(conn, _dumps({"re": rid, "ok": False, "code": int(code), "message": message}))
 
     def _frame(self, conn: _Conn, data: str) -> None:
         now = time.monotonic()
@@ -239,14 +240,21 @@ class WsHandler:
         conn.allowance -= 1.0
         if len(data) > self.max_frame:
             self._error(
-                conn, None, ErrorCode.FRAME_TOO_LARGE,
+                conn,
+                None,
+                ErrorCode.FRAME_TOO_LARGE,
                 f"frame of {len(data)} bytes; the limit is {self.max_frame}",
             )
             return
         try:
             req = json.loads(data)
         except ValueError:
-            self._error(conn, None, ErrorCode.MALFORMED_FRAME, "frame is not valid JSON; send one JSON object per text frame")
+            self._error(
+                conn,
+                None,
+                ErrorCode.MALFORMED_FRAME,
+                "frame is not valid JSON; send one JSON object per text frame",
+            )
             return
         if not isinstance(req, dict):
             self._error(conn, None, ErrorCode.MALFORMED_FRAME, "frame must be a JSON object")
@@ -272,9 +280,13 @@ class WsHandler:
                 return
             handler = self._ops.get(op)
             if handler is None:
-                raise LocalCallError(ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; see docs/protocol.md for the list")
+                raise LocalCallError(
+                    ErrorCode.UNKNOWN_OP, f"unknown op {op!r}; see docs/protocol.md for the list"
+                )
             if conn.session is None:
-                raise LocalCallError(ErrorCode.NOT_LOGGED_IN, "log in first: send a 'login' or 'resume' request")
+                raise LocalCallError(
+                    ErrorCode.NOT_LOGGED_IN, "log in first: send a 'login' or 'resume' request"
+                )
             if rid is None:
                 raise LocalCallError(ErrorCode.MALFORMED_FRAME, f"request '{op}' needs an integer 'id'")
             handler(conn, rid, req)
@@ -307,10 +319,17 @@ class WsHandler:
         if not m.valid_user_id(user_id):
             raise BadParam("user_id must be 1-32 chars of [A-Za-z0-9_-]")
         if app_id != self.sdk_app_id:
-            self._close_after_error(conn, rid, ErrorCode.SIG_APP_MISMATCH, f"this server serves sdk_app_id {self.sdk_app_id}, not {app_id}")
+            self._close_after_error(
+                conn,
+                rid,
+                ErrorCode.SIG_APP_MISMATCH,
+                f"this server serves sdk_app_id {self.sdk_app_id}, not {app_id}",
+            )
             return
         try:
-            info = verify_user_sig(sig, sdk_app_id=app_id, user_id=user_id, secret_key=self.secret_key, now=time.time())
+            info = verify_user_sig(
+                sig, sdk_app_id=app_id, user_id=user_id, secret_key=self.secret_key, now=time.time()
+            )
         except UserSigError as e:
             self._close_after_error(conn, rid, e.code, e.message)
             return
@@ -371,9 +390,13 @@ class WsHandler:
             task.add_done_callback(_background.discard)
         restored = s.restored
         self._reply(
-            conn, rid,
+            conn,
+            rid,
             {
-                "session": s.token, "resumed": True, "device_id": s.device_id, "user_id": s.user_id,
+                "session": s.token,
+                "resumed": True,
+                "device_id": s.device_id,
+                "user_id": s.user_id,
                 "next_seq": ack + 1,
                 "heartbeat_interval": hub.settings.heartbeat_interval,
                 "heartbeat_grace": hub.settings.heartbeat_grace,
@@ -419,17 +442,25 @@ class WsHandler:
 
     def _op_calls(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
         inp = m.PlaceCall(
-            self._dev(conn), _ids(req, "user_ids"), _media(req), _params(req),
-            new_call_id=_uuid(), new_room_id=_room(),
+            self._dev(conn),
+            _ids(req, "user_ids"),
+            _media(req),
+            _params(req),
+            new_call_id=_uuid(),
+            new_room_id=_room(),
         )
         self._run(conn, rid, inp, lambda v: {"call_id": v})
 
     def _op_invite(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
-        inp = m.InviteUser(self._dev(conn), _str(req, "call_id", max_len=64), _ids(req, "user_ids"), _params(req))
+        inp = m.InviteUser(
+            self._dev(conn), _str(req, "call_id", max_len=64), _ids(req, "user_ids"), _params(req)
+        )
         self._run(conn, rid, inp, lambda v: {"user_ids": list(v or [])})
 
     def _op_switch(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
-        self._run(conn, rid, m.SwitchMediaType(self._dev(conn), _str(req, "call_id", max_len=64), _media(req)))
+        self._run(
+            conn, rid, m.SwitchMediaType(self._dev(conn), _str(req, "call_id", max_len=64), _media(req))
+        )
 
     def _op_self_info(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
         inp = m.SetSelfInfo(self._dev(conn), _str(req, "nickname", "", 2000), _str(req, "avatar", "", 4096))
@@ -450,7 +481,9 @@ class WsHandler:
         s = conn.session
         assert s is not None
         sig = _str(req, "user_sig", max_len=8192)
-        info = verify_user_sig(sig, sdk_app_id=self.sdk_app_id, user_id=s.user_id, secret_key=self.secret_key, now=time.time())
+        info = verify_user_sig(
+            sig, sdk_app_id=self.sdk_app_id, user_id=s.user_id, secret_key=self.secret_key, now=time.time()
+        )
         s.sig_expires_at = float(info.expires_at)
         self.hub.submit(
             m.RenewSig(s.device_id, s.sig_expires_at),
@@ -500,7 +533,6 @@ class WsHandler:
             st.HideUserCalls(s.user_id, tuple(ids)),
             lambda: self._reply(conn, rid, {"deleted": list(ids)}),
         )
-
 
 
 _background: set[asyncio.Task[Any]] = set()
