@@ -413,9 +413,7 @@ async def test_a_failing_batch_does_not_fail_concurrent_batches(store: Store) ->
 
 async def test_finish_call_is_idempotent_and_deletes_the_live_snapshot(store: Store) -> None:
     rec = make_record("c-1", start=T0, callees=("bob",), outcome="no_answer")
-    await store.apply(
-        [SaveLiveCall("c-1", '{"state":"ringing"}', T0), SaveLiveCall("c-2", "{}", T0)]
-    )
+    await store.apply([SaveLiveCall("c-1", '{"state":"ringing"}', T0), SaveLiveCall("c-2", "{}", T0)])
     await store.apply([finish(rec)])
     assert [c for c, _, _ in await store.load_live_calls()] == ["c-2"]
     assert await store.get_record("c-1") == rec
@@ -640,9 +638,7 @@ async def test_query_records_paging_and_filters_over_10000_records(store: Store)
         (
             {"call_type": "MultiCall", "results": ["NormalEnd"], "start_time": lo, "end_time": hi},
             lambda r: (
-                r.call_type == "MultiCall"
-                and r.result is CallResult.NORMAL_END
-                and lo <= r.start_time <= hi
+                r.call_type == "MultiCall" and r.result is CallResult.NORMAL_END and lo <= r.start_time <= hi
             ),
         ),
         ({"results": ["EndByServer"]}, lambda r: False),
@@ -679,9 +675,7 @@ async def test_sessions_save_replace_and_delete(store: Store) -> None:
 
 
 async def test_groups_replace_and_delete(store: Store) -> None:
-    await store.apply(
-        [SetGroupMembers("g-1", ("carol", "alice", "bob")), SetGroupMembers("g-2", ("x",))]
-    )
+    await store.apply([SetGroupMembers("g-1", ("carol", "alice", "bob")), SetGroupMembers("g-2", ("x",))])
     assert await store.load_groups() == {"g-1": ("carol", "alice", "bob"), "g-2": ("x",)}
     await store.apply([SetGroupMembers("g-1", ("bob", "dave", "bob")), SetGroupMembers("g-2", ())])
     assert await store.load_groups() == {"g-1": ("bob", "dave")}
@@ -853,3 +847,27 @@ async def test_sqlite_unopenable_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="cannot open SQLite database"):
         await s.open()
     await s.close()
+
+
+async def test_sqlite_locked_database_fails_the_round_then_recovers(tmp_path: Path) -> None:
+    """Another process holding the write lock past the busy timeout fails every batch of
+    the round with OperationalError (not one retry per batch); once the lock is released
+    the store writes again."""
+    import sqlite3
+
+    path = str(tmp_path / "locked.db")
+    s = SqliteStore(path, busy_timeout=0.2)
+    await s.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        outcomes = await asyncio.gather(
+            *(s.apply([SaveLiveCall(f"c-{i}", "{}", T0)]) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes), outcomes
+        other.execute("ROLLBACK")
+        await s.apply([SaveLiveCall("c-ok", "{}", T0)])
+        assert [c for c, _, _ in await s.load_live_calls()] == ["c-ok"]
+    finally:
+        other.close()
+        await s.close()

@@ -287,23 +287,48 @@ class Hub:
                 continue
             batches = list(self._pending)
             self._pending.clear()
-            writes = _coalesce([w for b in batches for w in b.writes])
-            delay = 0.05
-            while writes:
-                try:
-                    await self.store.apply(writes)
-                    self.stats["writes"] += len(writes)
-                    break
-                except Exception:
-                    # Durability first: hold the events until the store takes them.
-                    log.exception("store write failed; retrying in %.2f s", delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+            await self._persist(batches)
             self.stats["batches"] += 1
             for b in batches:
                 self._run_batch(b)
             if not self._pending:
                 self._idle.set()
+
+    async def _persist(self, batches: list[_Batch]) -> None:
+        """Make the writes of ``batches`` durable, in one transaction if possible.
+
+        If the store refuses, retry; after three failures, if the store still takes
+        a trivial write, try each batch alone: a batch it keeps refusing is poison (logged and
+        dropped, so it cannot stall everyone). If the store takes nothing at all it
+        is down: keep retrying with backoff, holding all events (durability first).
+        """
+        writes = _coalesce([w for b in batches for w in b.writes])
+        delay = 0.05
+        failures = 0
+        while writes:
+            try:
+                await self.store.apply(writes)
+                self.stats["writes"] += len(writes)
+                return
+            except Exception:
+                failures += 1
+                log.exception("store write failed (%d); retrying in %.2f s", failures, delay)
+            if failures >= 3 and await self._store_alive():
+                for b in batches:
+                    try:
+                        await self.store.apply(_coalesce(b.writes))
+                    except Exception:
+                        log.error("dropping writes the store refuses: %r", b.writes)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _store_alive(self) -> bool:
+        try:
+            await self.store.apply([st.MarkAlive(time.time())])
+        except Exception:
+            return False
+        return True
 
     def _run_batch(self, batch: _Batch) -> None:
         if batch.respond is not None:

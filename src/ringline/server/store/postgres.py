@@ -6,10 +6,11 @@ only by :meth:`PostgresStore.open`, so this module imports without it).
 Writes use the same group commit as the SQLite store (:class:`.sqlite.GroupCommitter`):
 one commit round at a time, on one pooled connection; batches that arrive meanwhile are
 merged into the next round's single transaction, and if that transaction fails every
-batch is retried alone, so a bad batch fails only its own caller. Consecutive writes of
-one type go out as one pipelined ``executemany``. Reads use other pooled connections and
-run concurrently with writes; ``query_records`` reads its count and its page in one
-REPEATABLE READ snapshot.
+batch is retried alone, so a bad batch fails only its own caller (unless the connection
+itself was lost: then every batch of the round fails with that error). Consecutive
+writes of one type go out as one pipelined ``executemany``. Reads use other pooled
+connections and run concurrently with writes; ``query_records`` reads its count and its
+page in one REPEATABLE READ snapshot.
 
 The tables live in the first schema of the connection's ``search_path``; to put them in
 their own schema, add ``?search_path=myschema`` to the DSN (asyncpg passes unknown DSN
@@ -87,8 +88,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 PRIMARY KEY (user_id, call_id)
             )
             """,
-            "CREATE INDEX user_calls_by_start"
-            " ON user_calls (user_id, start_time DESC, call_id DESC)",
+            "CREATE INDEX user_calls_by_start ON user_calls (user_id, start_time DESC, call_id DESC)",
             "CREATE INDEX user_calls_by_call ON user_calls (call_id)",
             """
             CREATE TABLE live_calls (
@@ -190,9 +190,7 @@ def _redact(dsn: str) -> str:
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
     query = "&".join(
-        "password=***" if q.lower().startswith("password=") else q
-        for q in parts.query.split("&")
-        if q
+        "password=***" if q.lower().startswith("password=") else q for q in parts.query.split("&") if q
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
@@ -237,9 +235,7 @@ class PostgresStore:
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
         if min_size < 0 or max_size < 1 or min_size > max_size:
-            raise ValueError(
-                f"need 0 <= min_size <= max_size, max_size >= 1 (got {min_size}, {max_size})"
-            )
+            raise ValueError(f"need 0 <= min_size <= max_size, max_size >= 1 (got {min_size}, {max_size})")
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
@@ -274,21 +270,23 @@ class PostgresStore:
             raise RuntimeError(f"the PostgreSQL store needs asyncpg: {_INSTALL_HINT}") from exc
         self._state = "opening"
         try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=self._min_size, max_size=self._max_size
-            )
+            pool = await asyncpg.create_pool(self._dsn, min_size=self._min_size, max_size=self._max_size)
         except Exception as exc:
             self._state = "closed"
-            raise RuntimeError(
-                f"cannot connect to PostgreSQL at {_redact(self._dsn)}: {exc}"
-            ) from exc
+            raise RuntimeError(f"cannot connect to PostgreSQL at {_redact(self._dsn)}: {exc}") from exc
+        if self._state != "opening":  # close() ran meanwhile
+            await pool.close()
+            raise RuntimeError("PostgresStore was closed while it was opening")
+        self._pool = pool
         try:
             await self._migrate()
         except BaseException:
             self._state = "closed"
-            pool, self._pool = self._pool, None
+            self._pool = None
             await pool.close()
             raise
+        if self._state != "opening":
+            raise RuntimeError("PostgresStore was closed while it was opening")
         self._state = "open"
 
     async def close(self) -> None:
@@ -317,8 +315,7 @@ class PostgresStore:
             # Serialise concurrent openers of the same schema (CREATE TABLE IF NOT
             # EXISTS is not safe against a concurrent creator).
             await conn.execute(
-                "SELECT pg_advisory_xact_lock("
-                "hashtext('ringline.schema:' || coalesce(current_schema(), '')))"
+                "SELECT pg_advisory_xact_lock(hashtext('ringline.schema:' || coalesce(current_schema(), '')))"
             )
             exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
             if not exists:
@@ -327,9 +324,7 @@ class PostgresStore:
                     " version INTEGER NOT NULL PRIMARY KEY,"
                     " applied_at DOUBLE PRECISION NOT NULL)"
                 )
-            current = int(
-                await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
-            )
+            current = int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
             if current > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"the database schema is version {current}, newer than this Ringline"
@@ -349,8 +344,7 @@ class PostgresStore:
     def _check_open(self) -> None:
         if self._state != "open":
             raise RuntimeError(
-                f"PostgresStore is {self._state}: await open() first,"
-                " and do not use it after close()"
+                f"PostgresStore is {self._state}: await open() first, and do not use it after close()"
             )
 
     # ---------------------------------------------------------------- writes
@@ -381,15 +375,15 @@ class PostgresStore:
             except Exception:  # the outcome is already known; the pool replaces the conn
                 _log.warning("releasing a PostgreSQL connection failed", exc_info=True)
 
-    async def _commit_on(
-        self, conn: Any, batches: list[tuple[Write, ...]]
-    ) -> list[BaseException | None]:
+    async def _commit_on(self, conn: Any, batches: list[tuple[Write, ...]]) -> list[BaseException | None]:
         if len(batches) > 1:
             try:
                 async with conn.transaction():
                     await self._apply_writes(conn, itertools.chain.from_iterable(batches))
-            except Exception:
-                pass  # retried batch by batch just below
+            except Exception as exc:
+                if conn.is_closed():  # the connection, not the content: no point retrying
+                    return [exc] * len(batches)
+                # otherwise retried batch by batch just below
             else:
                 return [None] * len(batches)
         results: list[BaseException | None] = []
@@ -409,13 +403,9 @@ class PostgresStore:
             run: list[Write] = list(group)
             if kind is SaveLiveCall:
                 lives = cast(list[SaveLiveCall], run)
-                await conn.executemany(
-                    _SQL_SAVE_LIVE, [(w.call_id, w.snapshot, w.updated_at) for w in lives]
-                )
+                await conn.executemany(_SQL_SAVE_LIVE, [(w.call_id, w.snapshot, w.updated_at) for w in lives])
             elif kind is FinishCall:
-                await conn.executemany(
-                    _SQL_FINISH, [_finish_args(w) for w in cast(list[FinishCall], run)]
-                )
+                await conn.executemany(_SQL_FINISH, [_finish_args(w) for w in cast(list[FinishCall], run)])
             elif kind is SaveSession:
                 await conn.executemany(
                     _SQL_SAVE_SESSION,
@@ -439,13 +429,10 @@ class PostgresStore:
             elif kind is SetGroupMembers:
                 # Only the last replace of each group in a run matters.
                 groups = {
-                    w.group_id: list(dict.fromkeys(w.members))
-                    for w in cast(list[SetGroupMembers], run)
+                    w.group_id: list(dict.fromkeys(w.members)) for w in cast(list[SetGroupMembers], run)
                 }
                 await conn.executemany(_SQL_DELETE_GROUP, [(g,) for g in groups])
-                await conn.executemany(
-                    _SQL_INSERT_MEMBERS, [(g, m) for g, m in groups.items() if m]
-                )
+                await conn.executemany(_SQL_INSERT_MEMBERS, [(g, m) for g, m in groups.items() if m])
             elif kind is HideUserCalls:
                 await conn.executemany(
                     _SQL_HIDE,
@@ -489,9 +476,7 @@ class PostgresStore:
     async def load_groups(self) -> dict[str, tuple[str, ...]]:
         """Every chat group with its members, in the order they were set."""
         self._check_open()
-        rows = await self._pool.fetch(
-            'SELECT group_id, user_id FROM "groups" ORDER BY group_id, position'
-        )
+        rows = await self._pool.fetch('SELECT group_id, user_id FROM "groups" ORDER BY group_id, position')
         groups: dict[str, list[str]] = {}
         for r in rows:
             groups.setdefault(str(r[0]), []).append(str(r[1]))

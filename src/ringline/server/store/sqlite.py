@@ -8,9 +8,12 @@ batch, and the event loop never blocks on disk I/O.
 Group commit: :meth:`SqliteStore.apply` hands its batch to a :class:`GroupCommitter`.
 While one transaction is running on the worker thread, newly arriving batches queue up;
 when it finishes, every queued batch is merged into the next ``BEGIN IMMEDIATE ...
-COMMIT`` and each caller is resumed after that commit. If the merged transaction fails,
-the batches are retried one by one, each in its own transaction, so a bad batch fails
-only its own caller. :class:`GroupCommitter` is storage-agnostic and is reused by
+COMMIT`` and each caller is resumed after that commit. If the merged transaction fails
+because of what it contains (a constraint, a bad value), the batches are retried one by
+one, each in its own transaction, so a bad batch fails only its own caller. If it fails
+because of the database itself (:class:`sqlite3.OperationalError`: locked past the busy
+timeout, disk full, I/O error), every batch of the round fails with that error at once,
+without retrying each one against the same wall. :class:`GroupCommitter` is storage-agnostic and is reused by
 :mod:`.postgres`.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A committed batch
@@ -135,6 +138,10 @@ class GroupCommitter:
                 group, self._pending = self._pending, []
                 try:
                     results = await self._commit([writes for writes, _ in group])
+                    if len(results) != len(group):
+                        raise RuntimeError(
+                            f"group commit returned {len(results)} results for {len(group)} batches"
+                        )
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:  # the commit function broke its contract
@@ -194,8 +201,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 PRIMARY KEY (user_id, call_id)
             ) WITHOUT ROWID
             """,
-            "CREATE INDEX user_calls_by_start"
-            " ON user_calls (user_id, start_time DESC, call_id DESC)",
+            "CREATE INDEX user_calls_by_start ON user_calls (user_id, start_time DESC, call_id DESC)",
             "CREATE INDEX user_calls_by_call ON user_calls (call_id)",
             """
             CREATE TABLE live_calls (
@@ -320,8 +326,10 @@ class SqliteStore:
     Write failures raise the :mod:`sqlite3` exception of the failing batch.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
+        """``busy_timeout``: seconds a transaction waits for another process's lock."""
         self._path = path
+        self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._committer = GroupCommitter(self._commit_group)
@@ -355,6 +363,8 @@ class SqliteStore:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        if self._state != "opening":  # close() ran meanwhile and closed the connection
+            raise RuntimeError("SqliteStore was closed while it was opening")
         self._state = "open"
 
     async def close(self) -> None:
@@ -444,9 +454,7 @@ class SqliteStore:
 
     async def get_record(self, call_id: str) -> CallRecord | None:
         """The finished record of ``call_id``, or None."""
-        rows = await self._read(
-            self._fetchall, "SELECT record FROM calls WHERE call_id = ?", (call_id,)
-        )
+        rows = await self._read(self._fetchall, "SELECT record FROM calls WHERE call_id = ?", (call_id,))
         return _record_from_json(rows[0][0]) if rows else None
 
     async def query_user_calls(
@@ -485,8 +493,7 @@ class SqliteStore:
         )
         rows = await self._read(self._fetchall, sql, tuple(args))
         return [
-            UserCallRow(record=_record_from_json(r[0]), result_type=CallResultType(int(r[1])))
-            for r in rows
+            UserCallRow(record=_record_from_json(r[0]), result_type=CallResultType(int(r[1]))) for r in rows
         ]
 
     async def query_records(
@@ -524,9 +531,7 @@ class SqliteStore:
             args.append(call_type)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         offset = (page - 1) * per_page
-        total, texts = await self._read(
-            self._query_records_sync, clause, tuple(args), per_page, offset
-        )
+        total, texts = await self._read(self._query_records_sync, clause, tuple(args), per_page, offset)
         return total, [_record_from_json(t) for t in texts]
 
     # ---------------------------------------------------------------- thread side
@@ -551,11 +556,11 @@ class SqliteStore:
 
     def _open_sync(self) -> None:
         try:
-            conn = sqlite3.connect(self._path, timeout=10.0, isolation_level=None)
+            conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise RuntimeError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         try:
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -647,6 +652,8 @@ class SqliteStore:
         if len(batches) > 1:
             try:
                 self._transaction_sync(conn, itertools.chain.from_iterable(batches))
+            except sqlite3.OperationalError as exc:  # the database, not the content
+                return [exc] * len(batches)
             except Exception:
                 pass  # retried batch by batch just below
             else:
@@ -706,9 +713,7 @@ class SqliteStore:
                 ],
             )
         elif kind is DeleteSession:
-            conn.executemany(
-                _SQL_DELETE_SESSION, [(w.token,) for w in cast(list[DeleteSession], run)]
-            )
+            conn.executemany(_SQL_DELETE_SESSION, [(w.token,) for w in cast(list[DeleteSession], run)])
         elif kind is SetGroupMembers:
             groups = _last_members(cast(list[SetGroupMembers], run))
             conn.executemany(_SQL_DELETE_GROUP, [(g,) for g in groups])
