@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ from ringline.core.types import (
 )
 
 __all__ = [
+    "CURRENT_CALL_ID",
     "EVENT_ARGS",
     "Event",
     "decode_event",
@@ -154,9 +156,7 @@ def _quality_list(value: object) -> list[NetworkQualityInfo]:
     out = []
     for item in value:
         if isinstance(item, Mapping):
-            out.append(
-                NetworkQualityInfo(_str(item.get("user_id")), _quality(item.get("quality", 0)))
-            )
+            out.append(NetworkQualityInfo(_str(item.get("user_id")), _quality(item.get("quality", 0))))
     return out
 
 
@@ -275,3 +275,8 @@ def record_from_wire(d: Mapping[str, Any]) -> CallRecords:
         begin_time=_int(d.get("begin_time")),
         total_time=_int(d.get("total_time")),
     )
+
+
+#: The call id of the event being dispatched, for observers that want it without an
+#: argument (``ringline.testing.RecordingObserver``). ``None`` outside dispatch.
+CURRENT_CALL_ID: ContextVar[str | None] = ContextVar("ringline_current_call_id", default=None)

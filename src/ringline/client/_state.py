@@ -9,7 +9,7 @@ checked (``cur`` = current call id)::
     on_call_received(c)                c already delivered  not delivered again (dedupe)
                                        idle                 cur=c WAITING CALLED
                                        busy with another    delivered, cur kept (warning)
-    calls() -> c                       c == cur (glare)     nothing (on_call_begin follows)
+    calls() -> c                       c == cur (glare)     ACCEPT (our call answered theirs)
                                        otherwise            cur=c WAITING CALLER
     accept() ok                        c == cur             ACCEPT
     join(c) ok                         -                    cur=c ACCEPT (role kept or CALLED)
@@ -103,7 +103,9 @@ class CallState:
     def placed(self, call_id: str, media_type: MediaType) -> None:
         """``calls()`` succeeded with ``call_id``."""
         if call_id == self.call_id:
-            return  # glare: our call became an accept of the one ringing here
+            # Glare (CALLS.md §5 row 8): our call answered the one ringing here.
+            self._set(call_id, CallStatus.ACCEPT, self.role, self.media_type)
+            return
         if self.call_id is not None:
             log.warning("call %s placed while %s was current", call_id, self.call_id)
         self._set(call_id, CallStatus.WAITING, CallRole.CALLER, media_type)

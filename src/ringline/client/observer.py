@@ -132,15 +132,11 @@ class CallObserver:
         """``user_id`` left the call (you are still connected)."""
         return None
 
-    def on_user_video_available(
-        self, user_id: str, is_video_available: bool
-    ) -> Awaitable[None] | None:
+    def on_user_video_available(self, user_id: str, is_video_available: bool) -> Awaitable[None] | None:
         """``user_id`` opened or closed the camera."""
         return None
 
-    def on_user_audio_available(
-        self, user_id: str, is_audio_available: bool
-    ) -> Awaitable[None] | None:
+    def on_user_audio_available(self, user_id: str, is_audio_available: bool) -> Awaitable[None] | None:
         """``user_id`` opened or closed the microphone."""
         return None
 

@@ -76,9 +76,7 @@ class Transport(Protocol):
 
 
 class _AiohttpConnection:
-    def __init__(
-        self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse
-    ) -> None:
+    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._http = http
         self._ws = ws
 
