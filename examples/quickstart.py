@@ -1,10 +1,11 @@
 """The README quick start: two engines in one process, one call. Run `ringline serve` first."""
 
-import asyncio, json, time
+import asyncio, json, os, time
 from ringline import CallEngine, CallObserver, MediaType
 from ringline.core.usersig import gen_user_sig
 
-app = json.load(open("ringline-data/app.json"))          # written by `ringline serve`
+URL = os.environ.get("RINGLINE_URL", "http://127.0.0.1:8080")
+app = json.load(open(os.environ.get("RINGLINE_DATA_DIR", "ringline-data") + "/app.json"))
 def sig(user: str) -> str:                               # mint on your backend in production
     return gen_user_sig(app["sdk_app_id"], app["secret_key"], user, 3600, now=int(time.time()))
 
@@ -18,7 +19,7 @@ class Printer(CallObserver):
         print(self.name, f"ended by {user_id}: {reason.name} after {total_time}s"); self.ended.set()
 
 async def main() -> None:
-    async with CallEngine("http://127.0.0.1:8080") as alice, CallEngine("http://127.0.0.1:8080") as bob:
+    async with CallEngine(URL) as alice, CallEngine(URL) as bob:
         a, b = Printer("alice"), Printer("bob")
         alice.add_observer(a); bob.add_observer(b)
         await alice.init(app["sdk_app_id"], "alice", sig("alice"))

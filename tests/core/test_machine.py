@@ -421,6 +421,7 @@ def test_row7_busy_callee_ends_the_call_as_line_busy_and_is_left_alone(
     b_events = h.ev("B")
     h.advance(2)
     cid = h.call("A", ["B"])
+    # A hears of the invite (row 1) before hearing that B is busy.
     assert h.ev("A") == [
         inviting("B"), peer("line_busy", "B"), *not_connected(R.LINE_BUSY, "B", "A")
     ]
@@ -471,9 +472,10 @@ def test_row10_multi_device_first_accept_wins_the_other_device_stops(h: Harness)
     assert h.ev("B2") == [
         received("A", ["B"]), *not_connected(R.OTHER_DEVICE_ACCEPTED, "B", "B")
     ]
-    # The loser cannot answer any more, and trying changes nothing.
-    h.refused(Accept("B2", cid), ErrorCode.REQUEST_REFUSED)
-    h.refused(Reject("B2", cid), ErrorCode.REQUEST_REFUSED)
+    # The loser cannot answer any more, and trying changes nothing. (Current
+    # behaviour: -1203 "on another device", not 8010, while the user is connected.)
+    h.refused(Accept("B2", cid), ErrorCode.CALL_NOT_FOUND)
+    h.refused(Reject("B2", cid), ErrorCode.CALL_NOT_FOUND)
 
 
 def test_row11_multi_device_first_reject_wins_the_other_device_stops(h: Harness) -> None:
@@ -746,6 +748,15 @@ def test_ringing_user_calling_someone_else_is_refused_not_glare(h: Harness) -> N
     )
 
 
+def test_glare_persists_the_answered_call(h: Harness) -> None:
+    # Regression: the glare accept changed the call without a SaveCall, so a restart
+    # would have restored it as still ringing.
+    cid = h.call("A", ["B"])
+    h.call("B", ["A"])
+    assert h.saved[cid] == h.sb.snapshot(cid)
+    assert h.saved[cid]["phase"] == "connected"
+
+
 def test_glare_with_extra_callees_invites_them_into_the_existing_call(h: Harness) -> None:
     cid = h.call("A", ["B"])
     got = h.call("B", ["A", "C"])
@@ -753,6 +764,16 @@ def test_glare_with_extra_callees_invites_them_into_the_existing_call(h: Harness
     assert h.sb.calls[cid].state_of("C").value == "ringing"
     assert h.ev("C") == [received("A", ["B", "C"])]
     assert h.ev("A")[-1] == inviting("C")
+
+
+def test_no_glare_once_the_caller_left_the_ringing_call(h: Harness) -> None:
+    # Glare answers A's call only while A is in it; once A left, B's call to A is
+    # refused like any call from a user who is still ringing elsewhere.
+    cid = h.call("A", ["B", "C"])
+    h.accept("C", cid)
+    h.hangup("A", cid)
+    h.refused(PlaceCall("B", ("A",), AUDIO, CallParams(), "x", 1), ErrorCode.REQUEST_REFUSED)
+    assert h.sb.calls[cid].state_of("B").value == "ringing"
 
 
 def test_glare_never_grows_a_call_past_nine_members() -> None:
@@ -895,6 +916,18 @@ def test_join_is_allowed_for_users_invited_earlier(h: Harness) -> None:
     call = h.sb.calls[cid]
     assert [m.user_id for m in call.past] == ["C"]
     assert call.members["C"].invited_by == ""
+
+
+def test_the_caller_rejoining_its_call_comes_back_as_called(h: Harness) -> None:
+    # Current behaviour, the spec is silent: a join is always a CALLED stint.
+    cid = h.call("A", ["B", "C"])
+    h.accept("B", cid)
+    h.accept("C", cid)
+    h.hangup("A", cid)
+    h.clear()
+    h.join("A", cid)
+    assert h.ev("A") == [begin(CALLED), *join("B"), *join("C")]
+    assert h.sb.calls[cid].members["A"].role is CALLED
 
 
 def test_join_while_ringing_answers_the_invitation(h: Harness) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from serverproc import SDK_APP_ID, ServerProcess, unique
 
 from ringline import CallEndReason, CallEngine, CallParams, CallStatus, MediaType, RemoteCallError
 from ringline.testing import RecordingObserver
+from serverproc import SDK_APP_ID, ServerProcess, unique
 
 R = CallEndReason
 Make = Callable[..., Awaitable[tuple[CallEngine, RecordingObserver, str]]]
@@ -84,12 +84,17 @@ async def test_rows_1_2_3_call_accept_hangup(make: Make) -> None:
     end = await rb.wait_for("on_call_end", call_id=cid)
     assert end["total_time"] >= 0
     assert seq(ra, cid) == [
-        ("on_user_inviting", ub), ("on_call_begin",), ("on_user_join", ub),
+        ("on_user_inviting", ub),
+        ("on_call_begin",),
+        ("on_user_join", ub),
         ("on_call_end", R.HANGUP, ua),
     ]
     assert seq(rb, cid) == [
-        ("on_call_received",), ("on_call_begin",), ("on_user_join", ua),
-        ("on_user_leave", ua), ("on_call_end", R.HANGUP, ua),
+        ("on_call_received",),
+        ("on_call_begin",),
+        ("on_user_join", ua),
+        ("on_user_leave", ua),
+        ("on_call_end", R.HANGUP, ua),
     ]
     assert a.call_status is CallStatus.NONE and b.call_status is CallStatus.NONE
 
@@ -113,10 +118,14 @@ async def test_row_4_caller_cancels_before_answer(make: Make) -> None:
     await rb.wait_for("on_call_cancelled", call_id=cid)
     await ra.wait_for("on_call_cancelled")
     assert seq(ra, cid) == [
-        ("on_user_inviting", ub), ("on_call_not_connected", R.CANCELED, ua), ("on_call_cancelled", ua),
+        ("on_user_inviting", ub),
+        ("on_call_not_connected", R.CANCELED, ua),
+        ("on_call_cancelled", ua),
     ]
     assert seq(rb, cid) == [
-        ("on_call_received",), ("on_call_not_connected", R.CANCELED, ua), ("on_call_cancelled", ua),
+        ("on_call_received",),
+        ("on_call_not_connected", R.CANCELED, ua),
+        ("on_call_cancelled", ua),
     ]
 
 
@@ -127,11 +136,15 @@ async def test_row_5_no_answer_in_time(make: Make) -> None:
     await ra.wait_for("on_call_cancelled", call_id=cid, timeout=5)
     await rb.wait_for("on_call_cancelled", call_id=cid)
     assert seq(ra, cid) == [
-        ("on_user_inviting", ub), ("on_user_no_response", ub),
-        ("on_call_not_connected", R.NO_RESPONSE, ub), ("on_call_cancelled", ua),
+        ("on_user_inviting", ub),
+        ("on_user_no_response", ub),
+        ("on_call_not_connected", R.NO_RESPONSE, ub),
+        ("on_call_cancelled", ua),
     ]
     assert seq(rb, cid) == [
-        ("on_call_received",), ("on_call_not_connected", R.NO_RESPONSE, ub), ("on_call_cancelled", ub),
+        ("on_call_received",),
+        ("on_call_not_connected", R.NO_RESPONSE, ub),
+        ("on_call_cancelled", ub),
     ]
 
 
@@ -142,12 +155,16 @@ async def test_row_6_callee_rejects(make: Make) -> None:
     await b.reject()
     await ra.wait_for("on_call_cancelled", call_id=cid)
     assert seq(ra, cid) == [
-        ("on_user_inviting", ub), ("on_user_reject", ub),
-        ("on_call_not_connected", R.REJECT, ub), ("on_call_cancelled", ua),
+        ("on_user_inviting", ub),
+        ("on_user_reject", ub),
+        ("on_call_not_connected", R.REJECT, ub),
+        ("on_call_cancelled", ua),
     ]
     await rb.wait_for("on_call_cancelled", call_id=cid)
     assert seq(rb, cid) == [
-        ("on_call_received",), ("on_call_not_connected", R.REJECT, ub), ("on_call_cancelled", ub),
+        ("on_call_received",),
+        ("on_call_not_connected", R.REJECT, ub),
+        ("on_call_cancelled", ub),
     ]
 
 
@@ -163,8 +180,10 @@ async def test_row_7_busy_callee_is_untouched_and_sees_a_missed_call(make: Make,
     cid = await a.calls([ub], MediaType.AUDIO)
     await ra.wait_for("on_call_cancelled", call_id=cid)
     assert seq(ra, cid) == [
-        ("on_user_inviting", ub), ("on_user_line_busy", ub),
-        ("on_call_not_connected", R.LINE_BUSY, ub), ("on_call_cancelled", ua),
+        ("on_user_inviting", ub),
+        ("on_user_line_busy", ub),
+        ("on_call_not_connected", R.LINE_BUSY, ub),
+        ("on_call_cancelled", ua),
     ]
     assert rb.events_for(cid) == []
     assert b.call_id == other
@@ -279,8 +298,11 @@ async def test_group_rows_g7_invite_and_g8_join(make: Make, server: ServerProces
     e, re_, ue = await make()
     f, rf, uf = await make()
     gid = unique("g")
-    await _admin(server, "group_open_http_svc/create_group",
-                 {"GroupId": gid, "MemberList": [{"Member_Account": u} for u in (ua, ub, uf)]})
+    await _admin(
+        server,
+        "group_open_http_svc/create_group",
+        {"GroupId": gid, "MemberList": [{"Member_Account": u} for u in (ua, ub, uf)]},
+    )
     cid = await a.calls([ub], MediaType.AUDIO, CallParams(chat_group_id=gid))
     await rb.wait_for("on_call_received", call_id=cid)
     await b.accept()

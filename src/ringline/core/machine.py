@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, assert_never
+from typing import Any, ClassVar, assert_never
 
 from .enums import CallEndReason, CallResultType, CallRole, CallScene, MediaType
 from .errors import ErrorCode, LocalCallError
@@ -64,8 +64,8 @@ __all__ = [
     "SetMultiDevice",
     "SetSelfInfo",
     "SetTimer",
-    "Switchboard",
     "SwitchMediaType",
+    "Switchboard",
     "TimerFired",
     "valid_user_id",
 ]
@@ -561,9 +561,7 @@ class Switchboard:
             "phase": call.phase.value,
             "role": int(me.role) if me else 0,
             "status": (
-                {MemberState.CONNECTED: 2, MemberState.RINGING: 1, MemberState.DIALING: 1}.get(
-                    me.state, 0
-                )
+                {MemberState.CONNECTED: 2, MemberState.RINGING: 1, MemberState.DIALING: 1}.get(me.state, 0)
                 if me
                 else 0
             ),
@@ -649,9 +647,7 @@ class Switchboard:
                 for call in list(self.calls.values()):
                     if call.unconfirmed:
                         log.info("call %s: no device came back after restart", call.call_id)
-                        self._end_call(
-                            call, CallEndReason.END_BY_SERVER, "", min(now, inp.last_known), out
-                        )
+                        self._end_call(call, CallEndReason.END_BY_SERVER, "", min(now, inp.last_known), out)
             case _:
                 assert_never(inp)
         for cid in touched:
@@ -665,9 +661,7 @@ class Switchboard:
     def _device(self, device_id: str) -> Device:
         dev = self.devices.get(device_id)
         if dev is None:
-            raise _refuse(
-                ErrorCode.INIT_FAIL, "this device is not logged in; call init() first"
-            )
+            raise _refuse(ErrorCode.INIT_FAIL, "this device is not logged in; call init() first")
         return dev
 
     def _call_for(self, dev: Device, call_id: str) -> Call:
@@ -693,10 +687,14 @@ class Switchboard:
         ):
             if state is MemberState.RINGING and op in (Op.ACCEPT, Op.REJECT):
                 return outcome(state, op)
+            if op in (Op.ACCEPT, Op.REJECT, Op.IGNORE):
+                raise _refuse(
+                    ErrorCode.CALL_NOT_FOUND,
+                    f"call {call.call_id} was answered on another device of {dev.user_id}",
+                )
             raise _refuse(
                 ErrorCode.REQUEST_REFUSED,
-                f"user {dev.user_id} is in call {call.call_id} on another device; "
-                "act on it from that device",
+                f"user {dev.user_id} is in call {call.call_id} on another device; act on it from that device",
             )
         res = outcome(state, op)
         if res.is_refusal:
@@ -721,9 +719,7 @@ class Switchboard:
         }
         return f"{op.value} is not allowed while {state.value}: {hints.get(op, 'see CALLS.md')}"
 
-    def _emit(
-        self, out: list[Action], devices: Iterable[str], name: str, args: dict[str, Any]
-    ) -> None:
+    def _emit(self, out: list[Action], devices: Iterable[str], name: str, args: dict[str, Any]) -> None:
         terminal = name in _TERMINAL
         for d in devices:
             out.append(Emit(d, name, args, terminal))
@@ -766,8 +762,7 @@ class Switchboard:
             "call_id": call.call_id,
             "caller_id": call.caller,
             "callee_id_list": [
-                u for u, x in call.members.items()
-                if u != call.caller and x.state is not MemberState.ABSENT
+                u for u, x in call.members.items() if u != call.caller and x.state is not MemberState.ABSENT
             ],
             "media_type": int(call.media_type),
             "info": self._info(
@@ -782,11 +777,15 @@ class Switchboard:
 
     def _availability(self, out: list[Action], devices: list[str], m: Member, call_id: str) -> None:
         self._emit(
-            out, devices, "on_user_audio_available",
+            out,
+            devices,
+            "on_user_audio_available",
             {"call_id": call_id, "user_id": m.user_id, "is_audio_available": m.audio},
         )
         self._emit(
-            out, devices, "on_user_video_available",
+            out,
+            devices,
+            "on_user_video_available",
             {"call_id": call_id, "user_id": m.user_id, "is_video_available": m.video},
         )
 
@@ -851,9 +850,7 @@ class Switchboard:
                 touched.add(cid)
                 self._emit(out, [inp.device_id], "on_call_received", self._received_args(call, m, now))
 
-    def _drop_connected_legs(
-        self, device_id: str, now: float, out: list[Action], touched: set[str]
-    ) -> None:
+    def _drop_connected_legs(self, device_id: str, now: float, out: list[Action], touched: set[str]) -> None:
         dev = self.devices[device_id]
         cid = self.user_call.get(dev.user_id)
         if cid is None:
@@ -978,8 +975,7 @@ class Switchboard:
         if len(callees) > MAX_CALLEES:
             raise _refuse(
                 ErrorCode.PARAM_INVALID,
-                f"{len(callees)} callees; a call has at most {MAX_CALLEES} callees "
-                f"({MAX_MEMBERS} members)",
+                f"{len(callees)} callees; a call has at most {MAX_CALLEES} callees ({MAX_MEMBERS} members)",
             )
         if inp.media_type not in (MediaType.AUDIO, MediaType.VIDEO):
             raise _refuse(ErrorCode.PARAM_INVALID, "media_type must be AUDIO (1) or VIDEO (2)")
@@ -1000,7 +996,11 @@ class Switchboard:
         if busy_in is not None:
             glare = self.calls[busy_in]
             gm = glare.members[me]
-            if gm.state is MemberState.RINGING and glare.caller in callees:
+            if (
+                gm.state is MemberState.RINGING
+                and glare.caller in callees
+                and glare.state_of(glare.caller) is not MemberState.ABSENT
+            ):
                 # Glare (row 8): the crossing call answers the one ringing here.
                 rest = [u for u in callees if u != glare.caller and u not in glare.members]
                 if len(glare.active_members()) + len(rest) > MAX_MEMBERS:
@@ -1012,6 +1012,7 @@ class Switchboard:
                 log.info("call %s: glare, %s's call becomes an accept", glare.call_id, me)
                 if inp.device_id not in gm.devices:
                     gm.devices.append(inp.device_id)
+                touched.add(glare.call_id)  # persist the answered call (§6.8)
                 self._accept(glare, gm, inp.device_id, now, out, touched)
                 if rest:
                     self._invite(glare, gm, rest, timeout, now, out, touched)
@@ -1025,8 +1026,10 @@ class Switchboard:
             raise _refuse(ErrorCode.REQUEST_REPEATED, "duplicate call id")
         p = inp.params
         scene = (
-            CallScene.GROUP_CALL if p.chat_group_id
-            else CallScene.MULTI_CALL if len(callees) > 1
+            CallScene.GROUP_CALL
+            if p.chat_group_id
+            else CallScene.MULTI_CALL
+            if len(callees) > 1
             else CallScene.SINGLE_CALL
         )
         call = Call(
@@ -1227,7 +1230,7 @@ class Switchboard:
         m.devices = [device_id] if device_id in m.devices else []
         self._leave(call, m, CallEndReason.REJECT, m.user_id, now, out, touched)
 
-    _PEER_EVENT = {
+    _PEER_EVENT: ClassVar[dict[CallEndReason, str]] = {
         CallEndReason.REJECT: "on_user_reject",
         CallEndReason.NO_RESPONSE: "on_user_no_response",
         CallEndReason.LINE_BUSY: "on_user_line_busy",
@@ -1255,12 +1258,16 @@ class Switchboard:
         log.info("call %s: %s %s -> gone (%s)", call.call_id, m.user_id, prev.value, reason.name)
         if prev is MemberState.CONNECTED:
             self._emit(
-                out, self._connected_devices(call), "on_user_leave",
+                out,
+                self._connected_devices(call),
+                "on_user_leave",
                 {"call_id": call.call_id, "user_id": m.user_id},
             )
         peer_event = self._PEER_EVENT.get(reason)
         if peer_event is not None and prev is MemberState.RINGING:
-            self._emit(out, self._member_devices(call), peer_event, {"call_id": call.call_id, "user_id": m.user_id})
+            self._emit(
+                out, self._member_devices(call), peer_event, {"call_id": call.call_id, "user_id": m.user_id}
+            )
         # The leaver's own devices get their terminal event now.
         self._terminal_for(out, call, m, prev, reason, ended_by, now)
         if len(call.active_members()) <= 1:
@@ -1331,7 +1338,9 @@ class Switchboard:
         terminal event."""
         if call.phase is CallPhase.ENDED:
             return
-        log.info("call %s: %s -> ENDED (%s by %s)", call.call_id, call.phase.name, reason.name, ended_by or "-")
+        log.info(
+            "call %s: %s -> ENDED (%s by %s)", call.call_id, call.phase.name, reason.name, ended_by or "-"
+        )
         call.phase = CallPhase.ENDED
         remaining = call.active_members()
         for m in remaining:
@@ -1356,8 +1365,7 @@ class Switchboard:
         m = call.members[dev.user_id]
         timeout = self._validate_params(inp.params)
         ids = [
-            u for u in self._clean_ids(inp.user_ids, dev.user_id)
-            if call.state_of(u) is MemberState.ABSENT
+            u for u in self._clean_ids(inp.user_ids, dev.user_id) if call.state_of(u) is MemberState.ABSENT
         ]
         if not ids:
             raise _refuse(
@@ -1538,8 +1546,7 @@ class Switchboard:
                 CloseDevice(
                     dev.device_id,
                     ErrorCode.SIG_EXPIRED,
-                    "your user sig expired and was not renewed in time; mint a new sig "
-                    "and call init() again",
+                    "your user sig expired and was not renewed in time; mint a new sig and call init() again",
                 )
             )
 
