@@ -210,8 +210,8 @@ class Hub:
 
     async def drain(self) -> None:
         """Wait until every queued batch has been performed."""
-        while self._pending:
-            self._idle.clear()
+        # Not only queued batches: the flusher may be mid-write with batches it took.
+        while self._pending or not self._idle.is_set():
             self._wake.set()
             await self._idle.wait()
 

@@ -1,0 +1,92 @@
+"""The hub's persistence pipeline with a store that fails on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from ringline.core import machine as m
+from ringline.core.enums import MediaType
+from ringline.core.types import CallParams
+from ringline.server.config import Settings
+from ringline.server.hub import Hub, Session
+from ringline.server.store import SqliteStore
+from ringline.server.store import base as st
+
+
+class FlakyStore(SqliteStore):
+    """A real in-memory SQLite store that refuses writes while told to."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.down = False
+        self.poison: set[str] = set()
+        self.gate = asyncio.Event()
+
+    async def apply(self, writes: Sequence[st.Write]) -> None:
+        if self.down:
+            self.gate.set()
+            raise OSError("store down")
+        for w in writes:
+            if isinstance(w, st.FinishCall) and w.record.call_id in self.poison:
+                raise ValueError("poison")
+        await super().apply(writes)
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    store = FlakyStore()
+    await store.open()
+    h = Hub(Settings(heartbeat_grace=60), store, sdk_app_id=1)
+    await h.start()
+    yield h
+    await h.close()
+    await store.close()
+
+
+def login(h: Hub, device: str, user: str) -> Session:
+    s = h.new_session(device, user, False, float("inf"))
+    h.attach(s)
+    h.submit(m.Login(device, user))
+    return s
+
+
+def names(s: Session) -> list[str]:
+    return [name for _, name, _ in s.buffer]
+
+
+async def test_events_wait_while_the_store_is_down_and_flow_when_it_is_back(hub: Hub) -> None:
+    store = hub.store
+    assert isinstance(store, FlakyStore)
+    a, b = login(hub, "a1", "A"), login(hub, "b1", "B")
+    await hub.drain()
+    store.down = True
+    hub.submit(m.PlaceCall("a1", ("B",), MediaType.AUDIO, CallParams(), "c1", 7))
+    await store.gate.wait()  # the flusher has tried and failed at least once
+    assert names(b) == [] and names(a) == []  # nothing before it is durable
+    store.down = False
+    await hub.drain()
+    assert names(a) == ["on_user_inviting"]
+    assert names(b) == ["on_call_received"]
+    assert [c for c, _, _ in await store.load_live_calls()] == ["c1"]
+
+
+async def test_a_write_the_store_keeps_refusing_is_dropped_without_stalling_others(hub: Hub) -> None:
+    store = hub.store
+    assert isinstance(store, FlakyStore)
+    a, b = login(hub, "a1", "A"), login(hub, "b1", "B")
+    store.poison.add("c1")
+    hub.submit(m.PlaceCall("a1", ("B",), MediaType.AUDIO, CallParams(), "c1", 7))
+    hub.submit(m.Hangup("a1", "c1"))
+    await hub.drain()
+    # The events were delivered even though the record could not be written...
+    assert names(b)[-2:] == ["on_call_not_connected", "on_call_cancelled"]
+    # ...and the next call is recorded as usual.
+    hub.submit(m.PlaceCall("a1", ("B",), MediaType.AUDIO, CallParams(), "c2", 8))
+    hub.submit(m.Hangup("a1", "c2"))
+    await hub.drain()
+    assert await store.get_record("c1") is None
+    rec = await store.get_record("c2")
+    assert rec is not None and rec.result.value == "Cancel"
