@@ -43,10 +43,12 @@ def log(msg: str) -> None:
 
 def loop_kind() -> str:
     try:
-        import uvloop
+        import uvloop  # noqa: F401
     except ImportError:
         return "asyncio"
-    return f"uvloop {uvloop.__version__}"
+    from importlib.metadata import version
+
+    return f"uvloop {version('uvloop')}"
 
 
 def run_async(coro: Any) -> Any:
@@ -93,6 +95,89 @@ def cpu_seconds(pid: int) -> float:
         fields = f.read().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / tick
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, summed over cores."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq = v[:7]
+    steal = v[7] if len(v) > 7 else 0
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """(main thread, all other threads) CPU seconds of a process so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = other = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        t = (int(fields[11]) + int(fields[12])) / tick
+        if int(tid) == pid:
+            main += t
+        else:
+            other += t
+    return main, other
+
+
+class CpuMeter:
+    """CPU use over an interval, in % of one core: the server (its event-loop thread
+    and its other threads, i.e. the SQLite worker), the client processes, and
+    everything else on the machine (other people's jobs distort a benchmark)."""
+
+    def __init__(self, server_pid: int, client_pids: Sequence[int]) -> None:
+        self.server_pid = server_pid
+        self.client_pids = list(client_pids)
+        self._start = self._snap()
+
+    def _snap(self) -> tuple[float, float, float, float, float, float]:
+        main, other = thread_cpu(self.server_pid)
+        clients = 0.0
+        for p in self.client_pids:
+            with contextlib.suppress(OSError):
+                clients += cpu_seconds(p)
+        busy, steal = machine_cpu()
+        return time.monotonic(), main, other, clients, busy, steal
+
+    def stop(self) -> dict[str, float]:
+        end = self._snap()
+        d = [b - a for a, b in zip(self._start, end, strict=True)]
+        wall = max(1e-9, d[0])
+        pct = [round(100.0 * x / wall, 1) for x in d[1:]]
+        main, other, clients, busy, steal = pct
+        return {
+            "server_cpu_pct": round(main + other, 1),
+            "server_loop_thread_cpu_pct": main,
+            "server_other_threads_cpu_pct": other,
+            "client_cpu_pct": clients,
+            "machine_busy_pct": busy,
+            "background_cpu_pct": round(max(0.0, busy - main - other - clients), 1),
+            "steal_pct": steal,
+        }
+
+
+def wait_quiet(max_wait: float, threshold_pct: float = 15.0, window: float = 3.0) -> float:
+    """Wait (at most ``max_wait`` s) until the machine's CPU use stays below
+    ``threshold_pct`` (of one core) for ``window`` s. Returns the last reading."""
+    start = time.monotonic()
+    last_log = 0.0
+    while True:
+        b0, _ = machine_cpu()
+        time.sleep(window)
+        b1, _ = machine_cpu()
+        pct = 100.0 * (b1 - b0) / window
+        now = time.monotonic()
+        if pct < threshold_pct or now - start > max_wait:
+            return pct
+        if now - last_log >= 30.0:
+            last_log = now
+            left = max_wait - (now - start)
+            log(f"other processes use {pct:.0f}% of a core; waiting (up to {left:.0f} s more)")
 
 
 def machine_info() -> dict[str, Any]:
@@ -170,8 +255,12 @@ class Proc:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=str(REPO),
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=str(REPO),
         )
         self.pid = self.proc.pid
 
@@ -201,8 +290,13 @@ class Server(Proc):
     """``ringline serve`` on a fresh data dir and a free port of 127.0.0.1."""
 
     def __init__(
-        self, data_dir: Path, *, sdk_app_id: int, secret_key: str,
-        heartbeat_interval: float = 5.0, heartbeat_grace: float = 600.0,
+        self,
+        data_dir: Path,
+        *,
+        sdk_app_id: int,
+        secret_key: str,
+        heartbeat_interval: float = 5.0,
+        heartbeat_grace: float = 600.0,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -210,19 +304,33 @@ class Server(Proc):
         self.url = f"http://{HOST}:{self.port}"
         self.ws_url = f"ws://{HOST}:{self.port}/v1/ws"
         argv = [
-            sys.executable, "-m", "ringline.cli", "serve",
-            "--data-dir", str(data_dir), "--host", HOST, "--port", str(self.port),
-            "--sdk-app-id", str(sdk_app_id), "--secret-key", secret_key,
-            "--heartbeat-interval", str(heartbeat_interval),
-            "--heartbeat-grace", str(heartbeat_grace),
-            "--log-level", "WARNING",
+            sys.executable,
+            "-m",
+            "ringline.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--sdk-app-id",
+            str(sdk_app_id),
+            "--secret-key",
+            secret_key,
+            "--heartbeat-interval",
+            str(heartbeat_interval),
+            "--heartbeat-grace",
+            str(heartbeat_grace),
+            "--log-level",
+            "WARNING",
         ]
         super().__init__(argv, data_dir / "server.log")
         try:
             wait_http(self.url + "/healthz", 30.0, self.proc)
-        except Exception:
+        except Exception as e:
             self.stop()
-            raise RuntimeError("the server did not start:\n" + self.tail())
+            raise RuntimeError("the server did not start:\n" + self.tail()) from e
 
     @property
     def db_path(self) -> Path:
@@ -260,18 +368,56 @@ def start_py_spy(pid: int, duration: float, out: Path, rate: int = 100) -> subpr
         log("py-spy not found (pip install py-spy); no profile")
         return None
     argv = [
-        exe, "record", "--pid", str(pid), "--duration", str(max(1, int(duration))),
-        "--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking",
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(duration))),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
     ]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+_COMPONENTS: list[tuple[str, str]] = [
+    # (substring of the leaf frame, component); first match wins.
+    ("aiohttp/_websocket/writer", "WebSocket send: aiohttp frame writer + send() syscall"),
+    ("aiohttp/_websocket/reader", "WebSocket receive: aiohttp frame reader"),
+    ("aiohttp/web_ws", "WebSocket receive/send: aiohttp WebSocketResponse"),
+    ("aiohttp/", "aiohttp other"),
+    ("json/encoder", "JSON encode (json.dumps of responses and pushes)"),
+    ("json/decoder", "JSON decode (json.loads of requests)"),
+    ("json/", "JSON other"),
+    ("ringline/core/", "switchboard core (ringline/core)"),
+    ("ringline/server/store/", "store: SQLite code (both threads)"),
+    ("ringline/server/hub", "hub: batching, delivery, sessions"),
+    ("ringline/server/ws", "ws handler: frame dispatch, argument checks, writer task"),
+    ("concurrent/futures", "thread pool hand-off (store worker thread)"),
+    ("asyncio/runners", "event loop itself (uvloop, native: epoll, callbacks, transports)"),
+    ("uvloop/", "event loop itself (uvloop, native: epoll, callbacks, transports)"),
+    ("asyncio/", "asyncio plumbing (futures, events, tasks)"),
+    ("threading", "threading (locks, conditions)"),
+    ("uuid", "ids: uuid4 / secrets"),
+    ("secrets", "ids: uuid4 / secrets"),
+    ("__create_fn__", "dataclass __init__ (core inputs/actions/records)"),
+    ("<string>", "dataclass __init__ (core inputs/actions/records)"),
+]
+
+
 def summarize_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
-    """Self and inclusive sample shares per function from py-spy's raw (collapsed)
-    output: lines ``frame;frame;...;leaf COUNT`` with frames ``func (file:line)``."""
+    """Sample shares from py-spy's raw (collapsed) output, lines
+    ``frame;frame;...;leaf COUNT`` with frames ``func (file:line)``: per function
+    (self and inclusive), per source line (self), and per component of the stack."""
     self_n: dict[str, int] = {}
+    line_n: dict[str, int] = {}
     incl_n: dict[str, int] = {}
-    thread_n: dict[str, int] = {}
+    comp_n: dict[str, int] = {}
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, n_s = line.rpartition(" ")
@@ -279,30 +425,48 @@ def summarize_collapsed(path: Path, top: int = 15) -> dict[str, Any]:
             continue
         n = int(n_s)
         total += n
-        frames = [_strip_line(f) for f in stack.split(";")]
-        thread_n[frames[0]] = thread_n.get(frames[0], 0) + n
-        for f in set(frames[1:] or frames):
+        raw = stack.split(";")
+        frames = [_strip_line(f, keep_line=False) for f in raw]
+        for f in set(frames):
             incl_n[f] = incl_n.get(f, 0) + n
         self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
+        leaf_line = _strip_line(raw[-1], keep_line=True)
+        line_n[leaf_line] = line_n.get(leaf_line, 0) + n
+        comp = "other"
+        for needle, name in _COMPONENTS:
+            if needle in raw[-1]:
+                comp = name
+                break
+        if "Thread._bootstrap" in raw[0] and comp not in ("store: SQLite code (both threads)",):
+            comp = "store worker thread: waiting/hand-off outside SQLite code"
+        comp_n[comp] = comp_n.get(comp, 0) + n
 
-    def share(d: dict[str, int]) -> list[dict[str, Any]]:
-        rows = sorted(d.items(), key=lambda kv: -kv[1])[:top]
-        return [{"function": k, "pct": round(100.0 * v / max(1, total), 1)} for k, v in rows]
+    def share(d: dict[str, int], k: int = top) -> list[dict[str, Any]]:
+        rows = sorted(d.items(), key=lambda kv: -kv[1])[:k]
+        return [{"function": name, "pct": round(100.0 * v / max(1, total), 1)} for name, v in rows]
 
-    return {"samples": total, "self": share(self_n), "inclusive": share(incl_n), "threads": share(thread_n)}
+    return {
+        "samples": total,
+        "components": share(comp_n, 30),
+        "self": share(self_n),
+        "self_lines": share(line_n),
+        "inclusive": share(incl_n, 40),
+    }
 
 
-def _strip_line(frame: str) -> str:
-    # "send_str (aiohttp/web_ws.py:123)" -> "send_str (aiohttp/web_ws.py)": aggregate per function.
+def _strip_line(frame: str, keep_line: bool = False) -> str:
+    # "send_str (/x/site-packages/aiohttp/web_ws.py:123)" -> "send_str (aiohttp/web_ws.py)"
     name, sep, rest = frame.partition(" (")
     if not sep:
         return frame
     where = rest.rstrip(")")
-    file_part = where.rsplit(":", 1)[0] if ":" in where else where
+    file_part, _, lineno = where.rpartition(":") if ":" in where else (where, "", "")
     for marker in ("site-packages/", "/src/", "python3.11/"):
         if marker in file_part:
             file_part = file_part.split(marker, 1)[1]
             break
+    if keep_line and lineno:
+        return f"{name} ({file_part}:{lineno})"
     return f"{name} ({file_part})"
 
 
@@ -347,7 +511,7 @@ class WsClient:
                     name = data[7:j]
                     if data.startswith('","seq":', j):
                         k = j + 8
-                        seq = int(data[k:data.index(",", k)])
+                        seq = int(data[k : data.index(",", k)])
                         w = self.waiters.pop(name, None)
                         args = _loads(data)["args"] if w is not None else None
                     else:
@@ -390,7 +554,7 @@ class WsClient:
 
     async def ping(self) -> None:
         self.frames_out += 1
-        await self.ws.send_str('{"op":"ping","ack":%d}' % self.seq)
+        await self.ws.send_str(f'{{"op":"ping","ack":{self.seq}}}')
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -402,7 +566,13 @@ class WsClient:
 
 
 async def connect_and_login(
-    session: Any, ws_url: str, user: str, *, sdk_app_id: int, secret_key: str, device_id: str | None = None,
+    session: Any,
+    ws_url: str,
+    user: str,
+    *,
+    sdk_app_id: int,
+    secret_key: str,
+    device_id: str | None = None,
 ) -> WsClient:
     """Open a WebSocket, log ``user`` in (sig minted in-process), return the client."""
     from ringline.core.usersig import gen_user_sig
@@ -412,8 +582,13 @@ async def connect_and_login(
     c.start()
     sig = gen_user_sig(sdk_app_id, secret_key, user, 86400, now=int(time.time()))
     r = await c.request(
-        "login", v=1, sdk_app_id=sdk_app_id, user_id=user, user_sig=sig,
-        device_id=device_id or (user + "-bench"), multi_device=False,
+        "login",
+        v=1,
+        sdk_app_id=sdk_app_id,
+        user_id=user,
+        user_sig=sig,
+        device_id=device_id or (user + "-bench"),
+        multi_device=False,
     )
     if not r.get("ok"):
         await c.close()
@@ -477,13 +652,15 @@ class RelayServer(Proc):
     def __init__(self, log_dir: Path) -> None:
         self.port = free_port()
         self.ws_url = f"ws://{HOST}:{self.port}/ws"
-        super().__init__([sys.executable, str(Path(__file__).resolve()), "relay", "--port", str(self.port)],
-                         log_dir / "relay.log")
+        super().__init__(
+            [sys.executable, str(Path(__file__).resolve()), "relay", "--port", str(self.port)],
+            log_dir / "relay.log",
+        )
         try:
             wait_http(f"http://{HOST}:{self.port}/healthz", 20.0, self.proc)
-        except Exception:
+        except Exception as e:
             self.stop()
-            raise RuntimeError("the relay did not start:\n" + self.tail())
+            raise RuntimeError("the relay did not start:\n" + self.tail()) from e
 
 
 if __name__ == "__main__":
