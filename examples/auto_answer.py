@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -27,7 +28,11 @@ class AutoAnswer(CallObserver):
         self.timer: asyncio.Task[None] | None = None
 
     async def on_call_received(
-        self, call_id: str, caller_id: str, callee_id_list: list[str], media_type: MediaType,
+        self,
+        call_id: str,
+        caller_id: str,
+        callee_id_list: list[str],
+        media_type: MediaType,
         info: CallObserverExtraInfo,
     ) -> None:
         print(f"ringing: {caller_id} calls ({media_type.name}), answering", flush=True)
@@ -43,8 +48,15 @@ class AutoAnswer(CallObserver):
         if self.engine.call_id is not None:
             await self.engine.hangup()
 
-    def on_call_end(self, call_id: str, media_type: MediaType, reason: object, user_id: str,
-                    total_time: int, info: CallObserverExtraInfo) -> None:
+    def on_call_end(
+        self,
+        call_id: str,
+        media_type: MediaType,
+        reason: object,
+        user_id: str,
+        total_time: int,
+        info: CallObserverExtraInfo,
+    ) -> None:
         print(f"ended: by {user_id} after {total_time}s", flush=True)
 
 
@@ -55,7 +67,7 @@ async def main() -> None:
     p.add_argument("--user", default="answer-bot")
     p.add_argument("--hold", type=float, default=10.0, help="seconds before hanging up (0 = never)")
     args = p.parse_args()
-    app = json.loads(Path(args.data_dir, "app.json").read_text())
+    app = json.loads(await asyncio.to_thread(Path(args.data_dir, "app.json").read_text))
     sig = gen_user_sig(app["sdk_app_id"], app["secret_key"], args.user, 86400, now=int(time.time()))
     async with CallEngine(args.url, device_id=f"{args.user}-bot") as engine:
         engine.add_observer(AutoAnswer(engine, args.hold))
@@ -65,7 +77,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass

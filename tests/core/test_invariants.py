@@ -74,14 +74,25 @@ T0 = 1_700_000_000.0
 USERS = ("A", "B", "C", "D", "E")
 DEVICES = ("A", "B1", "B2", "C", "D1", "D2", "E")
 TERMINAL = frozenset({"on_call_end", "on_call_not_connected", "on_call_cancelled"})
-VIEW_EVENTS = frozenset({
-    "on_user_join", "on_user_leave", "on_user_audio_available", "on_user_video_available",
-    "on_user_voice_volume_changed", "on_user_network_quality_changed",
-    "on_call_media_type_changed",
-})
-MEMBER_EVENTS = frozenset({
-    "on_user_inviting", "on_user_reject", "on_user_no_response", "on_user_line_busy",
-})
+VIEW_EVENTS = frozenset(
+    {
+        "on_user_join",
+        "on_user_leave",
+        "on_user_audio_available",
+        "on_user_video_available",
+        "on_user_voice_volume_changed",
+        "on_user_network_quality_changed",
+        "on_call_media_type_changed",
+    }
+)
+MEMBER_EVENTS = frozenset(
+    {
+        "on_user_inviting",
+        "on_user_reject",
+        "on_user_no_response",
+        "on_user_line_busy",
+    }
+)
 
 # Leg states of one (device, call).
 NONE, PENDING, BEGUN, CLOSING, DONE = "none", "pending", "begun", "closing", "done"
@@ -292,11 +303,12 @@ class Calls(RuleBasedStateMachine):
         params = CallParams(timeout=timeout, chat_group_id="grp" if in_group else "")
         self.run(PlaceCall(dev, tuple(callees), media, params, cid, self.n), placing=(dev, cid))
 
-    @rule(dev=st.sampled_from(DEVICES), k=st.integers(0, 9),
-          op=st.sampled_from([Accept, Accept, Reject, Ignore, Hangup, Hangup, Join]))
-    def member_op(
-        self, dev: str, k: int, op: type[Accept | Reject | Ignore | Hangup | Join]
-    ) -> None:
+    @rule(
+        dev=st.sampled_from(DEVICES),
+        k=st.integers(0, 9),
+        op=st.sampled_from([Accept, Accept, Reject, Ignore, Hangup, Hangup, Join]),
+    )
+    def member_op(self, dev: str, k: int, op: type[Accept | Reject | Ignore | Hangup | Join]) -> None:
         self.run(op(dev, self.pick_call(dev, k)))
 
     def legs_in(self, *states: MemberState) -> list[tuple[str, str]]:
@@ -310,17 +322,19 @@ class Calls(RuleBasedStateMachine):
             if d in self.sb.devices
         ]
 
-    @rule(k=st.integers(0, 20),
-          op=st.sampled_from([Accept, Accept, Accept, Reject, Ignore, Hangup, Join]))
+    @rule(k=st.integers(0, 20), op=st.sampled_from([Accept, Accept, Accept, Reject, Ignore, Hangup, Join]))
     def answer(self, k: int, op: type[Accept | Reject | Ignore | Hangup | Join]) -> None:
         """A ringing device answers (the productive twin of ``member_op``)."""
         legs = self.legs_in(MemberState.RINGING)
         if legs:
             self.run(op(*legs[k % len(legs)]))
 
-    @rule(k=st.integers(0, 20), what=st.sampled_from(["hangup", "invite", "switch", "flag"]),
-          users=st.lists(st.sampled_from(USERS), min_size=1, max_size=2),
-          on=st.booleans())
+    @rule(
+        k=st.integers(0, 20),
+        what=st.sampled_from(["hangup", "invite", "switch", "flag"]),
+        users=st.lists(st.sampled_from(USERS), min_size=1, max_size=2),
+        on=st.booleans(),
+    )
     def connected_acts(self, k: int, what: str, users: list[str], on: bool) -> None:
         """A connected (or dialing) device acts on its call."""
         legs = self.legs_in(MemberState.CONNECTED, MemberState.DIALING)
@@ -339,19 +353,29 @@ class Calls(RuleBasedStateMachine):
             case _:
                 self.run(SetDeviceFlag(dev, cid, "video" if k % 2 else "audio", on))
 
-    @rule(dev=st.sampled_from(DEVICES), k=st.integers(0, 9),
-          users=st.lists(st.sampled_from(USERS), min_size=1, max_size=3),
-          timeout=st.sampled_from([5, 30]))
+    @rule(
+        dev=st.sampled_from(DEVICES),
+        k=st.integers(0, 9),
+        users=st.lists(st.sampled_from(USERS), min_size=1, max_size=3),
+        timeout=st.sampled_from([5, 30]),
+    )
     def invite(self, dev: str, k: int, users: list[str], timeout: int) -> None:
         self.run(InviteUser(dev, self.pick_call(dev, k), tuple(users), CallParams(timeout=timeout)))
 
-    @rule(dev=st.sampled_from(DEVICES), k=st.integers(0, 9),
-          media=st.sampled_from([MediaType.AUDIO, MediaType.VIDEO]))
+    @rule(
+        dev=st.sampled_from(DEVICES),
+        k=st.integers(0, 9),
+        media=st.sampled_from([MediaType.AUDIO, MediaType.VIDEO]),
+    )
     def switch_media(self, dev: str, k: int, media: MediaType) -> None:
         self.run(SwitchMediaType(dev, self.pick_call(dev, k), media))
 
-    @rule(dev=st.sampled_from(DEVICES), k=st.integers(0, 9),
-          kind=st.sampled_from(["audio", "video"]), on=st.booleans())
+    @rule(
+        dev=st.sampled_from(DEVICES),
+        k=st.integers(0, 9),
+        kind=st.sampled_from(["audio", "video"]),
+        on=st.booleans(),
+    )
     def set_flag(self, dev: str, k: int, kind: str, on: bool) -> None:
         self.run(SetDeviceFlag(dev, self.pick_call(dev, k), kind, on))
 
@@ -369,8 +393,7 @@ class Calls(RuleBasedStateMachine):
         the devices in ``resume`` come back to their sessions, the others do not;
         after the grace period calls none of whose devices came back end."""
         logins = [
-            Login(d, dev.user_id, dev.multi_device, dev.sig_expires_at)
-            for d, dev in self.sb.devices.items()
+            Login(d, dev.user_id, dev.multi_device, dev.sig_expires_at) for d, dev in self.sb.devices.items()
         ]
         groups = dict(self.sb.groups)
         last_known = self.now
@@ -419,10 +442,7 @@ class Calls(RuleBasedStateMachine):
     def connected_devices_see_the_call_as_it_is(self) -> None:
         """I3 and beyond: a begun leg's view matches the connected members."""
         for cid, call in self.sb.calls.items():
-            connected = {
-                m.user_id: m for m in call.members.values()
-                if m.state is MemberState.CONNECTED
-            }
+            connected = {m.user_id: m for m in call.members.values() if m.state is MemberState.CONNECTED}
             for m in connected.values():
                 assert m.active, f"{m.user_id} connected without a device"
                 key = (m.active, cid)

@@ -178,15 +178,17 @@ class Harness:
     ) -> list[Action]:
         return self.feed(Login(device, user or user_of(device), multi, sig, resumed))
 
-    def call(
-        self, device: str, users: list[str], media: MediaType = AUDIO, **params: Any
-    ) -> str:
+    def call(self, device: str, users: list[str], media: MediaType = AUDIO, **params: Any) -> str:
         self._n += 1
         return str(
             self.req(
                 PlaceCall(
-                    device, tuple(users), media, CallParams(**params),
-                    f"call-{self._n}", 1000 + self._n,
+                    device,
+                    tuple(users),
+                    media,
+                    CallParams(**params),
+                    f"call-{self._n}",
+                    1000 + self._n,
                 )
             )
         )
@@ -210,11 +212,7 @@ class Harness:
 
     def ev(self, device: str, cid: str | None = None) -> list[tuple[Any, ...]]:
         """The device's events, projected to their key arguments (see :func:`brief`)."""
-        return [
-            brief(n, a)
-            for n, a in self.events[device]
-            if cid is None or a.get("call_id") in (cid, None)
-        ]
+        return [brief(n, a) for n, a in self.events[device] if cid is None or a.get("call_id") in (cid, None)]
 
     def raw(self, device: str, name: str) -> list[dict[str, Any]]:
         return [a for n, a in self.events[device] if n == name]
@@ -232,7 +230,10 @@ def brief(name: str, a: dict[str, Any]) -> tuple[Any, ...]:
     match name:
         case "on_call_received":
             return (
-                name, a["caller_id"], tuple(a["callee_id_list"]), MediaType(a["media_type"]),
+                name,
+                a["caller_id"],
+                tuple(a["callee_id_list"]),
+                MediaType(a["media_type"]),
                 CallRole(a["info"]["role"]),
             )
         case "on_call_begin":
@@ -244,9 +245,7 @@ def brief(name: str, a: dict[str, Any]) -> tuple[Any, ...]:
         case "on_user_video_available":
             return (name, a["user_id"], a["is_video_available"])
         case "on_call_media_type_changed":
-            return (
-                name, MediaType(a["old_call_media_type"]), MediaType(a["new_call_media_type"])
-            )
+            return (name, MediaType(a["old_call_media_type"]), MediaType(a["new_call_media_type"]))
         case _ if "user_id" in a:
             return (name, a["user_id"])
         case _:
@@ -342,9 +341,7 @@ def test_row1_offline_callee_that_never_logs_in_times_out_as_no_response() -> No
     h.advance(29.9)
     assert cid in h.sb.calls
     h.advance(0.1)
-    assert h.ev("A") == [
-        inviting("B"), peer("no_response", "B"), *not_connected(R.NO_RESPONSE, "B", "A")
-    ]
+    assert h.ev("A") == [inviting("B"), peer("no_response", "B"), *not_connected(R.NO_RESPONSE, "B", "A")]
     assert h.record(cid).record.result is CallResult.NOT_ANSWER
 
 
@@ -385,9 +382,7 @@ def test_row4_caller_cancelling_before_answer_ends_it_as_canceled(h: Harness) ->
 def test_row5_ring_timeout_ends_the_call_with_no_response(h: Harness) -> None:
     cid = h.call("A", ["B"])
     h.advance(30)
-    assert h.ev("A") == [
-        inviting("B"), peer("no_response", "B"), *not_connected(R.NO_RESPONSE, "B", "A")
-    ]
+    assert h.ev("A") == [inviting("B"), peer("no_response", "B"), *not_connected(R.NO_RESPONSE, "B", "A")]
     assert h.ev("B") == [received("A", ["B"]), *not_connected(R.NO_RESPONSE, "B", "B")]
     rec = h.record(cid)
     assert rec.record.result is CallResult.NOT_ANSWER
@@ -411,9 +406,7 @@ def test_row6_ringing_member_hanging_up_declines_like_reject(h: Harness) -> None
 
 
 @pytest.mark.parametrize("busy_state", ["ringing", "connected"])
-def test_row7_busy_callee_ends_the_call_as_line_busy_and_is_left_alone(
-    h: Harness, busy_state: str
-) -> None:
+def test_row7_busy_callee_ends_the_call_as_line_busy_and_is_left_alone(h: Harness, busy_state: str) -> None:
     other = h.call("C", ["B"])
     if busy_state == "connected":
         h.accept("B", other)
@@ -422,9 +415,7 @@ def test_row7_busy_callee_ends_the_call_as_line_busy_and_is_left_alone(
     h.advance(2)
     cid = h.call("A", ["B"])
     # A hears of the invite (row 1) before hearing that B is busy.
-    assert h.ev("A") == [
-        inviting("B"), peer("line_busy", "B"), *not_connected(R.LINE_BUSY, "B", "A")
-    ]
+    assert h.ev("A") == [inviting("B"), peer("line_busy", "B"), *not_connected(R.LINE_BUSY, "B", "A")]
     assert h.ev("B") == b_events  # nothing reaches B
     assert h.sb.snapshot(other) == before  # B's current call is untouched
     assert h.sb.user_call["B"] == other
@@ -469,9 +460,7 @@ def test_row10_multi_device_first_accept_wins_the_other_device_stops(h: Harness)
     h.accept("B1", cid)
     assert h.ev("A") == [inviting("B"), begin(CALLER), *join("B")]
     assert h.ev("B1") == [received("A", ["B"]), begin(CALLED), *join("A")]
-    assert h.ev("B2") == [
-        received("A", ["B"]), *not_connected(R.OTHER_DEVICE_ACCEPTED, "B", "B")
-    ]
+    assert h.ev("B2") == [received("A", ["B"]), *not_connected(R.OTHER_DEVICE_ACCEPTED, "B", "B")]
     # The loser cannot answer any more, and trying changes nothing. (Current
     # behaviour: -1203 "on another device", not 8010, while the user is connected.)
     h.refused(Accept("B2", cid), ErrorCode.CALL_NOT_FOUND)
@@ -588,7 +577,9 @@ def test_G3_several_busy_invitees_hear_nothing_of_the_call(h: Harness) -> None:
     assert h.ev("C") == c_before
     assert h.ev("D") == d_before
     assert h.ev("B") == [
-        received("A", ["B", "C", "D"], VIDEO), peer("line_busy", "C"), peer("line_busy", "D")
+        received("A", ["B", "C", "D"], VIDEO),
+        peer("line_busy", "C"),
+        peer("line_busy", "D"),
     ]
     assert h.sb.calls[cid].state_of("B").value == "ringing"
 
@@ -736,16 +727,12 @@ def test_ignore_stops_nothing_on_the_server_the_invite_times_out(h: Harness) -> 
 
 def test_busy_caller_cannot_place_a_second_call(h: Harness) -> None:
     h.call("A", ["B"])
-    h.refused(
-        PlaceCall("A", ("C",), AUDIO, CallParams(), "x", 1), ErrorCode.REQUEST_REFUSED
-    )
+    h.refused(PlaceCall("A", ("C",), AUDIO, CallParams(), "x", 1), ErrorCode.REQUEST_REFUSED)
 
 
 def test_ringing_user_calling_someone_else_is_refused_not_glare(h: Harness) -> None:
     h.call("A", ["B"])
-    h.refused(
-        PlaceCall("B", ("C",), AUDIO, CallParams(), "x", 1), ErrorCode.REQUEST_REFUSED
-    )
+    h.refused(PlaceCall("B", ("C",), AUDIO, CallParams(), "x", 1), ErrorCode.REQUEST_REFUSED)
 
 
 def test_glare_persists_the_answered_call(h: Harness) -> None:
@@ -782,9 +769,7 @@ def test_glare_never_grows_a_call_past_nine_members() -> None:
     for u in users:
         h.login(u, user=u)
     cid = h.call("A", users[1:9])  # 9 members
-    err = h.refused(
-        PlaceCall("B", ("A", "X"), AUDIO, CallParams(), "x", 1), ErrorCode.PARAM_INVALID
-    )
+    err = h.refused(PlaceCall("B", ("A", "X"), AUDIO, CallParams(), "x", 1), ErrorCode.PARAM_INVALID)
     assert "9 members" in err.message
     assert len(h.sb.calls[cid].active_members()) == 9
 
@@ -863,9 +848,7 @@ def test_a_device_that_logs_in_while_ringing_with_multi_device_rings_too() -> No
     h.login("B2", multi=True)
     assert h.ev("B2") == [received("A", ["B"])]
     h.accept("B2", cid)
-    assert h.ev("B1") == [
-        received("A", ["B"]), *not_connected(R.OTHER_DEVICE_ACCEPTED, "B", "B")
-    ]
+    assert h.ev("B1") == [received("A", ["B"]), *not_connected(R.OTHER_DEVICE_ACCEPTED, "B", "B")]
 
 
 def test_a_second_device_of_a_connected_user_cannot_act_on_the_call() -> None:
@@ -1013,9 +996,7 @@ def test_invite_user_may_not_grow_a_call_past_nine_members() -> None:
         h.login(u, user=u)
     cid = h.call("A", users[1:8])  # 8 members
     h.accept("U0x", cid)
-    err = h.refused(
-        InviteUser("A", cid, ("U7x", "U8x"), CallParams()), ErrorCode.PARAM_INVALID
-    )
+    err = h.refused(InviteUser("A", cid, ("U7x", "U8x"), CallParams()), ErrorCode.PARAM_INVALID)
     assert "9 members" in err.message
     assert h.invite("A", cid, ["U7x"]) == ["U7x"]
 
@@ -1130,8 +1111,7 @@ def test_expired_caller_still_dialing_ends_the_call_offline(h: Harness) -> None:
     h.login("A", sig=T0 + 10)
     cid = h.call("A", ["B"], timeout=600)
     h.advance(70)
-    assert h.ev("A") == [inviting("B"), ("on_user_sig_expired",),
-                         *not_connected(R.OFFLINE, "A", "A")]
+    assert h.ev("A") == [inviting("B"), ("on_user_sig_expired",), *not_connected(R.OFFLINE, "A", "A")]
     assert h.ev("B") == [received("A", ["B"]), *not_connected(R.OFFLINE, "A", "B")]
     assert h.record(cid).record.result is CallResult.OFFLINE
 
@@ -1235,8 +1215,7 @@ def test_record_of_a_connected_call_has_times_result_and_member_stints(h: Harnes
     assert rec.call_type == "MultiCall" and rec.scene is CallScene.MULTI_CALL
     assert rec.room_id == RoomId(str_room_id="room-1") and rec.user_data == "hello"
     got = [
-        (m.user_id, m.role, m.invite_time, m.accept_time, m.leave_time, m.end_reason,
-         m.invited_by)
+        (m.user_id, m.role, m.invite_time, m.accept_time, m.leave_time, m.end_reason, m.invited_by)
         for m in rec.members
     ]
     # Stints are ordered by invite time, the caller first; among equal invite times
@@ -1249,7 +1228,9 @@ def test_record_of_a_connected_call_has_times_result_and_member_stints(h: Harnes
     ]
     assert [m.billable_seconds for m in rec.members] == [115, 0, 125, 110]
     assert dict(f.user_results) == {
-        "A": CallResultType.OUTGOING, "B": CallResultType.INCOMING, "C": CallResultType.INCOMING
+        "A": CallResultType.OUTGOING,
+        "B": CallResultType.INCOMING,
+        "C": CallResultType.INCOMING,
     }
 
 
@@ -1260,21 +1241,14 @@ def test_record_is_written_once_before_the_terminal_events(h: Harness) -> None:
     h.reject("D", cid)
     h.hangup("A", cid)
     (batch,) = [
-        b for b in h.batches
-        if any(isinstance(a, Persist) and isinstance(a.what, FinishCall) for a in b)
+        b for b in h.batches if any(isinstance(a, Persist) and isinstance(a.what, FinishCall) for a in b)
     ]
-    first_terminal = min(
-        i for i, a in enumerate(batch) if isinstance(a, Emit) and a.terminal
-    )
-    (finish,) = [
-        i for i, a in enumerate(batch) if isinstance(a, Persist) and isinstance(a.what, FinishCall)
-    ]
+    first_terminal = min(i for i, a in enumerate(batch) if isinstance(a, Emit) and a.terminal)
+    (finish,) = [i for i, a in enumerate(batch) if isinstance(a, Persist) and isinstance(a.what, FinishCall)]
     assert finish < first_terminal
     assert h.finish_count == Counter({cid: 1})
     # No live snapshot is saved for an ended call.
-    assert not any(
-        isinstance(a, Persist) and isinstance(a.what, SaveCall) for a in batch
-    )
+    assert not any(isinstance(a, Persist) and isinstance(a.what, SaveCall) for a in batch)
 
 
 def test_ephemeral_calls_are_flagged_on_their_record(h: Harness) -> None:
@@ -1347,8 +1321,7 @@ def test_restore_rearms_ring_timeouts(h: Harness) -> None:
 
 def test_more_than_eight_callees_is_a_parameter_error(h: Harness) -> None:
     users = [f"U{i}" for i in range(9)]
-    err = h.refused(PlaceCall("A", tuple(users), AUDIO, CallParams(), "x", 1),
-                    ErrorCode.PARAM_INVALID)
+    err = h.refused(PlaceCall("A", tuple(users), AUDIO, CallParams(), "x", 1), ErrorCode.PARAM_INVALID)
     assert "at most 8 callees" in err.message
     assert h.call("A", users[:8])  # 8 is fine
 
@@ -1361,8 +1334,7 @@ def test_callee_list_drops_self_and_duplicates(h: Harness) -> None:
 
 @pytest.mark.parametrize("bad", ["", "has space", "x" * 33, "ü", "a/b"])
 def test_bad_user_ids_are_parameter_errors(h: Harness, bad: str) -> None:
-    err = h.refused(PlaceCall("A", ("B", bad), AUDIO, CallParams(), "x", 1),
-                    ErrorCode.PARAM_INVALID)
+    err = h.refused(PlaceCall("A", ("B", bad), AUDIO, CallParams(), "x", 1), ErrorCode.PARAM_INVALID)
     assert "user id" in err.message
     h.refused(Login("dev", bad), ErrorCode.PARAM_INVALID)
 
@@ -1403,19 +1375,16 @@ def test_timeout_bounds_are_allowed(h: Harness, timeout: int) -> None:
 
 
 def test_bad_media_type_is_a_parameter_error(h: Harness) -> None:
-    err = h.refused(PlaceCall("A", ("B",), MediaType.UNKNOWN, CallParams(), "x", 1),
-                    ErrorCode.PARAM_INVALID)
+    err = h.refused(PlaceCall("A", ("B",), MediaType.UNKNOWN, CallParams(), "x", 1), ErrorCode.PARAM_INVALID)
     assert "media_type" in err.message
 
 
 @pytest.mark.parametrize(
     "room",
-    [RoomId(int_room_id=5, str_room_id="x"), RoomId(int_room_id=4294967295),
-     RoomId(str_room_id="r" * 65)],
+    [RoomId(int_room_id=5, str_room_id="x"), RoomId(int_room_id=4294967295), RoomId(str_room_id="r" * 65)],
 )
 def test_bad_room_ids_are_parameter_errors(h: Harness, room: RoomId) -> None:
-    h.refused(PlaceCall("A", ("B",), AUDIO, CallParams(room_id=room), "x", 1),
-              ErrorCode.PARAM_INVALID)
+    h.refused(PlaceCall("A", ("B",), AUDIO, CallParams(room_id=room), "x", 1), ErrorCode.PARAM_INVALID)
 
 
 def test_requests_from_a_device_that_is_not_logged_in_fail_with_init_fail(h: Harness) -> None:

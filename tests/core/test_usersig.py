@@ -177,9 +177,7 @@ def test_our_sig_is_byte_identical_to_the_official_one(
     # The official package has no verifier, so compare the output itself (and its
     # decoded document) with what the official generator makes.
     api = official(T0 + 7)
-    theirs = (
-        api.gen_sig(USER, 999) if userbuf is None else api.gen_sig_with_userbuf(USER, 999, userbuf)
-    )
+    theirs = api.gen_sig(USER, 999) if userbuf is None else api.gen_sig_with_userbuf(USER, 999, userbuf)
     ours = gen_user_sig(APP, KEY, USER, 999, now=T0 + 7, userbuf=userbuf)
     assert decode_doc(ours) == decode_doc(theirs)
     assert ours == theirs
@@ -542,12 +540,8 @@ def test_gen_then_verify_round_trips(
     user_id: str, sdk_app_id: int, expire: int, now: int, userbuf: bytes | None, key: str
 ) -> None:
     sig = gen_user_sig(sdk_app_id, key, user_id, expire, now=now, userbuf=userbuf)
-    info = verify_user_sig(
-        sig, sdk_app_id=sdk_app_id, user_id=user_id, secret_key=key, now=now + expire
-    )
+    info = verify_user_sig(sig, sdk_app_id=sdk_app_id, user_id=user_id, secret_key=key, now=now + expire)
     assert info == SigInfo(user_id, sdk_app_id, now, expire, userbuf)
     with pytest.raises(UserSigError) as caught:
-        verify_user_sig(
-            sig, sdk_app_id=sdk_app_id, user_id=user_id, secret_key=key, now=now + expire + 1
-        )
+        verify_user_sig(sig, sdk_app_id=sdk_app_id, user_id=user_id, secret_key=key, now=now + expire + 1)
     assert caught.value.code == ErrorCode.SIG_EXPIRED

@@ -18,7 +18,11 @@ def test_readme_quick_start_places_and_ends_a_call(tmp_path: Path) -> None:
         env = {**os.environ, "RINGLINE_URL": srv.url, "RINGLINE_DATA_DIR": str(tmp_path)}
         out = subprocess.run(
             [sys.executable, str(ROOT / "examples" / "quickstart.py")],
-            env=env, capture_output=True, text=True, timeout=60, check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
     finally:
         srv.kill()

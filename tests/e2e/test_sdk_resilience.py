@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serverproc import SDK_APP_ID, ServerProcess, unique
-
 from ringline import CallEndReason, CallEngine, MediaType
 from ringline.testing import RecordingObserver
+from serverproc import SDK_APP_ID, ServerProcess, unique
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,9 +26,21 @@ async def _engine(srv: ServerProcess, user: str) -> tuple[CallEngine, RecordingO
 async def test_bot_process_killed_with_sigkill_leaves_the_call_offline(server: ServerProcess) -> None:
     bot = unique("bot")
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "auto_answer.py"), "--url", server.url,
-         "--data-dir", str(server.data_dir), "--user", bot, "--hold", "0"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            str(ROOT / "examples" / "auto_answer.py"),
+            "--url",
+            server.url,
+            "--data-dir",
+            str(server.data_dir),
+            "--user",
+            bot,
+            "--hold",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     a, ra = await _engine(server, unique("a"))
     try:

@@ -76,7 +76,8 @@ async def test_events_wait_while_the_store_is_down_and_flow_when_it_is_back(hub:
 async def test_a_write_the_store_keeps_refusing_is_dropped_without_stalling_others(hub: Hub) -> None:
     store = hub.store
     assert isinstance(store, FlakyStore)
-    a, b = login(hub, "a1", "A"), login(hub, "b1", "B")
+    login(hub, "a1", "A")
+    b = login(hub, "b1", "B")
     store.poison.add("c1")
     hub.submit(m.PlaceCall("a1", ("B",), MediaType.AUDIO, CallParams(), "c1", 7))
     hub.submit(m.Hangup("a1", "c1"))
@@ -90,3 +91,26 @@ async def test_a_write_the_store_keeps_refusing_is_dropped_without_stalling_othe
     assert await store.get_record("c1") is None
     rec = await store.get_record("c2")
     assert rec is not None and rec.result.value == "Cancel"
+
+
+async def test_a_device_that_never_acknowledges_is_cut_off_and_keeps_only_its_ends() -> None:
+    store = FlakyStore()
+    await store.open()
+    h = Hub(Settings(heartbeat_grace=60, max_unacked=6), store, sdk_app_id=1)
+    await h.start()
+    try:
+        a, b = login(h, "a1", "A"), login(h, "b1", "B")
+        h.submit(m.PlaceCall("a1", ("B",), MediaType.AUDIO, CallParams(), "c1", 7))
+        h.submit(m.Accept("b1", "c1"))
+        await h.drain()
+        a.ack(a.seq)  # A acknowledges as it should; B never does
+        for i in range(4):
+            h.submit(m.SetDeviceFlag("a1", "c1", "audio", i % 2 == 1))
+        await h.drain()
+        assert b.closed and "b1" not in h.by_device
+        # B is gone: A hears it left OFFLINE; B's own end waits in its mailbox.
+        assert names(a) == ["on_user_leave", "on_call_end"]
+        assert [n for _, n, _ in h.mailbox["b1"]] == ["on_call_end"]
+    finally:
+        await h.close()
+        await store.close()

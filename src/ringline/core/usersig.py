@@ -171,13 +171,7 @@ def gen_user_sig(
         _hmac(secret_key, user_id, sdk_app_id, now, expire, b64_userbuf)
     ).decode("ascii")
     compressed = zlib.compress(json.dumps(doc).encode("utf-8"))
-    return (
-        base64.b64encode(compressed)
-        .decode("ascii")
-        .replace("+", "*")
-        .replace("/", "-")
-        .replace("=", "_")
-    )
+    return base64.b64encode(compressed).decode("ascii").replace("+", "*").replace("/", "-").replace("=", "_")
 
 
 def verify_user_sig(
@@ -227,12 +221,9 @@ def verify_user_sig(
     if now > info.expires_at:
         raise UserSigError(
             ErrorCode.SIG_EXPIRED,
-            f"user sig expired at {_iso(info.expires_at)}; "
-            + _REMINT.replace("USER_ID", info.identifier),
+            f"user sig expired at {_iso(info.expires_at)}; " + _REMINT.replace("USER_ID", info.identifier),
         )
-    expected = _hmac(
-        secret_key, info.identifier, info.sdk_app_id, info.time, info.expire, b64_userbuf
-    )
+    expected = _hmac(secret_key, info.identifier, info.sdk_app_id, info.time, info.expire, b64_userbuf)
     if not hmac.compare_digest(expected, sig):
         raise UserSigError(
             ErrorCode.SIG_BAD_SIGNATURE,
@@ -279,12 +270,7 @@ def _hmac(
     expire: int,
     b64_userbuf: str | None,
 ) -> bytes:
-    text = (
-        f"TLS.identifier:{identifier}\n"
-        f"TLS.sdkappid:{sdk_app_id}\n"
-        f"TLS.time:{time}\n"
-        f"TLS.expire:{expire}\n"
-    )
+    text = f"TLS.identifier:{identifier}\nTLS.sdkappid:{sdk_app_id}\nTLS.time:{time}\nTLS.expire:{expire}\n"
     if b64_userbuf is not None:
         text += f"TLS.userbuf:{b64_userbuf}\n"
     # surrogatepass: a lone surrogate (legal in JSON text) must not escape as
@@ -312,9 +298,7 @@ def _decode(user_sig: object) -> dict[str, object]:
     if _B64X_RE.fullmatch(text) is None:
         raise _malformed("characters outside the base64 alphabet A-Z a-z 0-9 * - _")
     try:
-        raw = base64.b64decode(
-            text.replace("*", "+").replace("-", "/").replace("_", "="), validate=True
-        )
+        raw = base64.b64decode(text.replace("*", "+").replace("-", "/").replace("_", "="), validate=True)
     except (binascii.Error, ValueError):
         raise _malformed("bad base64 length or padding") from None
 
@@ -358,9 +342,7 @@ def _fields(doc: dict[str, object]) -> tuple[SigInfo, str | None, bytes]:
         userbuf = _b64_field(doc, "TLS.userbuf")
     if ver != _VERSION:
         raise _wrong_version(ver)
-    info = SigInfo(
-        identifier=identifier, sdk_app_id=sdk_app_id, time=time, expire=expire, userbuf=userbuf
-    )
+    info = SigInfo(identifier=identifier, sdk_app_id=sdk_app_id, time=time, expire=expire, userbuf=userbuf)
     return info, b64_userbuf, sig
 
 

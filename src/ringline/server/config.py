@@ -38,6 +38,7 @@ class Settings:
     max_frame_bytes: int = 64 * 1024
     rate_limit_per_s: float = 100.0
     mailbox_ttl: float = 7 * 86400.0
+    max_unacked: int = 5000
 
     @property
     def db_url(self) -> str:

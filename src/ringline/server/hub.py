@@ -48,7 +48,6 @@ log = logging.getLogger("ringline.server")
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-MAX_UNACKED = 5000
 MAILBOX_MAX = 100
 
 
@@ -362,6 +361,12 @@ class Hub:
         s = self.by_device.get(device_id)
         if s is not None and not s.closed:
             s.push(name, args)
+            if len(s.buffer) > self.settings.max_unacked:
+                # Bounded memory: a device that never acknowledges is treated as gone
+                # (what it is owed moves to its mailbox).
+                log.warning("device %s: over %d unacknowledged pushes", device_id, len(s.buffer) - 1)
+                self._drop(s, 4009, "too many unacknowledged pushes; send 'ack' in pings", gone=True)
+                self.submit(m.DeviceGone(device_id), writes=[st.DeleteSession(s.token)])
         elif terminal:
             box = self.mailbox.setdefault(device_id, [])
             box.append((time.time(), name, args))
