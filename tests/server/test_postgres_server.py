@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from rawclient import Raw
 from serverproc import ServerProcess, unique
 
