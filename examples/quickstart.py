@@ -29,5 +29,4 @@ async def main() -> None:
         await bob.accept()                                # both get on_call_begin
         await alice.hangup()                              # both get on_call_end(HANGUP)
         await asyncio.wait_for(b.ended.wait(), 5)
-
 asyncio.run(main())
