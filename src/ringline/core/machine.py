@@ -40,6 +40,7 @@ __all__ = [
     "Accept",
     "Action",
     "AdminEndCall",
+    "CallFact",
     "CallPhase",
     "CancelTimer",
     "CloseDevice",
@@ -53,6 +54,7 @@ __all__ = [
     "Join",
     "Login",
     "Logout",
+    "Notify",
     "Persist",
     "PlaceCall",
     "RecoveryDeadline",
@@ -294,6 +296,33 @@ class Persist:
 
 
 @dataclass(frozen=True, slots=True)
+class CallFact:
+    """A fact about a call for the server's callbacks (CALLS.md §7).
+
+    ``kind``: ``"start"`` (data: ``call``, ``users``), ``"member"`` (data: ``changes``
+    ``[{user_id, action}]`` with actions Accept, Reject, NotAnswer, Hangup, Join,
+    Offline, Invite, CancelInvite, LineBusy; and ``users``) or ``"end"`` (data:
+    ``record``). ``users`` lists the members still in the call with status
+    ``Calling`` (connected, or the caller) or ``Waiting`` (ringing). ``seq`` numbers the
+    facts of one call from 1, so receivers can keep them in order. Ephemeral calls
+    have none.
+    """
+
+    call_id: str
+    seq: int
+    kind: str
+    at: float
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Queue callbacks for ``fact``, durably, in the same batch as the state change."""
+
+    fact: CallFact
+
+
+@dataclass(frozen=True, slots=True)
 class SetTimer:
     key: tuple[str, ...]
     at: float
@@ -313,7 +342,7 @@ class CloseDevice:
     message: str
 
 
-Action = Emit | Persist | SetTimer | CancelTimer | CloseDevice
+Action = Emit | Persist | SetTimer | CancelTimer | CloseDevice | Notify
 
 
 # --------------------------------------------------------------------------- state
@@ -424,6 +453,8 @@ class Call:
     ever_invited: set[str] = field(default_factory=set)
     # After a restart: devices that have not come back yet (empty = confirmed).
     unconfirmed: bool = False
+    # Facts (callbacks) emitted so far; the next one gets fact_seq + 1.
+    fact_seq: int = 0
 
     def active_members(self) -> list[Member]:
         return [m for m in self.members.values() if m.state is not MemberState.ABSENT]
@@ -452,6 +483,7 @@ class Call:
             "members": [m.to_snapshot() for m in self.members.values()],
             "past": [m.to_snapshot() for m in self.past],
             "ever_invited": sorted(self.ever_invited),
+            "fact_seq": self.fact_seq,
         }
 
     @classmethod
@@ -475,6 +507,7 @@ class Call:
             members={m.user_id: m for m in members},
             past=[Member.from_snapshot(m) for m in d["past"]],
             ever_invited=set(d["ever_invited"]),
+            fact_seq=int(d.get("fact_seq", 0)),
         )
 
     def record(self, end_time: float, reason: CallEndReason, ended_by: str) -> CallRecord:
@@ -1120,6 +1153,19 @@ class Switchboard:
             m = call.members[u]
             self._emit(out, m.devices, "on_call_received", self._received_args(call, m, now))
             out.append(SetTimer(("ring", call.call_id, u), m.deadline))
+        if initial:
+            info = {
+                "call_id": call.call_id,
+                "caller": call.caller,
+                "media_type": int(call.media_type),
+                "chat_group_id": call.chat_group_id,
+                "room_id": call.room_id.to_wire(),
+                "scene": int(call.scene),
+                "start_time": call.start_time,
+            }
+            self._fact(out, call, "start", now, {"call": info, "users": self._users(call)})
+        else:
+            self._member_fact(out, call, now, [(u, "Invite") for u in user_ids])
         for u in busy:
             log.info("call %s: %s is busy", call.call_id, u)
             m = call.members[u]
@@ -1180,6 +1226,42 @@ class Switchboard:
                 },
             )
 
+    @staticmethod
+    def _users(call: Call) -> list[dict[str, str]]:
+        return [
+            {"user_id": m.user_id, "status": "Waiting" if m.state is MemberState.RINGING else "Calling"}
+            for m in call.members.values()
+            if m.state is not MemberState.ABSENT
+        ]
+
+    def _fact(self, out: list[Action], call: Call, kind: str, now: float, data: dict[str, Any]) -> None:
+        if call.ephemeral:
+            return
+        call.fact_seq += 1
+        out.append(Notify(CallFact(call.call_id, call.fact_seq, kind, now, data)))
+
+    def _member_fact(self, out: list[Action], call: Call, now: float, changes: list[tuple[str, str]]) -> None:
+        self._fact(
+            out,
+            call,
+            "member",
+            now,
+            {
+                "changes": [{"user_id": u, "action": a} for u, a in changes],
+                "users": self._users(call),
+            },
+        )
+
+    _ACTION: ClassVar[dict[CallEndReason, str]] = {
+        CallEndReason.REJECT: "Reject",
+        CallEndReason.NO_RESPONSE: "NotAnswer",
+        CallEndReason.LINE_BUSY: "LineBusy",
+        CallEndReason.HANGUP: "Hangup",
+        CallEndReason.OFFLINE: "Offline",
+        CallEndReason.CANCELED: "CancelInvite",
+        CallEndReason.END_BY_SERVER: "Hangup",
+    }
+
     def _accept(
         self, call: Call, m: Member, device_id: str, now: float, out: list[Action], touched: set[str]
     ) -> None:
@@ -1193,6 +1275,7 @@ class Switchboard:
             )
         m.devices = [device_id]
         self._begin_leg(call, m, device_id, now, out)
+        self._member_fact(out, call, now, [(m.user_id, "Accept")])
 
     def _begin_leg(self, call: Call, m: Member, device_id: str, now: float, out: list[Action]) -> None:
         """Connect ``m`` on ``device_id``: begin, then joins (I2, I3)."""
@@ -1256,6 +1339,7 @@ class Switchboard:
         out.append(CancelTimer(("ring", call.call_id, m.user_id)))
         touched.add(call.call_id)
         log.info("call %s: %s %s -> gone (%s)", call.call_id, m.user_id, prev.value, reason.name)
+        self._member_fact(out, call, now, [(m.user_id, self._ACTION.get(reason, "Hangup"))])
         if prev is MemberState.CONNECTED:
             self._emit(
                 out,
@@ -1343,6 +1427,10 @@ class Switchboard:
         )
         call.phase = CallPhase.ENDED
         remaining = call.active_members()
+        if reason is CallEndReason.CANCELED:
+            cancelled = [m.user_id for m in remaining if m.state is MemberState.RINGING]
+            if cancelled:
+                self._member_fact(out, call, now, [(u, "CancelInvite") for u in cancelled])
         for m in remaining:
             prev = m.state
             m.state = MemberState.ABSENT
@@ -1353,6 +1441,7 @@ class Switchboard:
             out.append(CancelTimer(("ring", call.call_id, m.user_id)))
             self._terminal_for(out, call, m, prev, reason, ended_by, now)
         record = call.record(now, reason, ended_by)
+        self._fact(out, call, "end", now, {"record": record.to_dict()})
         results = tuple((u, result_type_for(record, u)) for u in record.users())
         # The record goes first: the driver persists before it sends (§6.8).
         out.insert(0, Persist(FinishCall(record, results, call.ephemeral)))
@@ -1428,6 +1517,7 @@ class Switchboard:
         if call.phase is CallPhase.RINGING:
             self._connect_caller(call, now, out)
         self._begin_leg(call, m, inp.device_id, now, out)
+        self._member_fact(out, call, now, [(me, "Join")])
 
     def _switch_media(self, inp: SwitchMediaType, now: float, out: list[Action], touched: set[str]) -> None:
         dev = self._device(inp.device_id)

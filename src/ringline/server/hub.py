@@ -356,6 +356,10 @@ class Hub:
                     self.end_session(s, code, a.message)
             elif isinstance(a, m.Persist):  # only from restore(): nothing to persist
                 pass
+            elif isinstance(a, m.Notify):
+                # Callback facts: the durable outbox that delivers them (docs/callbacks.md)
+                # is not wired in yet; until then they are only counted.
+                self.stats["facts"] = self.stats.get("facts", 0) + 1
 
     def deliver(self, device_id: str, name: str, args: dict[str, Any], terminal: bool) -> None:
         s = self.by_device.get(device_id)
