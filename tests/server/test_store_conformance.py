@@ -49,6 +49,8 @@ from ringline.server.store import (
     Write,
     open_store,
 )
+from ringline.server.store.base import SetCallbackConfig
+from ringline.server.store.sqlite import SCHEMA_VERSION
 
 PG_DSN = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_START_HINT = (
@@ -768,7 +770,7 @@ async def test_schema_migration_is_idempotent(backend: Backend) -> None:
         for s in (second, third):
             version = getattr(s, "schema_version", None)
             if version is not None:
-                assert await version() == 1
+                assert await version() == SCHEMA_VERSION
             expected = make_record("c-1", start=T0) if backend.persistent else None
             assert await s.get_record("c-1") == expected
         await second.apply([MarkAlive(T0)])
@@ -882,3 +884,110 @@ async def test_sqlite_locked_database_fails_the_round_then_recovers(tmp_path: Pa
     finally:
         other.close()
         await s.close()
+
+
+# --------------------------------------------------------------------------- callback config
+
+
+async def test_callback_config_set_overwrite_delete_per_kind(store: Store) -> None:
+    assert await store.get_callback_config("v4") is None
+    assert await store.get_callback_config("v1") is None
+    v4 = {
+        "Url": "https://hooks.example.com/ringline?x=1",
+        "CallbackCommandList": ["Call.CallbackAfterEndCall"],
+    }
+    v1 = {"address": "http://example.com/cb", "actions": ["normal_end", "caller_start_call"]}
+    await store.apply([SetCallbackConfig("v4", v4), SetCallbackConfig("v1", v1)])
+    assert await store.get_callback_config("v4") == v4
+    assert await store.get_callback_config("v1") == v1
+    # overwrite one kind: the other is untouched
+    v4b = {"Url": "http://ünïcødé.example/☎", "CallbackCommandList": []}
+    await store.apply([SetCallbackConfig("v4", v4b)])
+    assert await store.get_callback_config("v4") == v4b
+    assert await store.get_callback_config("v1") == v1
+    # delete one kind; deleting what is not there is a no-op
+    await store.apply([SetCallbackConfig("v1", None), SetCallbackConfig("nope", None)])
+    assert await store.get_callback_config("v1") is None
+    assert await store.get_callback_config("v4") == v4b
+    # several writes of one kind in one batch, mixed with other writes: the last wins
+    await store.apply(
+        [
+            SetCallbackConfig("v1", v1),
+            MarkAlive(T0),
+            SetCallbackConfig("v1", None),
+            SetCallbackConfig("v4", v4),
+            SetCallbackConfig("v1", {"address": "http://last", "actions": ["reject"]}),
+        ]
+    )
+    assert await store.get_callback_config("v1") == {"address": "http://last", "actions": ["reject"]}
+    assert await store.get_callback_config("v4") == v4
+    # concurrent batches all land
+    await asyncio.gather(
+        *(store.apply([SetCallbackConfig(f"k{i}", {"n": i})]) for i in range(20)),
+    )
+    assert [await store.get_callback_config(f"k{i}") for i in range(20)] == [{"n": i} for i in range(20)]
+
+
+async def test_callback_config_survives_reopen(backend: Backend) -> None:
+    if not backend.persistent:
+        pytest.skip("an in-memory store is gone with its connection")
+    cfg = {"Url": "https://a.example/hook", "CallbackCommandList": ["Call.CallbackAfterStartCall"]}
+    s = backend.make()
+    await s.open()
+    await s.apply([SetCallbackConfig("v4", cfg)])
+    await s.close()
+    again = backend.make()
+    await again.open()
+    try:
+        assert await again.get_callback_config("v4") == cfg
+        assert await again.get_callback_config("v1") is None
+    finally:
+        await again.close()
+
+
+async def _downgrade_to_version_1(s: Store) -> None:
+    """Make the (closed) database of ``s`` look as schema version 1 left it."""
+    if isinstance(s, SqliteStore):
+        import sqlite3
+
+        conn = sqlite3.connect(s.path, isolation_level=None)
+        try:
+            conn.execute("DROP TABLE callback_config")
+            conn.execute("DELETE FROM schema_version WHERE version > 1")
+        finally:
+            conn.close()
+    else:
+        import asyncpg
+
+        assert isinstance(s, PostgresStore)
+        conn = await asyncpg.connect(s.dsn)
+        try:
+            await conn.execute("DROP TABLE callback_config")
+            await conn.execute("DELETE FROM schema_version WHERE version > 1")
+        finally:
+            await conn.close()
+
+
+async def test_a_version_1_database_upgrades_and_keeps_its_data(backend: Backend) -> None:
+    if not backend.persistent:
+        pytest.skip("an in-memory store has no database to upgrade")
+    rec = make_record("c-1", start=T0, callees=("bob",))
+    old = backend.make()
+    await old.open()
+    await old.apply([finish(rec), SetGroupMembers("g", ("alice",)), MarkAlive(T0 + 1)])
+    await old.close()
+    await _downgrade_to_version_1(old)
+
+    new = backend.make()
+    await new.open()
+    try:
+        version = getattr(new, "schema_version", None)
+        assert version is not None and await version() == 2
+        assert await new.get_record("c-1") == rec
+        assert await new.load_groups() == {"g": ("alice",)}
+        assert await new.last_alive() == T0 + 1
+        assert await new.get_callback_config("v4") is None
+        await new.apply([SetCallbackConfig("v4", {"Url": "http://x", "CallbackCommandList": []})])
+        assert await new.get_callback_config("v4") == {"Url": "http://x", "CallbackCommandList": []}
+    finally:
+        await new.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
@@ -27,6 +27,7 @@ __all__ = [
     "SaveLiveCall",
     "SaveSession",
     "SessionRow",
+    "SetCallbackConfig",
     "SetGroupMembers",
     "Store",
     "UserCallRow",
@@ -101,7 +102,30 @@ class MarkAlive:
     at: float
 
 
-Write = SaveLiveCall | FinishCall | SaveSession | DeleteSession | SetGroupMembers | HideUserCalls | MarkAlive
+@dataclass(frozen=True, slots=True)
+class SetCallbackConfig:
+    """Replace the app's callback configuration of one ``kind``; ``None`` deletes it.
+
+    ``kind`` is ``"v4"`` (``{"Url", "CallbackCommandList"}``, set through
+    ``v4/call_config/set_callback``) or ``"v1"`` (``{"address", "actions"}``, set through
+    ``v1/callback/set``); the two are kept apart. ``config`` must be JSON-serialisable
+    and is returned as is by :meth:`Store.get_callback_config`.
+    """
+
+    kind: str
+    config: dict[str, Any] | None
+
+
+Write = (
+    SaveLiveCall
+    | FinishCall
+    | SaveSession
+    | DeleteSession
+    | SetGroupMembers
+    | HideUserCalls
+    | MarkAlive
+    | SetCallbackConfig
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +165,13 @@ class Store(Protocol):
         ...
 
     async def get_record(self, call_id: str) -> CallRecord | None: ...
+
+    async def get_callback_config(self, kind: str) -> dict[str, Any] | None:
+        """The callback configuration of ``kind`` (``"v4"`` or ``"v1"``), or None if unset.
+
+        Reflects every :class:`SetCallbackConfig` whose ``apply`` has returned.
+        """
+        ...
 
     async def query_user_calls(
         self,

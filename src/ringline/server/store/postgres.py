@@ -37,6 +37,7 @@ from .base import (
     SaveLiveCall,
     SaveSession,
     SessionRow,
+    SetCallbackConfig,
     SetGroupMembers,
     UserCallRow,
     Write,
@@ -46,7 +47,7 @@ from .sqlite import CommitStats, GroupCommitter
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _log = logging.getLogger(__name__)
 
@@ -124,6 +125,18 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        2,
+        (
+            # One callback configuration per kind ("v4", "v1"), as JSON text.
+            """
+            CREATE TABLE callback_config (
+                kind   TEXT NOT NULL PRIMARY KEY,
+                config TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -176,6 +189,11 @@ _SQL_MARK_ALIVE = """
     INSERT INTO alive (id, at) VALUES (1, $1)
     ON CONFLICT (id) DO UPDATE SET at = GREATEST(alive.at, EXCLUDED.at)
 """
+_SQL_SET_CALLBACK = """
+    INSERT INTO callback_config (kind, config) VALUES ($1, $2)
+    ON CONFLICT (kind) DO UPDATE SET config = EXCLUDED.config
+"""
+_SQL_DELETE_CALLBACK = "DELETE FROM callback_config WHERE kind = $1"
 
 
 def _redact(dsn: str) -> str:
@@ -201,6 +219,17 @@ def _record_json(record: CallRecord) -> str:
 
 def _record_from_json(text: str) -> CallRecord:
     return CallRecord.from_dict(json.loads(text))
+
+
+def _config_json(config: dict[str, Any]) -> str:
+    return json.dumps(config, separators=(",", ":"), ensure_ascii=False)
+
+
+def _config_from_json(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"callback_config holds {type(value).__name__}, not a JSON object")
+    return value
 
 
 def _finish_args(w: FinishCall) -> tuple[Any, ...]:
@@ -440,6 +469,12 @@ class PostgresStore:
                 )
             elif kind is MarkAlive:
                 await conn.execute(_SQL_MARK_ALIVE, max(w.at for w in cast(list[MarkAlive], run)))
+            elif kind is SetCallbackConfig:
+                for c in cast(list[SetCallbackConfig], run):  # in order: the last one of a kind wins
+                    if c.config is None:
+                        await conn.execute(_SQL_DELETE_CALLBACK, c.kind)
+                    else:
+                        await conn.execute(_SQL_SET_CALLBACK, c.kind, _config_json(c.config))
             else:
                 raise TypeError(f"not a store write: {run[0]!r}")
 
@@ -493,6 +528,12 @@ class PostgresStore:
         self._check_open()
         text = await self._pool.fetchval("SELECT record FROM calls WHERE call_id = $1", call_id)
         return None if text is None else _record_from_json(str(text))
+
+    async def get_callback_config(self, kind: str) -> dict[str, Any] | None:
+        """The callback configuration of ``kind``, or None if unset."""
+        self._check_open()
+        text = await self._pool.fetchval("SELECT config FROM callback_config WHERE kind = $1", kind)
+        return None if text is None else _config_from_json(str(text))
 
     async def query_user_calls(
         self,

@@ -46,6 +46,7 @@ from .base import (
     SaveLiveCall,
     SaveSession,
     SessionRow,
+    SetCallbackConfig,
     SetGroupMembers,
     UserCallRow,
     Write,
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _T = TypeVar("_T")
 
@@ -241,6 +242,18 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        2,
+        (
+            # One callback configuration per kind ("v4", "v1"), as JSON text.
+            """
+            CREATE TABLE callback_config (
+                kind   TEXT NOT NULL PRIMARY KEY,
+                config TEXT NOT NULL
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -279,6 +292,11 @@ _SQL_MARK_ALIVE = """
     INSERT INTO alive (id, at) VALUES (1, ?)
     ON CONFLICT (id) DO UPDATE SET at = max(alive.at, excluded.at)
 """
+_SQL_SET_CALLBACK = """
+    INSERT INTO callback_config (kind, config) VALUES (?, ?)
+    ON CONFLICT (kind) DO UPDATE SET config = excluded.config
+"""
+_SQL_DELETE_CALLBACK = "DELETE FROM callback_config WHERE kind = ?"
 
 
 def _record_json(record: CallRecord) -> str:
@@ -287,6 +305,17 @@ def _record_json(record: CallRecord) -> str:
 
 def _record_from_json(text: str) -> CallRecord:
     return CallRecord.from_dict(json.loads(text))
+
+
+def _config_json(config: dict[str, Any]) -> str:
+    return json.dumps(config, separators=(",", ":"), ensure_ascii=False)
+
+
+def _config_from_json(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"callback_config holds {type(value).__name__}, not a JSON object")
+    return value
 
 
 def _call_row(record: CallRecord) -> tuple[Any, ...]:
@@ -468,6 +497,11 @@ class SqliteStore:
         """The finished record of ``call_id``, or None."""
         rows = await self._read(self._fetchall, "SELECT record FROM calls WHERE call_id = ?", (call_id,))
         return _record_from_json(rows[0][0]) if rows else None
+
+    async def get_callback_config(self, kind: str) -> dict[str, Any] | None:
+        """The callback configuration of ``kind``, or None if unset."""
+        rows = await self._read(self._fetchall, "SELECT config FROM callback_config WHERE kind = ?", (kind,))
+        return _config_from_json(rows[0][0]) if rows else None
 
     async def query_user_calls(
         self,
@@ -744,6 +778,12 @@ class SqliteStore:
             )
         elif kind is MarkAlive:
             conn.execute(_SQL_MARK_ALIVE, (max(w.at for w in cast(list[MarkAlive], run)),))
+        elif kind is SetCallbackConfig:
+            for c in cast(list[SetCallbackConfig], run):  # in order: the last one of a kind wins
+                if c.config is None:
+                    conn.execute(_SQL_DELETE_CALLBACK, (c.kind,))
+                else:
+                    conn.execute(_SQL_SET_CALLBACK, (c.kind, _config_json(c.config)))
         else:
             raise TypeError(f"not a store write: {run[0]!r}")
 
