@@ -162,3 +162,29 @@ async def test_client_process_killed_with_sigkill_leaves_the_call_offline(
         if proc.stdout is not None:
             proc.stdout.close()
         await a.close()
+
+
+async def test_pushes_queued_before_a_device_resumes_after_a_restart_are_replayed(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path, heartbeat_grace=6.0).start()
+    try:
+        a, b, ua, ub, cid = await _connected(srv)
+        acks = (a.last_seq, b.last_seq)
+        sessions = (a.session, b.session)
+        srv.kill()
+        await a.close()
+        await b.close()
+        srv.start()
+        a2 = await Raw(srv).connect()
+        await a2.ok("resume", v=1, session=sessions[0], ack=acks[0])
+        await a2.ok("hangup", call_id=cid)  # B is still away: its pushes queue up
+        await a2.event("on_call_end", call_id=cid)
+        b2 = await Raw(srv).connect()
+        res = await b2.ok("resume", v=1, session=sessions[1], ack=acks[1])
+        assert res["next_seq"] == acks[1] + 1
+        leave = await b2.event("on_user_leave", call_id=cid, user_id=ua)
+        end = await b2.event("on_call_end", call_id=cid)
+        assert (leave["seq"], end["seq"]) == (acks[1] + 1, acks[1] + 2)
+        await a2.close()
+        await b2.close()
+    finally:
+        srv.kill()

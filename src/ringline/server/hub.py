@@ -99,8 +99,9 @@ class Session:
             buf.popleft()
 
     def replay_after(self, ack: int) -> int:
-        self.ack(ack)
-        if self.restored:
+        if not self.restored:
+            self.ack(ack)
+        else:
             # The server restarted: this session's numbering continues from the
             # client's own ack; pushes queued since the restart are renumbered.
             renum: deque[tuple[int, str, dict[str, Any]]] = deque()
