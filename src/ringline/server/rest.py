@@ -1,139 +1,470 @@
-"""Admin REST: ``POST /v4/{service}/{command}`` with the vendor's query-string auth.
+"""Admin REST: ``POST /v4/{service}/{command}`` and ``POST /v1/{service}/{command}``.
 
-Every call carries ``?sdkappid=&identifier=&usersig=&random=&contenttype=json``; the
-identifier must be the admin identifier and the sig valid for it (CALLS.md §1). Answers
-use the v4 envelope ``{ActionStatus, ErrorCode, ErrorInfo, RequestId, Response}``; a
-client mistake is never a 5xx.
+Every call carries the vendor's query-string auth ``?sdkappid=&identifier=&usersig=
+&random=&contenttype=json``; the identifier must be the admin identifier and the sig
+valid for it (CALLS.md §1). v4 answers use the envelope ``{ActionStatus, ErrorCode,
+ErrorInfo, RequestId, Response}``, v1 answers ``{errorCode, errorMessage, requestId,
+data}``; both with HTTP 200 for success and failure alike. A client mistake is never a
+5xx: a wrong method gets 405 with the envelope, anything else an error code and a
+message that says what to do (the codes are in :data:`.openapi.ERRORS` and docs/rest.md).
+
+The commands served are exactly the admin commands of :data:`.openapi.ENDPOINTS`
+(checked when :class:`AdminApi` is built), and ``GET /openapi.json`` describes them.
+
+:func:`record_to_v4` and :func:`record_to_v1` turn a :class:`~ringline.core.records.CallRecord`
+into the vendor JSON shapes; callbacks reuse them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from ..core import machine as m
+from ..core.enums import CallEndReason, CallRole, MediaType
 from ..core.errors import LocalCallError
+from ..core.records import CallRecord, MemberRecord
 from ..core.usersig import UserSigError, verify_user_sig
 from .hub import Hub
+from .openapi import (
+    E_BAD_FIELD,
+    E_BAD_JSON,
+    E_INTERNAL,
+    E_NOT_ADMIN,
+    E_NOT_FOUND,
+    E_UNKNOWN_COMMAND,
+    E_V1_BAD_ADDRESS,
+    E_V1_NO_CONFIG,
+    E_WRONG_APP,
+    E_WRONG_METHOD,
+    ENDPOINTS,
+    MAX_PAGE,
+    MAX_PER_PAGE,
+    MAX_UNIX_S,
+    V1_CALL_RESULTS,
+    V1_CALLBACK_ACTIONS,
+    V4_CALL_RESULTS,
+    V4_CALLBACK_COMMANDS,
+    openapi_handler,
+)
+from .store.base import SetCallbackConfig, Write
 
-__all__ = ["AdminApi"]
+__all__ = [
+    "MAX_BODY",
+    "V1_CALLBACK_ACTIONS",
+    "V4_CALLBACK_COMMANDS",
+    "AdminApi",
+    "member_result",
+    "record_to_v1",
+    "record_to_v4",
+]
 
 log = logging.getLogger("ringline.rest")
 
-# Vendor REST error codes.
-E_BAD_SIG = 70001
-E_NOT_ADMIN = 60011
-E_BAD_JSON = 90001
-E_BAD_FIELD = 90005
-E_UNKNOWN_COMMAND = 60020
-E_NOT_FOUND = 20001
+#: Largest request body accepted, in bytes.
 MAX_BODY = 1 << 20
+_MAX_URL = 2048
+_MAX_CALL_ID = 128
+_MAX_GROUP_ID = 64
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class _Fail(Exception):
-    def __init__(self, code: int, info: str) -> None:
+    """A refused request: ``code`` and ``info`` go into the envelope."""
+
+    def __init__(self, code: int, info: str, status: int = 200) -> None:
         super().__init__(info)
         self.code = code
         self.info = info
+        self.status = status
 
 
-def _envelope(
-    request_id: str, response: dict[str, Any] | None = None, code: int = 0, info: str = ""
-) -> web.Response:
-    body: dict[str, Any] = {
-        "ActionStatus": "OK" if code == 0 else "FAIL",
-        "ErrorCode": code,
-        "ErrorInfo": info,
-        "RequestId": request_id,
+# --------------------------------------------------------------------------- records
+
+
+def _secs(t: float) -> int:
+    """Unix seconds as an integer (0 stays 0: "never")."""
+    return max(0, int(t))
+
+
+def _room(record: CallRecord) -> tuple[str, int]:
+    if record.room_id.int_room_id:
+        return str(record.room_id.int_room_id), 1
+    return record.room_id.str_room_id, 2
+
+
+_NOT_CONNECTED_RESULT: dict[CallEndReason, str] = {
+    CallEndReason.REJECT: "Reject",
+    CallEndReason.OTHER_DEVICE_REJECT: "Reject",
+    CallEndReason.NO_RESPONSE: "NotAnswer",
+    CallEndReason.LINE_BUSY: "LineBusy",
+    CallEndReason.CANCELED: "Cancel",
+    CallEndReason.HANGUP: "Cancel",
+    CallEndReason.OFFLINE: "Offline",
+    CallEndReason.END_BY_SERVER: "EndByServer",
+    CallEndReason.OTHER_DEVICE_ACCEPTED: "Accept",
+}
+
+
+def member_result(record: CallRecord, member: MemberRecord) -> str:
+    """How one stint of one member ended, as the readable ``Result`` of ``MemberList``.
+
+    A stint that connected (``accept_time`` > 0):
+
+    * ``EndByServer``: an admin ended the call, or the server closed it after a crash;
+    * ``Accept``: the member stayed until the call ended because of someone else
+      (``EndReason`` says why: 1 the other side hung up, 4 the other side went offline);
+    * ``Offline``: this member's device went silent (or its sig expired) and the leg ended;
+    * ``Hangup``: this member hung up (or was pushed out by a login elsewhere).
+
+    A stint that never connected: ``Reject``, ``NotAnswer``, ``LineBusy``, ``Offline``,
+    ``EndByServer``, or ``Cancel`` (the caller cancelled, or the call ended while this
+    member was still ringing). For the caller of a call nobody answered, it is the
+    call's outcome (``Reject`` when the callee rejected, and so on).
+    """
+    reason = member.end_reason
+    if member.accept_time > 0:
+        if reason is CallEndReason.END_BY_SERVER:
+            return "EndByServer"
+        if member.leave_time >= record.end_time and member.user_id != record.ended_by:
+            return "Accept"
+        return "Offline" if reason is CallEndReason.OFFLINE else "Hangup"
+    return _NOT_CONNECTED_RESULT.get(reason, "Unknown")
+
+
+def record_to_v4(record: CallRecord) -> dict[str, Any]:
+    """A record as the v4 ``CallRecord`` JSON, plus Ringline's ``MemberList``.
+
+    Times are whole unix seconds (truncated); ``AcceptTime`` 0 means never connected.
+    ``MemberList`` has one entry per stint (a user who left and came back has two), in
+    invite order, caller first; billable seconds of a stint are ``LeaveTime - AcceptTime``.
+    """
+    room, room_type = _room(record)
+    return {
+        "CallId": record.call_id,
+        "Caller_Account": record.caller,
+        "MediaType": "Video" if record.media_type is MediaType.VIDEO else "Audio",
+        "CallType": record.call_type,
+        "StartTime": _secs(record.start_time),
+        "AcceptTime": _secs(record.accept_time),
+        "EndTime": _secs(record.end_time),
+        "CallResult": record.result.value,
+        "CalleeList_Account": list(record.callees),
+        "RoomId": room,
+        "RoomIdType": room_type,
+        "MemberList": [
+            {
+                "User_Account": x.user_id,
+                "Role": "Caller" if x.role is CallRole.CALLER else "Callee",
+                "Result": member_result(record, x),
+                "InviteTime": _secs(x.invite_time),
+                "AcceptTime": _secs(x.accept_time),
+                "LeaveTime": _secs(x.leave_time),
+                "EndReason": int(x.end_reason),
+            }
+            for x in record.members
+        ],
     }
-    if response is not None:
-        body["Response"] = response
-    return web.json_response(body)
+
+
+def record_to_v1(record: CallRecord) -> dict[str, Any]:
+    """A record with the v1 field names (``callResult`` from :data:`.openapi.V1_CALL_RESULTS`).
+
+    ``callees`` are every callee ever invited or joined; ``totalUserNumber`` counts every
+    user of the call, caller included.
+    """
+    room, _ = _room(record)
+    return {
+        "callId": record.call_id,
+        "sdkAppId": record.sdk_app_id,
+        "mediaType": "video" if record.media_type is MediaType.VIDEO else "audio",
+        "roomId": room,
+        "startCallTs": _secs(record.start_time),
+        "acceptTs": _secs(record.accept_time),
+        "endTs": _secs(record.end_time),
+        "caller": record.caller,
+        "totalUserNumber": len(record.users()),
+        "callType": "single" if record.call_type == "SingleCall" else "group",
+        "callResult": V1_CALL_RESULTS[record.result.value],
+        "callees": list(record.callees),
+    }
+
+
+# --------------------------------------------------------------------------- field checks
+
+
+def _number(body: dict[str, Any], key: str) -> int | None:
+    """An optional integer field (JSON integers, or numbers with no fraction)."""
+    if key not in body:
+        return None
+    v = body[key]
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _Fail(E_BAD_FIELD, f"field {key} must be an integer, not {_kind(v)}")
+    return v
+
+
+def _int(body: dict[str, Any], key: str, lo: int, hi: int, what: str) -> int | None:
+    v = _number(body, key)
+    if v is not None and not lo <= v <= hi:
+        raise _Fail(E_BAD_FIELD, f"field {key} must be {what} ({lo}..{hi}), not {v}")
+    return v
+
+
+def _short(v: object) -> str:
+    """``repr(v)``, cut to fit in an error message."""
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(v: object) -> str:
+    if v is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(v), "a list" if isinstance(v, list) else "an object" if isinstance(v, dict) else "that"
+    )
+
+
+def _text(body: dict[str, Any], key: str, max_len: int) -> str:
+    v = body.get(key)
+    if not isinstance(v, str):
+        missing = key not in body
+        raise _Fail(
+            E_BAD_FIELD,
+            f"field {key} is missing" if missing else f"field {key} must be a string, not {_kind(v)}",
+        )
+    if not 1 <= len(v) <= max_len:
+        raise _Fail(E_BAD_FIELD, f"field {key} must be 1-{max_len} characters (got {len(v)})")
+    return v
+
+
+def _choices(body: dict[str, Any], key: str, allowed: Sequence[str], *, required: bool) -> list[str]:
+    """A list of strings from ``allowed`` (de-duplicated, in order)."""
+    v = body.get(key)
+    if not isinstance(v, list):
+        what = "is missing" if key not in body else f"must be a list of strings, not {_kind(v)}"
+        raise _Fail(E_BAD_FIELD, f"field {key} {what}; allowed entries: {', '.join(allowed)}")
+    bad = [_short(x) for x in v if not isinstance(x, str) or x not in allowed]
+    if bad:
+        raise _Fail(
+            E_BAD_FIELD,
+            f"field {key} has unknown entries {', '.join(bad[:5])}; allowed: {', '.join(allowed)}",
+        )
+    if required and not v:
+        raise _Fail(E_BAD_FIELD, f"field {key} is empty; give at least one of: {', '.join(allowed)}")
+    return list(dict.fromkeys(v))
+
+
+def _one_or_many(body: dict[str, Any], key: str, allowed: Sequence[str]) -> list[str] | None:
+    """An optional filter: one string or a list of strings from ``allowed``."""
+    if key not in body:
+        return None
+    v = body[key]
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise _Fail(E_BAD_FIELD, f"field {key} must be a string or a list of strings, not {_kind(v)}")
+    bad = [_short(x) for x in v if x not in allowed]
+    if bad:
+        raise _Fail(
+            E_BAD_FIELD, f"field {key} has unknown values {', '.join(bad[:5])}; allowed: {', '.join(allowed)}"
+        )
+    return list(v)
+
+
+def _enum(body: dict[str, Any], key: str, allowed: Sequence[str]) -> str | None:
+    if key not in body:
+        return None
+    v = body[key]
+    if not isinstance(v, str) or v not in allowed:
+        raise _Fail(E_BAD_FIELD, f"field {key} must be one of {', '.join(allowed)}, not {_short(v)}")
+    return v
+
+
+def _url(v: object) -> str | None:
+    """``v`` if it is an http(s) URL with a host, else None."""
+    if not isinstance(v, str) or not 1 <= len(v) <= _MAX_URL:
+        return None
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in v):
+        return None
+    try:
+        parts = urlsplit(v)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    return v
+
+
+def _end_bound(end: int | None) -> float | None:
+    """The inclusive store bound for "start time, in whole seconds, <= end"."""
+    return None if end is None else math.nextafter(end + 1.0, -math.inf)
+
+
+# --------------------------------------------------------------------------- the API
 
 
 class AdminApi:
-    """Routes of the admin REST API. Mount with :meth:`routes`."""
+    """Routes of the admin REST API (v4 and v1) and ``/openapi.json``; mount :meth:`routes`."""
 
     def __init__(self, hub: Hub, *, sdk_app_id: int, secret_key: str, admin_identifier: str) -> None:
         self.hub = hub
         self.sdk_app_id = sdk_app_id
         self.secret_key = secret_key
         self.admin = admin_identifier
-        self.commands: dict[str, Handler] = {
+        self.v4: dict[str, Handler] = {
             "call_engine_http_srv/end_call": self.end_call,
+            "call_record_http_srv/get_record_by_callid": self.get_record_by_callid,
+            "call_record_http_srv/get_record_by_filter": self.get_record_by_filter,
+            "call_config/set_callback": self.set_callback,
+            "call_config/get_callback": self.get_callback,
+            "call_config/delete_callback": self.delete_callback,
             "group_open_http_svc/create_group": self.create_group,
             "group_open_http_svc/add_group_member": self.add_group_member,
             "group_open_http_svc/delete_group_member": self.delete_group_member,
             "group_open_http_svc/destroy_group": self.destroy_group,
             "group_open_http_svc/get_group_member_info": self.get_group_members,
         }
+        self.v1: dict[str, Handler] = {
+            "callback/set": self.v1_callback_set,
+            "callback/get": self.v1_callback_get,
+            "callback/update": self.v1_callback_update,
+            "callback/delete": self.v1_callback_delete,
+            "records/get_record_by_callId": self.v1_get_record,
+            "records/get_records_by_filter": self.v1_get_records,
+        }
+        served = {("v4", c) for c in self.v4} | {("v1", c) for c in self.v1}
+        listed = {(e.api, e.command) for e in ENDPOINTS if e.api in ("v4", "v1")}
+        if served != listed:
+            raise RuntimeError(
+                f"the REST commands and openapi.ENDPOINTS differ: served only {sorted(served - listed)},"
+                f" listed only {sorted(listed - served)}"
+            )
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v4/{service}/{command}", self.handle)]
+        """The admin commands (POST), a JSON 405 for other methods, a JSON answer for
+        unknown paths under ``/v4/`` and ``/v1/``, and ``GET /openapi.json``."""
+        return [
+            web.post("/v4/{service}/{command}", self.handle_v4),
+            web.route("*", "/v4/{service}/{command}", self.wrong_method),
+            web.route("*", "/v4/{tail:.*}", self.unknown_path),
+            web.post("/v1/{service}/{command}", self.handle_v1),
+            web.route("*", "/v1/{service}/{command}", self.wrong_method),
+            web.route("*", "/v1/{tail:.*}", self.unknown_path),
+            web.get("/openapi.json", openapi_handler),
+        ]
 
-    async def handle(self, request: web.Request) -> web.Response:
-        rid = "r_" + secrets.token_hex(8)
+    # ------------------------------------------------------------------ plumbing
+
+    async def handle_v4(self, request: web.Request) -> web.Response:
+        return await self._serve(request, "v4", self.v4)
+
+    async def handle_v1(self, request: web.Request) -> web.Response:
+        return await self._serve(request, "v1", self.v1)
+
+    async def wrong_method(self, request: web.Request) -> web.Response:
+        api = _api_of(request)
+        fail = _Fail(
+            E_WRONG_METHOD,
+            f"{request.method} is not allowed: send admin commands as POST with a JSON object body"
+            " (see docs/rest.md or /openapi.json)",
+            status=405,
+        )
+        resp = _answer(api, _request_id(api), fail=fail)
+        resp.headers["Allow"] = "POST"
+        return resp
+
+    async def unknown_path(self, request: web.Request) -> web.Response:
+        api = _api_of(request)
+        table = self.v4 if api == "v4" else self.v1
+        fail = _Fail(
+            E_UNKNOWN_COMMAND,
+            f"unknown command {request.path}: commands are POST /{api}/{{service}}/{{command}}, one of"
+            f" {', '.join(sorted(table))}; see docs/rest.md",
+        )
+        return _answer(api, _request_id(api), fail=fail)
+
+    async def _serve(self, request: web.Request, api: str, table: dict[str, Handler]) -> web.Response:
+        rid = _request_id(api)
         try:
             self._auth(request)
             name = f"{request.match_info['service']}/{request.match_info['command']}"
-            handler = self.commands.get(name)
+            handler = table.get(name)
             if handler is None:
-                raise _Fail(E_UNKNOWN_COMMAND, f"unknown command v4/{name}; see docs/rest.md")
-            raw = await request.content.read(MAX_BODY + 1)
-            if len(raw) > MAX_BODY:
-                raise _Fail(E_BAD_JSON, "body over 1 MiB")
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError:
-                raise _Fail(E_BAD_JSON, "body is not valid JSON") from None
-            if not isinstance(body, dict):
-                raise _Fail(E_BAD_JSON, "body must be a JSON object")
-            return _envelope(rid, await handler(body))
+                raise _Fail(
+                    E_UNKNOWN_COMMAND,
+                    f"unknown command {api}/{name}; the {api} commands are {', '.join(sorted(table))};"
+                    " see docs/rest.md",
+                )
+            body = await _read_body(request)
+            return _answer(api, rid, data=await handler(body))
         except _Fail as f:
-            return _envelope(rid, None, f.code, f.info)
+            return _answer(api, rid, fail=f)
         except LocalCallError as e:
-            return _envelope(rid, None, e.code, e.message)
+            return _answer(api, rid, fail=_Fail(e.code, e.message))
+        except Exception:
+            log.exception("admin command %s failed", request.path)
+            fail = _Fail(
+                E_INTERNAL, "internal error; the command may not have been carried out: retry", status=500
+            )
+            return _answer(api, rid, fail=fail)
 
     def _auth(self, request: web.Request) -> None:
         q = request.query
+        raw_app = q.get("sdkappid", "")
         try:
-            app_id = int(q.get("sdkappid", ""))
+            app_id = int(raw_app)
         except ValueError:
-            raise _Fail(E_BAD_SIG, "query parameter sdkappid is missing or not a number") from None
-        ident = q.get("identifier", "")
-        sig = q.get("usersig", "")
-        if ident != self.admin:
             raise _Fail(
-                E_NOT_ADMIN, f"identifier {ident!r} is not the admin identifier; sign as {self.admin!r}"
-            )
+                E_WRONG_APP,
+                f"query parameter sdkappid is missing or not a number ({raw_app[:40]!r}); pass this"
+                " server's SDKAppID",
+            ) from None
+        ident = q.get("identifier", "")
+        if ident != self.admin:
+            what = "is missing" if not ident else f"{ident[:40]!r} is not the admin identifier"
+            raise _Fail(E_NOT_ADMIN, f"query parameter identifier {what}; sign as {self.admin!r}")
         if app_id != self.sdk_app_id:
-            raise _Fail(E_BAD_SIG, f"this server serves sdkappid {self.sdk_app_id}, not {app_id}")
+            raise _Fail(E_WRONG_APP, f"this server serves sdkappid {self.sdk_app_id}, not {app_id}")
         try:
             verify_user_sig(
-                sig, sdk_app_id=app_id, user_id=ident, secret_key=self.secret_key, now=time.time()
+                q.get("usersig", ""),
+                sdk_app_id=app_id,
+                user_id=ident,
+                secret_key=self.secret_key,
+                now=time.time(),
             )
         except UserSigError as e:
             raise _Fail(e.code, e.message) from None
 
-    # ------------------------------------------------------------------ commands
+    async def _write(self, write: Write) -> None:
+        """Persist ``write`` in order with everything else; return once it is durable."""
+        done = asyncio.get_running_loop().create_future()
 
-    @staticmethod
-    def _field(body: dict[str, Any], key: str, typ: type) -> Any:
-        v = body.get(key)
-        if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
-            raise _Fail(E_BAD_FIELD, f"field {key} is missing or not a {typ.__name__}")
-        return v
+        def respond() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.hub.enqueue_write(write, respond)
+        await done
+
+    # ------------------------------------------------------------------ v4: calls and records
 
     async def end_call(self, body: dict[str, Any]) -> dict[str, Any]:
-        cid = self._field(body, "CallId", str)
+        cid = _text(body, "CallId", _MAX_CALL_ID)
         try:
             self.hub.submit(m.AdminEndCall(cid, self.admin))
         except LocalCallError as e:
@@ -141,15 +472,105 @@ class AdminApi:
         await self.hub.drain()
         return {}
 
+    async def _record(self, cid: str) -> CallRecord:
+        record = await self.hub.store.get_record(cid)
+        if record is None:
+            raise _Fail(
+                E_NOT_FOUND,
+                f"no record of call {cid!r}: a call has a record once it has ended (live and"
+                " ephemeral calls have none); check the call id",
+            )
+        return record
+
+    async def get_record_by_callid(self, body: dict[str, Any]) -> dict[str, Any]:
+        record = await self._record(_text(body, "CallId", _MAX_CALL_ID))
+        return {"CallRecord": record_to_v4(record)}
+
+    async def _query(
+        self,
+        body: dict[str, Any],
+        *,
+        start_key: str,
+        end_key: str,
+        per_page_key: str,
+        page_key: str,
+        default_per_page: int,
+        results: list[str] | None,
+        call_type: str | None,
+        start_required: bool = False,
+    ) -> tuple[int, int, list[CallRecord]]:
+        if start_required and start_key not in body:
+            raise _Fail(E_BAD_FIELD, f"field {start_key} is missing: give the earliest start time (unix s)")
+        start = _int(body, start_key, 0, MAX_UNIX_S, "unix seconds")
+        end = _int(body, end_key, 0, MAX_UNIX_S, "unix seconds")
+        if start is not None and end is not None and start > end:
+            raise _Fail(E_BAD_FIELD, f"{start_key} {start} is after {end_key} {end}")
+        per_page = _int(body, per_page_key, 1, MAX_PER_PAGE, "a page size")
+        page = _int(body, page_key, 1, MAX_PAGE, "a page number")
+        page = 1 if page is None else page
+        total, records = await self.hub.store.query_records(
+            start_time=None if start is None else float(start),
+            end_time=_end_bound(end),
+            results=results,
+            call_type=call_type,
+            page=page,
+            per_page=default_per_page if per_page is None else per_page,
+        )
+        return total, page, records
+
+    async def get_record_by_filter(self, body: dict[str, Any]) -> dict[str, Any]:
+        total, page, records = await self._query(
+            body,
+            start_key="StartTime",
+            end_key="EndTime",
+            per_page_key="NumberPerPage",
+            page_key="Page",
+            default_per_page=10,
+            results=_one_or_many(body, "CallResult", V4_CALL_RESULTS),
+            call_type=_enum(body, "CallType", ("SingleCall", "MultiCall")),
+        )
+        return {"TotalNum": total, "Page": page, "CallRecordList": [record_to_v4(r) for r in records]}
+
+    # ------------------------------------------------------------------ v4: callback configuration
+
+    async def set_callback(self, body: dict[str, Any]) -> dict[str, Any]:
+        url = _url(body.get("Url"))
+        if url is None:
+            raise _Fail(
+                E_BAD_FIELD,
+                f"field Url must be an http:// or https:// URL with a host, at most {_MAX_URL} characters",
+            )
+        commands = _choices(body, "CallbackCommandList", V4_CALLBACK_COMMANDS, required=True)
+        await self._write(SetCallbackConfig("v4", {"Url": url, "CallbackCommandList": commands}))
+        return {}
+
+    async def get_callback(self, body: dict[str, Any]) -> dict[str, Any]:
+        config = await self.hub.store.get_callback_config("v4")
+        if config is None:
+            return {"Url": "", "CallbackCommandList": []}
+        return {"Url": config["Url"], "CallbackCommandList": list(config["CallbackCommandList"])}
+
+    async def delete_callback(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self._write(SetCallbackConfig("v4", None))
+        return {}
+
+    # ------------------------------------------------------------------ v4: chat groups
+
+    def _group_id(self, body: dict[str, Any]) -> str:
+        return _text(body, "GroupId", _MAX_GROUP_ID)
+
     def _members(self, body: dict[str, Any], key: str) -> list[str]:
         raw = body.get(key, [])
         if not isinstance(raw, list):
-            raise _Fail(E_BAD_FIELD, f"{key} must be a list")
+            raise _Fail(E_BAD_FIELD, f"field {key} must be a list of user ids or {{Member_Account}} objects")
         out: list[str] = []
         for x in raw:
             u = x.get("Member_Account") if isinstance(x, dict) else x
             if not isinstance(u, str) or not m.valid_user_id(u):
-                raise _Fail(E_BAD_FIELD, f"{key} entry {x!r} is not a valid user id")
+                raise _Fail(
+                    E_BAD_FIELD,
+                    f"{key} entry {_short(x)} is not a valid user id (1-32 characters of [A-Za-z0-9_-])",
+                )
             out.append(u)
         return out
 
@@ -158,32 +579,152 @@ class AdminApi:
         await self.hub.drain()
 
     async def create_group(self, body: dict[str, Any]) -> dict[str, Any]:
-        gid = self._field(body, "GroupId", str)
+        gid = self._group_id(body)
         await self._set(gid, self._members(body, "MemberList"))
         return {"GroupId": gid}
 
     async def add_group_member(self, body: dict[str, Any]) -> dict[str, Any]:
-        gid = self._field(body, "GroupId", str)
+        gid = self._group_id(body)
         cur = list(self.hub.sb.groups.get(gid, frozenset()))
         new = self._members(body, "MemberList")
         await self._set(gid, sorted(set(cur) | set(new)))
         return {"MemberList": [{"Member_Account": u, "Result": 1} for u in new]}
 
     async def delete_group_member(self, body: dict[str, Any]) -> dict[str, Any]:
-        gid = self._field(body, "GroupId", str)
+        gid = self._group_id(body)
         gone = set(self._members(body, "MemberToDel_Account"))
         cur = self.hub.sb.groups.get(gid)
         if cur is None:
-            raise _Fail(E_NOT_FOUND, f"group {gid} does not exist")
+            raise _Fail(E_NOT_FOUND, f"group {gid} does not exist; create it with create_group")
         await self._set(gid, sorted(cur - gone))
         return {}
 
     async def destroy_group(self, body: dict[str, Any]) -> dict[str, Any]:
-        gid = self._field(body, "GroupId", str)
+        gid = self._group_id(body)
         await self._set(gid, [])
         return {}
 
     async def get_group_members(self, body: dict[str, Any]) -> dict[str, Any]:
-        gid = self._field(body, "GroupId", str)
+        gid = self._group_id(body)
         members = sorted(self.hub.sb.groups.get(gid, frozenset()))
         return {"MemberNum": len(members), "MemberList": [{"Member_Account": u} for u in members]}
+
+    # ------------------------------------------------------------------ v1
+
+    def _v1_config(self, body: dict[str, Any]) -> dict[str, Any]:
+        address = _url(body.get("address"))
+        if address is None:
+            raise _Fail(
+                E_V1_BAD_ADDRESS,
+                f"address must start with http:// or https:// and name a host (at most {_MAX_URL}"
+                " characters)",
+            )
+        actions = _choices(body, "actions", V1_CALLBACK_ACTIONS, required=True)
+        return {"address": address, "actions": actions}
+
+    async def _v1_existing(self) -> dict[str, Any]:
+        config = await self.hub.store.get_callback_config("v1")
+        if config is None:
+            raise _Fail(E_V1_NO_CONFIG, "no v1 callback configuration; create one with v1/callback/set")
+        return config
+
+    async def v1_callback_set(self, body: dict[str, Any]) -> str:
+        config = self._v1_config(body)
+        await self._write(SetCallbackConfig("v1", config))
+        return str(config["address"])
+
+    async def v1_callback_update(self, body: dict[str, Any]) -> str:
+        config = self._v1_config(body)
+        await self._v1_existing()
+        await self._write(SetCallbackConfig("v1", config))
+        return str(config["address"])
+
+    async def v1_callback_get(self, body: dict[str, Any]) -> dict[str, Any]:
+        config = await self._v1_existing()
+        return {"actions": list(config["actions"]), "address": config["address"]}
+
+    async def v1_callback_delete(self, body: dict[str, Any]) -> str:
+        await self._v1_existing()
+        await self._write(SetCallbackConfig("v1", None))
+        return ""
+
+    async def v1_get_record(self, body: dict[str, Any]) -> dict[str, Any]:
+        return record_to_v1(await self._record(_text(body, "callId", _MAX_CALL_ID)))
+
+    async def v1_get_records(self, body: dict[str, Any]) -> dict[str, Any]:
+        v1_results = _one_or_many(body, "callResult", tuple(V1_CALL_RESULTS.values()))
+        to_v4 = {v1: v4 for v4, v1 in V1_CALL_RESULTS.items()}
+        v1_type = _enum(body, "callType", ("single", "group"))
+        call_type = None if v1_type is None else {"single": "SingleCall", "group": "MultiCall"}[v1_type]
+        total, page, records = await self._query(
+            body,
+            start_key="startTimestamp",
+            end_key="endTimestamp",
+            per_page_key="numberPerPage",
+            page_key="page",
+            default_per_page=100,
+            results=None if v1_results is None else [to_v4[r] for r in v1_results],
+            call_type=call_type,
+            start_required=True,
+        )
+        return {"totalNum": total, "page": page, "callRecordList": [record_to_v1(r) for r in records]}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _request_id(api: str) -> str:
+    """A new request id: ``r_`` + 16 hex digits (v4), 32 hex digits (v1, as the vendor's)."""
+    return "r_" + secrets.token_hex(8) if api == "v4" else secrets.token_hex(16)
+
+
+def _api_of(request: web.Request) -> str:
+    return "v1" if request.path.startswith("/v1/") else "v4"
+
+
+async def _read_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (an empty body is ``{}``)."""
+    too_big = _Fail(E_BAD_JSON, f"body over {MAX_BODY} bytes (1 MiB); send a smaller JSON object")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise too_big
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _Fail(E_BAD_JSON, "body is not valid JSON; send one JSON object, e.g. {}") from None
+    if not isinstance(body, dict):
+        raise _Fail(E_BAD_JSON, f"body must be a JSON object, not {_kind(body)}; e.g. {{}}")
+    return body
+
+
+def _answer(api: str, rid: str, *, data: Any = None, fail: _Fail | None = None) -> web.Response:
+    """The envelope of ``api``: success with ``data``, or ``fail``."""
+    if api == "v4":
+        body: dict[str, Any] = {
+            "ActionStatus": "OK" if fail is None else "FAIL",
+            "ErrorCode": 0 if fail is None else fail.code,
+            "ErrorInfo": "" if fail is None else fail.info,
+            "RequestId": rid,
+        }
+        if fail is None:
+            body["Response"] = data
+    else:
+        body = {
+            "errorCode": 0 if fail is None else fail.code,
+            "errorMessage": "Success" if fail is None else fail.info,
+            "requestId": rid,
+            "data": data if fail is None else None,
+        }
+    return web.json_response(body, status=200 if fail is None else fail.status)

@@ -1,0 +1,964 @@
+"""The REST API's definition in one table, and the OpenAPI 3.1 document made from it.
+
+:data:`ENDPOINTS` lists every HTTP route the server answers: the admin commands of the
+v4 and v1 APIs (``POST /v4/{service}/{command}``, ``POST /v1/{service}/{command}``),
+``GET /healthz``, ``GET /openapi.json`` and the WebSocket ``GET /v1/ws``. Each entry holds
+the request and response JSON Schemas, the error codes the route may answer, a request
+example and its documentation page. :mod:`.rest` refuses to start unless it serves
+exactly the admin commands listed here, and :func:`build_document` turns the table into
+the document served at ``GET /openapi.json``, so the document cannot drift from the
+server. :data:`ERRORS` is the table of error codes (docs/rest.md shows the same).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import web
+
+from .. import __version__
+from ..core.enums import CallEndReason
+from ..core.errors import ErrorCode
+from ..core.records import CallResult
+
+__all__ = [
+    "AUTH_ERRORS",
+    "ENDPOINTS",
+    "ERRORS",
+    "E_BAD_FIELD",
+    "E_BAD_JSON",
+    "E_INTERNAL",
+    "E_NOT_ADMIN",
+    "E_NOT_FOUND",
+    "E_UNKNOWN_COMMAND",
+    "E_V1_BAD_ADDRESS",
+    "E_V1_NO_CONFIG",
+    "E_WRONG_APP",
+    "E_WRONG_METHOD",
+    "MAX_PAGE",
+    "MAX_PER_PAGE",
+    "MAX_UNIX_S",
+    "MEMBER_RESULTS",
+    "V1_CALLBACK_ACTIONS",
+    "V1_CALL_RESULTS",
+    "V4_CALLBACK_COMMANDS",
+    "V4_CALL_RESULTS",
+    "Endpoint",
+    "ErrorEntry",
+    "build_document",
+    "openapi_handler",
+]
+
+Schema = dict[str, Any]
+
+# --------------------------------------------------------------------------- error codes
+
+E_INTERNAL: Final = 10002
+E_NOT_FOUND: Final = 20001
+E_WRONG_METHOD: Final = 60002
+E_NOT_ADMIN: Final = 60011
+E_UNKNOWN_COMMAND: Final = 60020
+E_WRONG_APP: Final = int(ErrorCode.SIG_APP_MISMATCH)  # 70014
+E_BAD_JSON: Final = 90001
+E_BAD_FIELD: Final = 90005
+E_V1_BAD_ADDRESS: Final = 70001
+E_V1_NO_CONFIG: Final = 999
+
+#: Codes any admin command may answer before it looks at its body (query-string auth).
+AUTH_ERRORS: Final[tuple[int, ...]] = (
+    E_NOT_ADMIN,
+    int(ErrorCode.SIG_EXPIRED),
+    int(ErrorCode.SIG_EMPTY),
+    int(ErrorCode.SIG_MALFORMED),
+    int(ErrorCode.SIG_BAD_SIGNATURE),
+    int(ErrorCode.SIG_IDENTIFIER_MISMATCH),
+    E_WRONG_APP,
+    int(ErrorCode.SIG_VERSION),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEntry:
+    """One error code: where it occurs, what it means and what to do about it."""
+
+    code: int
+    apis: str
+    meaning: str
+    fix: str
+
+
+ERRORS: Final[tuple[ErrorEntry, ...]] = (
+    ErrorEntry(0, "v4, v1", "success", "-"),
+    ErrorEntry(
+        E_V1_NO_CONFIG,
+        "v1",
+        "no callback configuration (`v1/callback/get`, `update`, `delete`)",
+        "create one with `v1/callback/set`",
+    ),
+    ErrorEntry(
+        E_INTERNAL,
+        "v4, v1",
+        "internal server error (HTTP 500); the request may not have been carried out",
+        "retry; if it persists, read the server log",
+    ),
+    ErrorEntry(
+        E_NOT_FOUND,
+        "v4, v1",
+        "no such call, group or record (a call has a record once it has ended)",
+        "check the id; live and ephemeral calls have no record",
+    ),
+    ErrorEntry(
+        E_WRONG_METHOD,
+        "v4, v1",
+        "not a POST request (HTTP 405, `Allow: POST`)",
+        "send the command as POST with a JSON body",
+    ),
+    ErrorEntry(
+        E_NOT_ADMIN,
+        "v4, v1",
+        "the `identifier` query parameter is missing or not the admin identifier",
+        "sign the request as the admin identifier (`--admin-identifier`, default `administrator`)",
+    ),
+    ErrorEntry(
+        E_UNKNOWN_COMMAND,
+        "v4, v1",
+        "no such command (the message lists the commands of that API)",
+        "check the URL against docs/rest.md or /openapi.json",
+    ),
+    ErrorEntry(
+        int(ErrorCode.SIG_EXPIRED),
+        "v4, v1",
+        "v4 and v1: the admin user sig has expired. v1 `callback/set` and `update` only: also"
+        " `address` is not an http:// or https:// URL (the message says which)",
+        "mint a new admin sig (`ringline usersig administrator`) / fix the address",
+    ),
+    ErrorEntry(int(ErrorCode.SIG_EMPTY), "v4, v1", "the `usersig` query parameter is missing", "add it"),
+    ErrorEntry(
+        int(ErrorCode.SIG_MALFORMED),
+        "v4, v1",
+        "`usersig` is not a user sig (bad base64, zlib or JSON)",
+        "pass the sig exactly as minted, URL-encoded",
+    ),
+    ErrorEntry(
+        int(ErrorCode.SIG_BAD_SIGNATURE),
+        "v4, v1",
+        "the sig was minted with another secret key or altered",
+        "mint it with this app's secret key",
+    ),
+    ErrorEntry(
+        int(ErrorCode.SIG_IDENTIFIER_MISMATCH),
+        "v4, v1",
+        "the sig was minted for another user than `identifier`",
+        "mint it for the admin identifier",
+    ),
+    ErrorEntry(
+        E_WRONG_APP,
+        "v4, v1",
+        "`sdkappid` is missing, not a number, not this server's app, or not the sig's app",
+        "pass this server's SDKAppID and a sig minted for it",
+    ),
+    ErrorEntry(
+        int(ErrorCode.SIG_VERSION), "v4, v1", "the sig is not TLS.ver 2.0", "use a TLSSigAPIv2 generator"
+    ),
+    ErrorEntry(
+        E_BAD_JSON,
+        "v4, v1",
+        "the body is not JSON, not a JSON object, or over 1 MiB",
+        "send one JSON object (`{}` when the command takes no field)",
+    ),
+    ErrorEntry(
+        E_BAD_FIELD,
+        "v4, v1",
+        "a field is missing, of the wrong type, or out of range (the message names it)",
+        "fix that field; see the command's page",
+    ),
+)
+
+# --------------------------------------------------------------------------- vocabularies
+
+#: v4 ``CallbackCommandList`` values.
+V4_CALLBACK_COMMANDS: Final[tuple[str, ...]] = (
+    "Call.CallbackAfterStartCall",
+    "Call.CallbackAfterMemberChanged",
+    "Call.CallbackAfterEndCall",
+)
+#: v1 ``actions``: the per-user status commands, then the per-user event commands (CALLS.md §7).
+V1_CALLBACK_ACTIONS: Final[tuple[str, ...]] = (
+    "not_answer",
+    "reject",
+    "call_busy",
+    "cancel",
+    "normal_end",
+    "interrupt",
+    "caller_start_call",
+    "caller_call_accepted",
+    "caller_call_missed",
+    "caller_call_rejected",
+    "caller_call_busy",
+    "caller_cancel_call",
+    "caller_call_end",
+    "caller_call_interrupted",
+    "callee_receive_call",
+    "callee_accept_call",
+    "callee_not_answer_call",
+    "callee_reject_call",
+    "callee_ignore_call",
+    "callee_call_canceled",
+    "callee_call_end",
+    "callee_call_interrupted",
+    "invite_user",
+    "join_in_group_call",
+)
+#: v4 ``CallResult`` values.
+V4_CALL_RESULTS: Final[tuple[str, ...]] = tuple(r.value for r in CallResult)
+#: v1 ``callResult`` value of each v4 ``CallResult`` (``end_by_server`` is Ringline's own).
+V1_CALL_RESULTS: Final[dict[str, str]] = {
+    CallResult.CANCEL.value: "cancel",
+    CallResult.REJECT.value: "reject",
+    CallResult.NOT_ANSWER.value: "not_answer",
+    CallResult.NORMAL_END.value: "normal_end",
+    CallResult.CALL_BUSY.value: "call_busy",
+    CallResult.INTERRUPT.value: "interrupt",
+    CallResult.OFFLINE.value: "offline",
+    CallResult.END_BY_SERVER.value: "end_by_server",
+}
+#: Per-member ``Result`` values of ``MemberList`` (see :func:`.rest.member_result`).
+MEMBER_RESULTS: Final[tuple[str, ...]] = (
+    "Accept",
+    "Hangup",
+    "Reject",
+    "NotAnswer",
+    "LineBusy",
+    "Cancel",
+    "Offline",
+    "EndByServer",
+    "Unknown",
+)
+
+MAX_UNIX_S: Final = 4_294_967_295
+MAX_PER_PAGE: Final = 100
+MAX_PAGE: Final = 2_147_483_647
+
+# --------------------------------------------------------------------------- schemas
+
+_STR: Final[Schema] = {"type": "string"}
+_INT: Final[Schema] = {"type": "integer"}
+_UNIX_S: Final[Schema] = {"type": "integer", "minimum": 0, "maximum": MAX_UNIX_S}
+_USER_ID: Final[Schema] = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_-]{1,32}$",
+    "description": "1-32 characters of [A-Za-z0-9_-]",
+}
+_CALL_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": 128}
+_GROUP_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": 64}
+_HTTP_URL: Final[Schema] = {
+    "type": "string",
+    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#]+[^\\s]*$",
+    "maxLength": 2048,
+    "description": "an http:// or https:// URL with a host, at most 2048 characters",
+}
+_EMPTY: Final[Schema] = {"type": "object", "description": "no fields"}
+
+
+def _obj(props: dict[str, Schema], required: tuple[str, ...] = (), **extra: Any) -> Schema:
+    out: Schema = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    out.update(extra)
+    return out
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_MEMBER_REF: Final[Schema] = {
+    "anyOf": [_USER_ID, _obj({"Member_Account": _USER_ID}, ("Member_Account",))],
+    "description": 'a user id, or {"Member_Account": user id}',
+}
+
+_COMPONENT_SCHEMAS: Final[dict[str, Schema]] = {
+    "MemberV4": _obj(
+        {
+            "User_Account": _STR,
+            "Role": {"enum": ["Caller", "Callee"]},
+            "Result": {"enum": list(MEMBER_RESULTS), "description": "how this stint ended (docs/rest.md)"},
+            "InviteTime": _UNIX_S,
+            "AcceptTime": {**_UNIX_S, "description": "0 = never connected in this stint"},
+            "LeaveTime": _UNIX_S,
+            "EndReason": {
+                "type": "integer",
+                "enum": [int(r) for r in CallEndReason],
+                "description": "CallEndReason ordinal (CALLS.md §2)",
+            },
+        },
+        ("User_Account", "Role", "Result", "InviteTime", "AcceptTime", "LeaveTime", "EndReason"),
+        description="one stint of one user in the call; billable seconds = LeaveTime - AcceptTime",
+    ),
+    "CallRecordV4": _obj(
+        {
+            "CallId": _STR,
+            "Caller_Account": _STR,
+            "MediaType": {"enum": ["Audio", "Video"]},
+            "CallType": {"enum": ["SingleCall", "MultiCall"]},
+            "StartTime": _UNIX_S,
+            "AcceptTime": {**_UNIX_S, "description": "first connect; 0 = never connected"},
+            "EndTime": _UNIX_S,
+            "CallResult": {"enum": list(V4_CALL_RESULTS)},
+            "CalleeList_Account": {"type": "array", "items": _STR},
+            "RoomId": _STR,
+            "RoomIdType": {"type": "integer", "enum": [1, 2], "description": "1 numeric, 2 string"},
+            "MemberList": {"type": "array", "items": _ref("MemberV4")},
+        },
+        (
+            "CallId",
+            "Caller_Account",
+            "MediaType",
+            "CallType",
+            "StartTime",
+            "AcceptTime",
+            "EndTime",
+            "CallResult",
+            "CalleeList_Account",
+            "RoomId",
+            "RoomIdType",
+            "MemberList",
+        ),
+    ),
+    "CallRecordV1": _obj(
+        {
+            "callId": _STR,
+            "sdkAppId": _INT,
+            "mediaType": {"enum": ["audio", "video"]},
+            "roomId": _STR,
+            "startCallTs": _UNIX_S,
+            "acceptTs": {**_UNIX_S, "description": "0 = never connected"},
+            "endTs": _UNIX_S,
+            "caller": _STR,
+            "totalUserNumber": {"type": "integer", "minimum": 1},
+            "callType": {"enum": ["single", "group"]},
+            "callResult": {"enum": list(V1_CALL_RESULTS.values())},
+            "callees": {"type": "array", "items": _STR},
+        },
+        (
+            "callId",
+            "sdkAppId",
+            "mediaType",
+            "roomId",
+            "startCallTs",
+            "acceptTs",
+            "endTs",
+            "caller",
+            "totalUserNumber",
+            "callType",
+            "callResult",
+            "callees",
+        ),
+    ),
+    "V4Config": _obj(
+        {
+            "Url": {"type": "string", "description": '"" when no callback is configured'},
+            "CallbackCommandList": {"type": "array", "items": {"enum": list(V4_CALLBACK_COMMANDS)}},
+        },
+        ("Url", "CallbackCommandList"),
+    ),
+}
+
+_FILTER_RESULTS_V4: Final[Schema] = {
+    "anyOf": [
+        {"enum": list(V4_CALL_RESULTS)},
+        {"type": "array", "items": {"enum": list(V4_CALL_RESULTS)}},
+    ],
+    "description": "one CallResult or a list of them (an empty list = any)",
+}
+_FILTER_RESULTS_V1: Final[Schema] = {
+    "anyOf": [
+        {"enum": list(V1_CALL_RESULTS.values())},
+        {"type": "array", "items": {"enum": list(V1_CALL_RESULTS.values())}},
+    ],
+    "description": "one callResult or a list of them (an empty list = any)",
+}
+_V4_CALLBACK_BODY: Final[Schema] = _obj(
+    {
+        "Url": _HTTP_URL,
+        "CallbackCommandList": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"enum": list(V4_CALLBACK_COMMANDS)},
+        },
+    },
+    ("Url", "CallbackCommandList"),
+)
+_V1_CALLBACK_BODY: Final[Schema] = _obj(
+    {
+        "address": _HTTP_URL,
+        "actions": {"type": "array", "minItems": 1, "items": {"enum": list(V1_CALLBACK_ACTIONS)}},
+    },
+    ("address", "actions"),
+)
+_V1_CONFIG: Final[Schema] = _obj(
+    {"address": _STR, "actions": {"type": "array", "items": {"enum": list(V1_CALLBACK_ACTIONS)}}},
+    ("address", "actions"),
+)
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One route.
+
+    ``api``: ``v4`` / ``v1`` (admin commands: POST, query-string auth, the API's
+    envelope, HTTP 200 for success and failure alike), or ``http`` (plain GET routes).
+    For admin commands ``response`` is the schema of the envelope's ``Response`` (v4) or
+    ``data`` (v1); ``errors`` are the codes the command answers besides
+    :data:`AUTH_ERRORS` and ``E_BAD_JSON``. ``doc`` is the page under ``docs/``.
+    """
+
+    api: str
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    doc: str
+    response: Schema
+    request: Schema | None = None
+    errors: tuple[int, ...] = ()
+    example: dict[str, Any] | None = None
+    description: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def command(self) -> str:
+        """``service/command`` of an admin command (the path after ``/v4/`` or ``/v1/``)."""
+        return self.path.split("/", 2)[2]
+
+
+def _v4(
+    command: str,
+    summary: str,
+    doc: str,
+    request: Schema,
+    response: Schema,
+    errors: tuple[int, ...],
+    example: dict[str, Any],
+    tag: str,
+    description: str = "",
+) -> Endpoint:
+    return Endpoint(
+        api="v4",
+        method="post",
+        path=f"/v4/{command}",
+        operation_id="v4_" + command.replace("/", "__"),
+        summary=summary,
+        doc=doc,
+        request=request,
+        response=response,
+        errors=errors,
+        example=example,
+        description=description,
+        tags=(tag,),
+    )
+
+
+def _v1(
+    command: str,
+    summary: str,
+    doc: str,
+    request: Schema,
+    response: Schema,
+    errors: tuple[int, ...],
+    example: dict[str, Any],
+    tag: str,
+    description: str = "",
+) -> Endpoint:
+    return Endpoint(
+        api="v1",
+        method="post",
+        path=f"/v1/{command}",
+        operation_id="v1_" + command.replace("/", "__"),
+        summary=summary,
+        doc=doc,
+        request=request,
+        response=response,
+        errors=errors,
+        example=example,
+        description=description,
+        tags=(tag,),
+    )
+
+
+_CID_EXAMPLE = "9f0c5b1e-2d5b-4c61-8f0e-3f1c2a7b9d10"
+_GROUPS = "v4 chat groups"
+_RECORDS_V4 = "v4 call records"
+_CALLBACK_V4 = "v4 callback configuration"
+_RECORDS_V1 = "v1 call records"
+_CALLBACK_V1 = "v1 callback configuration"
+
+ENDPOINTS: Final[tuple[Endpoint, ...]] = (
+    _v4(
+        "call_engine_http_srv/end_call",
+        "End a live call for everyone (reason END_BY_SERVER)",
+        "rest/end_call.md",
+        _obj({"CallId": _CALL_ID}, ("CallId",)),
+        _EMPTY,
+        (E_BAD_FIELD, E_NOT_FOUND),
+        {"CallId": _CID_EXAMPLE},
+        "v4 calls",
+    ),
+    _v4(
+        "call_record_http_srv/get_record_by_callid",
+        "The record of one ended call",
+        "rest/get_record_by_callid.md",
+        _obj({"CallId": _CALL_ID}, ("CallId",)),
+        _obj({"CallRecord": _ref("CallRecordV4")}, ("CallRecord",)),
+        (E_BAD_FIELD, E_NOT_FOUND),
+        {"CallId": _CID_EXAMPLE},
+        _RECORDS_V4,
+    ),
+    _v4(
+        "call_record_http_srv/get_record_by_filter",
+        "One page of call records, newest first",
+        "rest/get_record_by_filter.md",
+        _obj(
+            {
+                "StartTime": {**_UNIX_S, "description": "earliest start time (inclusive); default: none"},
+                "EndTime": {**_UNIX_S, "description": "latest start time (inclusive); default: none"},
+                "CallResult": _FILTER_RESULTS_V4,
+                "CallType": {"enum": ["SingleCall", "MultiCall"]},
+                "NumberPerPage": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 10},
+                "Page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+            }
+        ),
+        _obj(
+            {
+                "TotalNum": {"type": "integer", "minimum": 0},
+                "Page": {"type": "integer", "minimum": 1},
+                "CallRecordList": {"type": "array", "items": _ref("CallRecordV4")},
+            },
+            ("TotalNum", "Page", "CallRecordList"),
+        ),
+        (E_BAD_FIELD,),
+        {"StartTime": 1700000000, "CallResult": "NormalEnd", "NumberPerPage": 20, "Page": 1},
+        _RECORDS_V4,
+    ),
+    _v4(
+        "call_config/set_callback",
+        "Set (overwrite) the v4 callback URL and commands",
+        "rest/set_callback.md",
+        _V4_CALLBACK_BODY,
+        _EMPTY,
+        (E_BAD_FIELD,),
+        {
+            "Url": "https://example.com/ringline-callback",
+            "CallbackCommandList": list(V4_CALLBACK_COMMANDS),
+        },
+        _CALLBACK_V4,
+    ),
+    _v4(
+        "call_config/get_callback",
+        "The v4 callback configuration",
+        "rest/get_callback.md",
+        _EMPTY,
+        _ref("V4Config"),
+        (),
+        {},
+        _CALLBACK_V4,
+    ),
+    _v4(
+        "call_config/delete_callback",
+        "Delete the v4 callback configuration",
+        "rest/delete_callback.md",
+        _EMPTY,
+        _EMPTY,
+        (),
+        {},
+        _CALLBACK_V4,
+    ),
+    _v4(
+        "group_open_http_svc/create_group",
+        "Register a chat group (members may join its calls)",
+        "rest/groups.md",
+        _obj(
+            {"GroupId": _GROUP_ID, "MemberList": {"type": "array", "items": _MEMBER_REF}},
+            ("GroupId",),
+        ),
+        _obj({"GroupId": _STR}, ("GroupId",)),
+        (E_BAD_FIELD,),
+        {"GroupId": "team-7", "MemberList": [{"Member_Account": "alice"}, {"Member_Account": "bob"}]},
+        _GROUPS,
+    ),
+    _v4(
+        "group_open_http_svc/add_group_member",
+        "Add members to a chat group",
+        "rest/groups.md",
+        _obj(
+            {"GroupId": _GROUP_ID, "MemberList": {"type": "array", "items": _MEMBER_REF}},
+            ("GroupId",),
+        ),
+        _obj(
+            {
+                "MemberList": {
+                    "type": "array",
+                    "items": _obj(
+                        {"Member_Account": _STR, "Result": {"const": 1}}, ("Member_Account", "Result")
+                    ),
+                }
+            },
+            ("MemberList",),
+        ),
+        (E_BAD_FIELD,),
+        {"GroupId": "team-7", "MemberList": [{"Member_Account": "carol"}]},
+        _GROUPS,
+    ),
+    _v4(
+        "group_open_http_svc/delete_group_member",
+        "Remove members from a chat group",
+        "rest/groups.md",
+        _obj(
+            {"GroupId": _GROUP_ID, "MemberToDel_Account": {"type": "array", "items": _MEMBER_REF}},
+            ("GroupId",),
+        ),
+        _EMPTY,
+        (E_BAD_FIELD, E_NOT_FOUND),
+        {"GroupId": "team-7", "MemberToDel_Account": ["carol"]},
+        _GROUPS,
+    ),
+    _v4(
+        "group_open_http_svc/destroy_group",
+        "Delete a chat group",
+        "rest/groups.md",
+        _obj({"GroupId": _GROUP_ID}, ("GroupId",)),
+        _EMPTY,
+        (E_BAD_FIELD,),
+        {"GroupId": "team-7"},
+        _GROUPS,
+    ),
+    _v4(
+        "group_open_http_svc/get_group_member_info",
+        "List the members of a chat group",
+        "rest/groups.md",
+        _obj({"GroupId": _GROUP_ID}, ("GroupId",)),
+        _obj(
+            {
+                "MemberNum": {"type": "integer", "minimum": 0},
+                "MemberList": {"type": "array", "items": _obj({"Member_Account": _STR}, ("Member_Account",))},
+            },
+            ("MemberNum", "MemberList"),
+        ),
+        (E_BAD_FIELD,),
+        {"GroupId": "team-7"},
+        _GROUPS,
+    ),
+    _v1(
+        "callback/set",
+        "Create (overwrite) the v1 callback configuration",
+        "rest/v1_callback.md",
+        _V1_CALLBACK_BODY,
+        {"type": "string", "description": "the address"},
+        (E_V1_BAD_ADDRESS, E_BAD_FIELD),
+        {"address": "http://www.example.com/callback", "actions": ["normal_end", "caller_start_call"]},
+        _CALLBACK_V1,
+    ),
+    _v1(
+        "callback/get",
+        "The v1 callback configuration",
+        "rest/v1_callback.md",
+        _EMPTY,
+        _V1_CONFIG,
+        (E_V1_NO_CONFIG,),
+        {},
+        _CALLBACK_V1,
+    ),
+    _v1(
+        "callback/update",
+        "Replace the existing v1 callback configuration",
+        "rest/v1_callback.md",
+        _V1_CALLBACK_BODY,
+        {"type": "string", "description": "the address"},
+        (E_V1_BAD_ADDRESS, E_BAD_FIELD, E_V1_NO_CONFIG),
+        {"address": "https://www.example.com/callback2", "actions": ["normal_end"]},
+        _CALLBACK_V1,
+    ),
+    _v1(
+        "callback/delete",
+        "Delete the v1 callback configuration",
+        "rest/v1_callback.md",
+        _EMPTY,
+        {"const": ""},
+        (E_V1_NO_CONFIG,),
+        {},
+        _CALLBACK_V1,
+    ),
+    _v1(
+        "records/get_record_by_callId",
+        "The record of one ended call (v1 field names)",
+        "rest/v1_records.md",
+        _obj({"callId": _CALL_ID}, ("callId",)),
+        _ref("CallRecordV1"),
+        (E_BAD_FIELD, E_NOT_FOUND),
+        {"callId": _CID_EXAMPLE},
+        _RECORDS_V1,
+    ),
+    _v1(
+        "records/get_records_by_filter",
+        "One page of call records, newest first (v1 field names)",
+        "rest/v1_records.md",
+        _obj(
+            {
+                "startTimestamp": {**_UNIX_S, "description": "earliest start time (inclusive)"},
+                "endTimestamp": {**_UNIX_S, "description": "latest start time (inclusive); default: none"},
+                "callResult": _FILTER_RESULTS_V1,
+                "callType": {"enum": ["single", "group"]},
+                "numberPerPage": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 100},
+                "page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+            },
+            ("startTimestamp",),
+        ),
+        _obj(
+            {
+                "totalNum": {"type": "integer", "minimum": 0},
+                "page": {"type": "integer", "minimum": 1},
+                "callRecordList": {"type": "array", "items": _ref("CallRecordV1")},
+            },
+            ("totalNum", "page", "callRecordList"),
+        ),
+        (E_BAD_FIELD,),
+        {"startTimestamp": 1700000000, "callResult": "normal_end", "numberPerPage": 20, "page": 1},
+        _RECORDS_V1,
+    ),
+    Endpoint(
+        api="http",
+        method="get",
+        path="/healthz",
+        operation_id="healthz",
+        summary="Liveness and a few gauges",
+        doc="rest/healthz.md",
+        response=_obj(
+            {
+                "status": {"const": "ok"},
+                "uptime_s": {"type": "number", "minimum": 0},
+                "sessions": {"type": "integer", "minimum": 0},
+                "live_calls": {"type": "integer", "minimum": 0},
+            },
+            ("status", "uptime_s", "sessions", "live_calls"),
+        ),
+        tags=("server",),
+    ),
+    Endpoint(
+        api="http",
+        method="get",
+        path="/openapi.json",
+        operation_id="openapi",
+        summary="This OpenAPI 3.1 document",
+        doc="rest.md",
+        response={"type": "object", "required": ["openapi", "paths"]},
+        tags=("server",),
+    ),
+    Endpoint(
+        api="ws",
+        method="get",
+        path="/v1/ws",
+        operation_id="websocket",
+        summary="The client WebSocket (protocol v1)",
+        doc="protocol.md",
+        response={"type": "string"},
+        description=(
+            "Clients upgrade this GET to a WebSocket and speak the JSON protocol of docs/protocol.md."
+            " A GET that is not a WebSocket upgrade gets 400."
+        ),
+        tags=("server",),
+    ),
+)
+
+# --------------------------------------------------------------------------- the document
+
+_AUTH_PARAMS: Final[dict[str, Schema]] = {
+    "sdkappid": {
+        "name": "sdkappid",
+        "in": "query",
+        "required": True,
+        "description": "this server's SDKAppID",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+    },
+    "identifier": {
+        "name": "identifier",
+        "in": "query",
+        "required": True,
+        "description": "the admin identifier (`--admin-identifier`, default `administrator`)",
+        "schema": _USER_ID,
+    },
+    "usersig": {
+        "name": "usersig",
+        "in": "query",
+        "required": True,
+        "description": "a UserSig (TLSSigAPIv2) of the admin identifier (`ringline usersig administrator`)",
+        "schema": {"type": "string", "minLength": 1},
+    },
+    "random": {
+        "name": "random",
+        "in": "query",
+        "required": False,
+        "description": "a random uint32 (accepted for compatibility, not checked)",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+    },
+    "contenttype": {
+        "name": "contenttype",
+        "in": "query",
+        "required": False,
+        "description": "always `json` (accepted for compatibility, not checked)",
+        "schema": {"type": "string", "enum": ["json"]},
+    },
+}
+
+
+def _codes(e: Endpoint) -> list[int]:
+    return sorted({*AUTH_ERRORS, E_BAD_JSON, *e.errors})
+
+
+def _envelope_schema(e: Endpoint) -> Schema:
+    codes = _codes(e)
+    if e.api == "v4":
+        ok = _obj(
+            {
+                "ActionStatus": {"const": "OK"},
+                "ErrorCode": {"const": 0},
+                "ErrorInfo": _STR,
+                "RequestId": _STR,
+                "Response": e.response,
+            },
+            ("ActionStatus", "ErrorCode", "ErrorInfo", "RequestId", "Response"),
+        )
+        fail = _obj(
+            {
+                "ActionStatus": {"const": "FAIL"},
+                "ErrorCode": {"type": "integer", "enum": codes},
+                "ErrorInfo": {"type": "string", "minLength": 1},
+                "RequestId": _STR,
+            },
+            ("ActionStatus", "ErrorCode", "ErrorInfo", "RequestId"),
+        )
+    else:
+        ok = _obj(
+            {
+                "errorCode": {"const": 0},
+                "errorMessage": {"const": "Success"},
+                "requestId": _STR,
+                "data": e.response,
+            },
+            ("errorCode", "errorMessage", "requestId", "data"),
+        )
+        fail = _obj(
+            {
+                "errorCode": {"type": "integer", "enum": codes},
+                "errorMessage": {"type": "string", "minLength": 1},
+                "requestId": _STR,
+                "data": {"type": "null"},
+            },
+            ("errorCode", "errorMessage", "requestId", "data"),
+        )
+    return {"oneOf": [ok, fail]}
+
+
+def _internal_schema(api: str) -> Schema:
+    if api == "v4":
+        return _obj(
+            {"ActionStatus": {"const": "FAIL"}, "ErrorCode": {"const": E_INTERNAL}, "ErrorInfo": _STR},
+            ("ActionStatus", "ErrorCode", "ErrorInfo"),
+        )
+    return _obj({"errorCode": {"const": E_INTERNAL}, "errorMessage": _STR}, ("errorCode", "errorMessage"))
+
+
+def _operation(e: Endpoint) -> Schema:
+    op: Schema = {
+        "operationId": e.operation_id,
+        "summary": e.summary,
+        "tags": list(e.tags),
+        "externalDocs": {"description": "reference page", "url": f"docs/{e.doc}"},
+    }
+    if e.api in ("v4", "v1"):
+        codes = ", ".join(str(c) for c in _codes(e))
+        op["description"] = (
+            (e.description + "\n\n" if e.description else "")
+            + f"Answers HTTP 200 with the {e.api} envelope, for success and failure alike."
+            f" Error codes: {codes} (docs/rest.md)."
+        )
+        op["parameters"] = [{"$ref": f"#/components/parameters/{p}"} for p in _AUTH_PARAMS]
+        body = {"schema": e.request or _EMPTY}
+        if e.example is not None:
+            body["example"] = e.example
+        op["requestBody"] = {"required": True, "content": {"application/json": body}}
+        op["responses"] = {
+            "200": {
+                "description": "the envelope: success, or an error code with a message saying what to do",
+                "content": {"application/json": {"schema": _envelope_schema(e)}},
+            },
+            "500": {
+                "description": f"internal error (code {E_INTERNAL}); retry",
+                "content": {"application/json": {"schema": _internal_schema(e.api)}},
+            },
+        }
+    elif e.api == "ws":
+        op["description"] = e.description
+        op["responses"] = {
+            "101": {"description": "switched to the WebSocket protocol"},
+            "400": {"description": "not a WebSocket upgrade", "content": {"text/plain": {"schema": _STR}}},
+        }
+    else:
+        if e.description:
+            op["description"] = e.description
+        op["responses"] = {
+            "200": {"description": "OK", "content": {"application/json": {"schema": e.response}}},
+        }
+    return op
+
+
+def build_document(version: str = __version__) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route in :data:`ENDPOINTS` (a fresh copy)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for e in ENDPOINTS:
+        paths.setdefault(e.path, {})[e.method] = _operation(e)
+    tags: list[str] = []
+    for e in ENDPOINTS:
+        for t in e.tags:
+            if t not in tags:
+                tags.append(t)
+    doc = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Ringline REST API",
+            "version": version,
+            "description": (
+                "Admin commands of a Ringline call server: `POST /v4/{service}/{command}` and"
+                " `POST /v1/{service}/{command}` with the vendor query-string auth"
+                " (`?sdkappid=&identifier=&usersig=&random=&contenttype=json`) and a JSON object as body."
+                " Every answer is HTTP 200 with an envelope: v4"
+                " `{ActionStatus, ErrorCode, ErrorInfo, RequestId, Response}`, v1"
+                " `{errorCode, errorMessage, requestId, data}`; see docs/rest.md for the error codes."
+                " A non-POST request to a command gets 405 with the same envelope."
+            ),
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": t} for t in tags],
+        "paths": paths,
+        "components": {
+            "parameters": _AUTH_PARAMS,
+            "schemas": _COMPONENT_SCHEMAS,
+        },
+    }
+    return copy.deepcopy(doc)
+
+
+@functools.cache
+def _document_text() -> str:
+    return json.dumps(build_document(), separators=(",", ":"), ensure_ascii=False)
+
+
+async def openapi_handler(_request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the document (built once per process)."""
+    return web.Response(text=_document_text(), content_type="application/json")
