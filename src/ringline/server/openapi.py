@@ -438,7 +438,8 @@ class Endpoint:
         return self.path.split("/", 2)[2]
 
 
-def _v4(
+def _command(
+    api: str,
     command: str,
     summary: str,
     doc: str,
@@ -449,11 +450,12 @@ def _v4(
     tag: str,
     description: str = "",
 ) -> Endpoint:
+    """An admin command ``POST /{api}/{command}``."""
     return Endpoint(
-        api="v4",
+        api=api,
         method="post",
-        path=f"/v4/{command}",
-        operation_id="v4_" + command.replace("/", "__"),
+        path=f"/{api}/{command}",
+        operation_id=f"{api}_" + command.replace("/", "__"),
         summary=summary,
         doc=doc,
         request=request,
@@ -465,31 +467,12 @@ def _v4(
     )
 
 
-def _v1(
-    command: str,
-    summary: str,
-    doc: str,
-    request: Schema,
-    response: Schema,
-    errors: tuple[int, ...],
-    example: dict[str, Any],
-    tag: str,
-    description: str = "",
-) -> Endpoint:
-    return Endpoint(
-        api="v1",
-        method="post",
-        path=f"/v1/{command}",
-        operation_id="v1_" + command.replace("/", "__"),
-        summary=summary,
-        doc=doc,
-        request=request,
-        response=response,
-        errors=errors,
-        example=example,
-        description=description,
-        tags=(tag,),
-    )
+def _v4(*args: Any, **kwargs: Any) -> Endpoint:
+    return _command("v4", *args, **kwargs)
+
+
+def _v1(*args: Any, **kwargs: Any) -> Endpoint:
+    return _command("v1", *args, **kwargs)
 
 
 _CID_EXAMPLE = "9f0c5b1e-2d5b-4c61-8f0e-3f1c2a7b9d10"
