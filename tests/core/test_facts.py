@@ -50,7 +50,7 @@ def test_a_1v1_call_yields_start_accept_hangup_end_numbered_from_one(h: Harness)
         {"user_id": "A", "status": "Calling"},
         {"user_id": "B", "status": "Calling"},
     ]
-    assert fs[-1].data["record"]["result"] == "NormalEnd"
+    assert fs[-1].data["record"].result.value == "NormalEnd"
 
 
 def test_every_way_out_has_its_action_type(h: Harness) -> None:

@@ -301,8 +301,8 @@ class CallFact:
 
     ``kind``: ``"start"`` (data: ``call``, ``users``), ``"member"`` (data: ``changes``
     ``[{user_id, action}]`` with actions Accept, Reject, NotAnswer, Hangup, Join,
-    Offline, Invite, CancelInvite, LineBusy; and ``users``) or ``"end"`` (data:
-    ``record``). ``users`` lists the members still in the call with status
+    Offline, Invite, CancelInvite, LineBusy; and ``users``) or ``"end"`` (data: the
+    :class:`CallRecord` under ``record``). ``users`` lists the members still in the call with status
     ``Calling`` (connected, or the caller) or ``Waiting`` (ringing). ``seq`` numbers the
     facts of one call from 1, so receivers can keep them in order. Ephemeral calls
     have none.
@@ -1441,7 +1441,7 @@ class Switchboard:
             out.append(CancelTimer(("ring", call.call_id, m.user_id)))
             self._terminal_for(out, call, m, prev, reason, ended_by, now)
         record = call.record(now, reason, ended_by)
-        self._fact(out, call, "end", now, {"record": record.to_dict()})
+        self._fact(out, call, "end", now, {"record": record})
         results = tuple((u, result_type_for(record, u)) for u in record.users())
         # The record goes first: the driver persists before it sends (§6.8).
         out.insert(0, Persist(FinishCall(record, results, call.ephemeral)))

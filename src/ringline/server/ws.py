@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -545,18 +547,12 @@ def _spawn(coro: Any) -> None:
 
 
 def _rand() -> str:
-    import secrets
-
     return secrets.token_hex(8)
 
 
 def _uuid() -> str:
-    import uuid
-
     return str(uuid.uuid4())
 
 
 def _room() -> int:
-    import secrets
-
     return 1 + secrets.randbelow(2**31 - 2)
