@@ -1,4 +1,5 @@
-"""``ringline serve`` and ``ringline usersig``. Every flag is also ``RINGLINE_<FLAG>``."""
+"""``ringline serve``, ``ringline usersig`` and ``ringline callback-secrets``. Every flag is
+also ``RINGLINE_<FLAG>``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from .core.usersig import DEFAULT_EXPIRE, gen_user_sig
-from .server.config import Settings, load_identity
+from .server.config import Settings, load_callback_secrets, load_identity
 
 __all__ = ["main"]
 
@@ -68,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a device may stay after its sig expired (default 60)",
     )
     s.add_argument("--log-level", default=_env("log_level", d.log_level))
+    _callback_flags(s)
+
+    c = sub.add_parser(
+        "callback-secrets",
+        help="print the callback token and webhook secret(s) your receiver verifies with",
+    )
+    common(c)
+    _callback_flags(c)
 
     u = sub.add_parser("usersig", help="print a user sig for the configured app")
     common(u)
@@ -78,6 +87,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _callback_flags(sp: argparse.ArgumentParser) -> None:
+    d = Settings()
+    sp.add_argument(
+        "--callback-token",
+        default=_env("callback_token", ""),
+        help="token of the Tencent-style Sign on callbacks (default: generated once, kept in data folder)",
+    )
+    sp.add_argument(
+        "--webhook-secret",
+        action="append",
+        default=None,
+        help="whsec_ secret of the Standard Webhooks signature; give it twice while rotating, new first "
+        "(env: comma-separated; default: generated once, kept in the data folder)",
+    )
+    sp.add_argument(
+        "--callback-give-up-after",
+        type=float,
+        default=float(_env("callback_give_up_after", str(d.callback_give_up_after / 3600))),
+        help="hours after an event when retrying its callback stops (default 24)",
+    )
+
+
+def _webhook_secrets(args: argparse.Namespace) -> tuple[str, ...]:
+    given: list[str] = args.webhook_secret or [
+        x.strip() for x in _env("webhook_secret", "").split(",") if x.strip()
+    ]
+    return tuple(given)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
@@ -85,6 +123,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             gen_user_sig(ident.sdk_app_id, ident.secret_key, args.user_id, args.expire, now=int(time.time()))
         )
+        return 0
+    try:
+        cb = load_callback_secrets(args.data_dir, args.callback_token, _webhook_secrets(args))
+    except ValueError as exc:
+        print(f"ringline: {exc}", file=sys.stderr)
+        return 2
+    if args.callback_give_up_after < 1:
+        print("ringline: --callback-give-up-after must be at least 1 hour", file=sys.stderr)
+        return 2
+    if args.cmd == "callback-secrets":
+        print(f"callback token:  {cb.token}")
+        for sec in cb.webhook_secrets:
+            print(f"webhook secret:  {sec}")
         return 0
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -103,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         heartbeat_grace=args.heartbeat_grace,
         sig_grace=args.sig_grace,
         log_level=args.log_level,
+        callback_token=cb.token,
+        webhook_secrets=cb.webhook_secrets,
+        callback_give_up_after=args.callback_give_up_after * 3600,
     )
     print(
         f"Ringline on http://{settings.host}:{settings.port}  app {ident.sdk_app_id}"
@@ -114,6 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     print(f"Mint a user sig with: ringline usersig USER_ID --data-dir {args.data_dir}", file=sys.stderr)
+    if cb.generated:
+        print(
+            "Callback signing secrets generated; show them with: "
+            f"ringline callback-secrets --data-dir {args.data_dir}",
+            file=sys.stderr,
+        )
     from .server.app import serve
 
     try:

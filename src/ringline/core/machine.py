@@ -299,10 +299,13 @@ class Persist:
 class CallFact:
     """A fact about a call for the server's callbacks (CALLS.md §7).
 
-    ``kind``: ``"start"`` (data: ``call``, ``users``), ``"member"`` (data: ``changes``
+    ``kind``: ``"start"`` (data: ``users``), ``"member"`` (data: ``changes``
     ``[{user_id, action}]`` with actions Accept, Reject, NotAnswer, Hangup, Join,
     Offline, Invite, CancelInvite, LineBusy; and ``users``) or ``"end"`` (data: the
-    :class:`CallRecord` under ``record``). ``users`` lists the members still in the call with status
+    :class:`CallRecord` under ``record``). Every fact also has ``call``: the call as it
+    is after the fact (``call_id, caller, media_type, chat_group_id, room_id, scene,
+    start_time, accept_time`` (0 = never connected) and ``user_count``, every user ever
+    in the call). ``users`` lists the members still in the call with status
     ``Calling`` (connected, or the caller) or ``Waiting`` (ringing). ``seq`` numbers the
     facts of one call from 1, so receivers can keep them in order. Ephemeral calls
     have none.
@@ -1154,16 +1157,7 @@ class Switchboard:
             self._emit(out, m.devices, "on_call_received", self._received_args(call, m, now))
             out.append(SetTimer(("ring", call.call_id, u), m.deadline))
         if initial:
-            info = {
-                "call_id": call.call_id,
-                "caller": call.caller,
-                "media_type": int(call.media_type),
-                "chat_group_id": call.chat_group_id,
-                "room_id": call.room_id.to_wire(),
-                "scene": int(call.scene),
-                "start_time": call.start_time,
-            }
-            self._fact(out, call, "start", now, {"call": info, "users": self._users(call)})
+            self._fact(out, call, "start", now, {"users": self._users(call)})
         else:
             self._member_fact(out, call, now, [(u, "Invite") for u in user_ids])
         for u in busy:
@@ -1238,7 +1232,18 @@ class Switchboard:
         if call.ephemeral:
             return
         call.fact_seq += 1
-        out.append(Notify(CallFact(call.call_id, call.fact_seq, kind, now, data)))
+        info = {
+            "call_id": call.call_id,
+            "caller": call.caller,
+            "media_type": int(call.media_type),
+            "chat_group_id": call.chat_group_id,
+            "room_id": call.room_id.to_wire(),
+            "scene": int(call.scene),
+            "start_time": call.start_time,
+            "accept_time": call.accept_time,
+            "user_count": len(call.members),
+        }
+        out.append(Notify(CallFact(call.call_id, call.fact_seq, kind, now, {"call": info, **data})))
 
     def _member_fact(self, out: list[Action], call: Call, now: float, changes: list[tuple[str, str]]) -> None:
         self._fact(
@@ -1430,7 +1435,18 @@ class Switchboard:
         if reason is CallEndReason.CANCELED:
             cancelled = [m.user_id for m in remaining if m.state is MemberState.RINGING]
             if cancelled:
-                self._member_fact(out, call, now, [(u, "CancelInvite") for u in cancelled])
+                # UserList after the change: the cancelled invitees are out.
+                users = [u for u in self._users(call) if u["user_id"] not in cancelled]
+                self._fact(
+                    out,
+                    call,
+                    "member",
+                    now,
+                    {
+                        "changes": [{"user_id": u, "action": "CancelInvite"} for u in cancelled],
+                        "users": users,
+                    },
+                )
         for m in remaining:
             prev = m.state
             m.state = MemberState.ABSENT

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AppIdentity", "Settings", "load_identity"]
+__all__ = ["AppIdentity", "CallbackSecrets", "Settings", "load_callback_secrets", "load_identity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,14 @@ class Settings:
     rate_limit_per_s: float = 100.0
     mailbox_ttl: float = 7 * 86400.0
     max_unacked: int = 5000
+    callback_token: str = ""
+    """Token of the Tencent-style ``Sign`` on callbacks (``--callback-token``)."""
+    webhook_secrets: tuple[str, ...] = ()
+    """``whsec_`` secrets of the Standard Webhooks signature, newest first (``--webhook-secret``)."""
+    callback_give_up_after: float = 24 * 3600.0
+    """Seconds after an event when retrying its callback stops (at least 24 h by default)."""
+    callback_retention: float = 7 * 86400.0
+    """Seconds delivered callbacks stay listed before they are purged (failed ones stay)."""
 
     @property
     def db_url(self) -> str:
@@ -70,3 +78,54 @@ def load_identity(data_dir: str, sdk_app_id: int = 0, secret_key: str = "") -> A
         os.chmod(tmp, 0o600)
         tmp.replace(path)
     return AppIdentity(app_id, key, generated)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackSecrets:
+    """How callbacks are signed: the Tencent ``Sign`` token and the ``whsec_`` secrets
+    (newest first). ``generated`` is True when this start created and kept them."""
+
+    token: str
+    webhook_secrets: tuple[str, ...]
+    generated: bool = False
+
+
+def load_callback_secrets(
+    data_dir: str, token: str = "", webhook_secrets: tuple[str, ...] = ()
+) -> CallbackSecrets:
+    """The callback token and webhook secrets: given values win; else those kept in
+    ``DATA_DIR/callbacks.json``; else new ones are generated and kept there (mode 0600),
+    so that a receiver configured once keeps verifying across restarts.
+
+    Raises ValueError for a malformed ``whsec_`` secret (the message says how to make one).
+    """
+    from .webhooks.signing import decode_secret, generate_secret
+
+    path = Path(data_dir, "callbacks.json")
+    stored: dict[str, object] = {}
+    if path.exists():
+        stored = json.loads(path.read_text("utf-8"))
+    kept_tok = str(stored.get("callback_token", "") or "")
+    raw = stored.get("webhook_secrets")
+    kept_secs = tuple(str(x) for x in raw) if isinstance(raw, list) else ()
+    for sec in webhook_secrets:
+        try:
+            decode_secret(sec)
+        except ValueError as exc:
+            raise ValueError(
+                f"bad webhook secret: {exc}; give whsec_ followed by base64 of at least 24 random "
+                "bytes, or leave it out and Ringline generates one"
+            ) from None
+    generated = False
+    if not token and not kept_tok:
+        kept_tok, generated = secrets.token_urlsafe(24), True
+    if not webhook_secrets and not kept_secs:
+        kept_secs, generated = (generate_secret(),), True
+    if generated:
+        # Only what Ringline made is kept on disk; values given by flag or env win.
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"callback_token": kept_tok, "webhook_secrets": list(kept_secs)}), "utf-8")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    return CallbackSecrets(token or kept_tok, tuple(webhook_secrets) or kept_secs, generated)
