@@ -77,9 +77,7 @@ class CallbackTargets:
     v1_actions: frozenset[str] = frozenset()
 
     @classmethod
-    def from_configs(
-        cls, v4: Mapping[str, Any] | None, v1: Mapping[str, Any] | None
-    ) -> CallbackTargets:
+    def from_configs(cls, v4: Mapping[str, Any] | None, v1: Mapping[str, Any] | None) -> CallbackTargets:
         """From ``{"Url", "CallbackCommandList"}`` and ``{"address", "actions"}``."""
         return cls(
             v4_url=str(v4.get("Url", "")) if v4 else "",
@@ -219,8 +217,10 @@ def v1_status(record: CallRecord, user_id: str) -> str:
     """
     if user_id == record.caller:
         connected = [m for m in record.members if m.user_id == user_id and m.role is CallRole.CALLER]
-        if record.result is CallResult.NORMAL_END and connected and connected[-1].end_reason is (
-            CallEndReason.OFFLINE
+        if (
+            record.result is CallResult.NORMAL_END
+            and connected
+            and connected[-1].end_reason is (CallEndReason.OFFLINE)
         ):
             return "interrupt"
         return _CALLER_STATUS.get(record.result, "interrupt")
