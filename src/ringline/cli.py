@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from .core.usersig import DEFAULT_EXPIRE, gen_user_sig
-from .server.config import Settings, load_callback_secrets, load_identity
+from .server.config import Settings, load_callback_secrets, load_identity, parse_ice_servers
 
 __all__ = ["main"]
 
@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--log-level", default=_env("log_level", d.log_level))
     _callback_flags(s)
+    _media_flags(s)
 
     c = sub.add_parser(
         "callback-secrets",
@@ -116,6 +117,27 @@ def _webhook_secrets(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(given)
 
 
+def _media_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--ice-server",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="STUN/TURN server clients use for media (stun:, turn:, turns:); repeat for several "
+        "(env RINGLINE_ICE_SERVERS: comma-separated; default none: media only between host addresses)",
+    )
+    sp.add_argument("--ice-username", default=_env("ice_username", ""), help="username for the TURN servers")
+    sp.add_argument(
+        "--ice-credential", default=_env("ice_credential", ""), help="credential for the TURN servers"
+    )
+    sp.add_argument(
+        "--dev",
+        action="store_true",
+        default=_env("dev", "").lower() in ("1", "true", "yes"),
+        help="development mode: POST /dev/usersig mints a user sig for ANY user id. Never in production",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
@@ -132,6 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.callback_give_up_after < 1:
         print("ringline: --callback-give-up-after must be at least 1 hour", file=sys.stderr)
         return 2
+    if args.cmd == "serve":
+        try:
+            ice = parse_ice_servers(args.ice_server or _env("ice_servers", "").split(","))
+        except ValueError as exc:
+            print(f"ringline: --ice-server: {exc}", file=sys.stderr)
+            return 2
     if args.cmd == "callback-secrets":
         print(f"callback token:  {cb.token}")
         for sec in cb.webhook_secrets:
@@ -157,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         callback_token=cb.token,
         webhook_secrets=cb.webhook_secrets,
         callback_give_up_after=args.callback_give_up_after * 3600,
+        ice_servers=ice,
+        ice_username=args.ice_username,
+        ice_credential=args.ice_credential,
+        dev=args.dev,
     )
     print(
         f"Ringline on http://{settings.host}:{settings.port}  app {ident.sdk_app_id}"
@@ -172,6 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "Callback signing secrets generated; show them with: "
             f"ringline callback-secrets --data-dir {args.data_dir}",
+            file=sys.stderr,
+        )
+    if settings.dev:
+        print(
+            "DEVELOPMENT MODE (--dev): POST /dev/usersig hands out a user sig for any user id. "
+            "Never run this in production.",
             file=sys.stderr,
         )
     from .server.app import serve

@@ -42,6 +42,7 @@ from ringline.core.machine import (
     MAX_CALLEES,
     MAX_NICKNAME_BYTES,
     MAX_USER_DATA_BYTES,
+    check_signal_data,
     valid_user_id,
 )
 from ringline.core.types import CallParams, CallRecords, RecentCallsFilter, RoomId
@@ -164,6 +165,18 @@ def _call_id_arg(op: str, call_id: object) -> str:
     if len(cid) > _MAX_CALL_ID:
         _bad(f"{op}(): call_id is over {_MAX_CALL_ID} characters; pass the id from the events")
     return cid
+
+
+def _decode_signal(args: object, seq: int | None) -> Event | None:
+    """``on_signal`` (docs/media.md): a Ringline extension, not an event of CALLS.md §4."""
+    if not isinstance(args, dict):
+        return None
+    cid, sender, data = args.get("call_id"), args.get("from_user_id"), args.get("data")
+    if not isinstance(cid, str) or not cid or not isinstance(sender, str) or not isinstance(data, dict):
+        log.warning("dropping a malformed on_signal push: %r", args)
+        return None
+    kwargs = {"call_id": cid, "from_user_id": sender, "data": data}
+    return Event("on_signal", seq, cid, (cid, sender, data), kwargs)
 
 
 class _Dispatch:
@@ -500,6 +513,28 @@ class CallEngine:
         """Stop publishing audio."""
         await self._device_op("close_microphone")
 
+    async def send_signal(self, to_user_id: str, data: dict[str, Any]) -> None:
+        """Relay WebRTC signalling ``data`` to ``to_user_id`` in the current call.
+
+        ``data`` is a JSON object with ``type`` offer / answer / candidate / renegotiate /
+        bye (docs/media.md has the contract: who offers, what each type carries). Both
+        users must be connected to the call: send only to users you got ``on_user_join``
+        for. The peer receives it as ``on_signal(call_id, your_user_id, data)``. Raises
+        LocalCallError -1202 for bad data (checked here), RemoteCallError -1203 if the
+        peer is not connected (any more).
+        """
+        session = self._require_session("send_signal")
+        cid = self._require_call("send_signal", "signal once your call has begun")
+        if not valid_user_id(to_user_id):
+            _bad(f"send_signal(): invalid to_user_id {to_user_id!r}: use 1-32 characters of [A-Za-z0-9_-]")
+        if to_user_id == self._user_id:
+            _bad("send_signal(): to_user_id is yourself; signal another member of the call")
+        try:
+            check_signal_data(data)
+        except LocalCallError as exc:
+            _bad(f"send_signal(): {exc.message}")
+        await session.request("signal", {"call_id": cid, "to_user_id": to_user_id, "data": data})
+
     # ------------------------------------------------------------------ account
 
     async def set_self_info(self, nickname: str, avatar: str) -> None:
@@ -630,7 +665,7 @@ class CallEngine:
         self._logged_out.set()
 
     def _on_push(self, disp: _Dispatch, name: object, args: object, seq: int | None) -> None:
-        event = decode_event(name, args, seq)
+        event = _decode_signal(args, seq) if name == "on_signal" else decode_event(name, args, seq)
         if event is None:
             log.debug("ignoring unknown push %r", name)
             return

@@ -10,11 +10,15 @@ not stop the other observers or later events.
 
 Arguments are passed positionally, in the order below, so a handler may name its
 parameters as it likes.
+
+Besides the events of CALLS.md §4 (:data:`EVENT_NAMES`) there is one Ringline
+extension for media engines: :meth:`CallObserver.on_signal` (docs/media.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Any
 
 from ringline.core.enums import CallEndReason, MediaType
 from ringline.core.types import CallObserverExtraInfo, NetworkQualityInfo
@@ -153,6 +157,13 @@ class CallObserver:
     def on_kicked_offline(self) -> Awaitable[None] | None:
         """Another login of this user pushed this device out. The engine is logged out
         once the events before the close are delivered; ``init()`` again to come back."""
+        return None
+
+    def on_signal(self, call_id: str, from_user_id: str, data: dict[str, Any]) -> Awaitable[None] | None:
+        """WebRTC signalling from ``from_user_id`` in call ``call_id`` (docs/media.md):
+        ``data["type"]`` is offer, answer, candidate, renegotiate or bye. Answer an offer
+        with ``engine.send_signal(from_user_id, {"type": "answer", "sdp": ...})``. Not
+        one of CALLS.md §4's events, so not in :data:`EVENT_NAMES`."""
         return None
 
     def on_user_sig_expired(self) -> Awaitable[None] | None:

@@ -10,6 +10,10 @@ the current time to :meth:`Switchboard.handle` and gets back a list of
   hand :class:`TimerFired` back with the same key;
 * :class:`CloseDevice` -- close that device's session (kicked, sig expired).
 
+:class:`Signal` (WebRTC offer/answer/ICE between two connected members, docs/media.md)
+changes no state: it is checked and relayed as one ``on_signal`` :class:`Emit` to the
+target's connected device, never persisted and never owed to an offline device.
+
 A request that breaks a rule raises :class:`~ringline.core.errors.LocalCallError`
 before any state changes, so a refused request leaves nothing behind.
 
@@ -19,6 +23,7 @@ member state is the table in :mod:`ringline.core.transitions`.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -36,6 +41,7 @@ __all__ = [
     "MAX_CALLEES",
     "MAX_MEMBERS",
     "MAX_NICKNAME_BYTES",
+    "MAX_SIGNAL_BYTES",
     "MAX_USER_DATA_BYTES",
     "Accept",
     "Action",
@@ -66,9 +72,11 @@ __all__ = [
     "SetMultiDevice",
     "SetSelfInfo",
     "SetTimer",
+    "Signal",
     "SwitchMediaType",
     "Switchboard",
     "TimerFired",
+    "check_signal_data",
     "valid_user_id",
 ]
 
@@ -82,12 +90,58 @@ MAX_AVATAR_BYTES = 2048
 MAX_ROOM_STR = 64
 DEFAULT_RING_TIMEOUT = 30
 MAX_RING_TIMEOUT = 600
+#: A signal's ``data`` serialised as compact JSON may not exceed this (docs/media.md).
+MAX_SIGNAL_BYTES = 16 * 1024
+SIGNAL_TYPES = ("offer", "answer", "candidate", "renegotiate", "bye")
 _USER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def valid_user_id(user_id: object) -> bool:
     """True for 1-32 characters of ``[A-Za-z0-9_-]``."""
     return isinstance(user_id, str) and _USER_ID.fullmatch(user_id) is not None
+
+
+def check_signal_data(data: object) -> None:
+    """Raise :class:`LocalCallError` (-1202) unless ``data`` is a valid signal payload.
+
+    A JSON object of at most :data:`MAX_SIGNAL_BYTES` (compact JSON, UTF-8) whose
+    ``type`` is one of offer, answer, candidate, renegotiate, bye; ``offer``/``answer``
+    carry ``sdp`` (a string); ``candidate`` carries ``candidate`` (a string, or null for
+    the end of candidates) and optionally ``sdpMid`` (string/null) and
+    ``sdpMLineIndex`` (integer/null). Other keys are allowed and relayed unchanged.
+    """
+    if not isinstance(data, dict):
+        raise _refuse(ErrorCode.PARAM_INVALID, "signal data must be a JSON object with a 'type'")
+    try:
+        size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError):
+        raise _refuse(ErrorCode.PARAM_INVALID, "signal data must be plain JSON") from None
+    if size > MAX_SIGNAL_BYTES:
+        raise _refuse(
+            ErrorCode.PARAM_INVALID,
+            f"signal data is {size} bytes; the limit is {MAX_SIGNAL_BYTES} (trickle ICE candidates "
+            "instead of sending them inside the SDP)",
+        )
+    kind = data.get("type")
+    if kind not in SIGNAL_TYPES:
+        raise _refuse(
+            ErrorCode.PARAM_INVALID,
+            f"signal data 'type' must be one of {', '.join(SIGNAL_TYPES)}, got {kind!r}",
+        )
+    if kind in ("offer", "answer") and not isinstance(data.get("sdp"), str):
+        raise _refuse(ErrorCode.PARAM_INVALID, f"a signal of type {kind!r} needs 'sdp' (a string)")
+    if kind == "candidate":
+        if "candidate" not in data or not (data["candidate"] is None or isinstance(data["candidate"], str)):
+            raise _refuse(
+                ErrorCode.PARAM_INVALID,
+                "a 'candidate' signal needs 'candidate': a string, or null for the end of candidates",
+            )
+        mid = data.get("sdpMid")
+        if mid is not None and not isinstance(mid, str):
+            raise _refuse(ErrorCode.PARAM_INVALID, "'sdpMid' must be a string or null")
+        index = data.get("sdpMLineIndex")
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+            raise _refuse(ErrorCode.PARAM_INVALID, "'sdpMLineIndex' must be a non-negative integer or null")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -197,6 +251,20 @@ class SetDeviceFlag:
 
 
 @dataclass(frozen=True, slots=True)
+class Signal:
+    """Relay WebRTC signalling ``data`` from this device's user to ``to_user_id``.
+
+    Both must be connected members of ``call_id`` (the sender on this device). ``data``
+    is a JSON object checked by :func:`check_signal_data` and relayed unchanged.
+    """
+
+    device_id: str
+    call_id: str
+    to_user_id: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class SetSelfInfo:
     device_id: str
     nickname: str
@@ -242,6 +310,7 @@ Input = (
     | Join
     | SwitchMediaType
     | SetDeviceFlag
+    | Signal
     | SetSelfInfo
     | AdminEndCall
     | SetGroupMembers
@@ -664,6 +733,8 @@ class Switchboard:
                 self._switch_media(inp, now, out, touched)
             case SetDeviceFlag():
                 self._set_flag(inp, now, out, touched)
+            case Signal():
+                self._signal(inp, out)
             case SetSelfInfo():
                 self._set_self_info(inp)
             case AdminEndCall():
@@ -1596,6 +1667,50 @@ class Switchboard:
                 f"on_user_{inp.kind}_available",
                 {"call_id": call.call_id, "user_id": m.user_id, f"is_{inp.kind}_available": inp.on},
             )
+
+    def _signal(self, inp: Signal, out: list[Action]) -> None:
+        dev = self._device(inp.device_id)
+        call = self._call_for(dev, inp.call_id)
+        me = call.members.get(dev.user_id)
+        if me is None or me.state is MemberState.ABSENT:
+            raise _refuse(
+                ErrorCode.CALL_NOT_FOUND,
+                f"not in call {call.call_id}: you were never in it or have left; "
+                "signals flow only between connected members",
+            )
+        if me.state is not MemberState.CONNECTED:
+            raise _refuse(
+                ErrorCode.REQUEST_REFUSED,
+                f"not connected to call {call.call_id} yet ({me.state.value}); "
+                "send signals after on_call_begin",
+            )
+        if me.active != inp.device_id:
+            raise _refuse(
+                ErrorCode.REQUEST_REFUSED,
+                f"user {dev.user_id} is in call {call.call_id} on another device; signal from that device",
+            )
+        if not valid_user_id(inp.to_user_id):
+            raise _refuse(
+                ErrorCode.PARAM_INVALID,
+                f"invalid to_user_id {inp.to_user_id!r}: use 1-32 chars of [A-Za-z0-9_-]",
+            )
+        if inp.to_user_id == dev.user_id:
+            raise _refuse(ErrorCode.PARAM_INVALID, "to_user_id is yourself; signal another member")
+        check_signal_data(inp.data)
+        target = call.members.get(inp.to_user_id)
+        if target is None or target.state is not MemberState.CONNECTED or not target.active:
+            raise _refuse(
+                ErrorCode.REQUEST_REFUSED,
+                f"user {inp.to_user_id} is not connected to call {call.call_id}; "
+                "signal only users you got on_user_join for (and no on_user_leave since)",
+            )
+        out.append(
+            Emit(
+                target.active,
+                "on_signal",
+                {"call_id": call.call_id, "from_user_id": dev.user_id, "data": inp.data},
+            )
+        )
 
     def _set_self_info(self, inp: SetSelfInfo) -> None:
         dev = self._device(inp.device_id)

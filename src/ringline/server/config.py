@@ -12,7 +12,14 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AppIdentity", "CallbackSecrets", "Settings", "load_callback_secrets", "load_identity"]
+__all__ = [
+    "AppIdentity",
+    "CallbackSecrets",
+    "Settings",
+    "load_callback_secrets",
+    "load_identity",
+    "parse_ice_servers",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,28 @@ class Settings:
     """Seconds after an event when retrying its callback stops (at least 24 h by default)."""
     callback_retention: float = 7 * 86400.0
     """Seconds delivered callbacks stay listed before they are purged (failed ones stay)."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs clients get at login (``--ice-server``); none: media stays on host candidates."""
+    ice_username: str = ""
+    """Username for the ``turn:``/``turns:`` servers (``--ice-username``)."""
+    ice_credential: str = ""
+    """Credential for the ``turn:``/``turns:`` servers (``--ice-credential``)."""
+    dev: bool = False
+    """Development mode (``--dev``): ``POST /dev/usersig`` mints a sig for anyone. Never in production."""
+
+    def ice_server_list(self) -> list[dict[str, str]]:
+        """The ``ice_servers`` of the login result: one ``{urls, username?, credential?}`` per
+        URL (RTCIceServer shape); TURN entries carry the username and credential."""
+        out: list[dict[str, str]] = []
+        for url in self.ice_servers:
+            entry = {"urls": url}
+            if url.startswith(("turn:", "turns:")):
+                if self.ice_username:
+                    entry["username"] = self.ice_username
+                if self.ice_credential:
+                    entry["credential"] = self.ice_credential
+            out.append(entry)
+        return out
 
     @property
     def db_url(self) -> str:
@@ -54,6 +83,25 @@ class Settings:
         if self.db:
             return self.db
         return f"sqlite:///{Path(self.data_dir, 'ringline.db').resolve()}"
+
+
+def parse_ice_servers(urls: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Check ICE server URLs (``stun:``, ``turn:`` or ``turns:``); raise ValueError naming
+    the bad one. Blank entries are dropped, duplicates kept once."""
+    out: list[str] = []
+    for raw in urls:
+        url = raw.strip()
+        if not url:
+            continue
+        scheme, _, rest = url.partition(":")
+        if scheme not in ("stun", "turn", "turns") or not rest or any(c.isspace() for c in url):
+            raise ValueError(
+                f"ICE server {url!r} must be a stun:, turn: or turns: URL, e.g. stun:stun.example.org:3478 "
+                "or turn:turn.example.org:3478?transport=udp"
+            )
+        if url not in out:
+            out.append(url)
+    return tuple(out)
 
 
 def load_identity(data_dir: str, sdk_app_id: int = 0, secret_key: str = "") -> AppIdentity:

@@ -148,6 +148,7 @@ class WsHandler:
             "close_camera": self._flag("video", False),
             "open_microphone": self._flag("audio", True),
             "close_microphone": self._flag("audio", False),
+            "signal": self._op_signal,
             "set_self_info": self._op_self_info,
             "enable_multi_device_ability": self._op_multi,
             "renew_user_sig": self._op_renew,
@@ -349,6 +350,7 @@ class WsHandler:
             "server_time": time.time(),
             "sig_expires_at": info.expires_at,
             "protocol": PROTOCOL_VERSION,
+            "ice_servers": hub.settings.ice_server_list(),
         }
 
         def deliver_mailbox() -> None:
@@ -405,6 +407,7 @@ class WsHandler:
                 "server_time": time.time(),
                 "sig_expires_at": s.sig_expires_at,
                 "protocol": PROTOCOL_VERSION,
+                "ice_servers": hub.settings.ice_server_list(),
             },
         )
         s.replay_after(ack)
@@ -463,6 +466,16 @@ class WsHandler:
         self._run(
             conn, rid, m.SwitchMediaType(self._dev(conn), _str(req, "call_id", max_len=64), _media(req))
         )
+
+    def _op_signal(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        # Relayed, never persisted: the answer and the push go out at once (docs/media.md).
+        inp = m.Signal(
+            self._dev(conn),
+            _str(req, "call_id", max_len=64),
+            _str(req, "to_user_id", max_len=64),
+            _get(req, "data", dict),
+        )
+        self._run(conn, rid, inp)
 
     def _op_self_info(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
         inp = m.SetSelfInfo(self._dev(conn), _str(req, "nickname", "", 2000), _str(req, "avatar", "", 4096))
