@@ -1,0 +1,173 @@
+"""How a ``CallEngine`` drives the media of its calls (``CallEngine(url, media=...)``).
+
+The engine hands every event to :meth:`EngineMedia.on_event` just before its
+observers get it, on the task that delivers events; this keeps one
+:class:`~ringline.media.session.MediaSession` per call in step with the call::
+
+    on_call_begin(c)                 make and start the session of c
+    on_user_join(u)                  connect to u (the lower user id offers)
+    on_signal(c, u, data)            hand the message to the connection to u
+    on_call_media_type_changed       start/stop video, renegotiate
+    on_user_leave(u)                 close the connection to u
+    on_call_end / not_connected(c)   close the session (before observers hear of the end)
+    open/close_camera|microphone ok  unmute/mute the local source
+
+Events the session makes (volume, quality, availability) are queued behind the
+server's pushes on the same queue, so observers get them in order, never before
+``on_call_begin`` nor after the terminal event of their call (CALLS.md I2).
+Availability from the server (the members' camera/microphone flags) and from the
+real tracks goes through one gate: an observer hears of a change only once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from ringline.client._codec import Event, decode_event
+from ringline.core.enums import MediaType
+from ringline.core.errors import ErrorCode
+
+from .options import MediaOptions
+from .session import MediaSession
+
+__all__ = ["EngineMedia"]
+
+log = logging.getLogger("ringline.media")
+
+_TERMINAL = frozenset({"on_call_end", "on_call_not_connected"})
+_AVAILABILITY = {"on_user_audio_available": "audio", "on_user_video_available": "video"}
+_MADE_HERE = frozenset({"on_user_voice_volume_changed", "on_user_network_quality_changed", *_AVAILABILITY})
+
+
+class EngineMedia:
+    """The media side of one engine: at most one :class:`MediaSession` at a time.
+
+    ``user_id()`` and ``ice_servers()`` are read when a call begins;
+    ``send_signal(to, data)`` relays a signalling message in the current call.
+    Call :meth:`bind` with the queue's ``put`` at each login, :meth:`on_event`
+    for every event before delivering it, and :meth:`close` on logout.
+    """
+
+    def __init__(
+        self,
+        options: MediaOptions,
+        *,
+        user_id: Callable[[], str | None],
+        ice_servers: Callable[[], list[Mapping[str, Any]]],
+        send_signal: Callable[[str, dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        self.options = options
+        self._user_id = user_id
+        self._ice_servers = ice_servers
+        self._send_signal = send_signal
+        self._put: Callable[[Event], None] | None = None
+        self._made_here: set[int] = set()
+        self._available: dict[tuple[str, str], bool] = {}
+        self._mic = True
+        self._camera = True
+        self.session: MediaSession | None = None
+
+    def bind(self, put: Callable[[Event], None]) -> None:
+        """Queue made events with ``put`` (the event queue of the current login)."""
+        self._put = put
+
+    # -------------------------------------------------------------- events
+
+    async def on_event(self, ev: Event) -> bool:
+        """Follow the call; return whether the observers should get ``ev``."""
+        s = self.session
+        if id(ev) in self._made_here:
+            self._made_here.discard(id(ev))
+            if s is None or s.closed or ev.call_id != s.call_id:
+                return False  # made before the session closed, queued after
+        name = ev.name
+        if name == "on_call_begin" and ev.call_id is not None:
+            await self._begin(ev.call_id, ev.kwargs["media_type"])
+            return True
+        if s is None or ev.call_id != s.call_id:
+            return True
+        if name == "on_user_join":
+            s.add_peer(ev.kwargs["user_id"])
+        elif name == "on_signal":
+            s.on_signal(ev.kwargs["from_user_id"], ev.kwargs["data"])
+        elif name == "on_call_media_type_changed":
+            await s.set_media_type(ev.kwargs["new_call_media_type"])
+        elif name == "on_user_leave":
+            user = ev.kwargs["user_id"]
+            await s.drop_peer(user)
+            self._available.pop((user, "audio"), None)
+            self._available.pop((user, "video"), None)
+        elif name in _TERMINAL:
+            await self.close()
+        elif name in _AVAILABILITY:
+            key = (ev.args[0], _AVAILABILITY[name])
+            if self._available.get(key) == ev.args[1]:
+                return False
+            self._available[key] = ev.args[1]
+        return True
+
+    def device(self, op: str) -> None:
+        """``open_camera`` / ``close_camera`` / ``open_microphone`` /
+        ``close_microphone`` succeeded: mute or unmute the local source."""
+        on = op.startswith("open_")
+        if op.endswith("_microphone"):
+            self._mic = on
+        elif op.endswith("_camera"):
+            self._camera = on
+        if self.session is not None:
+            self.session.set_microphone(self._mic)
+            self.session.set_camera(self._camera)
+
+    async def close(self) -> None:
+        """Close the current call's media, if any (idempotent)."""
+        s, self.session = self.session, None
+        self._available.clear()
+        if s is not None:
+            await s.close()
+
+    # -------------------------------------------------------------- internals
+
+    async def _begin(self, call_id: str, media_type: MediaType) -> None:
+        if self.session is not None:
+            if self.session.call_id == call_id:
+                return
+            await self.close()
+        user = self._user_id()
+        if user is None:
+            return
+        self._mic = self._camera = True
+        try:
+            s = MediaSession(
+                user_id=user,
+                call_id=call_id,
+                media_type=media_type,
+                options=self.options,
+                ice_servers=self._ice_servers(),
+                send_signal=self._send_signal,
+                emit=self._emit,
+            )
+            await s.start()
+        except Exception as exc:
+            log.exception("call %s: media could not start", call_id)
+            self._queue(
+                decode_event(
+                    "on_error",
+                    {"code": int(ErrorCode.PARAM_INVALID), "message": f"media could not start: {exc}"},
+                )
+            )
+            return
+        self.session = s
+
+    def _emit(self, name: str, args: dict[str, Any]) -> None:
+        if name not in _MADE_HERE:
+            raise ValueError(f"the media session cannot make {name}")
+        ev = decode_event(name, args)
+        if ev is not None and self._put is not None:
+            self._made_here.add(id(ev))  # the queue holds ev until on_event, so the id stays its own
+            self._put(ev)
+
+    def _queue(self, ev: Event | None) -> None:
+        if ev is not None and self._put is not None:
+            self._put(ev)

@@ -1,0 +1,48 @@
+"""A sink that counts what each remote user sent, for the media test drivers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ringline.media import rms_level
+from ringline.media.sinks import Kind
+
+
+class Probe:
+    """Counts decoded frames and keeps the loudest frame level per (user, kind);
+    :meth:`wait_frames` waits for a count without sleeping."""
+
+    def __init__(self) -> None:
+        self.frames: dict[tuple[str, str], int] = {}
+        self.max_level: dict[str, float] = {}
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self._changed = asyncio.Event()
+
+    def track_started(self, user_id: str, kind: Kind) -> None:
+        self.frames.setdefault((user_id, kind), 0)
+
+    def frame(self, user_id: str, kind: Kind, frame: Any) -> None:
+        key = (user_id, kind)
+        self.frames[key] = self.frames.get(key, 0) + 1
+        if kind == "audio":
+            level = rms_level(frame.to_ndarray(), len(frame.layout.channels))
+            self.max_level[user_id] = max(self.max_level.get(user_id, 0.0), level)
+        else:
+            self.sizes[user_id] = (frame.width, frame.height)
+        self._changed.set()
+
+    def track_ended(self, user_id: str, kind: Kind) -> None:
+        pass
+
+    def count(self, user_id: str, kind: Kind) -> int:
+        return self.frames.get((user_id, kind), 0)
+
+    async def wait_frames(self, user_id: str, kind: Kind, n: int, timeout: float) -> int:
+        """Wait until ``n`` more frames of ``kind`` came from ``user_id``; return the count."""
+        target = self.count(user_id, kind) + n
+        async with asyncio.timeout(timeout):
+            while self.count(user_id, kind) < target:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.count(user_id, kind)

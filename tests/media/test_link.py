@@ -1,0 +1,114 @@
+"""The engine side of media: sessions follow the call, made events stay in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ringline.client._codec import Event, decode_event
+from ringline.core.enums import MediaType
+from ringline.media import MediaOptions
+from ringline.media._link import EngineMedia
+
+
+def ev(name: str, **args: Any) -> Event:
+    e = decode_event(name, args)
+    assert e is not None
+    return e
+
+
+def make() -> tuple[EngineMedia, list[Event], list[tuple[str, dict[str, Any]]]]:
+    queued: list[Event] = []
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(to: str, data: dict[str, Any]) -> None:
+        sent.append((to, data))
+
+    link = EngineMedia(
+        MediaOptions(video=None), user_id=lambda: "alice", ice_servers=lambda: [], send_signal=send
+    )
+    link.bind(queued.append)
+    return link, queued, sent
+
+
+async def test_a_session_lives_from_call_begin_to_the_terminal_event() -> None:
+    link, _, _ = make()
+    assert await link.on_event(ev("on_call_begin", call_id="c1", media_type=1, info={}))
+    s = link.session
+    assert s is not None and s.call_id == "c1" and s.media_type is MediaType.AUDIO
+    assert await link.on_event(
+        ev("on_call_media_type_changed", call_id="c1", old_call_media_type=1, new_call_media_type=2)
+    )
+    assert s.media_type is MediaType.VIDEO
+    assert await link.on_event(
+        ev("on_call_end", call_id="c1", media_type=2, reason=1, user_id="bob", total_time=3, info={})
+    )
+    assert link.session is None and s.closed
+
+
+async def test_availability_reaches_observers_only_when_it_changes() -> None:
+    link, _, _ = make()
+    await link.on_event(ev("on_call_begin", call_id="c1", media_type=2, info={}))
+    on = ev("on_user_video_available", call_id="c1", user_id="bob", is_video_available=True)
+    again = ev("on_user_video_available", call_id="c1", user_id="bob", is_video_available=True)
+    off = ev("on_user_video_available", call_id="c1", user_id="bob", is_video_available=False)
+    assert [await link.on_event(e) for e in (on, again, off)] == [True, False, True]
+    # another call's events are not ours to filter
+    other = ev("on_user_video_available", call_id="c2", user_id="bob", is_video_available=False)
+    assert await link.on_event(other)
+    # after bob leaves and comes back, his availability is news again
+    await link.on_event(ev("on_user_leave", call_id="c1", user_id="bob"))
+    assert await link.on_event(
+        ev("on_user_video_available", call_id="c1", user_id="bob", is_video_available=False)
+    )
+    await link.close()
+
+
+async def test_events_made_by_a_closed_session_are_not_delivered() -> None:
+    link, queued, _ = make()
+    await link.on_event(ev("on_call_begin", call_id="c1", media_type=1, info={}))
+    s = link.session
+    assert s is not None
+    s.emit("on_user_voice_volume_changed", {"volume_map": {"alice": 3}})
+    made = queued[-1]
+    assert made.name == "on_user_voice_volume_changed" and made.call_id == "c1"
+    assert made.args == ({"alice": 3},)
+    s.emit("on_user_voice_volume_changed", {"volume_map": {"alice": 4}})
+    late = queued[-1]
+    assert await link.on_event(made)  # queued before the end: delivered
+    await link.on_event(
+        ev("on_call_not_connected", call_id="c1", media_type=1, reason=2, user_id="bob", info={})
+    )
+    assert not await link.on_event(late)  # queued before, handled after the end: dropped
+
+
+async def test_device_toggles_mute_the_local_sources() -> None:
+    link, _, _ = make()
+    await link.on_event(ev("on_call_begin", call_id="c1", media_type=2, info={}))
+    s = link.session
+    assert s is not None
+    link.device("close_microphone")
+    link.device("close_camera")
+    assert not s.feeds["audio"].enabled and not s.feeds["video"].enabled
+    assert s.local_volume() == 0
+    link.device("open_microphone")
+    assert s.feeds["audio"].enabled and not s.feeds["video"].enabled
+    await link.close()
+
+
+async def test_a_session_that_cannot_start_reports_on_error() -> None:
+    queued: list[Event] = []
+
+    async def send(to: str, data: dict[str, Any]) -> None:
+        pass
+
+    link = EngineMedia(
+        MediaOptions(audio="/nonexistent/greeting.wav"),
+        user_id=lambda: "alice",
+        ice_servers=lambda: [],
+        send_signal=send,
+    )
+    link.bind(queued.append)
+    assert await link.on_event(ev("on_call_begin", call_id="c1", media_type=1, info={}))
+    assert link.session is None
+    assert [e.name for e in queued] == ["on_error"]
+    assert "media could not start" in queued[0].args[1]
