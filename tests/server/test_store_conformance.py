@@ -5,23 +5,18 @@ Every test that takes the ``store`` or ``backend`` fixture runs against each bac
 server at ``RINGLINE_TEST_PG_DSN``, default ``postgresql://postgres@127.0.0.1:5432/test``;
 each test gets its own schema, dropped afterwards). If PostgreSQL is unreachable the
 suite tries to start the local cluster once, and otherwise skips the ``postgres`` param
-with a message saying how to start it.
+with a message saying how to start it. The fixtures live in ``conftest.py`` (shared with
+``test_outbox_conformance.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import os
-import shutil
-import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -40,6 +35,8 @@ from ringline.server.store import (
     HideUserCalls,
     MarkAlive,
     PostgresStore,
+    QueueDeliveries,
+    ReviveEndpoint,
     SaveLiveCall,
     SaveSession,
     SessionRow,
@@ -51,12 +48,11 @@ from ringline.server.store import (
 )
 from ringline.server.store.base import SetCallbackConfig
 from ringline.server.store.sqlite import SCHEMA_VERSION
+from ringline.server.webhooks import Delivery, DeliveryState, new_delivery
 
-PG_DSN = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-PG_START_HINT = (
-    "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-    " or point RINGLINE_TEST_PG_DSN at a server"
-)
+if TYPE_CHECKING:
+    from conftest import Backend
+
 T0 = 1_700_000_000.0
 
 
@@ -144,6 +140,18 @@ def finish(record: CallRecord) -> FinishCall:
     )
 
 
+def delivery(call_id: str, seq: int, *, url: str = "http://hooks.example/cb", at: float = T0) -> Delivery:
+    """A callback delivery as the server would queue it."""
+    return new_delivery(
+        url=url,
+        command="Call.CallbackAfterMemberChanged",
+        call_id=call_id,
+        sequence=seq,
+        payload={"CallId": call_id, "Note": "ünïcødé ☎"},
+        created_at=at,
+    )
+
+
 def session(token: str, *, user: str = "alice", last_seen: float = T0) -> SessionRow:
     return SessionRow(
         token=token,
@@ -154,109 +162,6 @@ def session(token: str, *, user: str = "alice", last_seen: float = T0) -> Sessio
         created_at=T0 - 10.0,
         last_seen=last_seen,
     )
-
-
-# --------------------------------------------------------------------------- backends
-
-
-@dataclass(frozen=True)
-class Backend:
-    """How to build stores of one kind. ``make()`` returns a new, unopened store on the
-    same backing storage each time (for ``sqlite-memory``: a new empty database)."""
-
-    name: str
-    persistent: bool
-    make: Callable[[], Store]
-
-
-async def _pg_probe(dsn: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn, timeout=5)
-    await conn.close()
-
-
-def _pg_reachable(dsn: str) -> str | None:
-    """None if PostgreSQL answers at ``dsn``, else why not."""
-    try:
-        import asyncpg  # noqa: F401
-    except ImportError:
-        return "asyncpg is not installed (pip install 'ringline[postgres]')"
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        try:
-            pool.submit(asyncio.run, _pg_probe(dsn)).result()
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def _start_local_cluster() -> None:
-    if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
-        return
-    for version in sorted(os.listdir("/etc/postgresql")):
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-            check=False,
-            capture_output=True,
-            timeout=60,
-        )
-
-
-@pytest.fixture(scope="session")
-def pg_unavailable() -> str | None:
-    """None when PostgreSQL is usable for the suite, else the reason to skip."""
-    reason = _pg_reachable(PG_DSN)
-    if reason is not None:
-        _start_local_cluster()
-        reason = _pg_reachable(PG_DSN)
-    if reason is None:
-        return None
-    message = f"PostgreSQL is absent at {PG_DSN} ({reason}); {PG_START_HINT}"
-    print(f"\n*** {message} ***", file=sys.stderr)
-    return message
-
-
-def _with_search_path(dsn: str, schema: str) -> str:
-    parts = urlsplit(dsn)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
-    query.append(("search_path", schema))
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgres"])
-async def backend(
-    request: pytest.FixtureRequest, tmp_path: Path, pg_unavailable: str | None
-) -> AsyncIterator[Backend]:
-    name: str = request.param
-    if name == "sqlite-file":
-        path = str(tmp_path / "ringline.db")
-        yield Backend(name, True, lambda: SqliteStore(path))
-    elif name == "sqlite-memory":
-        yield Backend(name, False, lambda: SqliteStore(":memory:"))
-    else:
-        if pg_unavailable is not None:
-            pytest.skip(pg_unavailable)
-        import asyncpg
-
-        schema = f"ringline_test_{uuid.uuid4().hex[:16]}"
-        admin = await asyncpg.connect(PG_DSN)
-        try:
-            await admin.execute(f'CREATE SCHEMA "{schema}"')
-            dsn = _with_search_path(PG_DSN, schema)
-            yield Backend(name, True, lambda: PostgresStore(dsn, min_size=1, max_size=4))
-        finally:
-            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await admin.close()
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    s = backend.make()
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def _groups_of_commits(s: Store) -> int | None:
@@ -294,6 +199,7 @@ async def test_round_trip_of_every_write_type(store: Store) -> None:
     rec = make_record("c-1", start=T0, callees=("bob", "carol"), group="g-1", outcome="answered")
     snapshot = '{"call_id":"c-2","state":"ringing","callees":["bob"],"note":"ünïcødé"}'
     s1, s2 = session("tok-1"), session("tok-2m", user="bob")
+    d1, d2 = delivery("c-1", 1), delivery("c-1", 2, at=T0 + 1)
     await store.apply(
         [
             SaveLiveCall("c-2", snapshot, T0 + 1.25),
@@ -302,9 +208,15 @@ async def test_round_trip_of_every_write_type(store: Store) -> None:
             SaveSession(s2),
             SetGroupMembers("g-1", ("alice", "bob", "carol")),
             MarkAlive(T0 + 2.5),
+            QueueDeliveries((d1, d2)),
+            ReviveEndpoint("http://never-gone.example"),
         ]
     )
     assert await store.load_live_calls() == [("c-2", snapshot, T0 + 1.25)]
+    for d in (d1, d2):
+        entry = await store.outbox.get_delivery(d.event_id)
+        assert entry is not None and entry.delivery == d
+        assert (entry.state, entry.next_at) == (DeliveryState.PENDING, d.created_at)
     assert await store.get_record("c-1") == rec
     assert sorted(await store.load_sessions(), key=lambda s: s.token) == [s1, s2]
     assert await store.load_groups() == {"g-1": ("alice", "bob", "carol")}
@@ -362,11 +274,13 @@ async def test_a_failing_batch_applies_nothing(store: Store) -> None:
                     SaveSession(session("tok-1")),
                     SetGroupMembers("g-1", ("alice",)),
                     HideUserCalls("alice", ("c-old",)),
+                    QueueDeliveries((delivery("c-ok", 1),)),
                     bad,
                     MarkAlive(T0),
                 ]
             )
         assert await store.load_live_calls() == []
+        assert (await store.outbox.counts())[DeliveryState.PENDING] == 0
         assert await store.get_record("c-ok") is None
         assert await store.get_record("c-bad") is None
         assert await _all_user_calls(store, "alice") == []
@@ -723,6 +637,7 @@ async def test_reopen_keeps_everything(backend: Backend) -> None:
             await s.close()
         return
     rec = make_record("c-1", start=T0, callees=("bob", "carol"), outcome="rejected")
+    d1, d2, d3 = delivery("c-1", 1), delivery("c-1", 2), delivery("c-1", 1, url="http://gone.example")
     s = backend.make()
     await s.open()
     await s.apply(
@@ -733,8 +648,12 @@ async def test_reopen_keeps_everything(backend: Backend) -> None:
             SaveSession(session("tok")),
             SetGroupMembers("g", ("alice", "bob")),
             MarkAlive(T0 + 7),
+            QueueDeliveries((d1, d2, d3)),
         ]
     )
+    [claimed_d1, claimed_d3] = sorted(await s.outbox.claim_due(T0, 10), key=lambda d: d.url)
+    await s.outbox.mark_failed(d1.event_id, T0 + 1, 500, "HTTP 500", T0 + 5)
+    await s.outbox.mark_endpoint_gone(d3.url, T0 + 2)
     await s.close()
     await s.close()  # idempotent
 
@@ -752,6 +671,18 @@ async def test_reopen_keeps_everything(backend: Backend) -> None:
             start_time=None, end_time=None, results=None, call_type=None, page=1, per_page=5
         )
         assert total == 1
+        e1, e2, e3 = [await again.outbox.get_delivery(d.event_id) for d in (d1, d2, d3)]
+        assert e1 is not None and e2 is not None and e3 is not None
+        assert (e1.state, e1.next_at, e1.delivery.attempts, e1.last_error) == (
+            DeliveryState.PENDING,
+            T0 + 5,
+            1,
+            "HTTP 500",
+        )
+        assert (e2.state, e2.delivery) == (DeliveryState.PENDING, d2)
+        assert (e3.state, e3.finished_at) == (DeliveryState.GONE, T0 + 2)
+        assert await again.outbox.gone_endpoints() == {d3.url: T0 + 2}
+        assert [d.event_id for d in await again.outbox.claim_due(T0 + 5, 10)] == [d1.event_id]
         await again.apply([finish(rec), DeleteSession("tok")])  # still writable
         assert await again.load_sessions() == []
     finally:
@@ -945,15 +876,22 @@ async def test_callback_config_survives_reopen(backend: Backend) -> None:
         await again.close()
 
 
-async def _downgrade_to_version_1(s: Store) -> None:
-    """Make the (closed) database of ``s`` look as schema version 1 left it."""
+_ADDED_IN = {2: ("callback_config",), 3: ("outbox", "webhook_gone")}
+
+
+async def _downgrade_to(s: Store, version: int) -> None:
+    """Make the (closed) database of ``s`` look as schema ``version`` left it."""
+    drops = [
+        f"DROP TABLE {table}" for v, tables in sorted(_ADDED_IN.items()) if v > version for table in tables
+    ]
+    statements = [*drops, f"DELETE FROM schema_version WHERE version > {version}"]
     if isinstance(s, SqliteStore):
         import sqlite3
 
         conn = sqlite3.connect(s.path, isolation_level=None)
         try:
-            conn.execute("DROP TABLE callback_config")
-            conn.execute("DELETE FROM schema_version WHERE version > 1")
+            for statement in statements:
+                conn.execute(statement)
         finally:
             conn.close()
     else:
@@ -962,8 +900,8 @@ async def _downgrade_to_version_1(s: Store) -> None:
         assert isinstance(s, PostgresStore)
         conn = await asyncpg.connect(s.dsn)
         try:
-            await conn.execute("DROP TABLE callback_config")
-            await conn.execute("DELETE FROM schema_version WHERE version > 1")
+            for statement in statements:
+                await conn.execute(statement)
         finally:
             await conn.close()
 
@@ -976,18 +914,42 @@ async def test_a_version_1_database_upgrades_and_keeps_its_data(backend: Backend
     await old.open()
     await old.apply([finish(rec), SetGroupMembers("g", ("alice",)), MarkAlive(T0 + 1)])
     await old.close()
-    await _downgrade_to_version_1(old)
+    await _downgrade_to(old, 1)
 
     new = backend.make()
     await new.open()
     try:
         version = getattr(new, "schema_version", None)
-        assert version is not None and await version() == 2
+        assert version is not None and await version() == SCHEMA_VERSION
         assert await new.get_record("c-1") == rec
         assert await new.load_groups() == {"g": ("alice",)}
         assert await new.last_alive() == T0 + 1
         assert await new.get_callback_config("v4") is None
         await new.apply([SetCallbackConfig("v4", {"Url": "http://x", "CallbackCommandList": []})])
         assert await new.get_callback_config("v4") == {"Url": "http://x", "CallbackCommandList": []}
+    finally:
+        await new.close()
+
+
+# Only stores that outlive their connection (an in-memory one cannot be reopened).
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres"], indirect=True)
+async def test_a_version_2_database_upgrades_to_the_outbox(backend: Backend) -> None:
+    cfg = {"Url": "http://x", "CallbackCommandList": []}
+    old = backend.make()
+    await old.open()
+    await old.apply([finish(make_record("c-1", start=T0)), SetCallbackConfig("v4", cfg)])
+    await old.close()
+    await _downgrade_to(old, 2)
+
+    new = backend.make()
+    await new.open()
+    try:
+        version = getattr(new, "schema_version", None)
+        assert version is not None and await version() == SCHEMA_VERSION == 3
+        assert await new.get_callback_config("v4") == cfg
+        assert await new.outbox.counts() == dict.fromkeys(DeliveryState, 0)
+        d = delivery("c-1", 1)
+        await new.apply([QueueDeliveries((d,))])
+        assert [c.event_id for c in await new.outbox.claim_due(T0, 5)] == [d.event_id]
     finally:
         await new.close()

@@ -5,6 +5,10 @@ store.open()`` before use and ``await store.close()`` at shutdown::
 
     store = open_store("sqlite:///ringline.db")
     await store.open()
+
+Callbacks live in the store too: queue them with the :class:`QueueDeliveries` write in
+the batch of their event, and drain ``store.outbox`` (a :class:`DurableOutbox`) with a
+:class:`~ringline.server.webhooks.Deliverer`.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from urllib.parse import urlsplit
 
 from .base import (
     DeleteSession,
+    DurableOutbox,
     FinishCall,
     HideUserCalls,
     MarkAlive,
+    QueueDeliveries,
+    ReviveEndpoint,
     SaveLiveCall,
     SaveSession,
     SessionRow,
@@ -30,10 +37,13 @@ from .sqlite import SqliteStore
 
 __all__ = [
     "DeleteSession",
+    "DurableOutbox",
     "FinishCall",
     "HideUserCalls",
     "MarkAlive",
     "PostgresStore",
+    "QueueDeliveries",
+    "ReviveEndpoint",
     "SaveLiveCall",
     "SaveSession",
     "SessionRow",

@@ -6,8 +6,16 @@ apply the whole batch in ONE transaction (all or nothing) and return only once i
 durable. The server sends the events that depend on a batch only after ``apply``
 returns: that is how records are written before terminal events go out (§6.8).
 
+Callbacks: the store is also the durable *outbox* of server callbacks. The producer
+queues deliveries with the :class:`QueueDeliveries` write *in the same batch* as the
+state change that caused them (so a callback exists exactly when its event was
+committed), then wakes the :class:`~ringline.server.webhooks.Deliverer`, which drains
+:attr:`Store.outbox` (a :class:`DurableOutbox`). After the callback url is set again,
+apply :class:`ReviveEndpoint` for it (in the batch with :class:`SetCallbackConfig`) so a
+url that answered ``410 Gone`` receives callbacks again.
+
 Implementations: :mod:`.sqlite` (default) and :mod:`.postgres`. Both pass
-``tests/server/test_store_conformance.py``.
+``tests/server/test_store_conformance.py`` and ``tests/server/test_outbox_conformance.py``.
 """
 
 from __future__ import annotations
@@ -18,12 +26,16 @@ from typing import Any, Protocol
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
+from ..webhooks.delivery import Delivery, DeliveryState, Outbox, OutboxEntry
 
 __all__ = [
     "DeleteSession",
+    "DurableOutbox",
     "FinishCall",
     "HideUserCalls",
     "MarkAlive",
+    "QueueDeliveries",
+    "ReviveEndpoint",
     "SaveLiveCall",
     "SaveSession",
     "SessionRow",
@@ -116,6 +128,33 @@ class SetCallbackConfig:
     config: dict[str, Any] | None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueDeliveries:
+    """Put callback deliveries in the outbox, in the transaction of their event.
+
+    Each delivery is stored *pending*, due at its ``created_at`` (which also starts its
+    24 h give-up window). A delivery to a url that answered ``410 Gone`` (and was not
+    revived since, see :class:`ReviveEndpoint`) is stored as *gone* at once, finished
+    at the time the url went gone; it is listed for operators and never sent.
+
+    The producer must queue the deliveries of one (url, call_id) in increasing
+    ``sequence`` order, across batches too, and never reuse an event id: the batch fails
+    with ValueError otherwise. After ``apply`` returns, call ``Deliverer.wake()``.
+    """
+
+    deliveries: tuple[Delivery, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReviveEndpoint:
+    """Forget that ``url`` answered ``410 Gone``: deliveries queued from now on are sent
+    again. Apply it with the :class:`SetCallbackConfig` that sets the url anew.
+    Deliveries dropped meanwhile stay *gone* (an operator may
+    :meth:`DurableOutbox.redeliver` them). Reviving a url that is not gone is a no-op."""
+
+    url: str
+
+
 Write = (
     SaveLiveCall
     | FinishCall
@@ -125,7 +164,82 @@ Write = (
     | HideUserCalls
     | MarkAlive
     | SetCallbackConfig
+    | QueueDeliveries
+    | ReviveEndpoint
 )
+
+
+class DurableOutbox(Outbox, Protocol):
+    """The outbox a :class:`Store` keeps: the deliverer's
+    :class:`~ringline.server.webhooks.Outbox` protocol, with the semantics of
+    :class:`~ringline.server.webhooks.MemoryOutbox`, plus what operators need.
+
+    Deliveries enter through the :class:`QueueDeliveries` write (``Store.apply``), not
+    through this object. Times are unix seconds. Every method raises RuntimeError while
+    the store is not open.
+
+    Give-up window: :meth:`claim_due` returns each :class:`Delivery` with ``created_at``
+    = the start of its 24 h give-up window, which is the creation time, or the time of
+    the last :meth:`redeliver` of a finished delivery. :class:`OutboxEntry` values (from
+    :meth:`get_delivery`, :meth:`list_deliveries`, :meth:`redeliver`) always show the
+    original creation time.
+    """
+
+    lease: float
+    """Seconds a claim lasts; an unfinished claimed delivery becomes claimable again
+    after it (a crashed deliverer). Must exceed the deliverer's total timeout."""
+
+    async def get_delivery(self, event_id: str) -> OutboxEntry | None:
+        """The entry of ``event_id``, or None if the outbox has none (never queued, or
+        purged)."""
+        ...
+
+    async def list_deliveries(
+        self,
+        states: Sequence[DeliveryState],
+        *,
+        call_id: str | None = None,
+        url: str | None = None,
+        page: int = 1,
+        per_page: int = 50,
+    ) -> tuple[int, list[OutboxEntry]]:
+        """Exact total and one page (1-based) of the entries in ``states`` (empty = every
+        state), optionally of one call and/or one url; oldest created first, ties by
+        call id, then sequence. Operators list failures with ``[GIVEN_UP, GONE]``.
+        Raises ValueError if ``page`` or ``per_page`` is below 1."""
+        ...
+
+    async def counts(self) -> dict[DeliveryState, int]:
+        """How many deliveries are in each state (every state is a key, 0 if none)."""
+        ...
+
+    async def gone_endpoints(self) -> dict[str, float]:
+        """Urls that answered ``410 Gone`` and were not revived, with when."""
+        ...
+
+    async def redeliver(self, event_id: str, now: float) -> OutboxEntry:
+        """Send ``event_id`` again; returns its entry afterwards. Call
+        ``Deliverer.wake()`` next.
+
+        A *delivered*, *given up* or *gone* delivery goes back to *pending*, due at
+        ``now``, with a fresh give-up window starting at ``now``; its attempt count is
+        kept (so retries after a failure continue the schedule where it was), and its
+        ``last_*`` fields still describe the last attempt. A *pending* one becomes due
+        now (its window is unchanged). Per-call order still holds: it goes out when no
+        earlier unfinished delivery of its (url, call) is ahead of it.
+
+        Raises KeyError (naming the id) if unknown; ValueError if it is *in flight*
+        (retry in a few seconds) or its url is still marked gone (set the callback url
+        again, which applies :class:`ReviveEndpoint`, first). The ValueError messages
+        say why and what to do, without the id: prefix it when showing them.
+        """
+        ...
+
+    async def purge_finished(self, before: float) -> int:
+        """Delete *delivered* deliveries that finished before ``before``; returns how
+        many. *Given up* and *gone* ones are kept for operators. Run it periodically
+        (e.g. hourly, with ``before`` = now - 7 days) to bound the outbox."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +279,12 @@ class Store(Protocol):
         ...
 
     async def get_record(self, call_id: str) -> CallRecord | None: ...
+
+    @property
+    def outbox(self) -> DurableOutbox:
+        """The durable callback outbox kept in this store (usable while it is open): hand
+        it to a :class:`~ringline.server.webhooks.Deliverer`."""
+        ...
 
     async def get_callback_config(self, kind: str) -> dict[str, Any] | None:
         """The callback configuration of ``kind`` (``"v4"`` or ``"v1"``), or None if unset.

@@ -12,6 +12,16 @@ writes of one type go out as one pipelined ``executemany``. Reads use other pool
 connections and run concurrently with writes; ``query_records`` reads its count and its
 page in one REPEATABLE READ snapshot.
 
+Callback outbox: :attr:`PostgresStore.outbox` (a :class:`PostgresOutbox`) keeps callback
+deliveries in the ``outbox`` and ``webhook_gone`` tables (schema version 3; layout and
+the *head* invariant in :mod:`.outbox`). Deliveries enter with the
+:class:`~.base.QueueDeliveries` write, in the batch of their event. Claims are one
+``UPDATE … RETURNING`` over head rows picked ``FOR UPDATE SKIP LOCKED``, so several
+servers may drain one database without claiming a delivery twice; claims, marks and
+releases that arrive together share one transaction on one pooled connection
+(:class:`~.outbox.OpBatcher`). The producer must queue the deliveries of one call from
+one server at a time (the server that owns the call does).
+
 The tables live in the first schema of the connection's ``search_path``; to put them in
 their own schema, add ``?search_path=myschema`` to the DSN (asyncpg passes unknown DSN
 query parameters as server settings) and create that schema beforehand.
@@ -23,17 +33,20 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
+from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry
 from .base import (
     DeleteSession,
     FinishCall,
     HideUserCalls,
     MarkAlive,
+    QueueDeliveries,
+    ReviveEndpoint,
     SaveLiveCall,
     SaveSession,
     SessionRow,
@@ -42,14 +55,35 @@ from .base import (
     UserCallRow,
     Write,
 )
+from .outbox import (
+    DEFAULT_LEASE,
+    DROPPED_GONE,
+    OUTBOX_COLUMNS,
+    PURGE_CHUNK,
+    GroupInfo,
+    Ok,
+    OpBatcher,
+    OpRefused,
+    check_lease,
+    check_page,
+    claimed_from_row,
+    entry_from_row,
+    in_flight_now,
+    no_such_delivery,
+    plan_inserts,
+    state_values,
+    url_still_gone,
+)
 from .sqlite import CommitStats, GroupCommitter
 
-__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+__all__ = ["SCHEMA_VERSION", "PostgresOutbox", "PostgresStore"]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 _INSTALL_HINT = "pip install 'ringline[postgres]'"
 
@@ -137,6 +171,51 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        3,
+        (
+            # The callback outbox: one row per delivery (see .outbox for the columns and
+            # the head invariant), and the urls that answered 410 Gone.
+            """
+            CREATE TABLE IF NOT EXISTS outbox (
+                event_id        TEXT             NOT NULL PRIMARY KEY,
+                url             TEXT             NOT NULL,
+                call_id         TEXT             NOT NULL,
+                sequence        BIGINT           NOT NULL,
+                command         TEXT             NOT NULL,
+                body            BYTEA            NOT NULL,
+                created_at      DOUBLE PRECISION NOT NULL,
+                window_start    DOUBLE PRECISION NOT NULL,
+                state           TEXT             NOT NULL CHECK (state IN
+                                ('pending', 'in_flight', 'delivered', 'given_up', 'gone')),
+                head            BOOLEAN          NOT NULL DEFAULT FALSE,
+                next_at         DOUBLE PRECISION NOT NULL,
+                attempts        INTEGER          NOT NULL DEFAULT 0,
+                leased_until    DOUBLE PRECISION NOT NULL DEFAULT 0,
+                last_attempt_at DOUBLE PRECISION,
+                last_status     INTEGER,
+                last_error      TEXT             NOT NULL DEFAULT '',
+                finished_at     DOUBLE PRECISION
+            )
+            """,
+            "CREATE UNIQUE INDEX IF NOT EXISTS outbox_by_call ON outbox (url, call_id, sequence)",
+            "CREATE INDEX IF NOT EXISTS outbox_open ON outbox (url, call_id, sequence)"
+            " WHERE state IN ('pending', 'in_flight')",
+            "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at, created_at, sequence)"
+            " WHERE head AND state = 'pending'",
+            "CREATE INDEX IF NOT EXISTS outbox_expired ON outbox (leased_until)"
+            " WHERE head AND state = 'in_flight'",
+            "CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, created_at, call_id, sequence)",
+            "CREATE INDEX IF NOT EXISTS outbox_by_call_id ON outbox (call_id, created_at, sequence)",
+            "CREATE INDEX IF NOT EXISTS outbox_delivered ON outbox (finished_at) WHERE state = 'delivered'",
+            """
+            CREATE TABLE IF NOT EXISTS webhook_gone (
+                url     TEXT             NOT NULL PRIMARY KEY,
+                gone_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -194,6 +273,173 @@ _SQL_SET_CALLBACK = """
     ON CONFLICT (kind) DO UPDATE SET config = EXCLUDED.config
 """
 _SQL_DELETE_CALLBACK = "DELETE FROM callback_config WHERE kind = $1"
+
+# -- the outbox (see .outbox for the head invariant)
+
+_SQL_OUTBOX_INSERT = """
+    INSERT INTO outbox (event_id, url, call_id, sequence, command, body, created_at,
+                        window_start, state, head, next_at, last_error, finished_at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                         $6::bytea[], $7::float8[], $8::float8[], $9::text[], $10::boolean[],
+                         $11::float8[], $12::text[], $13::float8[])
+"""
+_SQL_OUTBOX_IDS = "SELECT event_id FROM outbox WHERE event_id = ANY($1::text[])"
+_SQL_OUTBOX_GROUPS = """
+    SELECT g.url, g.call_id,
+           (SELECT max(o.sequence) FROM outbox AS o WHERE o.url = g.url AND o.call_id = g.call_id),
+           EXISTS (SELECT 1 FROM outbox AS o
+                   WHERE o.url = g.url AND o.call_id = g.call_id AND o.state IN ('pending', 'in_flight'))
+    FROM unnest($1::text[], $2::text[]) AS g (url, call_id)
+"""
+_SQL_GONE_URLS = "SELECT url, gone_at FROM webhook_gone WHERE url = ANY($1::text[])"
+_SQL_REVIVE = "DELETE FROM webhook_gone WHERE url = $1"
+_SQL_SET_GONE = """
+    INSERT INTO webhook_gone (url, gone_at) VALUES ($1, $2)
+    ON CONFLICT (url) DO UPDATE SET gone_at = EXCLUDED.gone_at
+"""
+_RETURNED = ", ".join(f"o.{c.strip()}" for c in OUTBOX_COLUMNS.split(","))
+# Due heads in claim order and heads whose claim expired (few: at most what was in
+# flight when a deliverer died), locked but skipping rows another claimer holds; the
+# first `limit` of both in claim order become in flight.
+_SQL_CLAIM = f"""
+    WITH due AS (
+        SELECT event_id, next_at, created_at, sequence FROM outbox
+        WHERE head AND state = 'pending' AND next_at <= $1
+        ORDER BY next_at, created_at, sequence LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ), expired AS (
+        SELECT event_id, next_at, created_at, sequence FROM outbox
+        WHERE head AND state = 'in_flight' AND leased_until <= $1
+        FOR UPDATE SKIP LOCKED
+    ), picked AS (
+        SELECT event_id FROM (SELECT * FROM due UNION ALL SELECT * FROM expired) AS c
+        ORDER BY next_at, created_at, sequence LIMIT $2
+    )
+    UPDATE outbox AS o SET state = 'in_flight', leased_until = $3
+    FROM picked WHERE o.event_id = picked.event_id
+    RETURNING {_RETURNED}
+"""
+_SQL_STATE_OF = "SELECT state, url, call_id FROM outbox WHERE event_id = $1 FOR UPDATE"
+# Restores the head invariant of one (url, call_id): flips `head` on the open rows
+# where it is wrong (at most two: the old head and the new one).
+_SQL_RECOMPUTE_HEAD = """
+    UPDATE outbox SET head = NOT head
+    WHERE url = $1 AND call_id = $2 AND state IN ('pending', 'in_flight')
+      AND head <> (event_id IS NOT DISTINCT FROM (
+          SELECT event_id FROM outbox
+          WHERE url = $1 AND call_id = $2 AND state IN ('pending', 'in_flight')
+          ORDER BY state = 'in_flight' DESC, sequence LIMIT 1))
+"""
+
+
+def _sql_transition(guard: str, stays_open: bool, assignments: str) -> str:
+    """One statement that moves the delivery ``$1`` to a new state and keeps the head
+    invariant of its (url, call_id), in one round trip: ``cur`` locks the row; ``nxt`` is
+    the group's head once the row has its new state (only when ``guard`` holds and the
+    row was open); ``done`` applies ``assignments`` (and the row's own head flag) if
+    ``guard`` holds; ``promoted`` raises the flag of a new head. Returns the row's old
+    state (no row: unknown id). Rows other than ``$1`` keep their flags: the only head
+    that can change is ``$1``, or the one that takes over from it."""
+    keep = "TRUE" if stays_open else "o.event_id <> cur.event_id"
+    return f"""
+    WITH cur AS (
+        SELECT event_id, state, url, call_id FROM outbox WHERE event_id = $1 FOR UPDATE
+    ), nxt AS (
+        SELECT o.event_id FROM outbox AS o, cur
+        WHERE ({guard}) AND cur.state IN ('pending', 'in_flight')
+          AND o.url = cur.url AND o.call_id = cur.call_id
+          AND o.state IN ('pending', 'in_flight') AND {keep}
+        ORDER BY (o.event_id <> cur.event_id AND o.state = 'in_flight') DESC, o.sequence
+        LIMIT 1
+    ), done AS (
+        UPDATE outbox AS o SET {assignments},
+            head = {"o.event_id IN (SELECT event_id FROM nxt)" if stays_open else "FALSE"}
+        FROM cur WHERE o.event_id = cur.event_id AND ({guard})
+        RETURNING 1
+    ), promoted AS (
+        UPDATE outbox AS o SET head = TRUE
+        FROM nxt, cur WHERE o.event_id = nxt.event_id AND o.event_id <> cur.event_id AND NOT o.head
+        RETURNING 1
+    )
+    SELECT state FROM cur
+"""
+
+
+# $1 event id, $2 at, $3 status
+_SQL_DELIVERED = _sql_transition(
+    "cur.state <> 'delivered'",
+    False,
+    "state = 'delivered', attempts = o.attempts + 1, last_attempt_at = $2, last_status = $3,"
+    " last_error = '', finished_at = $2, leased_until = 0",
+)
+# $1 event id, $2 at, $3 status, $4 error
+_SQL_GIVEN_UP = _sql_transition(
+    "cur.state = 'in_flight'",
+    False,
+    "state = 'given_up', attempts = o.attempts + 1, last_attempt_at = $2, last_status = $3,"
+    " last_error = $4, finished_at = $2, leased_until = 0",
+)
+# $1 event id, $2 at, $3 status, $4 error, $5 next_at
+_SQL_RETRY_LATER = _sql_transition(
+    "cur.state = 'in_flight'",
+    True,
+    "state = 'pending', attempts = o.attempts + 1, last_attempt_at = $2, last_status = $3,"
+    " last_error = $4, next_at = $5, leased_until = 0",
+)
+_SQL_DROP_GONE = """
+    UPDATE outbox SET state = 'gone', finished_at = $1, leased_until = 0, head = FALSE, last_error = $2
+    WHERE url = $3 AND state IN ('pending', 'in_flight')
+"""
+_SQL_RELEASE = """
+    UPDATE outbox SET state = 'pending', leased_until = 0
+    WHERE event_id = ANY($1::text[]) AND state = 'in_flight'
+    RETURNING url, call_id
+"""
+_SQL_DUE_NOW = "UPDATE outbox SET next_at = LEAST(next_at, $1) WHERE event_id = $2"
+_SQL_REOPEN = """
+    UPDATE outbox SET state = 'pending', next_at = $1, window_start = $1, finished_at = NULL,
+        leased_until = 0, head = FALSE
+    WHERE event_id = $2
+"""
+_SQL_PURGE = """
+    DELETE FROM outbox WHERE event_id IN (
+        SELECT event_id FROM outbox WHERE state = 'delivered' AND finished_at < $1 LIMIT $2)
+"""
+_SQL_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_id = $1"
+_OPEN = (DeliveryState.PENDING.value, DeliveryState.IN_FLIGHT.value)
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 3`` or ``DELETE 0``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def _queue(conn: Any, deliveries: list[Delivery]) -> None:
+    """Insert ``deliveries`` as QueueDeliveries says (pending, or gone at once)."""
+    if not deliveries:
+        return
+    rows = await conn.fetch(_SQL_OUTBOX_IDS, [d.event_id for d in deliveries])
+    existing = {str(r[0]) for r in rows}
+    keys = list(dict.fromkeys((d.url, d.call_id) for d in deliveries))
+    rows = await conn.fetch(_SQL_OUTBOX_GROUPS, [k[0] for k in keys], [k[1] for k in keys])
+    groups = {
+        (str(r[0]), str(r[1])): GroupInfo(None if r[2] is None else int(r[2]), bool(r[3])) for r in rows
+    }
+    rows = await conn.fetch(_SQL_GONE_URLS, list(dict.fromkeys(d.url for d in deliveries)))
+    gone = {str(r[0]): float(r[1]) for r in rows}
+    new = plan_inserts(deliveries, existing_ids=existing, groups=groups, gone=gone)
+    await conn.execute(_SQL_OUTBOX_INSERT, *(list(column) for column in zip(*new, strict=True)))
+
+
+async def _recompute_head(conn: Any, url: str, call_id: str) -> None:
+    await conn.execute(_SQL_RECOMPUTE_HEAD, url, call_id)
+
+
+async def _state_of(conn: Any, event_id: str) -> tuple[str, str, str]:
+    row = await conn.fetchrow(_SQL_STATE_OF, event_id)
+    if row is None:
+        raise OpRefused(no_such_delivery(event_id))
+    return str(row[0]), str(row[1]), str(row[2])
 
 
 def _redact(dsn: str) -> str:
@@ -262,7 +508,11 @@ class PostgresStore:
     raise the asyncpg exception of the failing batch.
     """
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 10, outbox_lease: float = DEFAULT_LEASE
+    ) -> None:
+        """``outbox_lease``: the claim lease of :attr:`outbox` (seconds, > the
+        deliverer's total timeout)."""
         if min_size < 0 or max_size < 1 or min_size > max_size:
             raise ValueError(f"need 0 <= min_size <= max_size, max_size >= 1 (got {min_size}, {max_size})")
         self._dsn = dsn
@@ -270,6 +520,8 @@ class PostgresStore:
         self._max_size = max_size
         self._pool: Any = None  # asyncpg.Pool; asyncpg ships no type information
         self._committer = GroupCommitter(self._commit_group)
+        self._ops = OpBatcher(self._ops_round)
+        self._outbox = PostgresOutbox(self, outbox_lease)
         self._state = "new"
 
     # ---------------------------------------------------------------- lifecycle
@@ -283,6 +535,11 @@ class PostgresStore:
     def commit_stats(self) -> CommitStats:
         """Group-commit counters: how many ``apply`` batches shared how many commits."""
         return self._committer.stats
+
+    @property
+    def outbox(self) -> PostgresOutbox:
+        """The durable callback outbox in this database (usable while the store is open)."""
+        return self._outbox
 
     async def open(self) -> None:
         """Connect and create or migrate the schema.
@@ -328,6 +585,7 @@ class PostgresStore:
         self._state = "closing"
         try:
             await self._committer.close()
+            await self._ops.close()
         finally:
             pool, self._pool = self._pool, None
             self._state = "closed"
@@ -475,8 +733,58 @@ class PostgresStore:
                         await conn.execute(_SQL_DELETE_CALLBACK, c.kind)
                     else:
                         await conn.execute(_SQL_SET_CALLBACK, c.kind, _config_json(c.config))
+            elif kind is QueueDeliveries:
+                await _queue(conn, [d for w in cast(list[QueueDeliveries], run) for d in w.deliveries])
+            elif kind is ReviveEndpoint:
+                await conn.executemany(_SQL_REVIVE, [(w.url,) for w in cast(list[ReviveEndpoint], run)])
             else:
                 raise TypeError(f"not a store write: {run[0]!r}")
+
+    # ---------------------------------------------------------------- outbox rounds
+
+    async def _op(self, op: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run the outbox operation ``op`` (a coroutine function of a connection, run
+        inside a transaction) in the next round."""
+        self._check_open()
+        return cast(_T, await self._ops.submit(op))
+
+    async def _ops_round(self, ops: list[Any]) -> list[Ok | BaseException]:
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:  # no connection at all: every op fails with it
+            return [exc] * len(ops)
+        try:
+            if len(ops) > 1:
+                try:
+                    async with conn.transaction():
+                        return await self._run_ops(conn, ops)
+                except Exception as exc:
+                    if conn.is_closed():  # the connection, not one op
+                        return [exc] * len(ops)
+                    # otherwise rerun one by one just below
+            results: list[Ok | BaseException] = []
+            for op in ops:
+                try:
+                    async with conn.transaction():
+                        results.extend(await self._run_ops(conn, [op]))
+                except Exception as exc:
+                    results.append(exc)
+            return results
+        finally:
+            try:
+                await self._pool.release(conn)
+            except Exception:
+                _log.warning("releasing a PostgreSQL connection failed", exc_info=True)
+
+    @staticmethod
+    async def _run_ops(conn: Any, ops: list[Any]) -> list[Ok | BaseException]:
+        results: list[Ok | BaseException] = []
+        for op in ops:
+            try:
+                results.append(Ok(await op(conn)))
+            except OpRefused as exc:  # refused before writing: the transaction is intact
+                results.append(exc.error)
+        return results
 
     # ---------------------------------------------------------------- reads
 
@@ -627,3 +935,177 @@ class PostgresStore:
                     offset,
                 )
         return total, [_record_from_json(str(r[0])) for r in rows]
+
+
+class PostgresOutbox:
+    """The :class:`~.base.DurableOutbox` of a :class:`PostgresStore` (its ``outbox``).
+
+    Usable while the store is open. Claims, marks, releases, redeliveries and purges go
+    in rounds of one transaction on one pooled connection (see the module doc); reads
+    use the pool. Semantics: those of :class:`~ringline.server.webhooks.MemoryOutbox`;
+    see :class:`~.base.DurableOutbox`. ``lease`` (seconds) may be changed at any time;
+    it applies to later claims.
+    """
+
+    def __init__(self, store: PostgresStore, lease: float = DEFAULT_LEASE) -> None:
+        self._store = store
+        self.lease = check_lease(lease)
+
+    def _pool(self) -> Any:
+        self._store._check_open()
+        return self._store._pool
+
+    # -- the deliverer's protocol
+
+    async def claim_due(self, now: float, limit: int) -> list[Delivery]:
+        """Claim up to ``limit`` due deliveries (per (url, call) only the head)."""
+        lease = self.lease
+
+        async def op(conn: Any) -> list[Delivery]:
+            rows = await conn.fetch(_SQL_CLAIM, now, limit, now + lease)
+            rows = sorted(rows, key=lambda r: (float(r[9]), float(r[6]), int(r[3])))
+            return [claimed_from_row(r) for r in rows]
+
+        if limit <= 0:
+            self._store._check_open()
+            return []
+        return await self._store._op(op)
+
+    async def mark_delivered(self, event_id: str, at: float, status: int) -> None:
+        """Record a 2xx (also for a delivery marked gone or given up meanwhile)."""
+
+        async def op(conn: Any) -> None:
+            if await conn.fetchval(_SQL_DELIVERED, event_id, at, status) is None:
+                raise OpRefused(no_such_delivery(event_id))
+
+        await self._store._op(op)
+
+    async def mark_failed(
+        self, event_id: str, at: float, status: int | None, error: str, next_at: float | None
+    ) -> None:
+        """Record a failed attempt: retry at ``next_at``, or give up (None)."""
+
+        async def op(conn: Any) -> None:
+            if next_at is None:
+                state = await conn.fetchval(_SQL_GIVEN_UP, event_id, at, status, error)
+            else:
+                state = await conn.fetchval(_SQL_RETRY_LATER, event_id, at, status, error, next_at)
+            if state is None:
+                raise OpRefused(no_such_delivery(event_id))
+
+        await self._store._op(op)
+
+    async def mark_endpoint_gone(self, url: str, at: float) -> int:
+        """Finish every open delivery to ``url`` as gone; later ones are gone at once."""
+
+        async def op(conn: Any) -> int:
+            await conn.execute(_SQL_SET_GONE, url, at)
+            return _rowcount(await conn.execute(_SQL_DROP_GONE, at, DROPPED_GONE, url))
+
+        return await self._store._op(op)
+
+    async def release(self, event_ids: Sequence[str]) -> None:
+        """Put claimed deliveries back to pending (no attempt counted)."""
+        ids = list(dict.fromkeys(event_ids))
+
+        async def op(conn: Any) -> None:
+            rows = await conn.fetch(_SQL_RELEASE, ids)
+            for url, call_id in dict.fromkeys((str(r[0]), str(r[1])) for r in rows):
+                await _recompute_head(conn, url, call_id)
+
+        if ids:
+            await self._store._op(op)
+        else:
+            self._store._check_open()
+
+    # -- operators
+
+    async def get_delivery(self, event_id: str) -> OutboxEntry | None:
+        """The entry of ``event_id``, or None."""
+        row = await self._pool().fetchrow(_SQL_ENTRY, event_id)
+        return None if row is None else entry_from_row(row)
+
+    async def list_deliveries(
+        self,
+        states: Sequence[DeliveryState],
+        *,
+        call_id: str | None = None,
+        url: str | None = None,
+        page: int = 1,
+        per_page: int = 50,
+    ) -> tuple[int, list[OutboxEntry]]:
+        """Exact total and one page, oldest created first (see DurableOutbox)."""
+        pool = self._pool()
+        check_page(page, per_page)
+        args: list[Any] = []
+        where: list[str] = []
+        values = state_values(states)
+        if values:
+            args.append(values)
+            where.append(f"state = ANY(${len(args)}::text[])")
+        if call_id is not None:
+            args.append(call_id)
+            where.append(f"call_id = ${len(args)}")
+        if url is not None:
+            args.append(url)
+            where.append(f"url = ${len(args)}")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        offset = (page - 1) * per_page
+        n = len(args)
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            total = int(await conn.fetchval(f"SELECT count(*) FROM outbox{clause}", *args))
+            rows: list[Any] = []
+            if offset < total:
+                rows = await conn.fetch(
+                    f"SELECT {OUTBOX_COLUMNS} FROM outbox{clause}"
+                    f" ORDER BY created_at, call_id, sequence, url LIMIT ${n + 1} OFFSET ${n + 2}",
+                    *args,
+                    per_page,
+                    offset,
+                )
+        return total, [entry_from_row(r) for r in rows]
+
+    async def counts(self) -> dict[DeliveryState, int]:
+        """How many deliveries are in each state (all states present)."""
+        rows = await self._pool().fetch("SELECT state, count(*) FROM outbox GROUP BY state")
+        found = dict.fromkeys(DeliveryState, 0)
+        for r in rows:
+            found[DeliveryState(r[0])] = int(r[1])
+        return found
+
+    async def gone_endpoints(self) -> dict[str, float]:
+        """Urls that answered 410 Gone and were not revived, with when."""
+        rows = await self._pool().fetch("SELECT url, gone_at FROM webhook_gone")
+        return {str(r[0]): float(r[1]) for r in rows}
+
+    async def redeliver(self, event_id: str, now: float) -> OutboxEntry:
+        """Send ``event_id`` again (see DurableOutbox.redeliver); then wake the deliverer."""
+
+        async def op(conn: Any) -> OutboxEntry:
+            state, url, call_id = await _state_of(conn, event_id)
+            if state == DeliveryState.IN_FLIGHT:
+                raise OpRefused(in_flight_now(event_id))
+            if await conn.fetchval("SELECT 1 FROM webhook_gone WHERE url = $1", url) is not None:
+                raise OpRefused(url_still_gone(event_id, url))
+            if state == DeliveryState.PENDING:
+                await conn.execute(_SQL_DUE_NOW, now, event_id)
+            else:
+                await conn.execute(_SQL_REOPEN, now, event_id)
+                await _recompute_head(conn, url, call_id)
+            return entry_from_row(await conn.fetchrow(_SQL_ENTRY, event_id))
+
+        return await self._store._op(op)
+
+    async def purge_finished(self, before: float) -> int:
+        """Delete delivered deliveries finished before ``before``; returns how many.
+        Deletes in chunks, one transaction each."""
+
+        async def op(conn: Any) -> int:
+            return _rowcount(await conn.execute(_SQL_PURGE, before, PURGE_CHUNK))
+
+        total = 0
+        while True:
+            n = await self._store._op(op)
+            total += n
+            if n < PURGE_CHUNK:
+                return total

@@ -16,6 +16,14 @@ timeout, disk full, I/O error), every batch of the round fails with that error a
 without retrying each one against the same wall. :class:`GroupCommitter` is storage-agnostic and is reused by
 :mod:`.postgres`.
 
+Callback outbox: :attr:`SqliteStore.outbox` (a :class:`SqliteOutbox`) keeps callback
+deliveries in the ``outbox`` and ``webhook_gone`` tables (schema version 3; layout and
+the *head* invariant in :mod:`.outbox`). Deliveries enter with the
+:class:`~.base.QueueDeliveries` write, in the batch of their event. The deliverer's
+claims, marks and releases run on the same worker thread as every write, each round in
+one ``BEGIN IMMEDIATE`` transaction; operations that arrive while a round runs are merged
+into the next one (:class:`~.outbox.OpBatcher`), like batches of writes.
+
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A committed batch
 survives a crash of the process; after a power loss or OS crash the most recent
 transactions may roll back (the database stays consistent). That is the trade SQLite
@@ -38,11 +46,14 @@ from typing import Any, TypeVar, cast
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
+from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry
 from .base import (
     DeleteSession,
     FinishCall,
     HideUserCalls,
     MarkAlive,
+    QueueDeliveries,
+    ReviveEndpoint,
     SaveLiveCall,
     SaveSession,
     SessionRow,
@@ -51,6 +62,26 @@ from .base import (
     UserCallRow,
     Write,
 )
+from .outbox import (
+    DEFAULT_LEASE,
+    DROPPED_GONE,
+    OUTBOX_COLUMNS,
+    PURGE_CHUNK,
+    GroupInfo,
+    Ok,
+    OpBatcher,
+    OpRefused,
+    check_lease,
+    check_page,
+    claimed_from_row,
+    entry_from_row,
+    in_flight_now,
+    no_such_delivery,
+    outcome_of,
+    plan_inserts,
+    state_values,
+    url_still_gone,
+)
 
 log = logging.getLogger("ringline.store")
 
@@ -58,11 +89,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "CommitStats",
     "GroupCommitter",
+    "SqliteOutbox",
     "SqliteStore",
 ]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _T = TypeVar("_T")
 
@@ -254,6 +286,51 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        3,
+        (
+            # The callback outbox: one row per delivery (see .outbox for the columns and
+            # the head invariant), and the urls that answered 410 Gone.
+            """
+            CREATE TABLE IF NOT EXISTS outbox (
+                event_id        TEXT    NOT NULL PRIMARY KEY,
+                url             TEXT    NOT NULL,
+                call_id         TEXT    NOT NULL,
+                sequence        INTEGER NOT NULL,
+                command         TEXT    NOT NULL,
+                body            BLOB    NOT NULL,
+                created_at      REAL    NOT NULL,
+                window_start    REAL    NOT NULL,
+                state           TEXT    NOT NULL CHECK (state IN
+                                ('pending', 'in_flight', 'delivered', 'given_up', 'gone')),
+                head            INTEGER NOT NULL DEFAULT 0 CHECK (head IN (0, 1)),
+                next_at         REAL    NOT NULL,
+                attempts        INTEGER NOT NULL DEFAULT 0,
+                leased_until    REAL    NOT NULL DEFAULT 0,
+                last_attempt_at REAL,
+                last_status     INTEGER,
+                last_error      TEXT    NOT NULL DEFAULT '',
+                finished_at     REAL
+            )
+            """,
+            "CREATE UNIQUE INDEX IF NOT EXISTS outbox_by_call ON outbox (url, call_id, sequence)",
+            "CREATE INDEX IF NOT EXISTS outbox_open ON outbox (url, call_id, sequence)"
+            " WHERE state IN ('pending', 'in_flight')",
+            "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at, created_at, sequence)"
+            " WHERE head = 1 AND state = 'pending'",
+            "CREATE INDEX IF NOT EXISTS outbox_expired ON outbox (leased_until)"
+            " WHERE head = 1 AND state = 'in_flight'",
+            "CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state, created_at, call_id, sequence)",
+            "CREATE INDEX IF NOT EXISTS outbox_by_call_id ON outbox (call_id, created_at, sequence)",
+            "CREATE INDEX IF NOT EXISTS outbox_delivered ON outbox (finished_at) WHERE state = 'delivered'",
+            """
+            CREATE TABLE IF NOT EXISTS webhook_gone (
+                url     TEXT NOT NULL PRIMARY KEY,
+                gone_at REAL NOT NULL
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -298,6 +375,88 @@ _SQL_SET_CALLBACK = """
 """
 _SQL_DELETE_CALLBACK = "DELETE FROM callback_config WHERE kind = ?"
 
+# -- the outbox (see .outbox for the head invariant)
+
+_SQL_OUTBOX_INSERT = """
+    INSERT INTO outbox (event_id, url, call_id, sequence, command, body, created_at,
+                        window_start, state, head, next_at, last_error, finished_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_SQL_OUTBOX_HAS_ID = "SELECT 1 FROM outbox WHERE event_id = ?"
+_SQL_OUTBOX_LAST_SEQ = "SELECT max(sequence) FROM outbox WHERE url = ? AND call_id = ?"
+_SQL_OUTBOX_HAS_OPEN = """
+    SELECT EXISTS (SELECT 1 FROM outbox
+                   WHERE url = ? AND call_id = ? AND state IN ('pending', 'in_flight'))
+"""
+_SQL_GONE_AT = "SELECT gone_at FROM webhook_gone WHERE url = ?"
+_SQL_REVIVE = "DELETE FROM webhook_gone WHERE url = ?"
+_SQL_SET_GONE = """
+    INSERT INTO webhook_gone (url, gone_at) VALUES (?, ?)
+    ON CONFLICT (url) DO UPDATE SET gone_at = excluded.gone_at
+"""
+# Due heads in claim order, plus heads whose claim expired (few: at most what was in
+# flight when a deliverer died), then the first `limit` of both in claim order.
+# INDEXED BY here and below: the plan must not depend on statistics (a claim must never
+# scan the pending rows; dropping a url or purging must read only the rows they change).
+_SQL_CLAIM = f"""
+    SELECT {OUTBOX_COLUMNS} FROM (
+        SELECT * FROM (
+            SELECT {OUTBOX_COLUMNS} FROM outbox INDEXED BY outbox_due
+            WHERE head = 1 AND state = 'pending' AND next_at <= ?1
+            ORDER BY next_at, created_at, sequence LIMIT ?2
+        )
+        UNION ALL
+        SELECT {OUTBOX_COLUMNS} FROM outbox INDEXED BY outbox_expired
+        WHERE head = 1 AND state = 'in_flight' AND leased_until <= ?1
+    )
+    ORDER BY next_at, created_at, sequence LIMIT ?2
+"""
+_SQL_TAKE = "UPDATE outbox SET state = 'in_flight', leased_until = ? WHERE event_id = ?"
+_SQL_STATE_OF = "SELECT state, url, call_id, next_at FROM outbox WHERE event_id = ?"
+# Restores the head invariant of one (url, call_id): flips `head` on the open rows
+# where it is wrong (at most two: the old head and the new one).
+_SQL_RECOMPUTE_HEAD = """
+    UPDATE outbox SET head = 1 - head
+    WHERE url = ?1 AND call_id = ?2 AND state IN ('pending', 'in_flight')
+      AND head != (event_id IS (
+          SELECT event_id FROM outbox
+          WHERE url = ?1 AND call_id = ?2 AND state IN ('pending', 'in_flight')
+          ORDER BY state = 'in_flight' DESC, sequence LIMIT 1))
+"""
+_SQL_DELIVERED = """
+    UPDATE outbox SET state = 'delivered', attempts = attempts + 1, last_attempt_at = ?,
+        last_status = ?, last_error = '', finished_at = ?, leased_until = 0, head = 0
+    WHERE event_id = ?
+"""
+_SQL_GIVEN_UP = """
+    UPDATE outbox SET state = 'given_up', attempts = attempts + 1, last_attempt_at = ?,
+        last_status = ?, last_error = ?, finished_at = ?, leased_until = 0, head = 0
+    WHERE event_id = ?
+"""
+_SQL_RETRY_LATER = """
+    UPDATE outbox SET state = 'pending', attempts = attempts + 1, last_attempt_at = ?,
+        last_status = ?, last_error = ?, next_at = ?, leased_until = 0
+    WHERE event_id = ?
+"""
+_SQL_DROP_GONE = """
+    UPDATE outbox INDEXED BY outbox_open
+    SET state = 'gone', finished_at = ?, leased_until = 0, head = 0, last_error = ?
+    WHERE url = ? AND state IN ('pending', 'in_flight')
+"""
+_SQL_RELEASE = "UPDATE outbox SET state = 'pending', leased_until = 0 WHERE event_id = ?"
+_SQL_DUE_NOW = "UPDATE outbox SET next_at = min(next_at, ?) WHERE event_id = ?"
+_SQL_REOPEN = """
+    UPDATE outbox SET state = 'pending', next_at = ?1, window_start = ?1, finished_at = NULL,
+        leased_until = 0, head = 0
+    WHERE event_id = ?2
+"""
+_SQL_PURGE = """
+    DELETE FROM outbox WHERE rowid IN (
+        SELECT rowid FROM outbox INDEXED BY outbox_delivered
+        WHERE state = 'delivered' AND finished_at < ? LIMIT ?)
+"""
+_SQL_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_id = ?"
+
 
 def _record_json(record: CallRecord) -> str:
     return json.dumps(record.to_dict(), separators=(",", ":"), ensure_ascii=False)
@@ -336,6 +495,25 @@ def _call_row(record: CallRecord) -> tuple[Any, ...]:
     )
 
 
+def _queue_sync(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
+    """Insert ``deliveries`` as QueueDeliveries says (pending, or gone at once)."""
+    if not deliveries:
+        return
+    existing = {d.event_id for d in deliveries if conn.execute(_SQL_OUTBOX_HAS_ID, (d.event_id,)).fetchone()}
+    groups: dict[tuple[str, str], GroupInfo] = {}
+    for key in dict.fromkeys((d.url, d.call_id) for d in deliveries):
+        last = conn.execute(_SQL_OUTBOX_LAST_SEQ, key).fetchone()[0]
+        has_open = bool(conn.execute(_SQL_OUTBOX_HAS_OPEN, key).fetchone()[0])
+        groups[key] = GroupInfo(None if last is None else int(last), has_open)
+    gone: dict[str, float] = {}
+    for url in dict.fromkeys(d.url for d in deliveries):
+        row = conn.execute(_SQL_GONE_AT, (url,)).fetchone()
+        if row is not None:
+            gone[url] = float(row[0])
+    rows = plan_inserts(deliveries, existing_ids=existing, groups=groups, gone=gone)
+    conn.executemany(_SQL_OUTBOX_INSERT, [(*r[:9], int(r.head), *r[10:]) for r in rows])
+
+
 def _runs(writes: Iterable[Write]) -> Iterable[tuple[type, list[Write]]]:
     """Consecutive writes of the same type, in order (so each run can use executemany)."""
     for kind, run in itertools.groupby(writes, key=type):
@@ -359,13 +537,17 @@ class SqliteStore:
     Write failures raise the :mod:`sqlite3` exception of the failing batch.
     """
 
-    def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
-        """``busy_timeout``: seconds a transaction waits for another process's lock."""
+    def __init__(self, path: str, *, busy_timeout: float = 10.0, outbox_lease: float = DEFAULT_LEASE) -> None:
+        """``busy_timeout``: seconds a transaction waits for another process's lock.
+        ``outbox_lease``: the claim lease of :attr:`outbox` (seconds, > the deliverer's
+        total timeout)."""
         self._path = path
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._committer = GroupCommitter(self._commit_group)
+        self._ops = OpBatcher(self._ops_round)
+        self._outbox = SqliteOutbox(self, outbox_lease)
         self._state = "new"
 
     # ---------------------------------------------------------------- lifecycle
@@ -380,6 +562,11 @@ class SqliteStore:
     def commit_stats(self) -> CommitStats:
         """Group-commit counters: how many ``apply`` batches shared how many commits."""
         return self._committer.stats
+
+    @property
+    def outbox(self) -> SqliteOutbox:
+        """The durable callback outbox in this database (usable while the store is open)."""
+        return self._outbox
 
     async def open(self) -> None:
         """Open the database and create or migrate its schema.
@@ -415,6 +602,7 @@ class SqliteStore:
         self._state = "closing"
         try:
             await self._committer.close()
+            await self._ops.close()
             if self._checkpointer is not None:
                 await asyncio.to_thread(self._checkpointer.stop)
                 self._checkpointer = None
@@ -784,8 +972,264 @@ class SqliteStore:
                     conn.execute(_SQL_DELETE_CALLBACK, (c.kind,))
                 else:
                     conn.execute(_SQL_SET_CALLBACK, (c.kind, _config_json(c.config)))
+        elif kind is QueueDeliveries:
+            _queue_sync(conn, [d for w in cast(list[QueueDeliveries], run) for d in w.deliveries])
+        elif kind is ReviveEndpoint:
+            conn.executemany(_SQL_REVIVE, [(w.url,) for w in cast(list[ReviveEndpoint], run)])
         else:
             raise TypeError(f"not a store write: {run[0]!r}")
+
+    # ---------------------------------------------------------------- outbox rounds
+
+    async def _op(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run the outbox operation ``op`` (a function of the connection, run on the
+        worker thread inside a transaction) in the next round."""
+        self._check_open()
+        return cast(_T, await self._ops.submit(op))
+
+    async def _ops_round(self, ops: list[Any]) -> list[Ok | BaseException]:
+        return await self._run(self._ops_round_sync, ops)
+
+    def _ops_round_sync(self, ops: list[Callable[[sqlite3.Connection], Any]]) -> list[Ok | BaseException]:
+        conn = self._db()
+        if len(ops) > 1:
+            try:
+                return self._ops_transaction_sync(conn, ops)
+            except sqlite3.OperationalError as exc:  # the database, not one op
+                return [exc] * len(ops)
+            except Exception:
+                pass  # rerun one by one just below
+        results: list[Ok | BaseException] = []
+        for op in ops:
+            try:
+                results.extend(self._ops_transaction_sync(conn, [op]))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    @staticmethod
+    def _ops_transaction_sync(
+        conn: sqlite3.Connection, ops: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[Ok | BaseException]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results: list[Ok | BaseException] = []
+            for op in ops:
+                try:
+                    results.append(Ok(op(conn)))
+                except OpRefused as exc:  # refused before writing: the transaction is intact
+                    results.append(outcome_of(exc))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+
+# --------------------------------------------------------------------------- the outbox
+
+
+def _recompute_head(conn: sqlite3.Connection, url: str, call_id: str) -> None:
+    conn.execute(_SQL_RECOMPUTE_HEAD, (url, call_id))
+
+
+def _state_of(conn: sqlite3.Connection, event_id: str) -> tuple[str, str, str, float]:
+    row = conn.execute(_SQL_STATE_OF, (event_id,)).fetchone()
+    if row is None:
+        raise OpRefused(no_such_delivery(event_id))
+    return str(row[0]), str(row[1]), str(row[2]), float(row[3])
+
+
+_OPEN = (DeliveryState.PENDING.value, DeliveryState.IN_FLIGHT.value)
+
+
+class SqliteOutbox:
+    """The :class:`~.base.DurableOutbox` of a :class:`SqliteStore` (its ``outbox``).
+
+    Usable while the store is open; every statement runs on the store's worker thread.
+    Claims, marks, releases, redeliveries and purges go in rounds of one transaction
+    (see the module doc), reads go straight to the thread. Semantics: those of
+    :class:`~ringline.server.webhooks.MemoryOutbox`; see :class:`~.base.DurableOutbox`.
+    ``lease`` (seconds) may be changed at any time; it applies to later claims.
+    """
+
+    def __init__(self, store: SqliteStore, lease: float = DEFAULT_LEASE) -> None:
+        self._store = store
+        self.lease = check_lease(lease)
+
+    # -- the deliverer's protocol
+
+    async def claim_due(self, now: float, limit: int) -> list[Delivery]:
+        """Claim up to ``limit`` due deliveries (per (url, call) only the head)."""
+        lease = self.lease
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(_SQL_CLAIM, (now, limit)).fetchall()
+            conn.executemany(_SQL_TAKE, [(now + lease, r[0]) for r in rows])
+            return [claimed_from_row(r) for r in rows]
+
+        if limit <= 0:
+            self._store._check_open()
+            return []
+        return await self._store._op(op)
+
+    async def mark_delivered(self, event_id: str, at: float, status: int) -> None:
+        """Record a 2xx (also for a delivery marked gone or given up meanwhile)."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            state, url, call_id, _ = _state_of(conn, event_id)
+            if state == DeliveryState.DELIVERED:
+                return
+            conn.execute(_SQL_DELIVERED, (at, status, at, event_id))
+            if state in _OPEN:
+                _recompute_head(conn, url, call_id)
+
+        await self._store._op(op)
+
+    async def mark_failed(
+        self, event_id: str, at: float, status: int | None, error: str, next_at: float | None
+    ) -> None:
+        """Record a failed attempt: retry at ``next_at``, or give up (None)."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            state, url, call_id, _ = _state_of(conn, event_id)
+            if state != DeliveryState.IN_FLIGHT:
+                return
+            if next_at is None:
+                conn.execute(_SQL_GIVEN_UP, (at, status, error, at, event_id))
+            else:
+                conn.execute(_SQL_RETRY_LATER, (at, status, error, next_at, event_id))
+            _recompute_head(conn, url, call_id)
+
+        await self._store._op(op)
+
+    async def mark_endpoint_gone(self, url: str, at: float) -> int:
+        """Finish every open delivery to ``url`` as gone; later ones are gone at once."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute(_SQL_SET_GONE, (url, at))
+            return int(conn.execute(_SQL_DROP_GONE, (at, DROPPED_GONE, url)).rowcount)
+
+        return await self._store._op(op)
+
+    async def release(self, event_ids: Sequence[str]) -> None:
+        """Put claimed deliveries back to pending (no attempt counted)."""
+        ids = list(dict.fromkeys(event_ids))
+
+        def op(conn: sqlite3.Connection) -> None:
+            groups: dict[tuple[str, str], None] = {}
+            for event_id in ids:
+                row = conn.execute(_SQL_STATE_OF, (event_id,)).fetchone()
+                if row is not None and row[0] == DeliveryState.IN_FLIGHT:
+                    conn.execute(_SQL_RELEASE, (event_id,))
+                    groups[(str(row[1]), str(row[2]))] = None
+            for url, call_id in groups:
+                _recompute_head(conn, url, call_id)
+
+        if ids:
+            await self._store._op(op)
+        else:
+            self._store._check_open()
+
+    # -- operators
+
+    async def get_delivery(self, event_id: str) -> OutboxEntry | None:
+        """The entry of ``event_id``, or None."""
+        rows = await self._store._read(self._store._fetchall, _SQL_ENTRY, (event_id,))
+        return entry_from_row(rows[0]) if rows else None
+
+    async def list_deliveries(
+        self,
+        states: Sequence[DeliveryState],
+        *,
+        call_id: str | None = None,
+        url: str | None = None,
+        page: int = 1,
+        per_page: int = 50,
+    ) -> tuple[int, list[OutboxEntry]]:
+        """Exact total and one page, oldest created first (see DurableOutbox)."""
+        check_page(page, per_page)
+        where: list[str] = []
+        args: list[Any] = []
+        values = state_values(states)
+        if values:
+            where.append(f"state IN ({', '.join('?' * len(values))})")
+            args.extend(values)
+        if call_id is not None:
+            where.append("call_id = ?")
+            args.append(call_id)
+        if url is not None:
+            where.append("url = ?")
+            args.append(url)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        offset = (page - 1) * per_page
+
+        def read() -> tuple[int, list[Any]]:
+            conn = self._store._db()
+            conn.execute("BEGIN")  # one snapshot for the count and the page
+            try:
+                total = int(conn.execute(f"SELECT count(*) FROM outbox{clause}", args).fetchone()[0])
+                rows: list[Any] = []
+                if offset < total:
+                    rows = conn.execute(
+                        f"SELECT {OUTBOX_COLUMNS} FROM outbox{clause}"
+                        " ORDER BY created_at, call_id, sequence, url LIMIT ? OFFSET ?",
+                        (*args, per_page, offset),
+                    ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return total, rows
+
+        total, rows = await self._store._read(read)
+        return total, [entry_from_row(r) for r in rows]
+
+    async def counts(self) -> dict[DeliveryState, int]:
+        """How many deliveries are in each state (all states present)."""
+        rows = await self._store._read(
+            self._store._fetchall, "SELECT state, count(*) FROM outbox GROUP BY state", ()
+        )
+        found = dict.fromkeys(DeliveryState, 0)
+        for state, n in rows:
+            found[DeliveryState(state)] = int(n)
+        return found
+
+    async def gone_endpoints(self) -> dict[str, float]:
+        """Urls that answered 410 Gone and were not revived, with when."""
+        rows = await self._store._read(self._store._fetchall, "SELECT url, gone_at FROM webhook_gone", ())
+        return {str(u): float(at) for u, at in rows}
+
+    async def redeliver(self, event_id: str, now: float) -> OutboxEntry:
+        """Send ``event_id`` again (see DurableOutbox.redeliver); then wake the deliverer."""
+
+        def op(conn: sqlite3.Connection) -> OutboxEntry:
+            state, url, call_id, _ = _state_of(conn, event_id)
+            if state == DeliveryState.IN_FLIGHT:
+                raise OpRefused(in_flight_now(event_id))
+            if conn.execute(_SQL_GONE_AT, (url,)).fetchone() is not None:
+                raise OpRefused(url_still_gone(event_id, url))
+            if state == DeliveryState.PENDING:
+                conn.execute(_SQL_DUE_NOW, (now, event_id))
+            else:
+                conn.execute(_SQL_REOPEN, (now, event_id))
+                _recompute_head(conn, url, call_id)
+            return entry_from_row(conn.execute(_SQL_ENTRY, (event_id,)).fetchone())
+
+        return await self._store._op(op)
+
+    async def purge_finished(self, before: float) -> int:
+        """Delete delivered deliveries finished before ``before``; returns how many.
+        Deletes in chunks, one transaction each, so call writes go on meanwhile."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(_SQL_PURGE, (before, PURGE_CHUNK)).rowcount)
+
+        total = 0
+        while True:
+            n = await self._store._op(op)
+            total += n
+            if n < PURGE_CHUNK:
+                return total
 
 
 class _Checkpointer:
