@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ringline.core.usersig import gen_user_sig
@@ -44,6 +44,7 @@ class ServerProcess:
         heartbeat_grace: float = 2.0,
         sig_grace: float = 2.0,
         port: int = 0,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.db = db
@@ -73,6 +74,7 @@ class ServerProcess:
         ]
         if db:
             self.args += ["--db", db]
+        self.args += list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import os
 import sys
@@ -108,6 +109,12 @@ def _callback_flags(sp: argparse.ArgumentParser) -> None:
         default=float(_env("callback_give_up_after", str(d.callback_give_up_after / 3600))),
         help="hours after an event when retrying its callback stops (default 24)",
     )
+    sp.add_argument(
+        "--callback-retry-delays",
+        default=_env("callback_retry_delays", ",".join(f"{x:g}" for x in d.callback_retry_delays)),
+        help="comma-separated caps in seconds of the random wait after attempt 1, 2, ...; the last "
+        "repeats (default %(default)s)",
+    )
 
 
 def _webhook_secrets(args: argparse.Namespace) -> tuple[str, ...]:
@@ -154,6 +161,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.callback_give_up_after < 1:
         print("ringline: --callback-give-up-after must be at least 1 hour", file=sys.stderr)
         return 2
+    try:
+        delays = tuple(float(x) for x in args.callback_retry_delays.split(",") if x.strip())
+        if not delays or any(b < a for a, b in itertools.pairwise(delays)) or delays[-1] <= 0:
+            raise ValueError
+    except ValueError:
+        print(
+            "ringline: --callback-retry-delays must be comma-separated seconds that never decrease, "
+            f"the last > 0, e.g. 1,5,30,120 (got {args.callback_retry_delays!r})",
+            file=sys.stderr,
+        )
+        return 2
     if args.cmd == "serve":
         try:
             ice = parse_ice_servers(args.ice_server or _env("ice_servers", "").split(","))
@@ -185,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         callback_token=cb.token,
         webhook_secrets=cb.webhook_secrets,
         callback_give_up_after=args.callback_give_up_after * 3600,
+        callback_retry_delays=delays,
         ice_servers=ice,
         ice_username=args.ice_username,
         ice_credential=args.ice_credential,

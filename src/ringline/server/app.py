@@ -7,16 +7,19 @@ drains (queued writes land, connections close with 1001, the store closes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import signal
 import time
 
 from aiohttp import web
 
-from .config import AppIdentity, Settings
+from .config import AppIdentity, Settings, load_callback_secrets
 from .hub import Hub
 from .rest import AdminApi
-from .store import open_store
+from .store import Store, open_store
+from .webhooks import Deliverer, DeliveryState, RetrySchedule, WebhookCredentials
 from .ws import WsHandler
 
 __all__ = ["build_app", "serve"]
@@ -24,16 +27,69 @@ __all__ = ["build_app", "serve"]
 log = logging.getLogger("ringline.server")
 
 HUB_KEY = web.AppKey("hub", Hub)
+DELIVERER_KEY = web.AppKey("deliverer", Deliverer)
+
+#: How often delivered callbacks older than ``Settings.callback_retention`` are purged.
+PURGE_INTERVAL = 600.0
+
+
+def _deliverer(settings: Settings, identity: AppIdentity, store: Store) -> Deliverer:
+    """The callback deliverer of this server, draining the store's outbox."""
+    delays = settings.callback_retry_delays
+    schedule = RetrySchedule(
+        delays=delays[:-1], then_every=delays[-1], give_up_after=settings.callback_give_up_after
+    )
+    creds = WebhookCredentials(identity.sdk_app_id, settings.callback_token, settings.webhook_secrets)
+    return Deliverer(store.outbox, creds, schedule=schedule)
+
+
+async def _release_stale_claims(store: Store) -> int:
+    """Hand back the claims of a previous run of this server (killed mid-delivery), so
+    they go out now instead of when their lease expires. One server process per store:
+    no other deliverer can be holding them."""
+    released = 0
+    for _ in range(1000):  # bounded: each round releases a page
+        _, entries = await store.outbox.list_deliveries([DeliveryState.IN_FLIGHT], page=1, per_page=100)
+        if not entries:
+            break
+        await store.outbox.release([e.delivery.event_id for e in entries])
+        released += len(entries)
+    if released:
+        log.warning("callbacks: %d were being sent when the server stopped; sending them again", released)
+    return released
+
+
+async def _purge_delivered(settings: Settings, store: Store) -> None:
+    """Keep the outbox small: drop delivered callbacks after the retention time."""
+    while True:
+        try:
+            purged = await store.outbox.purge_finished(time.time() - settings.callback_retention)
+            if purged:
+                log.info("callbacks: purged %d delivered callbacks older than the retention time", purged)
+        except Exception:
+            log.exception("callbacks: purging delivered callbacks failed; trying again later")
+        await asyncio.sleep(PURGE_INTERVAL)
 
 
 async def build_app(settings: Settings, identity: AppIdentity) -> web.Application:
-    """Open the store, restore state, and return the application (not yet listening)."""
+    """Open the store, restore state, start the callback deliverer, and return the
+    application (not yet listening). Without a callback token or webhook secret in
+    ``settings`` those kept in the data folder are used (generated on first use)."""
+    if not settings.callback_token or not settings.webhook_secrets:
+        cb = load_callback_secrets(settings.data_dir, settings.callback_token, settings.webhook_secrets)
+        settings = dataclasses.replace(settings, callback_token=cb.token, webhook_secrets=cb.webhook_secrets)
     store = open_store(settings.db_url)
     await store.open()
     hub = Hub(settings, store, sdk_app_id=identity.sdk_app_id)
+    deliverer = _deliverer(settings, identity, store)
+    hub.on_callbacks_queued = deliverer.wake
     await hub.start()
+    await _release_stale_claims(store)
+    await deliverer.start()  # also sends what a previous run left in the outbox
+    purger = asyncio.create_task(_purge_delivered(settings, store), name="ringline-outbox-purge")
     app = web.Application(client_max_size=1 << 20)
     app[HUB_KEY] = hub
+    app[DELIVERER_KEY] = deliverer
     ws = WsHandler(hub, secret_key=identity.secret_key, sdk_app_id=identity.sdk_app_id)
     admin = AdminApi(
         hub,
@@ -58,7 +114,12 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     app.router.add_routes(admin.routes())
 
     async def on_shutdown(_app: web.Application) -> None:
-        await hub.close()
+        await hub.close()  # everything queued is in the outbox now
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+        # Requests under way get a moment; the rest go out after the next start.
+        await deliverer.close(grace=2.0)
 
     async def on_cleanup(_app: web.Application) -> None:
         await store.close()

@@ -52,6 +52,8 @@ class Settings:
     """``whsec_`` secrets of the Standard Webhooks signature, newest first (``--webhook-secret``)."""
     callback_give_up_after: float = 24 * 3600.0
     """Seconds after an event when retrying its callback stops (at least 24 h by default)."""
+    callback_retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 300.0, 900.0, 1800.0, 3600.0)
+    """Caps of the (fully jittered) waits after attempt 1, 2, …; the last one repeats."""
     callback_retention: float = 7 * 86400.0
     """Seconds delivered callbacks stay listed before they are purged (failed ones stay)."""
     ice_servers: tuple[str, ...] = ()

@@ -39,6 +39,7 @@ from aiohttp import web
 from ..core import machine as m
 from ..core.errors import ErrorCode, LocalCallError
 from ..core.records import CallRecord
+from .callbacks import CallbackTargets, plan_deliveries
 from .config import Settings
 from .store import base as st
 
@@ -140,7 +141,12 @@ class Hub:
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
-        self.stats = {"inputs": 0, "batches": 0, "writes": 0}
+        self.stats = {"inputs": 0, "batches": 0, "writes": 0, "facts": 0, "callbacks_queued": 0}
+        self.callback_configs: dict[str, dict[str, Any] | None] = {"v4": None, "v1": None}
+        self.callback_targets = CallbackTargets()
+        self.on_callbacks_queued: Callable[[], None] | None = None
+        """Called after a batch that queued callbacks is durable (the server wakes its
+        deliverer here)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -148,6 +154,9 @@ class Hub:
         """Restore live calls and sessions from the store, then start the background
         tasks (flusher, heartbeat sweeper, alive marker)."""
         now = time.time()
+        for kind in self.callback_configs:
+            self.callback_configs[kind] = await self.store.get_callback_config(kind)
+        self._retarget()
         for cid, group in (await self.store.load_groups()).items():
             self.sb.groups[cid] = frozenset(group)
         rows = await self.store.load_sessions()
@@ -243,6 +252,13 @@ class Hub:
                 w = self._write_for(a.what)
                 if w is not None:
                     batch_writes.append(w)
+            elif isinstance(a, m.Notify):
+                # Callbacks go into the outbox in the same transaction as the change.
+                self.stats["facts"] += 1
+                deliveries = plan_deliveries(a.fact, self.callback_targets)
+                if deliveries:
+                    batch_writes.append(st.QueueDeliveries(tuple(deliveries)))
+                    self.stats["callbacks_queued"] += len(deliveries)
             else:
                 rest.append(a)
 
@@ -256,8 +272,26 @@ class Hub:
         return value
 
     def enqueue_write(self, write: st.Write, respond: Callable[[], None]) -> None:
-        """Persist one write in order with everything else; then call ``respond``."""
-        self._enqueue(_Batch([write], respond, []))
+        """Persist one write in order with everything else; then call ``respond``.
+
+        A :class:`~.store.SetCallbackConfig` takes effect for every call event from
+        now on (their callbacks are planned with it), and setting a url again makes a
+        url that answered ``410 Gone`` receive callbacks again.
+        """
+        writes: list[st.Write] = [write]
+        if isinstance(write, st.SetCallbackConfig):
+            self.callback_configs[write.kind] = write.config
+            self._retarget()
+            if write.config is not None:
+                url = write.config.get("Url") or write.config.get("address")
+                if url:
+                    writes.append(st.ReviveEndpoint(str(url)))
+        self._enqueue(_Batch(writes, respond, []))
+
+    def _retarget(self) -> None:
+        self.callback_targets = CallbackTargets.from_configs(
+            self.callback_configs.get("v4"), self.callback_configs.get("v1")
+        )
 
     def _write_for(self, what: m.SaveCall | m.FinishCall | m.SetGroup) -> st.Write | None:
         if isinstance(what, m.SaveCall):
@@ -289,6 +323,10 @@ class Hub:
             self._pending.clear()
             await self._persist(batches)
             self.stats["batches"] += 1
+            if self.on_callbacks_queued is not None and any(
+                isinstance(w, st.QueueDeliveries) for b in batches for w in b.writes
+            ):
+                self.on_callbacks_queued()
             for b in batches:
                 self._run_batch(b)
             if not self._pending:
@@ -355,12 +393,8 @@ class Hub:
                 if s is not None:
                     code = 4001 if a.code == ErrorCode.KICKED_OFFLINE else 4002
                     self.end_session(s, code, a.message)
-            elif isinstance(a, m.Persist):  # only from restore(): nothing to persist
-                pass
-            elif isinstance(a, m.Notify):
-                # Callback facts: the durable outbox that delivers them (docs/callbacks.md)
-                # is not wired in yet; until then they are only counted.
-                self.stats["facts"] = self.stats.get("facts", 0) + 1
+            elif isinstance(a, m.Persist | m.Notify):
+                pass  # only from restore(), which changes nothing to persist or call back
 
     def deliver(self, device_id: str, name: str, args: dict[str, Any], terminal: bool) -> None:
         s = self.by_device.get(device_id)

@@ -27,6 +27,7 @@ from ..core.records import CallResult
 
 __all__ = [
     "AUTH_ERRORS",
+    "DELIVERY_STATES",
     "ENDPOINTS",
     "ERRORS",
     "E_BAD_FIELD",
@@ -39,6 +40,7 @@ __all__ = [
     "E_V1_NO_CONFIG",
     "E_WRONG_APP",
     "E_WRONG_METHOD",
+    "MAX_DELIVERIES_PER_PAGE",
     "MAX_PAGE",
     "MAX_PER_PAGE",
     "MAX_UNIX_S",
@@ -281,7 +283,59 @@ _MEMBER_REF: Final[Schema] = {
     "description": 'a user id, or {"Member_Account": user id}',
 }
 
+#: Delivery states of the outbox as the REST API spells them (``DeliveryState`` values).
+DELIVERY_STATES: Final[dict[str, str]] = {
+    "Pending": "pending",
+    "InFlight": "in_flight",
+    "Delivered": "delivered",
+    "GivenUp": "given_up",
+    "Gone": "gone",
+}
+MAX_DELIVERIES_PER_PAGE: Final = 100
+_EVENT_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": 64}
+_DELIVERY_STATE: Final[Schema] = {"enum": list(DELIVERY_STATES)}
+_UNIX_F: Final[Schema] = {"type": "number", "minimum": 0, "description": "unix seconds"}
+_UNIX_F_OR_NULL: Final[Schema] = {"type": ["number", "null"], "minimum": 0, "description": "unix seconds"}
+
 _COMPONENT_SCHEMAS: Final[dict[str, Schema]] = {
+    "Delivery": _obj(
+        {
+            "EventId": {**_STR, "description": "EventId and webhook-id of the callback (same on retries)"},
+            "CallId": _STR,
+            "Sequence": {"type": "integer", "minimum": 0},
+            "Url": _STR,
+            "CallbackCommand": {**_STR, "description": "the v4 command or v1 command of the callback"},
+            "State": {**_DELIVERY_STATE, "description": "docs/rest/deliveries.md"},
+            "Attempts": {"type": "integer", "minimum": 0},
+            "CreateTime": {**_UNIX_F, "description": "when the event happened (unix s)"},
+            "NextAttemptTime": {
+                **_UNIX_F_OR_NULL,
+                "description": "when it is tried next (Pending only, else null)",
+            },
+            "LastAttemptTime": _UNIX_F_OR_NULL,
+            "LastStatus": {"type": ["integer", "null"], "description": "HTTP status of the last attempt"},
+            "LastError": {**_STR, "description": "why the last attempt failed; empty if it did not"},
+            "FinishTime": _UNIX_F_OR_NULL,
+            "Body": {"type": "object", "description": "the JSON body, as sent"},
+        },
+        (
+            "EventId",
+            "CallId",
+            "Sequence",
+            "Url",
+            "CallbackCommand",
+            "State",
+            "Attempts",
+            "CreateTime",
+            "NextAttemptTime",
+            "LastAttemptTime",
+            "LastStatus",
+            "LastError",
+            "FinishTime",
+            "Body",
+        ),
+        description="one callback to one url, as the outbox knows it",
+    ),
     "MemberV4": _obj(
         {
             "User_Account": _STR,
@@ -481,6 +535,8 @@ _RECORDS_V4 = "v4 call records"
 _CALLBACK_V4 = "v4 callback configuration"
 _RECORDS_V1 = "v1 call records"
 _CALLBACK_V1 = "v1 callback configuration"
+_DELIVERIES = "v4 callback deliveries"
+
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _v4(
@@ -713,6 +769,59 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         (E_BAD_FIELD,),
         {"startTimestamp": 1700000000, "callResult": "normal_end", "numberPerPage": 20, "page": 1},
         _RECORDS_V1,
+    ),
+    _v4(
+        "call_callback_http_srv/get_deliveries",
+        "List callback deliveries (failed, pending, ...) with counts",
+        "rest/deliveries.md",
+        _obj(
+            {
+                "State": {
+                    "anyOf": [_DELIVERY_STATE, {"type": "array", "items": _DELIVERY_STATE}],
+                    "description": "one state or a list; default: every state but Delivered",
+                },
+                "CallId": _CALL_ID,
+                "Url": {"type": "string", "minLength": 1, "maxLength": 2048},
+                "NumberPerPage": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_DELIVERIES_PER_PAGE,
+                    "default": 20,
+                },
+                "Page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+            }
+        ),
+        _obj(
+            {
+                "TotalNum": {"type": "integer", "minimum": 0},
+                "Page": {"type": "integer", "minimum": 1},
+                "DeliveryList": {"type": "array", "items": _ref("Delivery")},
+                "Counts": _obj(
+                    {k: {"type": "integer", "minimum": 0} for k in DELIVERY_STATES},
+                    tuple(DELIVERY_STATES),
+                    description="deliveries per state in the whole outbox",
+                ),
+                "GoneUrls": {
+                    "type": "array",
+                    "items": _obj({"Url": _STR, "GoneTime": _UNIX_F}, ("Url", "GoneTime")),
+                    "description": "urls that answered 410 Gone and get nothing until set again",
+                },
+            },
+            ("TotalNum", "Page", "DeliveryList", "Counts", "GoneUrls"),
+        ),
+        (E_BAD_FIELD,),
+        {"State": ["GivenUp", "Gone"], "NumberPerPage": 20, "Page": 1},
+        _DELIVERIES,
+    ),
+    _v4(
+        "call_callback_http_srv/redeliver",
+        "Send one callback again now (failed, gone, delivered or waiting)",
+        "rest/deliveries.md",
+        _obj({"EventId": _EVENT_ID}, ("EventId",)),
+        _obj({"Delivery": _ref("Delivery")}, ("Delivery",)),
+        (E_BAD_FIELD, E_NOT_FOUND),
+        {"EventId": "evt_6f1c2a9e0b7d4f1e9a3c5b7d9e1f3a5c"},
+        _DELIVERIES,
     ),
     Endpoint(
         api="http",

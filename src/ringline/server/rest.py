@@ -36,6 +36,7 @@ from ..core.usersig import UserSigError, verify_user_sig
 from .formats import member_result, record_to_v1, record_to_v4
 from .hub import Hub
 from .openapi import (
+    DELIVERY_STATES,
     E_BAD_FIELD,
     E_BAD_JSON,
     E_INTERNAL,
@@ -47,6 +48,7 @@ from .openapi import (
     E_WRONG_APP,
     E_WRONG_METHOD,
     ENDPOINTS,
+    MAX_DELIVERIES_PER_PAGE,
     MAX_PAGE,
     MAX_PER_PAGE,
     MAX_UNIX_S,
@@ -57,12 +59,14 @@ from .openapi import (
     openapi_handler,
 )
 from .store.base import SetCallbackConfig, Write
+from .webhooks.delivery import DeliveryState, OutboxEntry
 
 __all__ = [
     "MAX_BODY",
     "V1_CALLBACK_ACTIONS",
     "V4_CALLBACK_COMMANDS",
     "AdminApi",
+    "delivery_to_v4",
     "member_result",
     "record_to_v1",
     "record_to_v4",
@@ -92,6 +96,32 @@ class _Fail(Exception):
 # --------------------------------------------------------------------------- records
 
 # record_to_v4, record_to_v1 and member_result live in .formats (shared with the callbacks).
+
+
+def delivery_to_v4(entry: OutboxEntry) -> dict[str, Any]:
+    """One outbox entry as the ``Delivery`` JSON of ``call_callback_http_srv``."""
+    d = entry.delivery
+    state = {v: k for k, v in DELIVERY_STATES.items()}[entry.state.value]
+    try:
+        body: Any = json.loads(d.body)
+    except ValueError:  # pragma: no cover - bodies are always JSON objects
+        body = {}
+    return {
+        "EventId": d.event_id,
+        "CallId": d.call_id,
+        "Sequence": d.sequence,
+        "Url": d.url,
+        "CallbackCommand": d.command,
+        "State": state,
+        "Attempts": d.attempts,
+        "CreateTime": d.created_at,
+        "NextAttemptTime": entry.next_at if entry.state is DeliveryState.PENDING else None,
+        "LastAttemptTime": entry.last_attempt_at,
+        "LastStatus": entry.last_status,
+        "LastError": entry.last_error,
+        "FinishTime": entry.finished_at,
+        "Body": body if isinstance(body, dict) else {},
+    }
 
 
 # --------------------------------------------------------------------------- field checks
@@ -231,6 +261,8 @@ class AdminApi:
             "group_open_http_svc/delete_group_member": self.delete_group_member,
             "group_open_http_svc/destroy_group": self.destroy_group,
             "group_open_http_svc/get_group_member_info": self.get_group_members,
+            "call_callback_http_srv/get_deliveries": self.get_deliveries,
+            "call_callback_http_srv/redeliver": self.redeliver,
         }
         self.v1: dict[str, Handler] = {
             "callback/set": self.v1_callback_set,
@@ -447,6 +479,50 @@ class AdminApi:
     async def delete_callback(self, body: dict[str, Any]) -> dict[str, Any]:
         await self._write(SetCallbackConfig("v4", None))
         return {}
+
+    # ------------------------------------------------------------------ v4: callback deliveries
+
+    async def get_deliveries(self, body: dict[str, Any]) -> dict[str, Any]:
+        states = _one_or_many(body, "State", tuple(DELIVERY_STATES))
+        if states is None:
+            states = [k for k in DELIVERY_STATES if k != "Delivered"]
+        call_id = _text(body, "CallId", _MAX_CALL_ID) if "CallId" in body else None
+        url = _text(body, "Url", _MAX_URL) if "Url" in body else None
+        per_page = _int(body, "NumberPerPage", 1, MAX_DELIVERIES_PER_PAGE, "a page size")
+        page = _int(body, "Page", 1, MAX_PAGE, "a page number") or 1
+        outbox = self.hub.store.outbox
+        total, entries = await outbox.list_deliveries(
+            [DeliveryState(DELIVERY_STATES[x]) for x in dict.fromkeys(states)],
+            call_id=call_id,
+            url=url,
+            page=page,
+            per_page=per_page or 20,
+        )
+        counts = await outbox.counts()
+        gone = await outbox.gone_endpoints()
+        return {
+            "TotalNum": total,
+            "Page": page,
+            "DeliveryList": [delivery_to_v4(e) for e in entries],
+            "Counts": {k: counts.get(DeliveryState(v), 0) for k, v in DELIVERY_STATES.items()},
+            "GoneUrls": [{"Url": u, "GoneTime": at} for u, at in sorted(gone.items())],
+        }
+
+    async def redeliver(self, body: dict[str, Any]) -> dict[str, Any]:
+        event_id = _text(body, "EventId", 64)
+        try:
+            entry = await self.hub.store.outbox.redeliver(event_id, time.time())
+        except KeyError:
+            raise _Fail(
+                E_NOT_FOUND,
+                f"no callback delivery {event_id!r}: list them with call_callback_http_srv/get_deliveries"
+                " (delivered ones are purged after the retention time)",
+            ) from None
+        except ValueError as e:
+            raise _Fail(E_BAD_FIELD, f"cannot redeliver {event_id}: {e}") from None
+        if self.hub.on_callbacks_queued is not None:
+            self.hub.on_callbacks_queued()
+        return {"Delivery": delivery_to_v4(entry)}
 
     # ------------------------------------------------------------------ v4: chat groups
 

@@ -502,6 +502,9 @@ class Deliverer:
             return
         if status == 410:
             self.stats.endpoints_gone += 1
+            # Count the attempt and keep its status for operators (not due again before
+            # the url is marked gone just below), then drop everything pending there.
+            await self._outbox.mark_failed(d.event_id, now, status, result.error, now + 3600.0)
             dropped = await self._outbox.mark_endpoint_gone(d.url, now)
             log.warning(
                 "webhooks: %s answered 410 Gone: dropped %d pending deliveries to it; nothing more is "
