@@ -948,3 +948,35 @@ def test_record_to_v4_shape_of_a_seeded_record() -> None:
     assert v["RoomId"] == "room-0" and v["RoomIdType"] == 2 and v["MediaType"] == "Video"
     assert [m["Result"] for m in v["MemberList"]] == ["Hangup", "Accept", "Accept", "Accept"]
     assert record_to_v1(r)["totalUserNumber"] == 4
+
+
+# --------------------------------------------------------------------------- callback deliveries
+
+
+async def test_deliveries_listing_shape_and_bad_fields(server: ServerProcess) -> None:
+    got = await v4(server, "call_callback_http_srv/get_deliveries", {})
+    assert set(got) == {"TotalNum", "Page", "DeliveryList", "Counts", "GoneUrls"}
+    assert set(got["Counts"]) == {"Pending", "InFlight", "Delivered", "GivenUp", "Gone"}
+    assert got["Page"] == 1 and got["TotalNum"] == len(got["DeliveryList"]) <= 20
+    one = await v4(server, "call_callback_http_srv/get_deliveries", {"State": "GivenUp", "CallId": "x"})
+    assert one["TotalNum"] == 0 and one["DeliveryList"] == []
+    for body, hint in (
+        ({"State": "Lost"}, "Pending"),
+        ({"State": ["Pending", 3]}, "State"),
+        ({"NumberPerPage": 101}, "NumberPerPage"),
+        ({"NumberPerPage": 0}, "NumberPerPage"),
+        ({"Page": 0}, "Page"),
+        ({"Page": "2"}, "Page"),
+        ({"CallId": ""}, "CallId"),
+        ({"Url": 7}, "Url"),
+    ):
+        code, info = await v4_fail(server, "call_callback_http_srv/get_deliveries", body)
+        assert code == 90005 and hint in info, (body, info)
+
+
+async def test_redeliver_refuses_unknown_and_bad_ids(server: ServerProcess) -> None:
+    code, info = await v4_fail(server, "call_callback_http_srv/redeliver", {"EventId": "evt_none"})
+    assert code == 20001 and "get_deliveries" in info
+    for body in ({}, {"EventId": 5}, {"EventId": ""}, {"EventId": "e" * 65}):
+        code, info = await v4_fail(server, "call_callback_http_srv/redeliver", body)
+        assert code == 90005 and "EventId" in info, (body, info)
