@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from ringline.core.enums import NetworkQuality as Q
-from ringline.media.quality import DOWN_AFTER, LinkStats, QualityTracker, grade, link_stats
+from ringline.media.quality import DOWN_AFTER, LinkStats, QualityTracker, grade, link_stats, worst
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_link_stats_reads_aiortc_fields_and_units() -> None:
     assert s.media_lost == 10  # a negative count (duplicates) is not a gain
     assert s.received == 400
     assert s.rtt_ms == pytest.approx(52.0)  # audio first
-    assert s.jitter_ms == pytest.approx(10.0)
+    assert s.jitter_ms == pytest.approx(100.0)  # the largest
     assert s.ice_ok
     assert not link_stats([], at=0.0, ice_state="failed").ice_ok
 
@@ -134,3 +134,10 @@ def test_link_stats_falls_back_to_video_and_to_rtp_counts() -> None:
     )
     assert (s.received, s.rtt_ms, s.jitter_ms) == (7, pytest.approx(4.0), pytest.approx(10.0))
     assert link_stats([], at=0.0, ice_state="new").rtt_ms is None
+
+
+def test_own_quality_is_the_worst_link_and_unknown_without_one() -> None:
+    assert worst([]) is Q.UNKNOWN
+    assert worst([Q.UNKNOWN, Q.UNKNOWN]) is Q.UNKNOWN
+    assert worst([Q.EXCELLENT, Q.UNKNOWN, Q.POOR]) is Q.POOR
+    assert worst([Q.VERY_BAD, Q.DOWN]) is Q.DOWN

@@ -33,7 +33,7 @@ import re
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from ringline.core.enums import CallRole, CallStatus, MediaType
@@ -58,6 +58,10 @@ from ._codec import (
 from ._session import LoginParams, Phase, Session, SessionEnd, cancel_and_wait
 from ._state import CallState
 from .transport import AiohttpTransport, Transport
+
+if TYPE_CHECKING:  # ringline.media needs the media extra (aiortc); imported when asked for
+    from ringline.media import MediaOptions, MediaSession
+    from ringline.media._link import EngineMedia
 
 __all__ = ["CallEngine"]
 
@@ -179,6 +183,27 @@ def _decode_signal(args: object, seq: int | None) -> Event | None:
     return Event("on_signal", seq, cid, (cid, sender, data), kwargs)
 
 
+def _media_link(engine: CallEngine, media: object) -> EngineMedia | None:
+    """``media=`` of the constructor: None/False = signalling only (docs/media-python.md)."""
+    if media is None or media is False:
+        return None
+    try:
+        from ringline.media import MediaOptions
+        from ringline.media._link import EngineMedia
+    except ImportError as exc:
+        _bad(f"media needs the media extra ({exc}): pip install 'ringline[media]'")
+    if media is True:
+        media = MediaOptions()
+    if not isinstance(media, MediaOptions):
+        _bad(f"media must be True, False, None or a MediaOptions, got {_type(media)}")
+    return EngineMedia(
+        media,
+        user_id=lambda: engine.user_id,
+        ice_servers=lambda: list(getattr(engine._session, "ice_servers", None) or []),
+        send_signal=engine.send_signal,
+    )
+
+
 class _Dispatch:
     """The event queue of one login, drained in order by one task."""
 
@@ -200,6 +225,9 @@ class CallEngine:
     ``heartbeat_interval`` overrides the server's ping interval (seconds);
     ``request_timeout`` bounds every request, including the wait for a reconnect.
     ``transport`` replaces the network (:mod:`ringline.client.transport`).
+    ``media=True`` (or a :class:`~ringline.media.MediaOptions`) makes this device a
+    real audio/video member of its calls (needs the ``media`` extra; see
+    docs/media-python.md).
 
     Use ``async with engine:`` or call :meth:`uninit` when done: it logs out and stops
     the engine's background tasks.
@@ -213,6 +241,7 @@ class CallEngine:
         heartbeat_interval: float | None = None,
         request_timeout: float = 10.0,
         transport: Transport | None = None,
+        media: bool | MediaOptions | None = None,
     ) -> None:
         self._ws_url = _ws_url(server_url)
         self._server_url = server_url
@@ -244,6 +273,7 @@ class CallEngine:
         self._logged_out = asyncio.Event()
         self._logged_out.set()
         self._end_message: str | None = None
+        self._media = _media_link(self, media)
 
     def __repr__(self) -> str:
         state = "initialised" if self._initialized else "not initialised"
@@ -296,6 +326,12 @@ class CallEngine:
         return self._state.media_type
 
     @property
+    def media(self) -> MediaSession | None:
+        """The media of the current call (``media=`` given and the call begun), else
+        ``None``: read ``media.stats()`` / ``media.local_volume()`` for measures."""
+        return self._media.session if self._media is not None else None
+
+    @property
     def is_initialized(self) -> bool:
         """True between a successful ``init`` and ``uninit`` / the end of the session
         (kicked offline, sig expired, logged out by the server)."""
@@ -332,6 +368,8 @@ class CallEngine:
                     f"before logging in as {user_id!r}, or use another CallEngine",
                 )
             disp = _Dispatch()
+            if self._media is not None:
+                self._media.bind(disp.queue.put_nowait)
             session = Session(
                 transport=self._transport,
                 url=self._ws_url,
@@ -371,6 +409,8 @@ class CallEngine:
                     except CallError as exc:
                         log.debug("logout: %s", exc)
                 await session.aclose()
+            if self._media is not None:
+                await self._media.close()
             for task in list(self._tasks):
                 await cancel_and_wait(task)
 
@@ -650,6 +690,8 @@ class CallEngine:
         session = self._require_session(op)
         cid = self._require_call(op, "open devices once in a call")
         await session.request(op, {"call_id": cid})
+        if self._media is not None:
+            self._media.device(op)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -678,8 +720,12 @@ class CallEngine:
             if disp.stopped:
                 return
             if isinstance(item, SessionEnd):
+                if self._media is not None:
+                    await self._media.close()
                 await self._session_over(disp, item)
                 return
+            if self._media is not None and not await self._media.on_event(item):
+                continue
             if self._state.apply(item):
                 await self._notify(disp, item)
 

@@ -36,6 +36,7 @@ __all__ = [
     "QualityTracker",
     "grade",
     "link_stats",
+    "worst",
 ]
 
 #: Seconds between two quality readings.
@@ -74,6 +75,13 @@ def grade(rtt_ms: float | None, loss_pct: float | None, jitter_ms: float | None)
     return max(grades)  # ordinals grow from EXCELLENT (1) to VERY_BAD (5)
 
 
+def worst(qualities: Iterable[NetworkQuality]) -> NetworkQuality:
+    """The local user's own quality: the worst of its links (DOWN is the worst),
+    UNKNOWN when none is graded yet."""
+    graded = [q for q in qualities if q is not NetworkQuality.UNKNOWN]
+    return max(graded) if graded else NetworkQuality.UNKNOWN
+
+
 @dataclass(frozen=True, slots=True)
 class LinkStats:
     """One reading of a peer connection; counters are cumulative since it started.
@@ -108,9 +116,10 @@ def link_stats(report: Mapping[str, Any] | Iterable[Any], at: float, ice_state: 
     W3C field names) taken at monotonic time ``at``.
 
     RTT comes from ``remote-inbound-rtp.roundTripTime`` (the sending side's view,
-    audio preferred), jitter from ``inbound-rtp.jitter`` (audio preferred; aiortc
-    reports RTP units, converted with the codec clock rate), loss and received
-    counts from ``inbound-rtp``, and "anything received" from ``transport``.
+    audio preferred; aiortc has no candidate-pair statistics), jitter is the largest
+    ``inbound-rtp.jitter`` (aiortc reports RTP units, converted with the codec clock
+    rate), loss and received counts come from ``inbound-rtp``, and "anything
+    received" from ``transport``.
     """
     items = report.values() if isinstance(report, Mapping) else report
     rtt: dict[str, float] = {}
@@ -137,7 +146,7 @@ def link_stats(report: Mapping[str, Any] | Iterable[Any], at: float, ice_state: 
         media_received=media_received,
         media_lost=media_lost,
         rtt_ms=rtt.get("audio", rtt.get("video")),
-        jitter_ms=jitter.get("audio", jitter.get("video")),
+        jitter_ms=max(jitter.values()) if jitter else None,
         ice_ok=ice_state not in ("disconnected", "failed", "closed"),
     )
 

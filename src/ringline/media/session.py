@@ -42,7 +42,6 @@ from typing import Any, Final
 
 import aioice.ice
 import av
-import numpy as np
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -58,7 +57,7 @@ from ringline.core.enums import MediaType, NetworkQuality
 
 from .levels import LevelMeter, frame_energy
 from .options import MediaOptions, TestPattern, TestTone
-from .quality import QUALITY_INTERVAL, QualityTracker, link_stats
+from .quality import QUALITY_INTERVAL, QualityTracker, link_stats, worst
 from .sinks import Kind, MediaSink
 from .sources import (
     FileAudioTrack,
@@ -170,6 +169,13 @@ def _copy_frame(frame: Any) -> Any:
     return out
 
 
+def _ice_ufrag(sdp: str) -> str | None:
+    for line in sdp.splitlines():
+        if line.startswith("a=ice-ufrag:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 class _OutTrack(MediaStreamTrack):
     """What one peer connection sends: frames pushed by a :class:`_Feed`."""
 
@@ -201,8 +207,8 @@ class _OutTrack(MediaStreamTrack):
 class _Feed:
     """Reads one local source and fans its frames out to every peer's track.
 
-    A muted feed (microphone or camera closed) sends silence or black frames of the
-    same shape, so the connection and its statistics go on. The local audio level
+    A muted microphone sends silence of the same shape, so the connection and its
+    statistics go on; a closed camera sends nothing (the source is still read). The local audio level
     is measured here, as sent.
     """
 
@@ -214,7 +220,6 @@ class _Feed:
         self.outs: set[_OutTrack] = set()
         self.frames = 0
         self._task: asyncio.Task[None] | None = None
-        self._black: Any = None
 
     @property
     def running(self) -> bool:
@@ -252,22 +257,13 @@ class _Feed:
                     self.meter.add_energy(energy, n, time.monotonic())
             else:
                 if not self.enabled:
-                    frame = self._black_like(frame)
+                    continue  # camera off: nothing is sent, as replaceTrack(null) in browsers
                 if frame.format.name != "yuv420p":
                     frame = frame.reformat(format="yuv420p")  # once here, not in every encoder
             # Each connection encodes in its own thread and encoders touch their input
             # (libvpx crashes on a frame shared by two of them): one copy per extra peer.
             for i, out in enumerate(self.outs):
                 out.push(frame if i == 0 else _copy_frame(frame))
-
-    def _black_like(self, frame: Any) -> Any:
-        b = self._black
-        if b is None or b.width != frame.width or b.height != frame.height:
-            img = np.zeros((frame.height, frame.width, 3), dtype=np.uint8)
-            b = self._black = av.VideoFrame.from_ndarray(img, format="rgb24")
-        out = av.VideoFrame.from_ndarray(b.to_ndarray(format="rgb24"), format="rgb24")
-        out.pts, out.time_base = frame.pts, frame.time_base
-        return out
 
 
 # ---------------------------------------------------------------- one remote user
@@ -338,7 +334,7 @@ class _Peer:
             self._inbox.put_nowait((what, data))
 
     async def _run(self) -> None:
-        while True:
+        while not self.closed:
             what, data = await self._inbox.get()
             try:
                 if what == "negotiate":
@@ -359,7 +355,8 @@ class _Peer:
             self.out[kind].stop()
         if say_bye:
             await self.session.signal(self.remote, {"type": "bye"})
-        tasks = [t for t in (self._task, *self._readers) if t is not None]
+        me = asyncio.current_task()  # a "bye" is handled on the peer's own task: it ends by itself
+        tasks = [t for t in (self._task, *self._readers) if t is not None and t is not me]
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -391,7 +388,11 @@ class _Peer:
             video.direction = self.session.video_direction
 
     async def _offer(self) -> None:
-        if not self.offerer or self.closed:
+        if self.closed:
+            return
+        if not self.offerer:
+            if self.pc.remoteDescription is not None:
+                await self.session.signal(self.remote, {"type": "renegotiate"})
             return
         if self._offering or self.pc.signalingState != "stable":
             self._offer_again = True  # after the answer to the offer in flight
@@ -406,6 +407,11 @@ class _Peer:
     async def _on_signal(self, data: Mapping[str, Any]) -> None:
         kind = data.get("type")
         if kind == "offer" and isinstance(data.get("sdp"), str):
+            if _ice_ufrag(data["sdp"]) != self._remote_ufrag() and self.pc.remoteDescription is not None:
+                # A new connection from the offerer (it restarted or lost ours): start over.
+                log.info("%r: new offer from a new connection; replacing ours", self)
+                await self.session.restart_peer(self.remote, data)
+                return
             if self.offerer:
                 log.warning(
                     "%r: offer from %s ignored (%s offers to it)", self, self.remote, self.session.user_id
@@ -446,6 +452,10 @@ class _Peer:
         else:
             log.debug("%r: ignoring signal type %r", self, kind)
 
+    def _remote_ufrag(self) -> str | None:
+        desc = self.pc.remoteDescription
+        return _ice_ufrag(desc.sdp) if desc is not None else None
+
     async def _flush_candidates(self) -> None:
         pending, self._candidates = self._candidates, []
         for data in pending:
@@ -485,6 +495,8 @@ class _Peer:
 
     def _on_state(self) -> None:
         log.info("%r", self)
+        if self.pc.connectionState == "connected":
+            self.session.connected()
 
     async def _read(self, track: MediaStreamTrack) -> None:
         kind: Kind = "audio" if track.kind == "audio" else "video"
@@ -570,6 +582,7 @@ class MediaSession:
         }
         self.peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._live = False
         self.closed = False
 
     def __repr__(self) -> str:
@@ -578,10 +591,8 @@ class MediaSession:
     # -------------------------------------------------------------- what the engine calls
 
     async def start(self) -> None:
-        """Start the local sources and the periodic volume and quality reports."""
-        self.feeds["audio"].start()
-        if self.media_type is MediaType.VIDEO:
-            self.feeds["video"].start()
+        """Start the periodic volume and quality reports. The local sources start
+        when the first connection is up, so that a greeting is heard from its start."""
         for coro, name in ((self._volume_loop(), "volume"), (self._quality_loop(), "quality")):
             task = asyncio.create_task(coro, name=f"ringline-media-{name}")
             self._tasks.add(task)
@@ -599,6 +610,11 @@ class MediaSession:
         peer = self.peers.pop(user_id, None)
         if peer is not None:
             await peer.close(say_bye=say_bye)
+
+    async def restart_peer(self, user_id: str, offer: Mapping[str, Any]) -> None:
+        """Replace the connection to ``user_id`` by a new one answering ``offer``."""
+        await self.drop_peer(user_id)
+        self.on_signal(user_id, offer)
 
     def on_signal(self, from_user_id: str, data: Mapping[str, Any]) -> None:
         """A message relayed from ``from_user_id``; an offer from a member not yet
@@ -625,12 +641,12 @@ class MediaSession:
             return
         self.media_type = media_type
         if media_type is MediaType.VIDEO:
-            self.feeds["video"].start()
+            if self._live:
+                self.feeds["video"].start()
         else:
             await self.feeds["video"].stop()
         for peer in self.peers.values():
-            if peer.offerer:
-                peer.post("negotiate")
+            peer.post("negotiate")  # the offerer offers; the answerer asks for an offer
 
     def set_microphone(self, on: bool) -> None:
         """Open (``True``) or close the microphone: closed sends silence."""
@@ -707,6 +723,15 @@ class MediaSession:
             return "inactive"
         return "sendrecv" if self.feeds["video"].source is not None else "recvonly"
 
+    def connected(self) -> None:
+        """A connection is up: start the local sources (once)."""
+        if self.closed or self._live:
+            return
+        self._live = True
+        self.feeds["audio"].start()
+        if self.media_type is MediaType.VIDEO:
+            self.feeds["video"].start()
+
     async def signal(self, to: str, data: dict[str, Any]) -> None:
         try:
             await self._send_signal(to, data)
@@ -745,7 +770,7 @@ class MediaSession:
                 continue
             for p in peers:
                 await p.measure()
-            self.emit(
-                "on_user_network_quality_changed",
-                {"network_quality_list": [{"user_id": p.remote, "quality": int(p.quality)} for p in peers]},
-            )
+            mine = worst(p.quality for p in peers)
+            entries = [{"user_id": self.user_id, "quality": int(mine)}]
+            entries += [{"user_id": p.remote, "quality": int(p.quality)} for p in peers]
+            self.emit("on_user_network_quality_changed", {"network_quality_list": entries})
