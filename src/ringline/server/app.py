@@ -19,6 +19,7 @@ from .config import AppIdentity, Settings, load_callback_secrets
 from .hub import Hub
 from .rest import AdminApi
 from .store import Store, open_store
+from .web import add_web_routes
 from .webhooks import Deliverer, DeliveryState, RetrySchedule, WebhookCredentials
 from .ws import WsHandler
 
@@ -112,6 +113,7 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/ws", ws.handle)
     app.router.add_routes(admin.routes())
+    add_web_routes(app, settings, identity)
 
     async def on_shutdown(_app: web.Application) -> None:
         await hub.close()  # everything queued is in the outbox now

@@ -24,6 +24,7 @@ from .. import __version__
 from ..core.enums import CallEndReason
 from ..core.errors import ErrorCode
 from ..core.records import CallResult
+from .web import WEB_ROOT
 
 __all__ = [
     "AUTH_ERRORS",
@@ -865,7 +866,58 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         ),
         tags=("server",),
     ),
+    Endpoint(
+        api="web",
+        method="get",
+        path="/",
+        operation_id="call_page",
+        summary="The call page (HTML): sign in, call, answer",
+        doc="web.md",
+        response=_STR,
+        tags=("web",),
+    ),
+    Endpoint(
+        api="web",
+        method="get",
+        path="/sdk/{name}",
+        operation_id="web_sdk",
+        summary="The browser engine: ringline.js (an ES module) and its types, ringline.d.ts",
+        doc="web.md",
+        response=_STR,
+        description="CORS-open (Access-Control-Allow-Origin: *): pages served elsewhere may import it.",
+        tags=("web",),
+    ),
+    Endpoint(
+        api="web",
+        method="get",
+        path="/app/{name}",
+        operation_id="web_app",
+        summary="The call page's modules and styles",
+        doc="web.md",
+        response=_STR,
+        tags=("web",),
+    ),
+    Endpoint(
+        api="http",
+        method="get",
+        path="/app/config.json",
+        operation_id="web_config",
+        summary="What the call page needs to sign in: the app id, and whether the dev sign-in is on",
+        doc="web.md",
+        response=_obj(
+            {"sdkAppId": {"type": "integer", "minimum": 0}, "devSignIn": {"type": "boolean"}},
+            ("sdkAppId", "devSignIn"),
+        ),
+        tags=("web",),
+    ),
 )
+
+#: Content types of the web routes (docs/web.md).
+_WEB_TYPES: Final[dict[str, tuple[str, ...]]] = {
+    "/": ("text/html",),
+    "/sdk/{name}": ("text/javascript", "application/typescript"),
+    "/app/{name}": ("text/javascript", "text/css", "text/html"),
+}
 
 # --------------------------------------------------------------------------- the document
 
@@ -993,6 +1045,19 @@ def _operation(e: Endpoint) -> Schema:
                 "description": f"internal error (code {E_INTERNAL}); retry",
                 "content": {"application/json": {"schema": _internal_schema(e.api)}},
             },
+        }
+    elif e.api == "web":
+        # The browser engine and the call page (docs/web.md): files, not JSON.
+        if "{name}" in e.path:
+            folder = WEB_ROOT / e.path.split("/")[1]
+            names = sorted(p.name for p in folder.iterdir() if p.is_file())
+            param = {"name": "name", "in": "path", "required": True, "description": "a file"}
+            op["parameters"] = [{**param, "schema": {"enum": names}}]
+        if e.description:
+            op["description"] = e.description
+        op["responses"] = {
+            "200": {"description": "the file", "content": {t: {"schema": _STR} for t in _WEB_TYPES[e.path]}},
+            "404": {"description": "no such file", "content": {"text/plain": {"schema": _STR}}},
         }
     elif e.api == "ws":
         op["description"] = e.description
