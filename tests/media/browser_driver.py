@@ -1,0 +1,147 @@
+"""A Python member and a browser member (Debian's Chromium, the browser engine served
+at /sdk/ringline.js) in one call.
+
+    python tests/media/browser_driver.py python-offers|browser-offers   (inside a loopback-only netns)
+
+The Python engine calls the browser user (VIDEO); the page answers. The ids are
+chosen so that the Python side (``python-offers``) or the browser side
+(``browser-offers``) is the offerer (docs/media.md §2). Prints one JSON object with
+what each side measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from call_driver import WAIT, Member
+from playwright.async_api import async_playwright
+
+from ringline import MediaType
+from serverproc import SDK_APP_ID, ServerProcess
+
+CHROMIUM_ARGS = [
+    "--allow-loopback-in-peer-connection",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-gpu",
+]
+
+# Runs in the page: an engine that answers every call and keeps its events and the
+# inbound statistics of each remote user in window.rl.
+HARNESS = """
+window.rlSetup = async ({ sdkAppId, userId, userSig }) => {
+  const m = await import("/sdk/ringline.js");
+  const engine = new m.CallEngine({
+    serverUrl: location.origin,
+    video: { width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: 15 } },
+  });
+  const rl = { engine, events: [], stats: {} };
+  window.rl = rl;
+  for (const name of Object.values(m.TUICallEvent)) {
+    engine.on(name, (p) => rl.events.push({ name, p: JSON.parse(JSON.stringify(p || {})) }));
+  }
+  engine.on(m.TUICallEvent.ON_CALL_RECEIVED, () => engine.accept());
+  setInterval(async () => {
+    for (const u of engine.remoteUsers) {
+      const pc = engine.getPeerConnection(u);
+      if (!pc) continue;
+      const s = { framesDecoded: 0, frameWidth: 0, audioEnergy: 0, audioPackets: 0, codecs: [] };
+      for (const r of (await pc.getStats()).values()) {
+        if (r.type === "inbound-rtp" && r.kind === "video") {
+          s.framesDecoded = r.framesDecoded || 0;
+          s.frameWidth = r.frameWidth || 0;
+        }
+        if (r.type === "inbound-rtp" && r.kind === "audio") {
+          s.audioEnergy = r.totalAudioEnergy || 0;
+          s.audioPackets = r.packetsReceived || 0;
+        }
+        if (r.type === "codec") s.codecs.push(r.mimeType);
+      }
+      s.transceivers = pc.getTransceivers().map((t) => t.receiver.track.kind);
+      rl.stats[u] = s;
+    }
+  }, 250);
+  await engine.init({ sdkAppId, userId, userSig });
+};
+"""
+
+
+async def main(mode: str) -> dict[str, Any]:
+    py_id, web_id = ("apy", "bweb") if mode == "python-offers" else ("zpy", "bweb")
+    out: dict[str, Any] = {"python": py_id, "browser": web_id}
+    with tempfile.TemporaryDirectory(prefix="rl-interop-") as tmp:
+        srv = ServerProcess(Path(tmp) / "srv").start()
+        py = Member(srv, py_id, 440.0)
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(
+                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+                )
+                page = await browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await page.goto(srv.url + "/sdk/ringline.js")
+                await page.add_script_tag(content=HARNESS)
+                await page.evaluate(
+                    "async (a) => { await window.rlSetup(a); }",
+                    {"sdkAppId": SDK_APP_ID, "userId": web_id, "userSig": srv.sig(web_id)},
+                )
+
+                async def web(predicate: str) -> Any:
+                    handle = await page.wait_for_function(
+                        f"(u) => {{ const rl = window.rl; return ({predicate}); }}",
+                        arg=py_id,
+                        timeout=WAIT * 1000,
+                        polling=100,
+                    )
+                    return await handle.json_value()
+
+                await py.login()
+                cid = await py.engine.calls([web_id], MediaType.VIDEO)
+                await py.rec.wait_for("on_call_begin", call_id=cid, timeout=WAIT)
+                # Python side: the browser's fake microphone and camera arrive and decode.
+                out["python_hears_browser"] = await py.hears(web_id)
+                out["python_video_frames"] = await py.probe.wait_frames(web_id, "video", 10, WAIT)
+                out["python_video_size"] = py.probe.sizes.get(web_id)
+                session = py.engine.media
+                assert session is not None
+                out["python_is_offerer"] = session.stats()[web_id].offerer
+                # Browser side: the Python tone and test pattern arrive and decode.
+                out["browser_frames"] = await web(
+                    "rl.stats[u] && rl.stats[u].framesDecoded > 10 && rl.stats[u]"
+                )
+                out["browser_audio"] = await web(
+                    "rl.stats[u] && rl.stats[u].audioPackets > 20"
+                    " && rl.stats[u].audioEnergy > 0 && rl.stats[u]"
+                )
+                out["browser_volume"] = await web(
+                    "(rl.events.filter((e) => e.name === 'onUserVoiceVolume')"
+                    ".flatMap((e) => e.p.volumeMap)"
+                    ".find((v) => v.userId === u && v.audioVolume > 0) || false)"
+                )
+                out["browser_quality"] = await web(
+                    "(rl.events.filter((e) => e.name === 'onUserNetworkQualityChanged')"
+                    ".flatMap((e) => e.p.networkQualityList)"
+                    ".find((q) => q.userId === u && q.quality > 0) || false)"
+                )
+                await py.engine.hangup()
+                await py.rec.wait_for("on_call_end", call_id=cid, timeout=WAIT)
+                out["browser_end"] = await web("rl.events.find((e) => e.name === 'onCallEnd') || false")
+                out["page_errors"] = errors
+                await browser.close()
+        finally:
+            await py.engine.uninit()
+            srv.stop()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(sys.argv[1]))))

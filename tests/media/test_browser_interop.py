@@ -1,0 +1,43 @@
+"""A Python member and a Chromium member share a call: each hears and sees the other
+(inside a loopback-only network namespace, no ICE servers)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from netns import loopback_netns, run_in
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _missing() -> str | None:
+    if not Path("/usr/bin/chromium").exists():
+        return "Debian's chromium is not installed (./scripts/test installs it)"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    return None
+
+
+@pytest.mark.parametrize("mode", ["python-offers", "browser-offers"])
+def test_python_and_chromium_hear_and_see_each_other(mode: str) -> None:
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with loopback_netns() as ns:
+        r = run_in(ns, ["tests/media/browser_driver.py", mode], timeout=200)
+    assert r["python_is_offerer"] is (mode == "python-offers")
+    assert r["python_hears_browser"]["level"] > 0 and r["python_hears_browser"]["max_volume"] > 0
+    assert r["python_video_frames"] >= 10 and r["python_video_size"][0] > 0
+    assert r["browser_frames"]["framesDecoded"] > 10 and r["browser_frames"]["frameWidth"] == 320
+    assert r["browser_audio"]["audioEnergy"] > 0
+    assert r["browser_frames"]["transceivers"] == ["audio", "video"]
+    assert r["browser_volume"]["audioVolume"] > 0
+    assert 1 <= r["browser_quality"]["quality"] <= 5
+    assert r["browser_end"]["p"]["userID"] == r["python"]
+    assert r["page_errors"] == []
