@@ -1,12 +1,13 @@
 """A Python member and a browser member (Debian's Chromium, the browser engine served
 at /sdk/ringline.js) in one call.
 
-    python tests/media/browser_driver.py python-offers|browser-offers   (inside a loopback-only netns)
+    python tests/media/browser_driver.py MODE      (inside a loopback-only netns)
 
 The Python engine calls the browser user (VIDEO); the page answers. The ids are
 chosen so that the Python side (``python-offers``) or the browser side
-(``browser-offers``) is the offerer (docs/media.md §2). Prints one JSON object with
-what each side measured.
+(``browser-offers``) is the offerer (docs/media.md §2); then the call switches to
+audio. ``mixed-mesh``: two Python members and the browser in one video group call.
+Prints one JSON object with what each side measured.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ window.rlSetup = async ({ sdkAppId, userId, userSig }) => {
         if (r.type === "codec") s.codecs.push(r.mimeType);
       }
       s.transceivers = pc.getTransceivers().map((t) => t.receiver.track.kind);
+      const video = pc.getTransceivers().find((t) => t.receiver.track.kind === "video");
+      s.videoDirection = video ? video.currentDirection : null;
       rl.stats[u] = s;
     }
   }, 250);
@@ -74,7 +77,59 @@ window.rlSetup = async ({ sdkAppId, userId, userSig }) => {
 """
 
 
+async def mixed_mesh() -> dict[str, Any]:
+    """Two Python members and one browser member in a video group call."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="rl-interop-") as tmp:
+        srv = ServerProcess(Path(tmp) / "srv").start()
+        a, c = Member(srv, "apy", 440.0), Member(srv, "cpy", 660.0)
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(
+                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+                )
+                page = await browser.new_page()
+                await page.goto(srv.url + "/sdk/ringline.js")
+                await page.add_script_tag(content=HARNESS)
+                await page.evaluate(
+                    "async (a) => { await window.rlSetup(a); }",
+                    {"sdkAppId": SDK_APP_ID, "userId": "bweb", "userSig": srv.sig("bweb")},
+                )
+                await a.login()
+                await c.login()
+                cid = await a.engine.calls(["bweb", "cpy"], MediaType.VIDEO)
+                await c.rec.wait_for("on_call_received", call_id=cid, timeout=WAIT)
+                await c.engine.accept()
+                for m, others in ((a, ("bweb", "cpy")), (c, ("apy", "bweb"))):
+                    for o in others:
+                        out[f"{m.user}<-{o}"] = await m.hears(o)
+                        out[f"{m.user}<-{o}"]["video_frames"] = await m.probe.wait_frames(
+                            o, "video", 10, WAIT
+                        )
+                for o in ("apy", "cpy"):
+                    handle = await page.wait_for_function(
+                        "(u) => { const s = window.rl.stats[u];"
+                        " return s && s.framesDecoded > 10 && s.audioEnergy > 0 && s; }",
+                        arg=o,
+                        timeout=WAIT * 1000,
+                        polling=100,
+                    )
+                    out[f"bweb<-{o}"] = await handle.json_value()
+                await a.engine.hangup()
+                await c.engine.hangup()
+                for m in (a, c):
+                    await m.rec.wait_for("on_call_end", call_id=cid, timeout=WAIT)
+                await browser.close()
+        finally:
+            for m in (a, c):
+                await m.engine.uninit()
+            srv.stop()
+    return out
+
+
 async def main(mode: str) -> dict[str, Any]:
+    if mode == "mixed-mesh":
+        return await mixed_mesh()
     py_id, web_id = ("apy", "bweb") if mode == "python-offers" else ("zpy", "bweb")
     out: dict[str, Any] = {"python": py_id, "browser": web_id}
     with tempfile.TemporaryDirectory(prefix="rl-interop-") as tmp:
@@ -132,6 +187,19 @@ async def main(mode: str) -> dict[str, Any]:
                     ".flatMap((e) => e.p.networkQualityList)"
                     ".find((q) => q.userId === u && q.quality > 0) || false)"
                 )
+                # Switch to audio: video stops both ways, audio goes on.
+                await py.engine.switch_call_media_type(MediaType.AUDIO)
+                await py.rec.wait_for(
+                    "on_user_video_available", user_id=web_id, is_video_available=False, timeout=WAIT
+                )
+                await py.rec.wait_until(lambda: not session.stats()[web_id].receiving_video, timeout=WAIT)
+                await py.probe.wait_frames(web_id, "audio", 25, WAIT)
+                packets = out["browser_audio"]["audioPackets"]
+                out["browser_after_switch"] = await web(
+                    f"rl.stats[u] && rl.stats[u].videoDirection === 'inactive'"
+                    f" && rl.stats[u].audioPackets > {packets} + 25 && rl.stats[u]"
+                )
+                out["python_receiving_video_after_switch"] = session.stats()[web_id].receiving_video
                 await py.engine.hangup()
                 await py.rec.wait_for("on_call_end", call_id=cid, timeout=WAIT)
                 out["browser_end"] = await web("rl.events.find((e) => e.name === 'onCallEnd') || false")

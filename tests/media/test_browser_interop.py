@@ -12,6 +12,15 @@ from netns import loopback_netns, run_in
 pytestmark = pytest.mark.timeout(240)
 
 
+def _require_browser() -> None:
+    """Skip without Chromium or Playwright; in CI (which installs both) fail instead."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def _missing() -> str | None:
     if not Path("/usr/bin/chromium").exists():
         return "Debian's chromium is not installed (./scripts/test installs it)"
@@ -23,12 +32,8 @@ def _missing() -> str | None:
 
 
 @pytest.mark.parametrize("mode", ["python-offers", "browser-offers"])
-def test_python_and_chromium_hear_and_see_each_other(mode: str) -> None:
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+def test_python_and_chromium_hear_and_see_each_other_then_switch_to_audio(mode: str) -> None:
+    _require_browser()
     with loopback_netns() as ns:
         r = run_in(ns, ["tests/media/browser_driver.py", mode], timeout=200)
     assert r["python_is_offerer"] is (mode == "python-offers")
@@ -39,5 +44,18 @@ def test_python_and_chromium_hear_and_see_each_other(mode: str) -> None:
     assert r["browser_frames"]["transceivers"] == ["audio", "video"]
     assert r["browser_volume"]["audioVolume"] > 0
     assert 1 <= r["browser_quality"]["quality"] <= 5
+    assert r["browser_after_switch"]["videoDirection"] == "inactive"
+    assert r["python_receiving_video_after_switch"] is False
     assert r["browser_end"]["p"]["userID"] == r["python"]
     assert r["page_errors"] == []
+
+
+def test_two_python_members_and_chromium_share_a_group_call() -> None:
+    _require_browser()
+    with loopback_netns() as ns:
+        r = run_in(ns, ["tests/media/browser_driver.py", "mixed-mesh"], timeout=200)
+    for pair in ("apy<-bweb", "apy<-cpy", "cpy<-apy", "cpy<-bweb"):
+        assert r[pair]["level"] > 0 and r[pair]["max_volume"] > 0 and r[pair]["video_frames"] >= 10, pair
+    for pair in ("bweb<-apy", "bweb<-cpy"):
+        assert r[pair]["framesDecoded"] > 10 and r[pair]["audioEnergy"] > 0, pair
+        assert r[pair]["transceivers"] == ["audio", "video"], pair
