@@ -122,10 +122,22 @@ async def main(users: list[str]) -> dict[str, Any]:
                 "audio_frames_after_switch": probes[u].count(other, "audio") - before,
                 "events_after_switch": [n for n, _ in events[u][mark[u] :]][:3],
             }
+    # A member that vanishes (no bye, no more packets) is graded DOWN by the others.
+    gone = users[-1]
+    await sessions[gone].close()
+    for u in users[:-1]:
+        await wait_event(
+            u,
+            lambda n, a: (
+                n == "on_user_network_quality_changed"
+                and any(x["user_id"] == gone and x["quality"] == 6 for x in a["network_quality_list"])
+            ),
+        )
+        out.setdefault("down_seen_by", []).append(u)
     out["signal_types"] = sorted({t for _, _, t in signals})
     out["offers_by"] = sorted({f for f, _, t in signals if t == "offer"})
     for s in sessions.values():
-        await s.close()
+        await s.close()  # idempotent: the vanished one is closed already
     return out
 
 

@@ -79,6 +79,11 @@ async def test_events_made_by_a_closed_session_are_not_delivered() -> None:
         ev("on_call_not_connected", call_id="c1", media_type=1, reason=2, user_id="bob", info={})
     )
     assert not await link.on_event(late)  # queued before, handled after the end: dropped
+    await link.on_event(ev("on_call_begin", call_id="c2", media_type=1, info={}))
+    assert not await link.on_event(late)  # nor delivered in the next call
+    # a server push is never taken for a made one
+    assert await link.on_event(ev("on_user_join", call_id="c2", user_id="carol"))
+    await link.close()
 
 
 async def test_device_toggles_mute_the_local_sources() -> None:

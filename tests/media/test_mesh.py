@@ -10,7 +10,9 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.mark.parametrize("users", [["alice", "bob"], ["alice", "bob", "carol"]], ids=["1v1", "3-mesh"])
-def test_every_member_hears_and_sees_every_other_then_video_stops_on_switch(users: list[str]) -> None:
+def test_every_member_hears_and_sees_every_other_video_stops_on_switch_and_a_vanished_one_is_down(
+    users: list[str],
+) -> None:
     with loopback_netns() as ns:
         r = run_in(ns, ["tests/media/mesh_driver.py", *users], timeout=150)
     pairs = [f"{u}<-{o}" for u in users for o in users if o != u]
@@ -26,6 +28,7 @@ def test_every_member_hears_and_sees_every_other_then_video_stops_on_switch(user
     for pair, seen in r["audio_phase"].items():
         assert seen["video_off_event"] and not seen["receiving_video"], pair
         assert seen["audio_frames_after_switch"] >= 25, pair
+    assert r["down_seen_by"] == users[:-1]  # the vanished member is DOWN for everyone else
     # only the lower id of each pair ever offered
     assert r["offers_by"] == sorted(users)[:-1]
     assert set(r["signal_types"]) <= {"offer", "answer", "candidate", "renegotiate", "bye"}

@@ -32,13 +32,15 @@ from ringline.core.errors import ErrorCode
 from .options import MediaOptions
 from .session import MediaSession
 
-__all__ = ["EngineMedia"]
+__all__ = ["MADE_SEQ", "EngineMedia"]
 
 log = logging.getLogger("ringline.media")
 
 _TERMINAL = frozenset({"on_call_end", "on_call_not_connected"})
 _AVAILABILITY = {"on_user_audio_available": "audio", "on_user_video_available": "video"}
 _MADE_HERE = frozenset({"on_user_voice_volume_changed", "on_user_network_quality_changed", *_AVAILABILITY})
+#: ``seq`` of the events made here: server pushes are numbered from 1.
+MADE_SEQ = -1
 
 
 class EngineMedia:
@@ -63,7 +65,6 @@ class EngineMedia:
         self._ice_servers = ice_servers
         self._send_signal = send_signal
         self._put: Callable[[Event], None] | None = None
-        self._made_here: set[int] = set()
         self._available: dict[tuple[str, str], bool] = {}
         self._mic = True
         self._camera = True
@@ -78,10 +79,8 @@ class EngineMedia:
     async def on_event(self, ev: Event) -> bool:
         """Follow the call; return whether the observers should get ``ev``."""
         s = self.session
-        if id(ev) in self._made_here:
-            self._made_here.discard(id(ev))
-            if s is None or s.closed or ev.call_id != s.call_id:
-                return False  # made before the session closed, queued after
+        if ev.seq == MADE_SEQ and (s is None or s.closed or ev.call_id != s.call_id):
+            return False  # made before its session closed, handled after
         name = ev.name
         if name == "on_call_begin" and ev.call_id is not None:
             await self._begin(ev.call_id, ev.kwargs["media_type"])
@@ -163,10 +162,7 @@ class EngineMedia:
     def _emit(self, name: str, args: dict[str, Any]) -> None:
         if name not in _MADE_HERE:
             raise ValueError(f"the media session cannot make {name}")
-        ev = decode_event(name, args)
-        if ev is not None and self._put is not None:
-            self._made_here.add(id(ev))  # the queue holds ev until on_event, so the id stays its own
-            self._put(ev)
+        self._queue(decode_event(name, args, MADE_SEQ))
 
     def _queue(self, ev: Event | None) -> None:
         if ev is not None and self._put is not None:
