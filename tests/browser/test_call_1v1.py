@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import User
+from browserkit import User
 
 VIDEO, AUDIO = 2, 1
 

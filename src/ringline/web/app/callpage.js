@@ -49,6 +49,10 @@ function clock(seconds) {
 
 /** The built-in ring: two tones, 2 s on, 4 s off, made with Web Audio (no file). */
 class SynthRing {
+  get playing() {
+    return !!this.ctx;
+  }
+
   start() {
     if (this.ctx) return;
     try {
@@ -86,6 +90,10 @@ class SynthRing {
 class FileRing {
   constructor(url) {
     this.url = url;
+  }
+
+  get playing() {
+    return !!this.audio && !this.audio.paused;
   }
 
   start() {
@@ -227,8 +235,8 @@ export function mountCallPage(root, options = {}) {
     video.muted = true;
     const bar = h("div.rl-volume-fill");
     const quality = h("span.rl-quality", { dataset: { quality: 0 }, title: "network quality" }, "●●●●");
-    const mic = h("span.rl-flag", { title: "microphone" }, "🎤");
-    const cam = h("span.rl-flag", { title: "camera" }, "📷");
+    const mic = h("span.rl-flag", { title: "microphone" }, "mic");
+    const cam = h("span.rl-flag", { title: "camera" }, "cam");
     const el = h("figure.rl-tile", { dataset: { user: userId } }, video,
       h("figcaption", {}, h("span.rl-name", {}, isLocal ? `${userId} (you)` : userId), mic, cam, quality,
         h("div.rl-volume", { title: "volume" }, bar)));
@@ -476,6 +484,10 @@ export function mountCallPage(root, options = {}) {
       ring.stop();
       ring = url ? new FileRing(url) : new SynthRing();
       if (root.dataset.ringing === "true") ring.start();
+    },
+    /** What rings: {kind: "builtin" | "file", url, playing}. */
+    get ringtone() {
+      return { kind: ring instanceof FileRing ? "file" : "builtin", url: ring.url || null, playing: ring.playing };
     },
     signIn,
     signOut,
