@@ -170,3 +170,49 @@ async def test_frame_sink_iterates_until_the_track_ends_and_drops_the_oldest() -
     sink.track_ended("bob", "audio")
     assert [f async for f in sink.frames("bob", "audio")] == [2, 3, 4]
     assert sink.dropped == 2
+
+
+def write_video(path: Path, frames: int = 10) -> None:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            img = np.full((48, 64, 3), i * 20, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+async def test_media_options_sources_resolve_to_tracks(tmp_path: Path) -> None:
+    from ringline.media import TestPattern, TestTone
+    from ringline.media.session import _audio_track, _video_track
+
+    wav = tmp_path / "a.wav"
+    write_wav(wav, sine(0.3, 0.1, 8000), 8000)
+    video = tmp_path / "v.mp4"
+    write_video(video)
+
+    async def gen() -> AsyncIterator[bytes]:
+        yield bytes(1920)
+
+    mine = ToneTrack()
+    assert isinstance(_audio_track(TestTone(), False), ToneTrack)
+    assert isinstance(_audio_track(str(wav), False), FileAudioTrack)
+    assert isinstance(_audio_track(wav, True), FileAudioTrack)
+    assert isinstance(_audio_track(gen(), False), GeneratorAudioTrack)
+    assert isinstance(_audio_track(gen, False), GeneratorAudioTrack)  # a callable: fresh per call
+    assert _audio_track(mine, False) is mine
+    assert _audio_track(None, False) is None
+    assert isinstance(_video_track(TestPattern(32, 24, 5)), PatternVideoTrack)
+    assert _video_track(None) is None
+    played = _video_track(video)  # a file, played in a loop by aiortc's MediaPlayer
+    assert played is not None
+    frame = await asyncio.wait_for(played.recv(), timeout=10)
+    assert (frame.width, frame.height) == (64, 48)
+    played.stop()
+    with pytest.raises(TypeError, match=r"MediaOptions\.audio"):
+        _audio_track(42, False)
+    with pytest.raises(FileNotFoundError):
+        _audio_track(tmp_path / "missing.wav", False)
+    mine.stop()
