@@ -696,6 +696,7 @@ export class CallEngine {
       window.removeEventListener("pagehide", this._unload);
       window.removeEventListener("beforeunload", this._unload);
     }
+    this._closing = true; // the server's close after the logout is not a connection loss
     if (this._online) {
       try {
         await this._request("logout", {}, 2000);
@@ -833,7 +834,10 @@ export class CallEngine {
     this._online = false;
     clearInterval(this._pingTimer);
     if (this._closing || !this._login) return;
-    const fatal = { 1000: "logged out", 4001: "kicked offline", 4002: "user sig expired", 4003: "login failed", 4009: "too many unacknowledged events" };
+    // Codes after which logging in again would not help (protocol.md "Closing"). Any
+    // other close (1001 server restart, 1006 network, a proxy's 1000) is a lost
+    // connection: resume the session.
+    const fatal = { 4001: "kicked offline", 4002: "user sig expired", 4003: "login failed", 4009: "too many unacknowledged events" };
     if (e.code in fatal) {
       this._shutdown(fatal[e.code]);
       return;
