@@ -31,13 +31,16 @@ from serverproc import SDK_APP_ID
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str]:
     """A fresh network namespace with only ``lo`` up; deleted afterwards."""
+    name = "rl-" + secrets.token_hex(4)
     reason = skip_reason()
+    if not reason:
+        made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+        if made.returncode != 0:
+            reason = f"cannot create a network namespace: {made.stderr.strip()}"
     if reason:
         if os.environ.get("CI"):  # CI installs everything (scripts/test): never skip there
             pytest.fail(reason)
         pytest.skip(reason)
-    name = "rl-" + secrets.token_hex(4)
-    subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
         yield name
