@@ -198,6 +198,9 @@ class Session:
         self.heartbeat_interval = heartbeat_interval or _DEFAULT_INTERVAL
         self.heartbeat_grace = _DEFAULT_GRACE
         self.sig_expires_at: float | None = None
+        self.ice_servers: list[dict[str, Any]] = []
+        """The server's STUN/TURN servers (``{urls, username?, credential?}``) from the
+        last login or resume; empty = host candidates only."""
         self.phase = Phase.CONNECTING
         self.end: SessionEnd | None = None
         self._transport = transport
@@ -527,6 +530,9 @@ class Session:
         expires = result.get("sig_expires_at")
         if isinstance(expires, int | float):
             self.sig_expires_at = float(expires)
+        ice = result.get("ice_servers")
+        if isinstance(ice, list):
+            self.ice_servers = [x for x in ice if isinstance(x, dict) and x.get("urls")]
         log.info(
             "%s: %s (session %s)",
             self._who(),
