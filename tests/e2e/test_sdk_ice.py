@@ -21,7 +21,7 @@ async def test_the_sdk_session_keeps_the_announced_ice_servers(tmp_path: Path, s
             session = engine._session
             assert session is not None
             assert session.ice_servers == [
-                {"urls": ["turn:127.0.0.1:3478"], "username": "bot", "credential": "pw"}
+                {"urls": "turn:127.0.0.1:3478", "username": "bot", "credential": "pw"}
             ]
         finally:
             await engine.uninit()
