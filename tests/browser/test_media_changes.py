@@ -126,3 +126,22 @@ async def test_signing_in_elsewhere_kicks_this_tab_out(users: Any, browser: Any,
         assert r["error"]["code"] == -1201
     finally:
         await ctx.close()
+
+
+async def test_a_user_who_declined_can_join_later_with_the_camera_off(users: Any) -> None:
+    a, b, c = await users(3)
+    cid = (await a.ok("calls", [b.user_id, c.user_id], VIDEO))["callId"]
+    for x in (b, c):
+        await x.event("onCallReceived", callID=cid)
+    await b.ok("accept")
+    await c.ok("reject")
+    await c.event("onCallNotConnected", callID=cid, reason=2)
+    await frames_grow(a, b)
+    await c.ok("join", cid)
+    await c.event("onCallBegin", callID=cid)
+    for other in (a, b):
+        await c.event("onUserEnter", callID=cid, userID=other.user_id)
+        await frames_grow(c, other)  # c sees both
+        await audio_flows(other, c)  # both hear c
+        await other.event("onUserVideoAvailable", userID=c.user_id, isVideoAvailable=False)
+    assert await c.js("(rl) => rl.engine.localStream.getVideoTracks().length") == 0
