@@ -1141,7 +1141,7 @@ export class CallEngine {
       throw new RinglineError(ErrorCode.SCENE_NOT_SUPPORTED, "openCamera(): this is an audio call; switchCallMediaType(MediaType.VIDEO) first");
     }
     if (view) this.startLocalView(view);
-    await this._cameraOn(true);
+    await this._cameraOn();
     if (!this._videoTrack()) throw new RinglineError(ErrorCode.DEVICE_ERROR, "openCamera(): no camera could be opened");
     await this._request("open_camera", { call_id: cid });
   }
@@ -1276,6 +1276,10 @@ export class CallEngine {
 
   async _getCamera() {
     if (this._localStream.getVideoTracks().length) return;
+    if (this._options.video === false) {
+      this._call.camOn = false; // this engine was made without a camera
+      return;
+    }
     try {
       const s = await navigator.mediaDevices.getUserMedia({ video: this._options.video });
       for (const t of s.getVideoTracks()) this._addLocal(t);
@@ -1373,12 +1377,12 @@ export class CallEngine {
     }
   }
 
-  async _cameraOn(announce) {
+  /** Open the camera (if needed) and send it on every connection. */
+  async _cameraOn() {
     this._call.camOn = true;
     await this._getCamera();
     await this._replaceVideo(this._videoTrack());
     this._emit(RinglineEvent.LOCAL_STREAM, { stream: this._localStream });
-    return announce;
   }
 
   _cameraOff() {
@@ -1395,7 +1399,7 @@ export class CallEngine {
   async _switchMedia(media) {
     const cid = this._call.callId;
     if (media === MediaType.VIDEO) {
-      await this._cameraOn(false);
+      await this._cameraOn();
       if (this._call.callId === cid && !this._videoTrack()) this._request("close_camera", { call_id: cid }).catch(() => {});
     } else {
       this._cameraOff();
