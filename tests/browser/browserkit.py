@@ -82,6 +82,7 @@ class NetnsServer(ServerProcess):
             timeout=timeout + 10,
         )
         if r.returncode != 0:
+            self.kill()  # nothing may outlive the test (or keep the namespace busy)
             raise RuntimeError(f"server did not start in {timeout}s: {self.log()}")
         return self
 

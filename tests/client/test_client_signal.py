@@ -117,7 +117,7 @@ async def test_send_signal_without_a_call_or_login_says_what_to_do(
 
 
 async def test_engines_on_a_real_server_exchange_signals(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path / "srv").start()
+    srv = start_or_kill(ServerProcess(tmp_path / "srv"))
     try:
         async with CallEngine(srv.url) as a, CallEngine(srv.url) as b:
             ua, ub = unique("a"), unique("b")
@@ -144,3 +144,12 @@ async def test_engines_on_a_real_server_exchange_signals(tmp_path: Path) -> None
             await rec_a.wait_for("on_call_end", call_id=cid)
     finally:
         assert srv.stop() == 0
+
+
+def start_or_kill(srv: ServerProcess) -> ServerProcess:
+    """Start ``srv``; if it does not come up, kill it (no process is left behind)."""
+    try:
+        return srv.start()
+    except BaseException:
+        srv.kill()
+        raise

@@ -160,7 +160,7 @@ async def test_configured_ice_servers_reach_clients_at_login_and_resume(tmp_path
     srv = ServerProcess(tmp_path / "srv")
     srv.args += ["--ice-server", "stun:stun.example.org:3478", "--ice-server", "turns:turn.example.org:5349"]
     srv.args += ["--ice-username", "ringline", "--ice-credential", "s3cret"]
-    srv.start()
+    start_or_kill(srv)
     c = Raw(srv)
     try:
         res = await c.login(unique("ice"))
@@ -218,3 +218,12 @@ def _settings_from_cli(args: list[str], env: dict[str, str]) -> Settings:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     return Settings(ice_servers=tuple(out["ice"]), ice_username=out["u"])
+
+
+def start_or_kill(srv: ServerProcess) -> ServerProcess:
+    """Start ``srv``; if it does not come up, kill it (no process is left behind)."""
+    try:
+        return srv.start()
+    except BaseException:
+        srv.kill()
+        raise

@@ -54,7 +54,7 @@ async def test_without_dev_there_is_no_sig_endpoint(server: ServerProcess) -> No
 async def test_dev_sig_endpoint_mints_sigs_that_log_in(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "srv")
     srv.args.append("--dev")
-    srv.start()
+    start_or_kill(srv)
     c = Raw(srv)
     try:
         user = unique("dev")
@@ -77,3 +77,12 @@ async def test_dev_sig_endpoint_mints_sigs_that_log_in(tmp_path: Path) -> None:
         await c.close()
         assert srv.stop() == 0
     assert "never run --dev in production" in srv.log()
+
+
+def start_or_kill(srv: ServerProcess) -> ServerProcess:
+    """Start ``srv``; if it does not come up, kill it (no process is left behind)."""
+    try:
+        return srv.start()
+    except BaseException:
+        srv.kill()
+        raise
