@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import hashlib
 import json
 import random
@@ -679,6 +680,33 @@ async def test_retry_after_is_honoured(receiver: Receiver) -> None:
     entry = box.get(x.event_id)
     assert entry.last_attempt_at is not None and entry.next_at - entry.last_attempt_at >= 30
     assert entry.last_status == 429 and "slow down" in entry.last_error
+
+
+async def test_retry_after_as_an_http_date_is_honoured(receiver: Receiver) -> None:
+    when = email.utils.formatdate(time.time() + 40, usegmt=True)  # whole seconds: 39-40 s
+
+    async def busy(hit: Hit) -> web.StreamResponse:
+        return web.Response(status=503, headers={"Retry-After": when})
+
+    receiver.script = busy
+    box = MemoryOutbox()
+    x = _d("U", 1, f"{receiver.url}/busy", time.time())
+    await box.add(x)
+    async with deliverer(box) as d:
+        d.wake()
+        await box.wait_until(lambda: box.get(x.event_id).delivery.attempts == 1)
+    entry = box.get(x.event_id)
+    assert entry.last_attempt_at is not None and entry.next_at - entry.last_attempt_at >= 30
+    assert entry.last_status == 503
+
+
+def test_retry_after_parsing() -> None:
+    from ringline.server.webhooks.delivery import _retry_after
+
+    assert _retry_after("7") == 7.0
+    assert _retry_after(None) is None and _retry_after("soon") is None and _retry_after("-3") is None
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == 60.0
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 + 60) == 0.0
 
 
 async def test_close_is_idempotent_and_hands_in_flight_requests_back(receiver: Receiver) -> None:

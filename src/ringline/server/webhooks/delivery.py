@@ -49,13 +49,15 @@ application/json`` and the Standard Webhooks headers; see :mod:`.signing`. Timeo
 connect 3 s, total 10 s. Any 2xx is success (the response body is ignored); a 3xx is
 a failure (redirects are not followed); ``410 Gone`` drops every pending delivery to
 that url (:meth:`Outbox.mark_endpoint_gone`); anything else is retried on the
-:class:`~.retry.RetrySchedule`, honouring ``Retry-After`` (seconds) on 429/503.
+:class:`~.retry.RetrySchedule`, honouring ``Retry-After`` (seconds or an HTTP date) on 429/503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import email.utils
 import enum
 import heapq
 import json
@@ -480,7 +482,11 @@ class Deliverer:
                 snippet = (await resp.content.read(200)).decode("utf-8", "replace").strip()
                 parts = (f"HTTP {status}", resp.reason, snippet and f"({snippet})")
                 error = " ".join(part for part in parts if part)
-                retry_after = _retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
+                retry_after = (
+                    _retry_after(resp.headers.get("Retry-After"), self._clock())
+                    if status in (429, 503)
+                    else None
+                )
                 return _Result(status, error, retry_after)
         except TimeoutError:
             return _Result(
@@ -543,8 +549,19 @@ class Deliverer:
             )
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header; HTTP dates are ignored."""
-    if value is None or not value.strip().isdigit():
+def _retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds, or an HTTP date
+    (RFC 9110) counted from ``now`` (unix s; default the current time). None when
+    absent or unreadable; never negative."""
+    if value is None:
         return None
-    return float(value.strip())
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
