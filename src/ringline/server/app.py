@@ -117,6 +117,7 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
 
     async def on_shutdown(_app: web.Application) -> None:
         await hub.close()  # everything queued is in the outbox now
+        await ws.close()
         purger.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await purger

@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -132,6 +132,7 @@ class WsHandler:
         self.hub = hub
         self.secret_key = secret_key
         self.sdk_app_id = sdk_app_id
+        self._background: set[asyncio.Task[Any]] = set()
         s = hub.settings
         self.rate = s.rate_limit_per_s
         self.max_frame = s.max_frame_bytes
@@ -159,6 +160,21 @@ class WsHandler:
         }
 
     # ------------------------------------------------------------------ plumbing
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background (a store query, closing an old socket); it is
+        cancelled by :meth:`close`."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Cancel background work (pending ``query_recent_calls``); call at shutdown,
+        after the hub has drained and before the store closes."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
@@ -389,9 +405,7 @@ class WsHandler:
         s.last_seen = time.time()
         conn.session = s
         if old is not None and old is not conn.ws:
-            task = asyncio.get_running_loop().create_task(old.close(code=4000, message=b"resumed elsewhere"))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            self._spawn(old.close(code=4000, message=b"resumed elsewhere"))
         restored = s.restored
         self._reply(
             conn,
@@ -536,7 +550,7 @@ class WsHandler:
                 log.exception("query_recent_calls failed")
                 self._error(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, "the record store failed; try again")
 
-        _spawn(run())
+        self._spawn(run())
 
     def _op_delete(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
         s = conn.session
@@ -548,15 +562,6 @@ class WsHandler:
             st.HideUserCalls(s.user_id, tuple(ids)),
             lambda: self._reply(conn, rid, {"deleted": list(ids)}),
         )
-
-
-_background: set[asyncio.Task[Any]] = set()
-
-
-def _spawn(coro: Any) -> None:
-    task = asyncio.get_running_loop().create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 def _rand() -> str:
