@@ -287,7 +287,8 @@ class Proc:
 
 
 class Server(Proc):
-    """``ringline serve`` on a fresh data dir and a free port of 127.0.0.1."""
+    """``ringline serve`` on a data dir and a free port of 127.0.0.1 (``extra_args``:
+    more ``serve`` flags, e.g. ``["--callback-token", T]``)."""
 
     def __init__(
         self,
@@ -297,6 +298,7 @@ class Server(Proc):
         secret_key: str,
         heartbeat_interval: float = 5.0,
         heartbeat_grace: float = 600.0,
+        extra_args: Sequence[str] = (),
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -324,6 +326,7 @@ class Server(Proc):
             str(heartbeat_grace),
             "--log-level",
             "WARNING",
+            *extra_args,
         ]
         super().__init__(argv, data_dir / "server.log")
         try:
