@@ -41,7 +41,7 @@ def _deliverer(settings: Settings, identity: AppIdentity, store: Store) -> Deliv
         delays=delays[:-1], then_every=delays[-1], give_up_after=settings.callback_give_up_after
     )
     creds = WebhookCredentials(identity.sdk_app_id, settings.callback_token, settings.webhook_secrets)
-    return Deliverer(store.outbox, creds, schedule=schedule)
+    return Deliverer(store.outbox, creds, schedule=schedule, max_in_flight=256)
 
 
 async def _release_stale_claims(store: Store) -> int:
