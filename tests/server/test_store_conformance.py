@@ -12,6 +12,7 @@ with a message saying how to start it. The fixtures live in ``conftest.py`` (sha
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -882,7 +883,16 @@ _ADDED_IN = {2: ("callback_config",), 3: ("outbox", "webhook_gone")}
 
 async def _downgrade_to(s: Store, version: int) -> None:
     """Make the (closed) database of ``s`` look as schema ``version`` left it."""
-    drops = [
+    drops = []
+    if version < 4:
+        if isinstance(s, SqliteStore):
+            drops += [
+                "DROP TRIGGER IF EXISTS calls_counted",
+                "DROP TRIGGER IF EXISTS calls_uncounted",
+                "DROP TABLE IF EXISTS call_counts",
+            ]
+        drops.append("DROP INDEX IF EXISTS calls_by_type_result")
+    drops += [
         f"DROP TABLE {table}" for v, tables in sorted(_ADDED_IN.items()) if v > version for table in tables
     ]
     statements = [*drops, f"DELETE FROM schema_version WHERE version > {version}"]
@@ -946,7 +956,7 @@ async def test_a_version_2_database_upgrades_to_the_outbox(backend: Backend) -> 
     await new.open()
     try:
         version = getattr(new, "schema_version", None)
-        assert version is not None and await version() == SCHEMA_VERSION == 3
+        assert version is not None and await version() == SCHEMA_VERSION
         assert await new.get_callback_config("v4") == cfg
         assert await new.outbox.counts() == dict.fromkeys(DeliveryState, 0)
         d = delivery("c-1", 1)
@@ -954,3 +964,84 @@ async def test_a_version_2_database_upgrades_to_the_outbox(backend: Backend) -> 
         assert [c.event_id for c in await new.outbox.claim_due(T0, 5)] == [d.event_id]
     finally:
         await new.close()
+
+
+# Only stores that outlive their connection (an in-memory one cannot be reopened).
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres"], indirect=True)
+async def test_a_version_3_database_upgrades_and_counts_its_records(backend: Backend) -> None:
+    old = backend.make()
+    await old.open()
+    recs = [make_record(f"v3-{i}", start=T0 + i * 40_000.0) for i in range(12)]
+    await old.apply([finish(r) for r in recs])
+    await old.close()
+    await _downgrade_to(old, 3)
+    new = backend.make()
+    await new.open()
+    try:
+        version = getattr(new, "schema_version", None)
+        assert version is not None and await version() == SCHEMA_VERSION
+        total, _ = await new.query_records(
+            start_time=T0 + 1.0, end_time=None, results=None, call_type=None, page=1, per_page=1
+        )
+        assert total == 11
+        await new.apply([finish(make_record("v3-new", start=T0 + 500_000.0))])
+        total, _ = await new.query_records(
+            start_time=None, end_time=None, results=None, call_type=None, page=1, per_page=1
+        )
+        assert total == 13
+    finally:
+        await new.close()
+
+
+async def test_record_totals_are_exact_across_days_and_bounds(store: Store) -> None:
+    """TotalNum over windows that cover whole UTC days, parts of days, and bounds that
+    fall exactly on midnight or on a record's start time."""
+    rng = random.Random(7)
+    day0 = (int(T0) // 86400 + 1) * 86400.0  # a midnight
+    outcomes = ["answered", "rejected", "no_answer", "canceled", "busy"]
+    records = []
+    for i in range(600):
+        start = day0 + rng.choice([0.0, 86400.0 * rng.randrange(10)]) + rng.uniform(-3 * 86400, 9 * 86400)
+        if i % 50 == 0:
+            start = day0 + 86400.0 * (i // 50 - 2)  # exactly at a midnight
+        records.append(
+            make_record(
+                f"d-{i:03d}",
+                start=start,
+                callees=("b",) if i % 3 else ("b", "c"),
+                outcome=outcomes[i % len(outcomes)],
+            )
+        )
+    await store.apply([finish(r) for r in records])
+    starts = sorted(r.start_time for r in records)
+    bounds = [
+        None,
+        day0,
+        day0 + 86400.0,
+        day0 - 1.0,
+        *rng.sample(starts, 20),
+        *(day0 + rng.uniform(-4, 10) * 86400 for _ in range(20)),
+    ]
+    result_sets: list[list[str] | None] = [None, ["NormalEnd"], ["Reject", "Cancel"]]
+    checked = 0
+    for _ in range(150):
+        lo, hi = rng.choice(bounds), rng.choice(bounds)
+        if lo is not None and hi is not None and lo > hi:
+            lo, hi = hi, lo
+        results = rng.choice(result_sets)
+        call_type = rng.choice([None, "SingleCall", "MultiCall"])
+        want = sum(
+            1
+            for r in records
+            if (lo is None or r.start_time >= lo)
+            and (hi is None or r.start_time <= hi)
+            and (results is None or r.result.value in results)
+            and (call_type is None or r.call_type == call_type)
+        )
+        total, page = await store.query_records(
+            start_time=lo, end_time=hi, results=results, call_type=call_type, page=1, per_page=1
+        )
+        assert total == want, (lo, hi, results, call_type)
+        assert len(page) == min(1, want)
+        checked += 1
+    assert checked == 150

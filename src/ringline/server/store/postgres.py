@@ -79,7 +79,7 @@ from .sqlite import CommitStats, GroupCommitter
 __all__ = ["SCHEMA_VERSION", "PostgresOutbox", "PostgresStore"]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _log = logging.getLogger(__name__)
 
@@ -214,6 +214,14 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 gone_at DOUBLE PRECISION NOT NULL
             )
             """,
+        ),
+    ),
+    (
+        4,
+        (
+            # Records by type and result together (get_record_by_filter with both).
+            "CREATE INDEX IF NOT EXISTS calls_by_type_result"
+            " ON calls (call_type, result, start_time DESC, call_id DESC)",
         ),
     ),
 )

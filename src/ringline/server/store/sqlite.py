@@ -94,7 +94,7 @@ __all__ = [
 ]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _T = TypeVar("_T")
 
@@ -331,6 +331,44 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        4,
+        (
+            # Records by type and result together (get_record_by_filter with both).
+            "CREATE INDEX IF NOT EXISTS calls_by_type_result"
+            " ON calls (call_type, result, start_time DESC, call_id DESC)",
+            # Records per UTC day, type and result, kept by triggers in the record's own
+            # transaction: an exact TotalNum adds whole days and counts only the partial
+            # days at the ends of a time window (see _count_records_sync).
+            """
+            CREATE TABLE IF NOT EXISTS call_counts (
+                day       INTEGER NOT NULL,
+                call_type TEXT    NOT NULL,
+                result    TEXT    NOT NULL,
+                n         INTEGER NOT NULL,
+                PRIMARY KEY (day, call_type, result)
+            ) WITHOUT ROWID
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS calls_counted AFTER INSERT ON calls BEGIN
+                INSERT INTO call_counts (day, call_type, result, n)
+                VALUES (CAST(NEW.start_time / 86400 AS INTEGER), NEW.call_type, NEW.result, 1)
+                ON CONFLICT (day, call_type, result) DO UPDATE SET n = n + 1;
+            END
+            """,
+            """
+            CREATE TRIGGER IF NOT EXISTS calls_uncounted AFTER DELETE ON calls BEGIN
+                UPDATE call_counts SET n = n - 1
+                WHERE day = CAST(OLD.start_time / 86400 AS INTEGER)
+                  AND call_type = OLD.call_type AND result = OLD.result;
+            END
+            """,
+            "DELETE FROM call_counts",
+            "INSERT INTO call_counts (day, call_type, result, n)"
+            " SELECT CAST(start_time / 86400 AS INTEGER), call_type, result, count(*)"
+            " FROM calls GROUP BY 1, 2, 3",
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -512,6 +550,51 @@ def _queue_sync(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
             gone[url] = float(row[0])
     rows = plan_inserts(deliveries, existing_ids=existing, groups=groups, gone=gone)
     conn.executemany(_SQL_OUTBOX_INSERT, [(*r[:9], int(r.head), *r[10:]) for r in rows])
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """A record count's filters: start-time bounds (inclusive) and the type/result SQL."""
+
+    start: float | None
+    end: float | None
+    kind: str  # "" or e.g. "result IN (?, ?) AND call_type = ?"
+    kind_args: tuple[Any, ...]
+
+
+_DAY = 86400
+
+
+def _count_records_sync(conn: sqlite3.Connection, w: _Window) -> int:
+    """The exact number of records in ``w``: whole UTC days from ``call_counts`` (kept by
+    triggers), the partial days at the ends of the window counted in ``calls``. Costs a
+    few thousand index entries at most, however many records match."""
+    kind = f" AND {w.kind}" if w.kind else ""
+    first = None if w.start is None else int(w.start // _DAY) + (0 if w.start % _DAY == 0 else 1)
+    last = None if w.end is None else int(w.end // _DAY) - 1  # whole days end before w.end
+    if first is not None and last is not None and first > last:
+        sql = f"SELECT count(*) FROM calls WHERE start_time >= ? AND start_time <= ?{kind}"
+        return int(conn.execute(sql, (w.start, w.end, *w.kind_args)).fetchone()[0])
+    days: list[str] = []
+    day_args: list[Any] = []
+    if first is not None:
+        days.append("day >= ?")
+        day_args.append(first)
+    if last is not None:
+        days.append("day <= ?")
+        day_args.append(last)
+    where = " AND ".join([*days, *([w.kind] if w.kind else [])])
+    total = conn.execute(
+        f"SELECT COALESCE(SUM(n), 0) FROM call_counts{' WHERE ' + where if where else ''}",
+        (*day_args, *w.kind_args),
+    ).fetchone()[0]
+    if first is not None:  # the partial day before the whole ones
+        sql = f"SELECT count(*) FROM calls WHERE start_time >= ? AND start_time < ?{kind}"
+        total += conn.execute(sql, (w.start, first * _DAY, *w.kind_args)).fetchone()[0]
+    if last is not None:  # and after them
+        sql = f"SELECT count(*) FROM calls WHERE start_time >= ? AND start_time <= ?{kind}"
+        total += conn.execute(sql, ((last + 1) * _DAY, w.end, *w.kind_args)).fetchone()[0]
+    return int(total)
 
 
 def _runs(writes: Iterable[Write]) -> Iterable[tuple[type, list[Write]]]:
@@ -756,16 +839,23 @@ class SqliteStore:
         if end_time is not None:
             where.append("start_time <= ?")
             args.append(end_time)
+        kind: list[str] = []  # the filters call_counts can apply too
+        kind_args: list[Any] = []
         if results:
             values = list(dict.fromkeys(str(r) for r in results))
-            where.append(f"result IN ({', '.join('?' * len(values))})")
-            args.extend(values)
+            kind.append(f"result IN ({', '.join('?' * len(values))})")
+            kind_args.extend(values)
         if call_type is not None:
-            where.append("call_type = ?")
-            args.append(call_type)
+            kind.append("call_type = ?")
+            kind_args.append(call_type)
+        where += kind
+        args += kind_args
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         offset = (page - 1) * per_page
-        total, texts = await self._read(self._query_records_sync, clause, tuple(args), per_page, offset)
+        window = _Window(start_time, end_time, " AND ".join(kind), tuple(kind_args))
+        total, texts = await self._read(
+            self._query_records_sync, clause, tuple(args), per_page, offset, window
+        )
         return total, [_record_from_json(t) for t in texts]
 
     # ---------------------------------------------------------------- thread side
@@ -862,12 +952,12 @@ class SqliteStore:
         return self._db().execute(sql, args).fetchall()
 
     def _query_records_sync(
-        self, clause: str, args: tuple[Any, ...], limit: int, offset: int
+        self, clause: str, args: tuple[Any, ...], limit: int, offset: int, window: _Window
     ) -> tuple[int, list[str]]:
         conn = self._db()
         conn.execute("BEGIN")  # one snapshot for the count and the page
         try:
-            total = int(conn.execute(f"SELECT count(*) FROM calls{clause}", args).fetchone()[0])
+            total = _count_records_sync(conn, window)
             texts: list[str] = []
             if offset < total:
                 texts = [
