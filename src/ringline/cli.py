@@ -110,6 +110,13 @@ def _callback_flags(sp: argparse.ArgumentParser) -> None:
         help="hours after an event when retrying its callback stops (default 24)",
     )
     sp.add_argument(
+        "--callback-retention",
+        type=float,
+        default=float(_env("callback_retention", str(d.callback_retention / 3600))),
+        help="hours delivered callbacks stay listed before they are purged; failed ones stay until "
+        "redelivered (default 168 = 7 days; the outbox holds about callbacks/s x this many rows)",
+    )
+    sp.add_argument(
         "--callback-retry-delays",
         default=_env("callback_retry_delays", ",".join(f"{x:g}" for x in d.callback_retry_delays)),
         help="comma-separated caps in seconds of the random wait after attempt 1, 2, ...; the last "
@@ -178,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"ringline: --ice-server: {exc}", file=sys.stderr)
             return 2
+    if args.callback_retention < 0:
+        print("ringline: --callback-retention must be >= 0 hours", file=sys.stderr)
+        return 2
     if args.cmd == "callback-secrets":
         print(f"callback token:  {cb.token}")
         for sec in cb.webhook_secrets:
@@ -204,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         webhook_secrets=cb.webhook_secrets,
         callback_give_up_after=args.callback_give_up_after * 3600,
         callback_retry_delays=delays,
+        callback_retention=args.callback_retention * 3600,
         ice_servers=ice,
         ice_username=args.ice_username,
         ice_credential=args.ice_credential,

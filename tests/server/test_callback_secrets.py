@@ -76,3 +76,5 @@ def test_cli_refuses_bad_settings(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["callback-secrets", "--data-dir", d, "--callback-retry-delays", "a,b"]) == 2
     assert main(["callback-secrets", "--data-dir", d, "--callback-give-up-after", "0.5"]) == 2
     assert "at least 1 hour" in capsys.readouterr().err
+    assert main(["callback-secrets", "--data-dir", d, "--callback-retention", "-1"]) == 2
+    assert "--callback-retention" in capsys.readouterr().err
