@@ -42,6 +42,7 @@ from ..core.records import CallRecord
 from .callbacks import CallbackTargets, plan_deliveries
 from .config import Settings
 from .store import base as st
+from .webhooks.delivery import Delivery
 
 __all__ = ["Hub", "Session"]
 
@@ -512,17 +513,27 @@ _TERMINAL_EVENTS = frozenset({"on_call_end", "on_call_not_connected", "on_call_c
 
 def _coalesce(writes: list[st.Write]) -> list[st.Write]:
     """Keep only the last snapshot of each call, and none of a call finished in the
-    same flush (its FinishCall deletes the snapshot anyway)."""
+    same flush (its FinishCall deletes the snapshot anyway); merge the flush's queued
+    callbacks into one write (same transaction, same order)."""
     finished = {w.record.call_id for w in writes if isinstance(w, st.FinishCall)}
     last: dict[str, int] = {}
     for i, w in enumerate(writes):
         if isinstance(w, st.SaveLiveCall):
             last[w.call_id] = i
+    # Callbacks: one QueueDeliveries for the whole flush (one insert round instead of
+    # one per event), in their order, unless a ReviveEndpoint between them must come first.
+    merge = not any(isinstance(w, st.ReviveEndpoint) for w in writes)
+    deliveries: list[Delivery] = []
     out: list[st.Write] = []
     for i, w in enumerate(writes):
         if isinstance(w, st.SaveLiveCall) and (w.call_id in finished or last[w.call_id] != i):
             continue
+        if merge and isinstance(w, st.QueueDeliveries):
+            deliveries.extend(w.deliveries)
+            continue
         out.append(w)
+    if deliveries:
+        out.append(st.QueueDeliveries(tuple(deliveries)))
     return out
 
 

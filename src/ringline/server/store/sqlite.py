@@ -420,7 +420,6 @@ _SQL_OUTBOX_INSERT = """
                         window_start, state, head, next_at, last_error, finished_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-_SQL_OUTBOX_HAS_ID = "SELECT 1 FROM outbox WHERE event_id = ?"
 _SQL_OUTBOX_LAST_SEQ = "SELECT max(sequence) FROM outbox WHERE url = ? AND call_id = ?"
 _SQL_OUTBOX_HAS_OPEN = """
     SELECT EXISTS (SELECT 1 FROM outbox
@@ -537,7 +536,14 @@ def _queue_sync(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
     """Insert ``deliveries`` as QueueDeliveries says (pending, or gone at once)."""
     if not deliveries:
         return
-    existing = {d.event_id for d in deliveries if conn.execute(_SQL_OUTBOX_HAS_ID, (d.event_id,)).fetchone()}
+    ids = [d.event_id for d in deliveries]
+    existing: set[str] = set()
+    for k in range(0, len(ids), 500):  # one look-up per 500, not one per delivery
+        chunk = ids[k : k + 500]
+        marks = ", ".join("?" * len(chunk))
+        existing.update(
+            str(r[0]) for r in conn.execute(f"SELECT event_id FROM outbox WHERE event_id IN ({marks})", chunk)
+        )
     groups: dict[tuple[str, str], GroupInfo] = {}
     for key in dict.fromkeys((d.url, d.call_id) for d in deliveries):
         last = conn.execute(_SQL_OUTBOX_LAST_SEQ, key).fetchone()[0]

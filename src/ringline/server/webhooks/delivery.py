@@ -91,6 +91,9 @@ __all__ = [
 
 log = logging.getLogger("ringline.webhooks")
 
+#: Seconds a busy deliverer waits before claiming again (claims in batches).
+_CLAIM_BATCH_WAIT = 0.005
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -401,6 +404,10 @@ class Deliverer:
 
     async def _run(self) -> None:
         while not self._stopping:
+            if len(self._inflight) > self._max_in_flight // 2:
+                # Busy: let a few more requests finish, so one claim fills several
+                # slots (each claim is a store round trip).
+                await asyncio.sleep(_CLAIM_BATCH_WAIT)
             self._wake.clear()
             now = self._clock()
             free = self._max_in_flight - len(self._inflight)
