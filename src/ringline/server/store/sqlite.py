@@ -337,6 +337,11 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             # Records by type and result together (get_record_by_filter with both).
             "CREATE INDEX IF NOT EXISTS calls_by_type_result"
             " ON calls (call_type, result, start_time DESC, call_id DESC)",
+            # One outbox index less to keep up per callback: the unique one, led by the
+            # call id, also serves listings by call.
+            "DROP INDEX IF EXISTS outbox_by_call_id",
+            "DROP INDEX IF EXISTS outbox_by_call",
+            "CREATE UNIQUE INDEX IF NOT EXISTS outbox_by_call ON outbox (call_id, url, sequence)",
             # Records per UTC day, type and result, kept by triggers in the record's own
             # transaction: an exact TotalNum adds whole days and counts only the partial
             # days at the ends of a time window (see _count_records_sync).
