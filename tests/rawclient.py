@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from serverproc import SDK_APP_ID, ServerProcess
+from serverproc import SDK_APP_ID, ServerProcess, unique
 
 
 class Raw:
@@ -157,3 +157,12 @@ class Raw:
     async def wait_closed(self, timeout: float = 10.0) -> tuple[int | None, str]:
         assert self.closed is not None
         return await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+
+
+async def logged_in(server: ServerProcess, clients: list[Raw], prefix: str) -> tuple[Raw, str]:
+    """A connected client logged in as a fresh user ``prefix…``; kept in ``clients``."""
+    c = await Raw(server).connect()
+    clients.append(c)
+    user = unique(prefix)
+    await c.login(user)
+    return c, user

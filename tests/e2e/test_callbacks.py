@@ -203,21 +203,39 @@ def srv(tmp_path: Path) -> Any:
 Users = Callable[[int], Awaitable[list[tuple[CallEngine, RecordingObserver, str]]]]
 
 
+async def log_in(
+    server: ServerProcess, n: int, engines: list[CallEngine]
+) -> list[tuple[CallEngine, RecordingObserver, str]]:
+    """``n`` fresh users logged in with SDK engines (kept in ``engines`` to uninit)."""
+    out = []
+    for _ in range(n):
+        u = unique("cb")
+        e = CallEngine(server.url, device_id=f"{u}-dev")
+        rec = RecordingObserver()
+        e.add_observer(rec)
+        await e.init(SDK_APP_ID, u, server.sig(u))
+        engines.append(e)
+        out.append((e, rec, u))
+    return out
+
+
+async def talk(a: CallEngine, ra: RecordingObserver, b: CallEngine, rb: RecordingObserver, ub: str) -> str:
+    """One 1v1 call from ``a`` to ``ub``, accepted by ``b``, hung up by ``b``; its id."""
+    cid = await a.calls([ub], MediaType.AUDIO)
+    await rb.wait_for("on_call_received", call_id=cid)
+    await b.accept()
+    await ra.wait_for("on_call_begin", call_id=cid)
+    await b.hangup()
+    await ra.wait_for("on_call_end", call_id=cid)
+    return cid
+
+
 @pytest.fixture
 async def users(srv: ServerProcess) -> AsyncIterator[Users]:
     engines: list[CallEngine] = []
 
     async def make(n: int) -> list[tuple[CallEngine, RecordingObserver, str]]:
-        out = []
-        for _ in range(n):
-            u = unique("cb")
-            e = CallEngine(srv.url, device_id=f"{u}-dev")
-            rec = RecordingObserver()
-            e.add_observer(rec)
-            await e.init(SDK_APP_ID, u, srv.sig(u))
-            engines.append(e)
-            out.append((e, rec, u))
-        return out
+        return await log_in(srv, n, engines)
 
     yield make
     for e in engines:
@@ -370,13 +388,7 @@ async def test_a_receiver_down_for_a_while_gets_everything_when_back(
     (a, ra, ua), (b, rb, ub) = await users(2)
     calls = []
     for _ in range(3):
-        cid = await a.calls([ub], MediaType.AUDIO)
-        await rb.wait_for("on_call_received", call_id=cid)
-        await b.accept()
-        await ra.wait_for("on_call_begin", call_id=cid)
-        await b.hangup()
-        await ra.wait_for("on_call_end", call_id=cid)
-        calls.append(cid)
+        calls.append(await talk(a, ra, b, rb, ub))
 
     async def retried() -> bool:
         pending = await admin.deliveries(["Pending"])
@@ -406,23 +418,9 @@ async def test_server_killed_mid_delivery_sends_everything_after_restart(
     try:
         admin = Admin(server, session)
         await admin.subscribe(receiver.url)
-        recs = []
-        for _ in range(2):
-            u = unique("k")
-            e = CallEngine(server.url, device_id=f"{u}-dev")
-            rec = RecordingObserver()
-            e.add_observer(rec)
-            await e.init(SDK_APP_ID, u, server.sig(u))
-            engines.append(e)
-            recs.append((e, rec, u))
-        (a, ra, ua), (b, rb, ub) = recs
+        (a, ra, ua), (b, rb, ub) = await log_in(server, 2, engines)
         for _ in range(4):
-            cid = await a.calls([ub], MediaType.AUDIO)
-            await rb.wait_for("on_call_received", call_id=cid)
-            await b.accept()
-            await ra.wait_for("on_call_begin", call_id=cid)
-            await a.hangup()
-            await rb.wait_for("on_call_end", call_id=cid)
+            await talk(a, ra, b, rb, ub)
         before = {d["EventId"] for d in await admin.deliveries()}
         await receiver.wait_until(lambda: len(receiver.hits) >= 3, "the first callbacks")
         assert not before <= receiver.ids(), "the kill must come while callbacks are still waiting"

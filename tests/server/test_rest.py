@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from rawclient import Raw
+from rawclient import Raw, logged_in
 from ringline.core.enums import CallEndReason, CallRole, CallScene, MediaType
 from ringline.core.records import CallRecord, CallResult, MemberRecord, call_result_for, result_type_for
 from ringline.core.types import RoomId
@@ -114,22 +114,6 @@ def sig_with_version(version: str) -> str:
     }
     raw = base64.b64encode(zlib.compress(json.dumps(doc).encode())).decode()
     return raw.replace("+", "*").replace("/", "-").replace("=", "_")
-
-
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[list[Raw]]:
-    made: list[Raw] = []
-    yield made
-    for c in made:
-        await c.close()
-
-
-async def logged_in(server: ServerProcess, clients: list[Raw], prefix: str) -> tuple[Raw, str]:
-    c = await Raw(server).connect()
-    clients.append(c)
-    u = unique(prefix)
-    await c.login(u)
-    return c, u
 
 
 # --------------------------------------------------------------------------- auth and envelopes

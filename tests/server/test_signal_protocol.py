@@ -6,32 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from rawclient import Raw
+from rawclient import Raw, logged_in
 from ringline.server.config import Settings, parse_ice_servers
 from serverproc import ServerProcess, unique
 
 OFFER = {"type": "offer", "sdp": "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\n"}
-
-
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[list[Raw]]:
-    made: list[Raw] = []
-    yield made
-    for c in made:
-        await c.close()
-
-
-async def logged_in(server: ServerProcess, clients: list[Raw], prefix: str) -> tuple[Raw, str]:
-    c = await Raw(server).connect()
-    clients.append(c)
-    user = unique(prefix)
-    await c.login(user)
-    return c, user
 
 
 async def group_call(

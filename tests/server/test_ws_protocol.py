@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,14 +13,6 @@ import pytest
 from rawclient import Raw
 from ringline.core.usersig import gen_user_sig
 from serverproc import SDK_APP_ID, ServerProcess, unique
-
-
-@pytest.fixture
-async def clients(server: ServerProcess) -> AsyncIterator[list[Raw]]:
-    made: list[Raw] = []
-    yield made
-    for c in made:
-        await c.close()
 
 
 async def new(server: ServerProcess, clients: list[Raw]) -> Raw:

@@ -12,6 +12,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from .webhooks.signing import decode_secret, generate_secret
+
 __all__ = [
     "AppIdentity",
     "CallbackSecrets",
@@ -149,8 +151,6 @@ def load_callback_secrets(
 
     Raises ValueError for a malformed ``whsec_`` secret (the message says how to make one).
     """
-    from .webhooks.signing import decode_secret, generate_secret
-
     path = Path(data_dir, "callbacks.json")
     stored: dict[str, object] = {}
     if path.exists():

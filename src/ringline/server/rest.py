@@ -98,10 +98,13 @@ class _Fail(Exception):
 # record_to_v4, record_to_v1 and member_result live in .formats (shared with the callbacks).
 
 
+_STATE_NAMES = {v: k for k, v in DELIVERY_STATES.items()}  # "in_flight" -> "InFlight"
+
+
 def delivery_to_v4(entry: OutboxEntry) -> dict[str, Any]:
     """One outbox entry as the ``Delivery`` JSON of ``call_callback_http_srv``."""
     d = entry.delivery
-    state = {v: k for k, v in DELIVERY_STATES.items()}[entry.state.value]
+    state = _STATE_NAMES[entry.state.value]
     try:
         body: Any = json.loads(d.body)
     except ValueError:  # pragma: no cover - bodies are always JSON objects
