@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--log-level", default=_env("log_level", d.log_level))
     _callback_flags(s)
+    s.add_argument(
+        "--callback-workers",
+        default=_env("callback_workers", "0"),
+        metavar="N",
+        help="deliver callbacks from N processes of their own instead of the server's event loop, "
+        "for thousands of callbacks per second on a machine with spare cores (default 0)",
+    )
     _media_flags(s)
 
     c = sub.add_parser(
@@ -122,6 +129,23 @@ def _callback_flags(sp: argparse.ArgumentParser) -> None:
         help="comma-separated caps in seconds of the random wait after attempt 1, 2, ...; the last "
         "repeats (default %(default)s)",
     )
+
+
+#: More delivery processes than this only contend for the store.
+MAX_CALLBACK_WORKERS = 16
+
+
+def _callback_workers(value: str, db: str) -> int | str:
+    """The worker count, or the error to print."""
+    try:
+        n = int(value)
+    except ValueError:
+        return f"expected a whole number of processes from 0 to {MAX_CALLBACK_WORKERS}, got {value!r}"
+    if not 0 <= n <= MAX_CALLBACK_WORKERS:
+        return f"expected 0 to {MAX_CALLBACK_WORKERS} processes, got {n}"
+    if n and db.lower().startswith("sqlite:") and (db.rstrip("/").lower() == "sqlite:" or ":memory:" in db):
+        return "worker processes cannot share an in-memory SQLite store; use a file (default) or PostgreSQL"
+    return n
 
 
 def _webhook_secrets(args: argparse.Namespace) -> tuple[str, ...]:
@@ -185,6 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"ringline: --ice-server: {exc}", file=sys.stderr)
             return 2
+    workers = 0
+    if args.cmd == "serve":
+        checked = _callback_workers(args.callback_workers, args.db)
+        if isinstance(checked, str):
+            print(f"ringline: --callback-workers: {checked}", file=sys.stderr)
+            return 2
+        workers = checked
     if args.callback_retention < 0:
         print("ringline: --callback-retention must be >= 0 hours", file=sys.stderr)
         return 2
@@ -215,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         callback_give_up_after=args.callback_give_up_after * 3600,
         callback_retry_delays=delays,
         callback_retention=args.callback_retention * 3600,
+        callback_workers=workers,
         ice_servers=ice,
         ice_username=args.ice_username,
         ice_credential=args.ice_credential,

@@ -11,7 +11,9 @@ import base64
 import email.utils
 import hashlib
 import json
+import os
 import random
+import re
 import socket
 import sys
 import time
@@ -41,6 +43,7 @@ from ringline.server.webhooks import (
     encode_body,
     generate_secret,
     new_delivery,
+    new_event_id,
     next_attempt,
     sign_standard,
     standard_headers,
@@ -850,3 +853,20 @@ def test_deliverer_settings_are_checked() -> None:
         Deliverer(MemoryOutbox(), CREDS, connect_timeout=5, total_timeout=2)
     with pytest.raises(ValueError, match="max_in_flight"):
         Deliverer(MemoryOutbox(), CREDS, max_in_flight=0)
+
+
+def test_event_ids_are_unique_well_formed_and_new_after_a_fork() -> None:
+    ids = [new_event_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"evt_[0-9a-f]{32}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids must not continue the parent's sequence
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child[4:20] != ids[-1][4:20], "a forked process must not share its parent's id prefix"
+    assert child not in ids

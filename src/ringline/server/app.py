@@ -20,7 +20,8 @@ from .hub import Hub
 from .rest import AdminApi
 from .store import Store, open_store
 from .web import add_web_routes
-from .webhooks import Deliverer, DeliveryState, RetrySchedule, WebhookCredentials
+from .webhooks import Deliverer, DeliveryState
+from .worker import STOP_GRACE, WorkerConfig, WorkerPool, make_deliverer
 from .ws import WsHandler
 
 __all__ = ["build_app", "serve"]
@@ -28,26 +29,31 @@ __all__ = ["build_app", "serve"]
 log = logging.getLogger("ringline.server")
 
 HUB_KEY = web.AppKey("hub", Hub)
-DELIVERER_KEY = web.AppKey("deliverer", Deliverer)
+DELIVERER_KEY = web.AppKey("deliverer", Deliverer)  # only without callback workers
+WORKERS_KEY = web.AppKey("callback_workers", WorkerPool)  # only with them
 
 #: How often delivered callbacks older than ``Settings.callback_retention`` are purged.
 PURGE_INTERVAL = 600.0
 
 
-def _deliverer(settings: Settings, identity: AppIdentity, store: Store) -> Deliverer:
-    """The callback deliverer of this server, draining the store's outbox."""
-    delays = settings.callback_retry_delays
-    schedule = RetrySchedule(
-        delays=delays[:-1], then_every=delays[-1], give_up_after=settings.callback_give_up_after
+def _worker_config(settings: Settings, identity: AppIdentity) -> WorkerConfig:
+    """How this server's callbacks are signed and retried, for its own deliverer or its
+    worker processes."""
+    return WorkerConfig(
+        db_url=settings.db_url,
+        sdk_app_id=identity.sdk_app_id,
+        callback_token=settings.callback_token,
+        webhook_secrets=settings.webhook_secrets,
+        retry_delays=settings.callback_retry_delays,
+        give_up_after=settings.callback_give_up_after,
+        log_level=settings.log_level,
     )
-    creds = WebhookCredentials(identity.sdk_app_id, settings.callback_token, settings.webhook_secrets)
-    return Deliverer(store.outbox, creds, schedule=schedule, max_in_flight=256)
 
 
 async def _release_stale_claims(store: Store) -> int:
-    """Hand back the claims of a previous run of this server (killed mid-delivery), so
-    they go out now instead of when their lease expires. One server process per store:
-    no other deliverer can be holding them."""
+    """Hand back the claims of a previous run of this server (killed mid-delivery), or
+    of its only callback worker (crashed), so they go out now instead of when their
+    lease expires. One server process per store: no other deliverer holds any then."""
     released = 0
     for _ in range(1000):  # bounded: each round releases a page
         _, entries = await store.outbox.list_deliveries([DeliveryState.IN_FLIGHT], page=1, per_page=100)
@@ -82,15 +88,31 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     store = open_store(settings.db_url)
     await store.open()
     hub = Hub(settings, store, sdk_app_id=identity.sdk_app_id)
-    deliverer = _deliverer(settings, identity, store)
-    hub.on_callbacks_queued = deliverer.wake
+    config = _worker_config(settings, identity)
+    deliverer: Deliverer | None = None
+    workers: WorkerPool | None = None
+    if settings.callback_workers:
+        workers = WorkerPool(
+            config, settings.callback_workers, release_claims=lambda: _release_stale_claims(store)
+        )
+        hub.on_callbacks_queued = workers.wake
+    else:
+        deliverer = make_deliverer(store.outbox, config)
+        hub.on_callbacks_queued = deliverer.wake
     await hub.start()
     await _release_stale_claims(store)
-    await deliverer.start()  # also sends what a previous run left in the outbox
+    # Either also sends what a previous run left in the outbox.
+    if workers is not None:
+        await workers.start()
+    elif deliverer is not None:
+        await deliverer.start()
     purger = asyncio.create_task(_purge_delivered(settings, store), name="ringline-outbox-purge")
     app = web.Application(client_max_size=1 << 20)
     app[HUB_KEY] = hub
-    app[DELIVERER_KEY] = deliverer
+    if deliverer is not None:
+        app[DELIVERER_KEY] = deliverer
+    if workers is not None:
+        app[WORKERS_KEY] = workers
     ws = WsHandler(hub, secret_key=identity.secret_key, sdk_app_id=identity.sdk_app_id)
     admin = AdminApi(
         hub,
@@ -107,6 +129,11 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
                 "uptime_s": round(time.time() - started, 3),
                 "sessions": len(hub.sessions),
                 "live_calls": len(hub.sb.calls),
+                "callback_workers": {
+                    "configured": settings.callback_workers,
+                    "running": workers.running if workers else 0,
+                    "restarts": workers.restarts if workers else 0,
+                },
             }
         )
 
@@ -122,7 +149,10 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
         with contextlib.suppress(asyncio.CancelledError):
             await purger
         # Requests under way get a moment; the rest go out after the next start.
-        await deliverer.close(grace=2.0)
+        if deliverer is not None:
+            await deliverer.close(grace=STOP_GRACE)
+        if workers is not None:
+            await workers.close()
 
     async def on_cleanup(_app: web.Application) -> None:
         await store.close()

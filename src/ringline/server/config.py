@@ -58,6 +58,8 @@ class Settings:
     """Caps of the (fully jittered) waits after attempt 1, 2, …; the last one repeats."""
     callback_retention: float = 7 * 86400.0
     """Seconds delivered callbacks stay listed before they are purged (failed ones stay)."""
+    callback_workers: int = 0
+    """Processes that deliver callbacks (``--callback-workers``); 0: the server's own event loop."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs clients get at login (``--ice-server``); none: media stays on host candidates."""
     ice_username: str = ""

@@ -837,8 +837,16 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
                 "uptime_s": {"type": "number", "minimum": 0},
                 "sessions": {"type": "integer", "minimum": 0},
                 "live_calls": {"type": "integer", "minimum": 0},
+                "callback_workers": _obj(
+                    {
+                        "configured": {"type": "integer", "minimum": 0},
+                        "running": {"type": "integer", "minimum": 0},
+                        "restarts": {"type": "integer", "minimum": 0},
+                    },
+                    ("configured", "running", "restarts"),
+                ),
             },
-            ("status", "uptime_s", "sessions", "live_calls"),
+            ("status", "uptime_s", "sessions", "live_calls", "callback_workers"),
         ),
         tags=("server",),
     ),

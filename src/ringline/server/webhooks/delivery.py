@@ -60,11 +60,12 @@ import datetime as dt
 import email.utils
 import enum
 import heapq
+import itertools
 import json
 import logging
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -185,9 +186,31 @@ class Outbox(Protocol):
 # -- building deliveries -----------------------------------------------------------------
 
 
+class _EventIds:
+    """Event ids without a system call each: a random 64-bit prefix per process (new
+    after a fork) and a counter that starts at a random point. Unique within a process
+    by construction, and across processes and restarts with the odds of 128 random bits."""
+
+    __slots__ = ("counter", "prefix")
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(int.from_bytes(os.urandom(8), "big") >> 1)
+
+    def next(self) -> str:
+        return f"evt_{self.prefix}{next(self.counter) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+_event_ids = _EventIds()
+os.register_at_fork(after_in_child=_event_ids.reseed)
+
+
 def new_event_id() -> str:
-    """A fresh event id, ``evt_<32 hex>``."""
-    return f"evt_{uuid.uuid4().hex}"
+    """A fresh event id, ``evt_<32 hex>``: unique, not secret (do not use it as a token)."""
+    return _event_ids.next()
 
 
 def encode_body(payload: Mapping[str, Any], *, event_id: str, sequence: int) -> bytes:

@@ -1,0 +1,346 @@
+"""Callback delivery in processes of their own: ``ringline serve --callback-workers N``.
+
+A Ringline server runs its calls on one event loop, which uses one core. By default the
+same loop also delivers the callbacks; at high rates (thousands per second) the two
+compete for that core. With ``--callback-workers N`` the server instead spawns ``N``
+worker processes (``python -m ringline.server.worker``). Each opens the same store and
+runs a :class:`~.webhooks.Deliverer` on its durable outbox, so delivery gets cores of
+its own; the outbox's claims keep each delivery with one worker at a time and per-call
+order intact, whatever the number of workers.
+
+How the server and a worker talk:
+
+* **Configuration** goes in the ``RINGLINE_WORKER_CONFIG`` environment variable (JSON of
+  :class:`WorkerConfig`), never on the command line, which other users can read.
+* **Wake-ups**: the worker's stdin is a pipe from the server. The server writes a byte
+  whenever it queues callbacks; the worker then claims at once instead of at its next
+  poll (every second).
+* **Stopping**: the server closes the pipe. The worker stops claiming, gives requests
+  under way 2 s, hands back the rest (they go out again with the same event id) and
+  exits. If the server dies, the pipe closes too, so no worker outlives its server.
+* **Crashes**: :class:`WorkerPool` restarts a worker that exits on its own, after 1 s,
+  then 2 s, 4 s … up to 30 s. The deliveries it held go out again: at once when it was
+  the only worker, else when their claim lease (60 s) runs out.
+
+Internal to the server; operators only see the flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .webhooks import Deliverer, RetrySchedule, WebhookCredentials
+
+__all__ = ["CONFIG_ENV", "WorkerConfig", "WorkerPool", "make_deliverer", "run_worker"]
+
+log = logging.getLogger("ringline.server.worker")
+
+#: The environment variable that carries a worker's :class:`WorkerConfig` (JSON).
+CONFIG_ENV = "RINGLINE_WORKER_CONFIG"
+
+#: Requests a deliverer keeps under way at once (per process).
+MAX_IN_FLIGHT = 256
+
+#: Seconds a stopping deliverer gives the requests under way before handing them back.
+STOP_GRACE = 2.0
+
+#: Restart back-off of a worker that exited on its own: first, cap (seconds).
+RESTART_FIRST, RESTART_MAX = 1.0, 30.0
+
+#: A worker that ran this long before exiting is restarted after RESTART_FIRST again.
+RESTART_RESET_AFTER = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """What a delivery process needs: the store, how to sign, how to retry."""
+
+    db_url: str
+    sdk_app_id: int
+    callback_token: str
+    webhook_secrets: tuple[str, ...]
+    retry_delays: tuple[float, ...]
+    give_up_after: float
+    index: int = 0
+    log_level: str = "INFO"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerConfig:
+        """Parse :meth:`to_json`'s output; ValueError naming what is wrong."""
+        try:
+            raw = json.loads(text)
+            return cls(
+                db_url=str(raw["db_url"]),
+                sdk_app_id=int(raw["sdk_app_id"]),
+                callback_token=str(raw["callback_token"]),
+                webhook_secrets=tuple(str(s) for s in raw["webhook_secrets"]),
+                retry_delays=tuple(float(x) for x in raw["retry_delays"]),
+                give_up_after=float(raw["give_up_after"]),
+                index=int(raw.get("index", 0)),
+                log_level=str(raw.get("log_level", "INFO")),
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(
+                f"{CONFIG_ENV} is not a worker configuration ({type(exc).__name__}: {exc}); "
+                "callback workers are started by `ringline serve --callback-workers N`, not by hand"
+            ) from exc
+
+
+def make_deliverer(outbox: Any, config: WorkerConfig) -> Deliverer:
+    """The deliverer of ``config`` on ``outbox`` (the server's own, or a worker's).
+    Call ``start()`` on it next, and ``close()`` when done."""
+    delays = config.retry_delays
+    schedule = RetrySchedule(delays=delays[:-1], then_every=delays[-1], give_up_after=config.give_up_after)
+    creds = WebhookCredentials(config.sdk_app_id, config.callback_token, config.webhook_secrets)
+    return Deliverer(outbox, creds, schedule=schedule, max_in_flight=MAX_IN_FLIGHT)
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class _PipeWatch(asyncio.Protocol):
+    """Reads the server's pipe: data wakes the deliverer, end of file stops the worker."""
+
+    def __init__(self, on_data: Callable[[], None], closed: asyncio.Event) -> None:
+        self._on_data = on_data
+        self._closed = closed
+
+    def data_received(self, data: bytes) -> None:
+        self._on_data()
+
+    def eof_received(self) -> bool:
+        self._closed.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed.set()
+
+
+async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
+    """Deliver callbacks from ``config``'s store until ``pipe_fd`` (the server's pipe)
+    closes or SIGTERM arrives; then hand back what is under way and return."""
+    from .store import open_store  # the store package pulls in the SQL drivers
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    # Ctrl-C in a terminal reaches the whole process group: the server decides when
+    # workers stop (it closes the pipe after its own writes have landed).
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    store = open_store(config.db_url)
+    await store.open()
+    try:
+        deliverer = make_deliverer(store.outbox, config)
+        pipe = os.fdopen(pipe_fd, "rb", buffering=0, closefd=False)
+        transport, _ = await loop.connect_read_pipe(lambda: _PipeWatch(deliverer.wake, stop), pipe)
+        try:
+            await deliverer.start()  # claims what is due right away
+            log.info("callback worker %d delivering (pid %d)", config.index, os.getpid())
+            await stop.wait()
+        finally:
+            transport.close()
+            await deliverer.close(grace=STOP_GRACE)
+            s = deliverer.stats
+            log.info(
+                "callback worker %d stopped: %d delivered, %d failed attempts, %d given up",
+                config.index,
+                s.delivered,
+                s.failed_attempts,
+                s.given_up,
+            )
+    finally:
+        await store.close()
+
+
+def main() -> int:
+    """Entry point of ``python -m ringline.server.worker`` (started by the server)."""
+    try:
+        config = WorkerConfig.from_json(os.environ.get(CONFIG_ENV, ""))
+    except ValueError as exc:
+        print(f"ringline worker: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s %(name)s[worker {config.index}]: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(run_worker(config))
+    else:
+        uvloop.run(run_worker(config))
+    return 0
+
+
+# --------------------------------------------------------------------------- the pool
+
+
+class WorkerPool:
+    """The server's delivery processes: starts ``count`` of them, wakes them when
+    callbacks are queued, restarts one that exits on its own, stops them all.
+
+    ``release_claims`` hands back every in-flight claim (the server's
+    ``_release_stale_claims``); the pool calls it before restarting a crashed worker
+    when that worker was the only one, so what it held goes out at once.
+    """
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        count: int,
+        *,
+        release_claims: Callable[[], Awaitable[object]] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        if count < 1:
+            raise ValueError(f"a worker pool needs at least 1 worker, not {count}")
+        self._config = config
+        self._count = count
+        self._release_claims = release_claims
+        self._python = python
+        self._procs: list[asyncio.subprocess.Process | None] = [None] * count
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._closing = asyncio.Event()
+        self._wake_scheduled = False
+        self.restarts = 0
+
+    @property
+    def count(self) -> int:
+        """Workers configured."""
+        return self._count
+
+    @property
+    def running(self) -> int:
+        """Workers whose process is running now."""
+        return sum(1 for p in self._procs if p is not None and p.returncode is None)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running workers."""
+        return [p.pid for p in self._procs if p is not None and p.returncode is None]
+
+    async def start(self) -> None:
+        """Spawn the workers (returns once each process exists, not when it is ready:
+        a worker that starts late still finds everything in the outbox)."""
+        for index in range(self._count):
+            await self._spawn(index)
+            self._supervisors.append(
+                asyncio.create_task(self._supervise(index), name=f"ringline-callback-worker-{index}")
+            )
+
+    def wake(self) -> None:
+        """Tell the workers callbacks were queued (one byte each per loop iteration)."""
+        if not self._wake_scheduled and not self._closing.is_set():
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_wakes)
+
+    def _send_wakes(self) -> None:
+        self._wake_scheduled = False
+        for proc in self._procs:
+            stdin = proc.stdin if proc is not None else None
+            if stdin is None or stdin.is_closing():
+                continue
+            # A worker busy for a while has wake-ups waiting already: skip, don't pile up.
+            if stdin.transport.get_write_buffer_size() < 64:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    stdin.write(b"w")
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop every worker: close their pipes, wait up to ``timeout`` s for them to
+        hand back their requests and exit, kill those that did not. Idempotent."""
+        self._closing.set()
+        for task in self._supervisors:
+            task.cancel()
+        for task in self._supervisors:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        procs = [p for p in self._procs if p is not None]
+        for proc in procs:
+            if proc.stdin is not None and not proc.stdin.is_closing():
+                proc.stdin.close()
+        if procs:
+            _, late = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs], timeout=timeout)
+            if late:
+                log.warning(
+                    "%d callback worker(s) did not stop within %.0f s; killing them", len(late), timeout
+                )
+                for proc in procs:
+                    if proc.returncode is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            proc.kill()
+                await asyncio.gather(*(p.wait() for p in procs))
+        self._procs = [None] * self._count
+
+    async def _spawn(self, index: int) -> None:
+        env = dict(os.environ)
+        env[CONFIG_ENV] = dataclasses.replace(self._config, index=index).to_json()
+        self._procs[index] = await asyncio.create_subprocess_exec(
+            self._python,
+            "-m",
+            "ringline.server.worker",
+            stdin=asyncio.subprocess.PIPE,
+            env=env,
+        )
+
+    async def _supervise(self, index: int) -> None:
+        backoff = RESTART_FIRST
+        while True:
+            proc = self._procs[index]
+            if proc is not None:
+                started = time.monotonic()
+                code = await proc.wait()
+                if self._closing.is_set():
+                    return
+                ran = time.monotonic() - started
+                if ran >= RESTART_RESET_AFTER:
+                    backoff = RESTART_FIRST
+                log.error(
+                    "callback worker %d (pid %d) exited with code %s after %.0f s; restarting it in %.0f s",
+                    index,
+                    proc.pid,
+                    code,
+                    ran,
+                    backoff,
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self._closing.wait()
+            if self._closing.is_set():
+                return
+            backoff = min(backoff * 2, RESTART_MAX)
+            if self._count == 1 and self._release_claims is not None:
+                try:
+                    await self._release_claims()  # nobody else holds claims: send them again now
+                except Exception:
+                    log.exception(
+                        "handing back the crashed worker's claims failed; they wait for their lease"
+                    )
+            try:
+                await self._spawn(index)
+            except Exception:
+                self._procs[index] = None
+                log.exception(
+                    "callback worker %d could not be started; trying again in %.0f s", index, backoff
+                )
+            else:
+                self.restarts += 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

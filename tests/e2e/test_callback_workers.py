@@ -1,0 +1,189 @@
+"""``ringline serve --callback-workers N``: callbacks delivered by worker processes.
+
+Against real processes: the server, its workers, SDK clients and the receiver of
+tests/callback_receiver.py (signatures checked with ``standardwebhooks``). What must
+hold: everything arrives signed and in per-call order whatever the number of workers; a
+worker killed with SIGKILL is restarted and what it held goes out again at once; no
+worker outlives its server, whether the server stops or is killed; bad flag values are
+refused with the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import pytest
+from test_callbacks import (
+    Admin,
+    Receiver,
+    _all_delivered,
+    check_order_and_signatures,
+    day_of_calls,
+    log_in,
+    server_args,
+    talk,
+)
+
+from ringline.cli import main
+from ringline.client import CallEngine
+from ringline.server.worker import CONFIG_ENV, WorkerConfig
+from serverproc import ServerProcess, free_port
+
+
+def workers_of(server: ServerProcess) -> list[psutil.Process]:
+    assert server.proc is not None
+    return psutil.Process(server.proc.pid).children()
+
+
+def call_of(event: dict[str, Any]) -> str:
+    call = event.get("CallId") or event.get("CallInfo", {}).get("CallId") or event["CallRecord"]["CallId"]
+    return str(call)
+
+
+def healthz(server: ServerProcess) -> dict[str, Any]:
+    with urllib.request.urlopen(server.url + "/healthz", timeout=5) as r:
+        data: dict[str, Any] = json.loads(r.read())
+        return data
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        yield s
+
+
+def start_server(tmp_path: Path, workers: int) -> ServerProcess:
+    return ServerProcess(
+        tmp_path / "srv", extra_args=[*server_args(), "--callback-workers", str(workers)]
+    ).start()
+
+
+async def test_two_workers_deliver_a_day_of_calls_signed_and_in_order(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    server = start_server(tmp_path, 2)
+    receiver = await Receiver(free_port()).start()
+    engines: list[CallEngine] = []
+    try:
+        assert healthz(server)["callback_workers"] == {"configured": 2, "running": 2, "restarts": 0}
+        workers = workers_of(server)
+        assert len(workers) == 2
+        admin = Admin(server, session)
+        await admin.subscribe(receiver.url)
+
+        async def users(n: int) -> list[Any]:
+            return await log_in(server, n, engines)
+
+        expected = await day_of_calls(users, admin)
+        ids = {d["EventId"] for d in await admin.deliveries()}
+        await receiver.wait_until(lambda: ids <= receiver.ids(), "every planned callback")
+        check_order_and_signatures(receiver.hits)
+        assert len(receiver.hits) == len(ids)  # no claim was handed to two workers
+        await admin.eventually(lambda: _all_delivered(admin, len(ids)), "all recorded as Delivered")
+        assert {call_of(h["event"]) for h in receiver.hits} == set(expected)
+    finally:
+        for e in engines:
+            await e.uninit()
+        await receiver.stop()
+        assert server.stop() == 0
+    # The server waited for its workers to hand back their claims and exit.
+    assert not [w for w in workers if w.is_running()], "a worker outlived its server's shutdown"
+
+
+async def test_a_killed_worker_is_restarted_and_what_it_held_goes_out_at_once(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    server = start_server(tmp_path, 1)
+    receiver = await Receiver(free_port()).start(delay=0.15)  # slow: requests stay in flight
+    engines: list[CallEngine] = []
+    try:
+        admin = Admin(server, session)
+        await admin.subscribe(receiver.url)
+        (a, ra, _), (b, rb, ub) = await log_in(server, 2, engines)
+        for _ in range(4):
+            await talk(a, ra, b, rb, ub)
+        planned = {d["EventId"] for d in await admin.deliveries()}
+        await receiver.wait_until(lambda: len(receiver.hits) >= 3, "the first callbacks")
+        (worker,) = workers_of(server)
+        worker.kill()
+        worker.wait(10)
+        assert not planned <= receiver.ids(), "the kill must come while callbacks are still waiting"
+
+        async def restarted() -> bool:
+            h = healthz(server)["callback_workers"]
+            return bool(h["restarts"] == 1 and h["running"] == 1)
+
+        await admin.eventually(restarted, "the worker restarted")
+        (again,) = workers_of(server)
+        assert again.pid != worker.pid
+        # Within half the claim lease (60 s): the server handed the dead worker's claims
+        # back instead of letting them expire.
+        await receiver.wait_until(lambda: planned <= receiver.ids(), "everything after the restart", 30.0)
+        check_order_and_signatures(receiver.hits)
+        await admin.eventually(lambda: _all_delivered(admin, len(planned)), "all delivered")
+        assert "callback worker 0 (pid" in server.log() and "exited with code -9" in server.log()
+    finally:
+        for e in engines:
+            await e.uninit()
+        await receiver.stop()
+        server.kill()
+
+
+def test_no_worker_outlives_a_killed_server(tmp_path: Path) -> None:
+    server = start_server(tmp_path, 2)
+    workers = workers_of(server)
+    assert len(workers) == 2 and all("ringline.server.worker" in " ".join(w.cmdline()) for w in workers)
+    server.kill()  # SIGKILL: no shutdown code runs; the workers see their pipe close
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, f"workers still running after their server was killed: {alive}"
+
+
+@pytest.mark.parametrize(
+    ("value", "db", "message"),
+    [
+        ("two", "", "a whole number of processes"),
+        ("-1", "", "0 to 16"),
+        ("17", "", "0 to 16"),
+        ("1", "sqlite:///:memory:", "in-memory SQLite"),
+    ],
+)
+def test_bad_worker_counts_are_refused_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, db: str, message: str
+) -> None:
+    argv = ["serve", "--data-dir", str(tmp_path), "--callback-workers", value]
+    if db:
+        argv += ["--db", db]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--callback-workers" in err and message in err
+
+
+def test_a_worker_started_by_hand_says_how_it_is_started(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
+    r = subprocess.run(
+        [sys.executable, "-m", "ringline.server.worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2
+    assert "ringline serve --callback-workers" in r.stderr
+    with pytest.raises(ValueError, match="RINGLINE_WORKER_CONFIG"):
+        WorkerConfig.from_json('{"db_url": "sqlite://"}')
+    config = WorkerConfig("sqlite:///x.db", 1, "tok", ("whsec_a",), (1.0, 5.0), 3600.0, index=1)
+    assert WorkerConfig.from_json(config.to_json()) == config
+
+
+def test_healthz_reports_no_workers_by_default(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "srv").start()
+    try:
+        assert healthz(server)["callback_workers"] == {"configured": 0, "running": 0, "restarts": 0}
+        assert workers_of(server) == []
+    finally:
+        server.stop()
