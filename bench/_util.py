@@ -125,38 +125,63 @@ def thread_cpu(pid: int) -> tuple[float, float]:
     return main, other
 
 
+def child_cpu(ppid: int) -> dict[tuple[int, int], float]:
+    """CPU seconds so far of each live child process of ``ppid`` (found by scanning
+    /proc/*/stat), keyed by (pid, start time) so that a reused pid is a new process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[tuple[int, int], float] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == ppid:
+            out[(int(name), int(fields[19]))] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 class CpuMeter:
-    """CPU use over an interval, in % of one core: the server (its event-loop thread
-    and its other threads, i.e. the SQLite worker), the client processes, and
-    everything else on the machine (other people's jobs distort a benchmark)."""
+    """CPU use over an interval, in % of one core: the server (its event-loop thread,
+    its other threads, i.e. the SQLite worker, and its child processes, i.e. the
+    callback workers of ``--callback-workers``), the client processes, and everything
+    else on the machine (other people's jobs distort a benchmark).
+
+    Child processes are those alive at each snapshot: one that appears (or restarts)
+    meanwhile counts from 0; one that exits before the end is not counted."""
 
     def __init__(self, server_pid: int, client_pids: Sequence[int]) -> None:
         self.server_pid = server_pid
         self.client_pids = list(client_pids)
-        self._start = self._snap()
+        self._start, self._start_children = self._snap()
 
-    def _snap(self) -> tuple[float, float, float, float, float, float]:
+    def _snap(self) -> tuple[tuple[float, float, float, float, float, float], dict[tuple[int, int], float]]:
         main, other = thread_cpu(self.server_pid)
+        children = child_cpu(self.server_pid)
         clients = 0.0
         for p in self.client_pids:
             with contextlib.suppress(OSError):
                 clients += cpu_seconds(p)
         busy, steal = machine_cpu()
-        return time.monotonic(), main, other, clients, busy, steal
+        return (time.monotonic(), main, other, clients, busy, steal), children
 
     def stop(self) -> dict[str, float]:
-        end = self._snap()
+        end, end_children = self._snap()
         d = [b - a for a, b in zip(self._start, end, strict=True)]
         wall = max(1e-9, d[0])
-        pct = [round(100.0 * x / wall, 1) for x in d[1:]]
-        main, other, clients, busy, steal = pct
+        workers_s = sum(t - self._start_children.get(k, 0.0) for k, t in end_children.items())
+        pct = [round(100.0 * x / wall, 1) for x in (*d[1:], workers_s)]
+        main, other, clients, busy, steal, workers = pct
         return {
-            "server_cpu_pct": round(main + other, 1),
+            "server_cpu_pct": round(main + other + workers, 1),
             "server_loop_thread_cpu_pct": main,
             "server_other_threads_cpu_pct": other,
+            "server_workers_cpu_pct": workers,
             "client_cpu_pct": clients,
             "machine_busy_pct": busy,
-            "background_cpu_pct": round(max(0.0, busy - main - other - clients), 1),
+            "background_cpu_pct": round(max(0.0, busy - main - other - workers - clients), 1),
             "steal_pct": steal,
         }
 

@@ -3,7 +3,8 @@ under call load, and ``get_record_by_filter`` over a million records. See
 docs/benchmarks.md.
 
     .venv/bin/python bench/callbacks.py [--rate 500] [--duration 20] [--records 1000000]
-                                        [--json] [--quick] [--profile FILE]
+                                        [--callback-workers N] [--json] [--quick]
+                                        [--profile FILE]
 
 Everything runs on 127.0.0.1. Two parts, each against its own ``ringline serve``
 subprocess on a fresh temp data dir and a free port:
@@ -404,7 +405,14 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
             tmp / "callbacks",
             sdk_app_id=app,
             secret_key=key,
-            extra_args=["--callback-token", token, "--webhook-secret", generate_secret()],
+            extra_args=[
+                "--callback-token",
+                token,
+                "--webhook-secret",
+                generate_secret(),
+                # Only when asked: N = 0 also runs against a server without the flag.
+                *(["--callback-workers", str(args.callback_workers)] if args.callback_workers > 0 else []),
+            ],
         )
         query = admin_query(app, key)
         cfgs = [
@@ -420,7 +428,8 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
         ]
         u.log(
             f"server pid {srv.pid} on {srv.url}, receiver pid {recv.pid} on {recv.url};"
-            f" {n_pairs} pairs over {n_workers} client processes"
+            f" {n_pairs} pairs over {n_workers} client processes;"
+            f" {args.callback_workers} callback worker processes"
         )
         pool = calls.Pool(calls.call_worker, cfgs)
         pool.gather("ready", 120)
@@ -557,6 +566,8 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
                 "server_cpu_pct": load["server_cpu_pct"],
                 "server_loop_thread_cpu_pct": load["server_loop_thread_cpu_pct"],
                 "server_other_threads_cpu_pct": load["server_other_threads_cpu_pct"],
+                "server_workers_cpu_pct": load["server_workers_cpu_pct"],
+                "callback_workers": args.callback_workers,
                 "client_cpu_pct": load["client_cpu_pct"],
                 "receiver_cpu_pct": round(100.0 * rcpu / wall, 1),
                 # CpuMeter counts the receiver as "other"; here it has its own column.
@@ -1154,10 +1165,11 @@ def table(r: dict[str, Any]) -> str:
                 "",
             ),
             (
-                "CPU %: server (loop/other) / receiver / clients / others",
+                "CPU %: server (loop/other/workers) / receiver / clients / others / steal",
                 f"{r['server_cpu_pct']:.0f} ({r['server_loop_thread_cpu_pct']:.0f}/"
-                f"{r['server_other_threads_cpu_pct']:.0f}) / {r['receiver_cpu_pct']:.0f}"
-                f" / {r['client_cpu_pct']:.0f} / {r['background_cpu_pct']:.0f}",
+                f"{r['server_other_threads_cpu_pct']:.0f}/{r['server_workers_cpu_pct']:.0f})"
+                f" / {r['receiver_cpu_pct']:.0f} / {r['client_cpu_pct']:.0f}"
+                f" / {r['background_cpu_pct']:.0f} / {r['steal_pct']:.0f}",
                 "",
                 "",
             ),
@@ -1208,7 +1220,8 @@ def table(r: dict[str, Any]) -> str:
     lines.append(
         f"{r['date']}; {m['cores']} cores ({m['cpu_model']}), Python {m['python']}, {m['loop']},"
         f" aiohttp {m['aiohttp']}; {cfg['users']} users in {cfg['client_workers']} client processes,"
-        f" {cfg['duration_s']} s at {cfg['rate']:.0f} calls/s; {cfg['records']:,} records"
+        f" {cfg['duration_s']} s at {cfg['rate']:.0f} calls/s;"
+        f" {cfg.get('callback_workers', 0)} callback worker processes; {cfg['records']:,} records"
     )
     for key in ("callbacks_profile", "records_profile"):
         if key in r:
@@ -1242,6 +1255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "queries": args.queries,
             "callbacks": args.callbacks,
             "quick": args.quick,
+            "callback_workers": args.callback_workers,
         },
     }
     try:
@@ -1282,6 +1296,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--users", type=int, default=400, help="simulated users, 2 per call (default 400)")
     p.add_argument("--workers", type=int, default=3, help="client processes (default 3)")
+    p.add_argument(
+        "--callback-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ringline serve --callback-workers N: N processes deliver the callbacks"
+        " (default 0: the server's event loop; the flag is not passed then)",
+    )
     p.add_argument(
         "--drain-timeout",
         type=float,
@@ -1328,6 +1350,8 @@ def main(argv: list[str] | None = None) -> int:
     args.queries = args.queries if args.queries is not None else (200 if q else 500)
     if args.rate <= 0 or args.users < 2:
         p.error("--rate must be > 0 and --users at least 2")
+    if args.callback_workers < 0:
+        p.error("--callback-workers must be >= 0")
     args.kinds = {k.strip() for k in args.callbacks.split(",") if k.strip()}
     if not args.kinds or not args.kinds <= {"v4", "v1"}:
         p.error("--callbacks takes v4, v1 or v4,v1")
