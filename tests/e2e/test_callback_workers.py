@@ -10,6 +10,7 @@ refused with the fix.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -61,9 +62,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-def start_server(tmp_path: Path, workers: int) -> ServerProcess:
+def start_server(tmp_path: Path, workers: int, db: str = "") -> ServerProcess:
     return ServerProcess(
-        tmp_path / "srv", extra_args=[*server_args(), "--callback-workers", str(workers)]
+        tmp_path / "srv", db=db, extra_args=[*server_args(), "--callback-workers", str(workers)]
     ).start()
 
 
@@ -136,6 +137,32 @@ async def test_a_killed_worker_is_restarted_and_what_it_held_goes_out_at_once(
             await e.uninit()
         await receiver.stop()
         server.kill()
+
+
+async def test_workers_on_postgresql_share_the_outbox_without_sending_anything_twice(
+    tmp_path: Path, pg_url: str, session: aiohttp.ClientSession
+) -> None:
+    server = start_server(tmp_path, 3, db=pg_url)
+    receiver = await Receiver(free_port()).start(delay=0.02)
+    engines: list[CallEngine] = []
+    try:
+        admin = Admin(server, session)
+        await admin.subscribe(receiver.url)
+        pairs = [await log_in(server, 2, engines) for _ in range(3)]
+        # Three pairs calling at once: callbacks of different calls spread over the workers.
+        for _ in range(3):
+            await asyncio.gather(*(talk(a, ra, b, rb, ub) for (a, ra, _), (b, rb, ub) in pairs))
+        planned = {d["EventId"] for d in await admin.deliveries()}
+        await receiver.wait_until(lambda: planned <= receiver.ids(), "every planned callback")
+        check_order_and_signatures(receiver.hits)
+        assert len(receiver.hits) == len(planned)  # SKIP LOCKED: no claim went to two workers
+        await admin.eventually(lambda: _all_delivered(admin, len(planned)), "all recorded as Delivered")
+        assert healthz(server)["callback_workers"]["running"] == 3
+    finally:
+        for e in engines:
+            await e.uninit()
+        await receiver.stop()
+        assert server.stop() == 0
 
 
 def test_no_worker_outlives_a_killed_server(tmp_path: Path) -> None:

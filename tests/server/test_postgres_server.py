@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,26 +10,6 @@ from rawclient import Raw
 from serverproc import ServerProcess, unique
 
 asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is part of the dev extra")
-
-ADMIN_DSN = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    name = "ringline_srv_" + uuid.uuid4().hex[:12]
-    try:
-        conn = await asyncpg.connect(ADMIN_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(
-            f"PostgreSQL is absent at {ADMIN_DSN} ({exc}); start it with "
-            "`pg_ctlcluster --skip-systemctl-redirect 15 main start` or set RINGLINE_TEST_PG_DSN"
-        )
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        yield ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 async def test_calls_are_recorded_in_postgres_and_survive_a_restart(tmp_path: Path, pg_url: str) -> None:
