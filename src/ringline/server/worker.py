@@ -253,7 +253,7 @@ class WorkerPool:
     def _send_wakes(self) -> None:
         self._wake_scheduled = False
         for proc in self._procs:
-            stdin = proc.stdin if proc is not None else None
+            stdin = proc.stdin if proc is not None and proc.returncode is None else None
             if stdin is None or stdin.is_closing():
                 continue
             # A worker busy for a while has wake-ups waiting already: skip, don't pile up.
