@@ -92,6 +92,27 @@ async def test_an_unanswered_call_times_out_with_no_response(users: Any) -> None
     assert [r["callId"] for r in records] == [cid]
 
 
+async def test_an_ignored_call_stops_ringing_here_only_and_times_out_for_the_caller(users: Any) -> None:
+    a, b = await users(2)
+    cid = (await a.ok("calls", [b.user_id], AUDIO, {"timeout": 3}))["callId"]
+    await b.event("onCallReceived", callID=cid)
+    await b.wait("(rl) => rl.engine.callStatus === 1")  # waiting (ringing)
+    await b.ok("ignore")
+    # This device is done at once: idle, microphone released, no reject sent.
+    await b.wait("(rl) => rl.engine.callStatus === 0 && rl.engine.localStream.getTracks().length === 0")
+    # The server keeps the invitation: the caller still waits, and gets no response at the timeout.
+    assert await a.js("(rl) => rl.engine.callStatus") == 1
+    resp = await a.event("onNoResp", callID=cid, timeout=10)
+    assert resp["p"]["userIDList"] == [b.user_id]
+    for me in (a, b):
+        ended = await me.event("onCallNotConnected", callID=cid, timeout=10)
+        assert ended["p"]["reason"] == NO_RESPONSE and ended["p"]["userID"] == b.user_id
+    assert "onReject" not in await a.names()
+    # Ignoring again (nothing rings now) is refused with the hint.
+    again = await b.call("ignore")
+    assert "error" in again and "onCallReceived" in again["error"]["message"], again
+
+
 async def test_engine_checks_its_arguments_before_sending(users: Any) -> None:
     (a,) = await users(1)
     for method, args, needle in (
