@@ -110,8 +110,10 @@ class MemoryDurable:
     ) -> None:
         await self.box.mark_failed(event_id, at, status, error, next_at)
 
-    async def mark_endpoint_gone(self, url: str, at: float) -> int:
-        return await self.box.mark_endpoint_gone(url, at)
+    async def mark_endpoint_gone(
+        self, url: str, at: float, *, event_id: str | None = None, status: int = 410, error: str = ""
+    ) -> int:
+        return await self.box.mark_endpoint_gone(url, at, event_id=event_id, status=status, error=error)
 
     async def release(self, event_ids: Sequence[str]) -> None:
         await self.box.release(event_ids)
@@ -310,6 +312,62 @@ async def test_endpoint_gone_and_revive(box: Box) -> None:
     # marking a url gone that has nothing open still remembers it
     assert await box.outbox.mark_endpoint_gone("http://r/idle", 3.0) == 0
     assert await box.outbox.gone_endpoints() == {"http://r/idle": 3.0}
+
+
+async def test_a_410_with_its_event_id_counts_the_attempt_and_drops_the_url_in_one_step(box: Box) -> None:
+    gone, other, third = "http://r/gone", "http://r/other", "http://r/third"
+    g1, g2, h1 = _d("M", 1, gone), _d("M", 2, gone), _d("N", 1, gone)
+    o1, o2 = _d("M", 1, other), _d("M", 2, other)
+    await box.add(g1, g2, h1, o1, o2)
+    claimed = await box.outbox.claim_due(1.0, 10)
+    assert {d.event_id for d in claimed} == {g1.event_id, h1.event_id, o1.event_id}
+    await box.outbox.mark_failed(g1.event_id, 2.0, 500, "HTTP 500", next_at=3.0)
+    [again] = await box.outbox.claim_due(3.0, 10)  # g1's second attempt gets the 410
+    assert (again.event_id, again.attempts) == (g1.event_id, 1)
+    # an unknown event id: refused, nothing changes (not even the url)
+    with pytest.raises(KeyError, match="nope"):
+        await box.outbox.mark_endpoint_gone(third, 3.5, event_id="nope", error="HTTP 410 Gone")
+    assert await box.outbox.gone_endpoints() == {}
+    # g1 (counted, with its status and error), g2 (pending behind it), h1 (in flight)
+    n = await box.outbox.mark_endpoint_gone(
+        gone, 4.0, event_id=g1.event_id, status=410, error="HTTP 410 Gone"
+    )
+    assert n == 3
+    e1 = await box.get(g1.event_id)
+    assert (e1.state, e1.delivery.attempts, e1.last_attempt_at, e1.finished_at) == (GONE, 2, 4.0, 4.0)
+    assert (e1.last_status, e1.last_error) == (410, "HTTP 410 Gone")
+    for d in (g2, h1):
+        e = await box.get(d.event_id)
+        assert (e.state, e.finished_at, e.delivery.attempts, e.last_status) == (GONE, 4.0, 0, None)
+        assert e.last_error == "dropped: the endpoint answered 410 Gone"
+    assert await box.outbox.gone_endpoints() == {gone: 4.0}
+    assert (await box.get(o1.event_id)).state is IN_FLIGHT
+    assert (await box.get(o2.event_id)).state is PENDING
+    # a second 410 for it (a late duplicate), or an event id in flight to another url:
+    # the attempt is not recorded, the url is marked gone all the same
+    assert await box.outbox.mark_endpoint_gone(gone, 5.0, event_id=g1.event_id, error="late") == 0
+    assert await box.outbox.mark_endpoint_gone(third, 5.0, event_id=o1.event_id, error="wrong url") == 0
+    assert ((await box.get(g1.event_id)).delivery.attempts, (await box.get(g1.event_id)).last_error) == (
+        2,
+        "HTTP 410 Gone",
+    )
+    eo = await box.get(o1.event_id)
+    assert (eo.state, eo.delivery.attempts, eo.last_error) == (IN_FLIGHT, 0, "")
+    assert await box.outbox.gone_endpoints() == {gone: 5.0, third: 5.0}
+    # the other url's deliveries go on in order; nothing more to the gone url
+    assert await box.outbox.claim_due(5.0, 10) == []
+    await box.outbox.mark_delivered(o1.event_id, 6.0, 200)
+    assert [d.event_id for d in await box.outbox.claim_due(6.0, 10)] == [o2.event_id]
+    await box.outbox.mark_delivered(o2.event_id, 7.0, 200)
+    assert await box.outbox.claim_due(1000.0, 10) == []
+    assert await box.outbox.counts() == {PENDING: 0, IN_FLIGHT: 0, DELIVERED: 2, GIVEN_UP: 0, GONE: 3}
+    # revived, the calls of the gone url have no open delivery left: a new one goes first
+    await box.revive(gone)
+    g3, h2 = _d("M", 3, gone), _d("N", 2, gone)
+    await box.add(g3, h2)
+    assert sorted(d.event_id for d in await box.outbox.claim_due(1000.0, 10)) == sorted(
+        [g3.event_id, h2.event_id]
+    )
 
 
 # --------------------------------------------------------------------------- more semantics
@@ -811,8 +869,10 @@ class Watched:
         await self.inner.mark_failed(event_id, at, status, error, next_at)
         self.changed.set()
 
-    async def mark_endpoint_gone(self, url: str, at: float) -> int:
-        return await self.inner.mark_endpoint_gone(url, at)
+    async def mark_endpoint_gone(
+        self, url: str, at: float, *, event_id: str | None = None, status: int = 410, error: str = ""
+    ) -> int:
+        return await self.inner.mark_endpoint_gone(url, at, event_id=event_id, status=status, error=error)
 
     async def release(self, event_ids: Sequence[str]) -> None:
         await self.inner.release(event_ids)

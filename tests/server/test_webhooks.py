@@ -587,6 +587,13 @@ async def test_410_gone_stops_that_endpoint(receiver: Receiver) -> None:
     assert len(receiver.on("/gone")) <= 2  # at most the first of X and of Y, once each
     assert {h.seq for h in receiver.on("/gone")} == {1}
     assert [e.state for e in box.entries() if e.delivery.url == gone] == [DeliveryState.GONE] * 5
+    # the attempt that got the 410 is counted, with its status and error (a second
+    # request in flight at once finds its delivery dropped already: not counted)
+    answered = [e for e in box.entries() if e.delivery.url == gone and e.last_status == 410]
+    assert 1 <= len(answered) <= len(receiver.on("/gone"))
+    for e in answered:
+        assert (e.delivery.attempts, e.last_attempt_at) == (1, e.finished_at)
+        assert e.last_error.startswith("HTTP 410")
     assert receiver.acked[("/fine", "Z")] == [1, 2, 3]
     assert gone in box.gone_endpoints()
     assert (await box.add(_d("X", 9, gone, now))).state is DeliveryState.GONE

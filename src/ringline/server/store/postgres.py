@@ -394,6 +394,21 @@ _SQL_RETRY_LATER = _sql_transition(
     "state = 'pending', attempts = o.attempts + 1, last_attempt_at = $2, last_status = $3,"
     " last_error = $4, next_at = $5, leased_until = 0",
 )
+# $1 event id, $2 at, $3 status, $4 error, $5 url. The attempt that got the 410: counted
+# and finished as gone if in flight to $5 (its group has no open row left once
+# _SQL_DROP_GONE has run, so no head to promote). Returns the row's old state (no row:
+# unknown id, nothing written) and whether it was recorded.
+_SQL_GONE_ATTEMPT = """
+    WITH cur AS (
+        SELECT event_id, state, url FROM outbox WHERE event_id = $1 FOR UPDATE
+    ), done AS (
+        UPDATE outbox AS o SET state = 'gone', attempts = o.attempts + 1, last_attempt_at = $2,
+            last_status = $3, last_error = $4, finished_at = $2, leased_until = 0, head = FALSE
+        FROM cur WHERE o.event_id = cur.event_id AND cur.state = 'in_flight' AND cur.url = $5
+        RETURNING 1
+    )
+    SELECT cur.state, EXISTS (SELECT 1 FROM done) FROM cur
+"""
 _SQL_DROP_GONE = """
     UPDATE outbox SET state = 'gone', finished_at = $1, leased_until = 0, head = FALSE, last_error = $2
     WHERE url = $3 AND state IN ('pending', 'in_flight')
@@ -1003,12 +1018,21 @@ class PostgresOutbox:
 
         await self._store._op(op)
 
-    async def mark_endpoint_gone(self, url: str, at: float) -> int:
-        """Finish every open delivery to ``url`` as gone; later ones are gone at once."""
+    async def mark_endpoint_gone(
+        self, url: str, at: float, *, event_id: str | None = None, status: int = 410, error: str = ""
+    ) -> int:
+        """Finish every open delivery to ``url`` as gone, recording the attempt of
+        ``event_id`` (in flight to ``url``) that got the 410; later ones are gone at once."""
 
         async def op(conn: Any) -> int:
+            finished = 0
+            if event_id is not None:
+                row = await conn.fetchrow(_SQL_GONE_ATTEMPT, event_id, at, status, error, url)
+                if row is None:
+                    raise OpRefused(no_such_delivery(event_id))
+                finished = int(bool(row[1]))
             await conn.execute(_SQL_SET_GONE, url, at)
-            return _rowcount(await conn.execute(_SQL_DROP_GONE, at, DROPPED_GONE, url))
+            return finished + _rowcount(await conn.execute(_SQL_DROP_GONE, at, DROPPED_GONE, url))
 
         return await self._store._op(op)
 

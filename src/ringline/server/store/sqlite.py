@@ -480,6 +480,13 @@ _SQL_RETRY_LATER = """
         last_status = ?, last_error = ?, next_at = ?, leased_until = 0
     WHERE event_id = ?
 """
+# The attempt that got the 410: counted and finished as gone (its group has no open row
+# left once _SQL_DROP_GONE has run, so no head to recompute).
+_SQL_GONE_ATTEMPT = """
+    UPDATE outbox SET state = 'gone', attempts = attempts + 1, last_attempt_at = ?1,
+        last_status = ?2, last_error = ?3, finished_at = ?1, leased_until = 0, head = 0
+    WHERE event_id = ?4
+"""
 _SQL_DROP_GONE = """
     UPDATE outbox INDEXED BY outbox_open
     SET state = 'gone', finished_at = ?, leased_until = 0, head = 0, last_error = ?
@@ -1205,12 +1212,21 @@ class SqliteOutbox:
 
         await self._store._op(op)
 
-    async def mark_endpoint_gone(self, url: str, at: float) -> int:
-        """Finish every open delivery to ``url`` as gone; later ones are gone at once."""
+    async def mark_endpoint_gone(
+        self, url: str, at: float, *, event_id: str | None = None, status: int = 410, error: str = ""
+    ) -> int:
+        """Finish every open delivery to ``url`` as gone, recording the attempt of
+        ``event_id`` (in flight to ``url``) that got the 410; later ones are gone at once."""
 
         def op(conn: sqlite3.Connection) -> int:
+            finished = 0
+            if event_id is not None:
+                state, its_url, _, _ = _state_of(conn, event_id)  # unknown: refused before writing
+                if state == DeliveryState.IN_FLIGHT and its_url == url:
+                    conn.execute(_SQL_GONE_ATTEMPT, (at, status, error, event_id))
+                    finished = 1
             conn.execute(_SQL_SET_GONE, (url, at))
-            return int(conn.execute(_SQL_DROP_GONE, (at, DROPPED_GONE, url)).rowcount)
+            return finished + int(conn.execute(_SQL_DROP_GONE, (at, DROPPED_GONE, url)).rowcount)
 
         return await self._store._op(op)
 

@@ -28,8 +28,10 @@ Life of one delivery::
      at t +------------+                            |
                  schedule gives None (deadline) ----+--> [given up]
                                                     |
-           410 Gone --------------------------------+--> [gone]: this delivery and
-                                                         every pending one to that url
+           410 Gone --------------------------------+--> [gone]: this delivery (its
+                                                         attempt counted) and every
+                                                         pending one to that url, in
+                                                         one step
 
 **Per-call order.** Deliveries are ordered per *(url, call_id)* by ``sequence``: one
 is sent only when every earlier one of the same call to the same url is delivered,
@@ -47,8 +49,9 @@ subscribe to).
 **Requests.** ``POST url?<Tencent query>`` with the body as is, ``Content-Type:
 application/json`` and the Standard Webhooks headers; see :mod:`.signing`. Timeouts:
 connect 3 s, total 10 s. Any 2xx is success (the response body is ignored); a 3xx is
-a failure (redirects are not followed); ``410 Gone`` drops every pending delivery to
-that url (:meth:`Outbox.mark_endpoint_gone`); anything else is retried on the
+a failure (redirects are not followed); ``410 Gone`` counts the attempt and drops that
+delivery and every pending one to that url, in one step
+(:meth:`Outbox.mark_endpoint_gone` with the ``event_id``); anything else is retried on the
 :class:`~.retry.RetrySchedule`, honouring ``Retry-After`` (seconds or an HTTP date) on 429/503.
 """
 
@@ -163,9 +166,17 @@ class Outbox(Protocol):
       schedules the next one (``next_at``) or, with ``next_at=None``, gives up; it is
       ignored unless the delivery is in flight. Either frees the next sequence of the
       call.
-    * ``mark_endpoint_gone(url, at)`` finishes every pending or in-flight delivery to
-      ``url`` as *gone*, and returns how many. Deliveries added to a gone url later are
-      gone at once, until the url is configured again.
+    * ``mark_endpoint_gone(url, at, event_id=…, status=410, error=…)`` finishes every
+      pending or in-flight delivery to ``url`` as *gone*, and returns how many (the
+      ``event_id`` one included). Deliveries added to a gone url later are gone at once,
+      until the url is configured again. With ``event_id`` (the delivery that got the
+      410) the same step records that attempt, if it is in flight to ``url``:
+      ``attempts + 1``, ``last_attempt_at = at``, ``last_status = status``,
+      ``last_error = error`` (the others get a generic "dropped" error), then *gone*
+      like the others. Not in flight, or to another url: its attempt is not recorded
+      (as ``mark_failed`` ignores it). Unknown ``event_id``: KeyError, and nothing
+      changes. It is one operation (one transaction): no one sees that delivery as a
+      pending retry.
     * ``release(ids)`` puts claimed deliveries back to pending without counting an
       attempt (the deliverer was closed mid-request); ids not in flight are ignored.
     """
@@ -178,7 +189,9 @@ class Outbox(Protocol):
         self, event_id: str, at: float, status: int | None, error: str, next_at: float | None
     ) -> None: ...
 
-    async def mark_endpoint_gone(self, url: str, at: float) -> int: ...
+    async def mark_endpoint_gone(
+        self, url: str, at: float, *, event_id: str | None = None, status: int = 410, error: str = ""
+    ) -> int: ...
 
     async def release(self, event_ids: Sequence[str]) -> None: ...
 
@@ -538,10 +551,11 @@ class Deliverer:
             return
         if status == 410:
             self.stats.endpoints_gone += 1
-            # Count the attempt and keep its status for operators (not due again before
-            # the url is marked gone just below), then drop everything pending there.
-            await self._outbox.mark_failed(d.event_id, now, status, result.error, now + 3600.0)
-            dropped = await self._outbox.mark_endpoint_gone(d.url, now)
+            # One step: count this attempt (its status and error stay for operators),
+            # finish it as gone, and drop everything pending there.
+            dropped = await self._outbox.mark_endpoint_gone(
+                d.url, now, event_id=d.event_id, status=status, error=result.error
+            )
             log.warning(
                 "webhooks: %s answered 410 Gone: dropped %d pending deliveries to it; nothing more is "
                 "sent there until the callback url is set again",

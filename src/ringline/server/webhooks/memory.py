@@ -150,14 +150,25 @@ class MemoryOutbox:
             row.leased_until = 0.0
             self._notify()
 
-    async def mark_endpoint_gone(self, url: str, at: float) -> int:
+    async def mark_endpoint_gone(
+        self, url: str, at: float, *, event_id: str | None = None, status: int = 410, error: str = ""
+    ) -> int:
+        hit = None if event_id is None else self._row(event_id)  # KeyError before any change
         self._gone[url] = at
+        finished = 0
+        if hit is not None and hit.state is DeliveryState.IN_FLIGHT and hit.delivery.url == url:
+            hit.attempts += 1
+            hit.last_attempt_at = at
+            hit.last_status = status
+            hit.last_error = error
+            self._finish(hit, DeliveryState.GONE, at)
+            finished = 1
         dropped = [row for group in self._open.values() for row in group if row.delivery.url == url]
         for row in dropped:
             row.last_error = "dropped: the endpoint answered 410 Gone"
             self._finish(row, DeliveryState.GONE, at)
         self._notify()
-        return len(dropped)
+        return finished + len(dropped)
 
     async def release(self, event_ids: Sequence[str]) -> None:
         for event_id in event_ids:
