@@ -27,13 +27,12 @@ This module is internal to the store package; use :attr:`.base.Store.outbox`.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry
+from .batching import Ok, RoundBatcher, RunRound
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -240,89 +239,29 @@ class OpRefused(Exception):
         self.error = error
 
 
-@dataclass(frozen=True, slots=True)
-class Ok:
-    """The result of an operation that succeeded."""
-
-    value: Any
-
-
-#: Runs a round of operations in one transaction; returns per operation, in order, an
-#: :class:`Ok` or the exception its caller gets. Must not raise for a per-op failure.
-RunRound = Callable[[list[Any]], Awaitable[list[Ok | BaseException]]]
-
-
-class OpBatcher:
+class OpBatcher(RoundBatcher[Any]):
     """Group commit for outbox operations (claims, marks, releases): one round at a time,
     and every operation submitted while a round runs goes into the next round, all in
     ONE transaction. So 2,000 marks per second cost tens of commits, not thousands.
 
     An *operation* is opaque here (the store's ``run_round`` knows how to run one: a
-    function of the connection). ``run_round`` runs the ops in order; an op that raises
-    :class:`OpRefused` fails alone; if anything else fails, the store reruns each op
-    in a transaction of its own, so a bad op fails only its own caller.
+    function of the connection); ``run_round`` returns an :class:`Ok` or the exception
+    per op, in order. An op that raises :class:`OpRefused` fails alone; if anything
+    else fails, the store reruns each op in a transaction of its own, so a bad op fails
+    only its own caller.
 
     Like :class:`.sqlite.GroupCommitter`, cancelling a waiting caller does not withdraw
     its operation.
     """
 
-    __slots__ = ("_closed", "_pending", "_run_round", "_task")
+    __slots__ = ()
 
-    def __init__(self, run_round: RunRound) -> None:
-        self._run_round = run_round
-        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-
-    async def submit(self, op: Any) -> Any:
-        """Run ``op`` in the next round; return its result or raise its error
-        (RuntimeError after :meth:`close`)."""
-        if self._closed:
-            raise RuntimeError("the store is closed; open a new one to use its outbox")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((op, fut))
-        if self._task is None:
-            self._task = loop.create_task(self._run(), name="ringline-outbox-ops")
-        return await fut
-
-    async def close(self) -> None:
-        """Refuse new operations and wait for the queued ones. Idempotent."""
-        self._closed = True
-        task = self._task
-        if task is not None:
-            await asyncio.shield(task)
-
-    async def _run(self) -> None:
-        group: list[tuple[Any, asyncio.Future[Any]]] = []
-        try:
-            while self._pending:
-                group, self._pending = self._pending, []
-                try:
-                    results = await self._run_round([op for op, _ in group])
-                    if len(results) != len(group):
-                        raise RuntimeError(
-                            f"an outbox round returned {len(results)} results for {len(group)} operations"
-                        )
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:  # run_round broke its contract
-                    results = [exc] * len(group)
-                for (_, fut), outcome in zip(group, results, strict=True):
-                    if fut.done():
-                        continue
-                    if isinstance(outcome, Ok):
-                        fut.set_result(outcome.value)
-                    else:
-                        fut.set_exception(outcome)
-                group = []
-        except asyncio.CancelledError:
-            for _, fut in itertools.chain(group, self._pending):
-                fut.cancel()
-            self._pending = []
-            raise
-        finally:
-            self._task = None
+    def __init__(self, run_round: RunRound[Any]) -> None:
+        super().__init__(
+            run_round,
+            name="ringline-outbox-ops",
+            closed_error="the store is closed; open a new one to use its outbox",
+        )
 
 
 def outcome_of(exc: BaseException) -> BaseException:

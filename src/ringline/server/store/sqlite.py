@@ -62,6 +62,7 @@ from .base import (
     UserCallRow,
     Write,
 )
+from .batching import RoundBatcher
 from .outbox import (
     DEFAULT_LEASE,
     DROPPED_GONE,
@@ -119,7 +120,7 @@ class CommitStats:
     groups: int
 
 
-class GroupCommitter:
+class GroupCommitter(RoundBatcher[tuple[Write, ...]]):
     """Merges concurrent batches of writes into one transaction (group commit).
 
     Usage: create it with a ``commit`` coroutine function (see :data:`CommitGroup`),
@@ -132,74 +133,19 @@ class GroupCommitter:
     committed anyway (or fails) with the rest of its round.
     """
 
-    __slots__ = ("_batches", "_closed", "_commit", "_groups", "_pending", "_task")
+    __slots__ = ()
 
     def __init__(self, commit: CommitGroup) -> None:
-        self._commit = commit
-        self._pending: list[tuple[tuple[Write, ...], asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self._batches = 0
-        self._groups = 0
+        super().__init__(
+            commit,
+            name="ringline-store-group-commit",
+            closed_error="the store is closed; open a new one to write again",
+        )
 
     @property
     def stats(self) -> CommitStats:
         """Counters so far (cheap; for metrics and tests)."""
-        return CommitStats(batches=self._batches, groups=self._groups)
-
-    async def submit(self, writes: tuple[Write, ...]) -> None:
-        """Queue ``writes`` for the next commit round and wait until it is committed.
-
-        Raises RuntimeError after :meth:`close`, or the batch's own failure.
-        """
-        if self._closed:
-            raise RuntimeError("the store is closed; open a new one to write again")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append((writes, fut))
-        if self._task is None:
-            self._task = loop.create_task(self._run(), name="ringline-store-group-commit")
-        await fut
-
-    async def close(self) -> None:
-        """Refuse new batches and wait until every queued batch is resolved. Idempotent."""
-        self._closed = True
-        task = self._task
-        if task is not None:
-            await asyncio.shield(task)
-
-    async def _run(self) -> None:
-        group: list[tuple[tuple[Write, ...], asyncio.Future[None]]] = []
-        try:
-            while self._pending:
-                group, self._pending = self._pending, []
-                try:
-                    results = await self._commit([writes for writes, _ in group])
-                    if len(results) != len(group):
-                        raise RuntimeError(
-                            f"group commit returned {len(results)} results for {len(group)} batches"
-                        )
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:  # the commit function broke its contract
-                    results = [exc] * len(group)
-                self._groups += 1
-                self._batches += len(group)
-                for (_, fut), error in zip(group, results, strict=True):
-                    if fut.done():  # the waiting task was cancelled
-                        continue
-                    if error is None:
-                        fut.set_result(None)
-                    else:
-                        fut.set_exception(error)
-                group = []
-        except asyncio.CancelledError:
-            for _, fut in itertools.chain(group, self._pending):
-                fut.cancel()
-            self._pending = []
-            raise
-        finally:
-            self._task = None
+        return CommitStats(batches=self.items, groups=self.rounds)
 
 
 # --------------------------------------------------------------------------- schema
