@@ -7,6 +7,10 @@ The Python engine calls the browser user (VIDEO); the page answers. The ids are
 chosen so that the Python side (``python-offers``) or the browser side
 (``browser-offers``) is the offerer (docs/media.md §2); then the call switches to
 audio. ``mixed-mesh``: two Python members and the browser in one video group call.
+``python-offers-restart`` / ``browser-offers-restart``: the Python member's connection
+dies mid-call and media flows again both ways on the same call (the Python offerer
+starts over with a brand new connection; a Python answerer asks the browser for a new
+offer and answers it from a brand new connection).
 Prints one JSON object with what each side measured.
 """
 
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from call_driver import WAIT, Member
+from faults import break_ice
 from playwright.async_api import async_playwright
 
 from ringline import MediaType
@@ -127,9 +132,69 @@ async def mixed_mesh() -> dict[str, Any]:
     return out
 
 
+async def restart(py_id: str) -> dict[str, Any]:
+    """A 1v1 video call whose Python side loses its connection to the browser."""
+    web_id = "bweb"
+    out: dict[str, Any] = {"python": py_id}
+    with tempfile.TemporaryDirectory(prefix="rl-interop-") as tmp:
+        srv = ServerProcess(Path(tmp) / "srv").start()
+        py = Member(srv, py_id, 440.0)
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(
+                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+                )
+                page = await browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await page.goto(srv.url + "/sdk/ringline.js")
+                await page.add_script_tag(content=HARNESS)
+                await page.evaluate(
+                    "async (a) => { await window.rlSetup(a); }",
+                    {"sdkAppId": SDK_APP_ID, "userId": web_id, "userSig": srv.sig(web_id)},
+                )
+
+                async def decoded_more_than(frames: int) -> Any:
+                    handle = await page.wait_for_function(
+                        "([u, n]) => { const s = window.rl.stats[u]; return s && s.framesDecoded > n && s; }",
+                        arg=[py_id, frames],
+                        timeout=WAIT * 1000,
+                        polling=100,
+                    )
+                    return await handle.json_value()
+
+                await py.login()
+                cid = await py.engine.calls([web_id], MediaType.VIDEO)
+                await py.rec.wait_for("on_call_begin", call_id=cid, timeout=WAIT)
+                before = await py.probe.wait_frames(web_id, "audio", 50, WAIT)
+                seen = await decoded_more_than(10)
+                session = py.engine.media
+                assert session is not None
+                out["python_is_offerer"] = session.stats()[web_id].offerer
+                await break_ice(session.peers[web_id].pc)
+                # 1 s of new audio and new video both ways: only a new connection brings it.
+                out["python_new_audio"] = await py.probe.wait_frames(web_id, "audio", 50, WAIT) - before
+                await py.probe.wait_frames(web_id, "video", 10, WAIT)
+                out["browser_after"] = await decoded_more_than(seen["framesDecoded"] + 30)
+                stats = session.stats()[web_id]
+                out["python_restarts"] = stats.restarts
+                out["python_state"] = stats.connection_state
+                out["call_id_kept"] = py.engine.call_id == cid
+                await py.engine.hangup()
+                await py.rec.wait_for("on_call_end", call_id=cid, timeout=WAIT)
+                out["page_errors"] = errors
+                await browser.close()
+        finally:
+            await py.engine.uninit()
+            srv.stop()
+    return out
+
+
 async def main(mode: str) -> dict[str, Any]:
     if mode == "mixed-mesh":
         return await mixed_mesh()
+    if mode.endswith("-restart"):
+        return await restart("apy" if mode == "python-offers-restart" else "zpy")
     py_id, web_id = ("apy", "bweb") if mode == "python-offers" else ("zpy", "bweb")
     out: dict[str, Any] = {"python": py_id, "browser": web_id}
     with tempfile.TemporaryDirectory(prefix="rl-interop-") as tmp:

@@ -5,18 +5,25 @@
 Starts ``ringline serve`` (no ICE servers: host candidates only), runs the scenario
 with SDK engines made with ``media=MediaOptions(...)``, and prints one JSON object
 of what each member saw. Scenarios: ``video-switch`` (1v1 video call, then audio),
-``mesh3`` (a group call of three).
+``mesh3`` (a group call of three), ``ice-restart`` (the offerer's connection dies
+mid-call and media flows again), ``server-restart`` (the server restarts while the
+offerer's connection dies, so its new offer is lost; once the engines resumed, media
+flows again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from faults import break_ice
 from probe import Probe
 
 from ringline import CallEngine, MediaType
@@ -28,8 +35,38 @@ WAIT = 30.0
 MADE = {"on_user_voice_volume_changed", "on_user_network_quality_changed"}
 
 
+class LogWatch(logging.Handler):
+    """The ``ringline.media`` log lines, to wait for one (logged on the event loop)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        media_log = logging.getLogger("ringline.media")
+        media_log.setLevel(logging.INFO)
+        media_log.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        self._changed.set()
+
+    def seen(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
+
+    async def wait(self, text: str, timeout: float) -> str:
+        async with asyncio.timeout(timeout):
+            while not self.seen(text):
+                self._changed.clear()
+                await self._changed.wait()
+        return self.seen(text)[0]
+
+    def close(self) -> None:
+        logging.getLogger("ringline.media").removeHandler(self)
+        super().close()
+
+
 class Member:
-    def __init__(self, srv: ServerProcess, user: str, freq: float) -> None:
+    def __init__(self, srv: ServerProcess, user: str, freq: float, request_timeout: float = 10.0) -> None:
         self.user = user
         self.probe = Probe()
         self.rec = RecordingObserver()
@@ -38,7 +75,9 @@ class Member:
             video=TestPattern(width=320, height=240, fps=15),
             sink=self.probe,
         )
-        self.engine = CallEngine(srv.url, device_id=f"{user}-dev", media=opts)
+        self.engine = CallEngine(
+            srv.url, device_id=f"{user}-dev", media=opts, request_timeout=request_timeout
+        )
         self.engine.add_observer(self.rec)
         self.srv = srv
 
@@ -163,11 +202,116 @@ async def mesh3(srv: ServerProcess) -> dict[str, Any]:
     return out
 
 
+async def flowing(a: Member, b: Member) -> dict[str, int]:
+    """Wait for 1 s of audio (50 frames) and 10 video frames more, both ways."""
+    for m, other in ((a, b.user), (b, a.user)):
+        await m.probe.wait_frames(other, "audio", 50, WAIT)
+        await m.probe.wait_frames(other, "video", 10, WAIT)
+    return {
+        f"{a.user}<-{b.user}": a.probe.count(b.user, "audio"),
+        f"{b.user}<-{a.user}": b.probe.count(a.user, "audio"),
+    }
+
+
+async def video_call(a: Member, b: Member) -> str:
+    """alice calls bob (video), bob accepts; both hear each other."""
+    await a.login()
+    await b.login()
+    cid = await a.engine.calls([b.user], MediaType.VIDEO)
+    await b.rec.wait_for("on_call_received", call_id=cid, timeout=WAIT)
+    await b.engine.accept()
+    await a.hears(b.user)
+    await b.hears(a.user)
+    return cid
+
+
+def restart_facts(a: Member, b: Member, cid: str) -> dict[str, Any]:
+    sa, sb = a.engine.media, b.engine.media
+    assert sa is not None and sb is not None
+    return {
+        "call_ids": [a.engine.call_id, b.engine.call_id],
+        "restarts": {a.user: sa.stats()[b.user].restarts, b.user: sb.stats()[a.user].restarts},
+        "states": {a.user: sa.stats()[b.user].connection_state, b.user: sb.stats()[a.user].connection_state},
+        "errors": {m.user: [e.kwargs for e in m.rec.events if e.name == "on_error"] for m in (a, b)},
+        "ended_early": [
+            m.user for m in (a, b) if any(e.name == "on_call_end" for e in m.rec.events_for(cid))
+        ],
+    }
+
+
+async def end_call(a: Member, b: Member, cid: str, out: dict[str, Any]) -> None:
+    await a.engine.hangup()
+    for m in (a, b):
+        await m.rec.wait_for("on_call_end", call_id=cid, timeout=WAIT)
+        out[f"{m.user}_order"] = m.order_facts(cid)
+
+
+async def ice_restart(srv: ServerProcess) -> dict[str, Any]:
+    a, b = Member(srv, "alice", 300), Member(srv, "bob", 500)
+    out: dict[str, Any] = {}
+    async with a.engine, b.engine:
+        cid = await video_call(a, b)
+        out["call_id"] = cid
+        out["before"] = await flowing(a, b)
+        session = a.engine.media
+        assert session is not None
+        old = session.peers["bob"].pc
+        await break_ice(old)  # alice (the offerer) loses her network path to bob
+        out["after"] = await flowing(a, b)
+        out["old_state"] = old.connectionState
+        out.update(restart_facts(a, b, cid))
+        await end_call(a, b, cid, out)
+    return out
+
+
+async def server_restart(srv: ServerProcess) -> dict[str, Any]:
+    # Requests wait 2 s at most for the server to come back: alice's new offer is lost.
+    a, b = Member(srv, "alice", 300, request_timeout=2.0), Member(srv, "bob", 500, request_timeout=2.0)
+    logs = LogWatch()
+    out: dict[str, Any] = {}
+    try:
+        async with a.engine, b.engine:
+            cid = await video_call(a, b)
+            out["call_id"] = cid
+            out["before"] = await flowing(a, b)
+            session = a.engine.media
+            assert session is not None
+            # SIGTERM: devices are told to come back (1001). Off the loop, so the engines
+            # see the close and reconnect as they would in a real app.
+            out["server_exit"] = await asyncio.to_thread(srv.stop)
+            await break_ice(session.peers["bob"].pc)
+            out["lost"] = await logs.wait("signal offer to bob failed", WAIT)
+            await asyncio.to_thread(srv.start)
+            up = time.monotonic()
+            # Well before bob's own side of the dead connection expires (ICE consent,
+            # about 30 s): the recovery comes from alice's reconnect.
+            async with asyncio.timeout(20):
+                out["after"] = await flowing(a, b)
+            out["recovered_in"] = time.monotonic() - up
+            out["resent"] = logs.seen("sending the offer again")
+            out["asked"] = logs.seen("asking alice for a new connection")
+            out.update(restart_facts(a, b, cid))
+            await end_call(a, b, cid, out)
+    finally:
+        logs.close()
+    return out
+
+
+SCENARIOS: dict[str, tuple[Callable[[ServerProcess], Awaitable[dict[str, Any]]], dict[str, Any]]] = {
+    "video-switch": (video_switch, {}),
+    "mesh3": (mesh3, {}),
+    "ice-restart": (ice_restart, {}),
+    # sessions outlive the restart while the engines come back
+    "server-restart": (server_restart, {"heartbeat_grace": 20.0}),
+}
+
+
 async def main(scenario: str) -> dict[str, Any]:
+    run, server_options = SCENARIOS[scenario]
     with tempfile.TemporaryDirectory(prefix="rl-media-") as tmp:
-        srv = ServerProcess(Path(tmp) / "srv").start()
+        srv = ServerProcess(Path(tmp) / "srv", **server_options).start()
         try:
-            return await {"video-switch": video_switch, "mesh3": mesh3}[scenario](srv)
+            return await run(srv)
         finally:
             srv.stop()
 

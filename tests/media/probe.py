@@ -11,16 +11,20 @@ from ringline.media.sinks import Kind
 
 class Probe:
     """Counts decoded frames and keeps the loudest frame level per (user, kind);
-    :meth:`wait_frames` waits for a count without sleeping."""
+    :meth:`wait_frames` waits for a count without sleeping. ``started`` / ``ended``
+    count the ``track_started`` / ``track_ended`` calls per (user, kind)."""
 
     def __init__(self) -> None:
         self.frames: dict[tuple[str, str], int] = {}
+        self.started: dict[tuple[str, str], int] = {}
+        self.ended: dict[tuple[str, str], int] = {}
         self.max_level: dict[str, float] = {}
         self.sizes: dict[str, tuple[int, int]] = {}
         self._changed = asyncio.Event()
 
     def track_started(self, user_id: str, kind: Kind) -> None:
         self.frames.setdefault((user_id, kind), 0)
+        self.started[(user_id, kind)] = self.started.get((user_id, kind), 0) + 1
 
     def frame(self, user_id: str, kind: Kind, frame: Any) -> None:
         key = (user_id, kind)
@@ -33,7 +37,7 @@ class Probe:
         self._changed.set()
 
     def track_ended(self, user_id: str, kind: Kind) -> None:
-        pass
+        self.ended[(user_id, kind)] = self.ended.get((user_id, kind), 0) + 1
 
     def count(self, user_id: str, kind: Kind) -> int:
         return self.frames.get((user_id, kind), 0)

@@ -59,3 +59,16 @@ def test_two_python_members_and_chromium_share_a_group_call() -> None:
     for pair in ("bweb<-apy", "bweb<-cpy"):
         assert r[pair]["framesDecoded"] > 10 and r[pair]["audioEnergy"] > 0, pair
         assert r[pair]["transceivers"] == ["audio", "video"], pair
+
+
+@pytest.mark.parametrize("mode", ["python-offers", "browser-offers"])
+def test_when_the_python_members_connection_dies_media_flows_again_with_chromium(mode: str) -> None:
+    _require_browser()
+    with loopback_netns() as ns:
+        r = run_in(ns, ["tests/media/browser_driver.py", f"{mode}-restart"], timeout=200)
+    assert r["python_is_offerer"] is (mode == "python-offers")
+    assert r["python_new_audio"] >= 50  # the browser's audio, decoded again
+    assert r["browser_after"]["framesDecoded"] > 30 and r["browser_after"]["audioEnergy"] > 0
+    assert r["python_restarts"] == 1 and r["python_state"] == "connected"
+    assert r["call_id_kept"] is True
+    assert r["page_errors"] == []

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from netns import loopback_netns, run_in
 
@@ -41,3 +43,30 @@ def test_three_member_mesh_everyone_hears_everyone_and_a_leaver_is_disconnected(
     assert r["bob_peers_after_carol_left"] == ["alice"]
     for u in ("alice", "bob"):
         assert r[f"{u}_order"]["after_end"] == []
+
+
+def _assert_same_call_started_over(r: dict[str, Any]) -> None:
+    for pair in ("alice<-bob", "bob<-alice"):
+        assert r["after"][pair] >= r["before"][pair] + 50, (pair, r)  # 1 s of new audio
+    assert r["call_ids"] == [r["call_id"], r["call_id"]]  # the same call goes on
+    assert r["restarts"] == {"alice": 1, "bob": 1}, r  # one new connection each side
+    assert r["states"] == {"alice": "connected", "bob": "connected"}, r
+    assert r["errors"] == {"alice": [], "bob": []} and r["ended_early"] == [], r
+    for who in ("alice", "bob"):
+        assert r[f"{who}_order"]["terminal"] == "on_call_end" and r[f"{who}_order"]["after_end"] == []
+
+
+def test_when_the_offerers_connection_dies_mid_call_media_flows_again_on_the_same_call() -> None:
+    with loopback_netns() as ns:
+        r = run_in(ns, ["tests/media/call_driver.py", "ice-restart"], timeout=200)
+    assert r["old_state"] == "closed"
+    _assert_same_call_started_over(r)
+
+
+def test_an_offer_lost_in_a_server_restart_is_sent_again_once_the_engines_resumed() -> None:
+    with loopback_netns() as ns:
+        r = run_in(ns, ["tests/media/call_driver.py", "server-restart"], timeout=200)
+    assert r["server_exit"] == 0
+    assert "signal offer to bob failed" in r["lost"]  # the new offer did not get through
+    assert len(r["resent"]) == 1 and r["asked"] == [], r  # alice's reconnect recovered it
+    _assert_same_call_started_over(r)

@@ -19,6 +19,11 @@ once to ``on_end``.
                                               │ refused (bad sig, …)
        close 1000 / 4001 / 4002 / 4003 ───────┴────────────────────────► ENDED: on_end(...)
 
+Each time it is ONLINE again after a drop, ``on_reconnect`` gets :class:`Reconnected`
+saying how (``resumed`` False: logged in again, a new server session), after the pushes
+that came before it and before the ones after (the engine queues it with them for its
+media layer, which repeats or restarts negotiations then).
+
 A push counts as processed once it is handed to ``on_push`` (the engine keeps it in
 memory until its observers ran), so ``ack`` and ``resume`` use the highest ``seq``
 received; a replayed push at or below it is dropped, so none is delivered twice.
@@ -49,6 +54,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "LoginParams",
     "Phase",
+    "Reconnected",
     "Session",
     "SessionEnd",
     "cancel_and_wait",
@@ -130,6 +136,13 @@ class SessionEnd:
     error: CallError | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """The session is ONLINE again after a drop: ``resumed``, or logged in again."""
+
+    resumed: bool
+
+
 @dataclass(slots=True)
 class _Pending:
     op: str
@@ -139,6 +152,7 @@ class _Pending:
 
 PushHandler = Callable[[object, object, int | None], None]
 EndHandler = Callable[[SessionEnd], None]
+ReconnectHandler = Callable[[Reconnected], None]
 
 
 def dumps(obj: object) -> str:
@@ -191,6 +205,7 @@ class Session:
         request_timeout: float,
         on_push: PushHandler,
         on_end: EndHandler,
+        on_reconnect: ReconnectHandler | None = None,
         backoff: tuple[float, float] = (0.1, 2.0),
     ) -> None:
         self.login = login
@@ -209,6 +224,7 @@ class Session:
         self._request_timeout = request_timeout
         self._on_push = on_push
         self._on_end = on_end
+        self._on_reconnect = on_reconnect
         self._backoff = backoff
         self._conn: Connection | None = None
         self._pending: dict[int, _Pending] = {}
@@ -459,6 +475,7 @@ class Session:
             )
         else:
             self._online(conn, result, resumed=True, early=early)
+            self._reconnected(resumed=True)
             return None
         try:
             result, early = await self._handshake(conn, self.login.frame())
@@ -474,7 +491,15 @@ class Session:
                 exc,
             )
         self._online(conn, result, resumed=False, early=early)
+        self._reconnected(resumed=False)
         return None
+
+    def _reconnected(self, *, resumed: bool) -> None:
+        if self._on_reconnect is not None:
+            try:
+                self._on_reconnect(Reconnected(resumed))
+            except Exception:
+                log.exception("%s: on_reconnect failed", self._who())
 
     async def _handshake(
         self, conn: Connection, frame: dict[str, Any]

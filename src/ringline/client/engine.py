@@ -55,7 +55,7 @@ from ._codec import (
     params_to_wire,
     record_from_wire,
 )
-from ._session import LoginParams, Phase, Session, SessionEnd, cancel_and_wait
+from ._session import LoginParams, Phase, Reconnected, Session, SessionEnd, cancel_and_wait
 from ._state import CallState
 from .transport import AiohttpTransport, Transport
 
@@ -208,7 +208,7 @@ class _Dispatch:
     """The event queue of one login, drained in order by one task."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Event | SessionEnd] = asyncio.Queue()
+        self.queue: asyncio.Queue[Event | SessionEnd | Reconnected] = asyncio.Queue()
         self.stopped = False
 
 
@@ -378,6 +378,7 @@ class CallEngine:
                 request_timeout=self._request_timeout,
                 on_push=lambda name, args, seq: self._on_push(disp, name, args, seq),
                 on_end=lambda end: disp.queue.put_nowait(end),
+                on_reconnect=disp.queue.put_nowait if self._media is not None else None,
             )
             await session.open()
             self._device_id = session.device_id
@@ -724,6 +725,10 @@ class CallEngine:
                     await self._media.close()
                 await self._session_over(disp, item)
                 return
+            if isinstance(item, Reconnected):  # internal: for the media, not the observers
+                if self._media is not None:
+                    self._media.reconnected(item.resumed)
+                continue
             if self._media is not None and not await self._media.on_event(item):
                 continue
             if self._state.apply(item):

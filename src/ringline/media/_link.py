@@ -11,6 +11,7 @@ observers get it, on the task that delivers events; this keeps one
     on_user_leave(u)                 close the connection to u
     on_call_end / not_connected(c)   close the session (before observers hear of the end)
     open/close_camera|microphone ok  unmute/mute the local source
+    back online after a drop         resend what may be lost / start over (reconnected)
 
 Events the session makes (volume, quality, availability) are queued behind the
 server's pushes on the same queue, so observers get them in order, never before
@@ -38,7 +39,9 @@ log = logging.getLogger("ringline.media")
 
 _TERMINAL = frozenset({"on_call_end", "on_call_not_connected"})
 _AVAILABILITY = {"on_user_audio_available": "audio", "on_user_video_available": "video"}
-_MADE_HERE = frozenset({"on_user_voice_volume_changed", "on_user_network_quality_changed", *_AVAILABILITY})
+_MADE_HERE = frozenset(
+    {"on_user_voice_volume_changed", "on_user_network_quality_changed", "on_error", *_AVAILABILITY}
+)
 #: ``seq`` of the events made here: server pushes are numbered from 1.
 MADE_SEQ = -1
 
@@ -49,7 +52,9 @@ class EngineMedia:
     ``user_id()`` and ``ice_servers()`` are read when a call begins;
     ``send_signal(to, data)`` relays a signalling message in the current call.
     Call :meth:`bind` with the queue's ``put`` at each login, :meth:`on_event`
-    for every event before delivering it, and :meth:`close` on logout.
+    for every event before delivering it, :meth:`reconnected` when the connection
+    to the server is back after a drop (in order with the events), and :meth:`close`
+    on logout.
     """
 
     def __init__(
@@ -106,6 +111,13 @@ class EngineMedia:
                 return False
             self._available[key] = ev.args[1]
         return True
+
+    def reconnected(self, resumed: bool) -> None:
+        """The session's connection is back: ``resumed``, or logged in again (the
+        server could not resume it). The current call's connections recover what the
+        drop may have lost (:meth:`MediaSession.reconnected`)."""
+        if self.session is not None and not self.session.closed:
+            self.session.reconnected(resumed)
 
     def device(self, op: str) -> None:
         """``open_camera`` / ``close_camera`` / ``open_microphone`` /

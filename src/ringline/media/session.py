@@ -15,6 +15,16 @@ engine (docs/media-python.md, "Negotiation")::
       aiortc gathers before answering, so its own SDP carries all its candidates.
       {type: bye}: the remote closed the connection.
 
+Starting over (docs/media.md §1-§2): when a connection fails (aiortc reports
+``failed``, or closes it by itself when ICE consent expires), the offerer makes a
+brand new ``RTCPeerConnection`` and a fresh offer (aiortc has no ICE restart), after
+a back-off of :data:`RESTART_DELAYS`; it gives up after that many attempts in a row
+that never connected (a log line and ``on_error``). The answerer answers a fresh
+offer with a brand new connection too, and when its own connection fails it asks
+with ``{type: renegotiate, restart: true}``. When the device's connection to the
+server comes back (:meth:`MediaSession.reconnected`) what may have been lost is sent
+again; after a new login (the session could not be resumed) each pair starts over.
+
 Each peer connection has exactly one audio and one video transceiver, in that order;
 video is ``inactive`` in audio calls. Signalling messages of one peer are handled in
 order by that peer's own task, so the engine's event delivery never waits for ICE.
@@ -54,6 +64,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
 from ringline.core.enums import MediaType, NetworkQuality
+from ringline.core.errors import ErrorCode
 
 from .levels import LevelMeter, frame_energy
 from .options import MediaOptions, TestPattern, TestTone
@@ -68,7 +79,15 @@ from .sources import (
     silence_like,
 )
 
-__all__ = ["Emit", "MediaSession", "PeerStats", "SendSignal", "ice_configuration"]
+__all__ = [
+    "ASK_DELAY",
+    "RESTART_DELAYS",
+    "Emit",
+    "MediaSession",
+    "PeerStats",
+    "SendSignal",
+    "ice_configuration",
+]
 
 log = logging.getLogger("ringline.media")
 
@@ -79,6 +98,14 @@ SendSignal = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 _OUT_QUEUE: Final = 8  # frames buffered per outgoing track before the oldest is dropped
 _KINDS: Final[tuple[Kind, Kind]] = ("audio", "video")
+
+#: Seconds the offerer waits before each new connection to a member whose connection
+#: failed; after ``len(RESTART_DELAYS)`` attempts in a row that never connected it
+#: gives up (until this device reconnects to the server, or a new call).
+RESTART_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+#: Seconds an answerer whose connection failed waits for the offerer's new offer
+#: before it asks for one (``{type: renegotiate, restart: true}``).
+ASK_DELAY: float = 2.0
 
 
 # ---------------------------------------------------------------- ICE on loopback-only hosts
@@ -285,13 +312,19 @@ class PeerStats:
     video_frames: int
     receiving_audio: bool
     receiving_video: bool
+    #: connections to this user that were replaced by a new one in this call
+    restarts: int = 0
 
 
 class _Peer:
     """The peer connection to one remote user and its signalling, handled in order by
-    its own task (:meth:`_run`)."""
+    its own task (:meth:`_run`).
 
-    def __init__(self, session: MediaSession, remote: str) -> None:
+    A connection that fails is not repaired in place: the session replaces the whole
+    object by a new one (``previous`` = the one it replaces, whose counters it carries).
+    """
+
+    def __init__(self, session: MediaSession, remote: str, previous: _Peer | None = None) -> None:
         self.session = session
         self.remote = remote
         self.offerer = session.user_id < remote
@@ -305,11 +338,31 @@ class _Peer:
         self.jitter_ms: float | None = None
         self.frames = {"audio": 0, "video": 0}
         self.receiving = {"audio": False, "video": False}
+        #: connections to this user made before this one in this call
+        self.restarts = 0
+        #: ICE ufrags of the remote side of the connections this one replaced: an
+        #: answer carrying one of them answers an offer of a replaced connection
+        self.stale_ufrags: set[str] = set()
+        if previous is not None:
+            self.frames = dict(previous.frames)
+            self.receiving = dict(previous.receiving)
+            self.restarts = previous.restarts + 1
+            self.stale_ufrags = set(previous.stale_ufrags)
+            old = previous._remote_ufrag()
+            if old:
+                self.stale_ufrags.add(old)
+        #: closed to make way for a new connection to the same user (sinks stay open)
+        self.replaced = False
+        #: the session scheduled what follows a failure (restart or ask) for this one
+        self.failure_handled = False
         self._awaiting_frame = {"audio": False, "video": False}
         self._candidates: list[Any] = []
         self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._offering = False
         self._offer_again = False
+        self._asked_restart = False
+        self._awaiting_offer = False  # answerer: asked for an offer, none came yet
+        self._unsent: dict[str, Any] | None = None  # the last negotiation message lost
         self._readers: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self.closed = False
@@ -322,6 +375,12 @@ class _Peer:
         role = "offerer" if self.offerer else "answerer"
         return f"<peer {self.session.user_id}->{self.remote} ({role}) {self.pc.connectionState}>"
 
+    @property
+    def broken(self) -> bool:
+        """The connection failed, or aiortc closed it by itself (ICE consent expired,
+        the remote shut DTLS down): no media can flow on it any more."""
+        return not self.closed and self.pc.connectionState in ("failed", "closed")
+
     # -------------------------------------------------------------- task
 
     def start(self) -> None:
@@ -333,6 +392,14 @@ class _Peer:
         if not self.closed:
             self._inbox.put_nowait((what, data))
 
+    def hand_over(self, new: _Peer) -> None:
+        """Give the signals still queued here (sent after the offer that replaces this
+        connection, e.g. trickled candidates) to the new connection."""
+        while not self._inbox.empty():
+            what, data = self._inbox.get_nowait()
+            if what == "signal":
+                new.post(what, data)
+
     async def _run(self) -> None:
         while not self.closed:
             what, data = await self._inbox.get()
@@ -341,6 +408,10 @@ class _Peer:
                     await self._offer()
                 elif what == "signal":
                     await self._on_signal(data)
+                elif what == "resend":
+                    await self._resend()
+                elif what == "ask_restart":
+                    await self._ask_restart(force=bool(data))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -368,6 +439,14 @@ class _Peer:
 
     # -------------------------------------------------------------- negotiation
 
+    async def _send(self, data: dict[str, Any]) -> bool:
+        """Signal ``data``; a lost offer, answer or renegotiate is remembered, to be
+        sent again when the connection to the server is back (:meth:`_resend`)."""
+        ok = await self.session.signal(self.remote, data)
+        if data.get("type") in ("offer", "answer", "renegotiate"):
+            self._unsent = None if ok else data
+        return ok
+
     def _ensure_transceivers(self) -> None:
         """Offerer: exactly [audio, video], made once."""
         if not self.pc.getTransceivers():
@@ -392,7 +471,8 @@ class _Peer:
             return
         if not self.offerer:
             if self.pc.remoteDescription is not None:
-                await self.session.signal(self.remote, {"type": "renegotiate"})
+                self._awaiting_offer = True
+                await self._send({"type": "renegotiate"})
             return
         if self._offering or self.pc.signalingState != "stable":
             self._offer_again = True  # after the answer to the offer in flight
@@ -402,21 +482,62 @@ class _Peer:
         self._offering = True
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
-        await self.session.signal(self.remote, {"type": "offer", "sdp": self.pc.localDescription.sdp})
+        await self._send({"type": "offer", "sdp": self.pc.localDescription.sdp})
+
+    async def _offer_sent_again(self, why: str) -> None:
+        """Offerer: send the offer still waiting for its answer once more (the same
+        SDP: an answerer that got it already answers it again, which is harmless)."""
+        desc = self.pc.localDescription
+        if self.pc.signalingState == "have-local-offer" and desc is not None:
+            log.info("%r: %s; sending the offer again", self, why)
+            await self._send({"type": "offer", "sdp": desc.sdp})
+
+    async def _resend(self) -> None:
+        """The connection to the server is back after a drop: send again what may have
+        been lost with it (a signal is not kept by the server across its restart)."""
+        if self.offerer:
+            await self._offer_sent_again("an offer was waiting for its answer across a reconnect")
+            return
+        unsent = self._unsent
+        if unsent is not None and unsent.get("type") == "answer":
+            desc = self.pc.localDescription
+            if self.pc.signalingState == "stable" and desc is not None and desc.type == "answer":
+                log.info("%r: the answer was lost with the connection; sending it again", self)
+                await self._send({"type": "answer", "sdp": desc.sdp})
+        elif unsent is not None and unsent.get("type") == "renegotiate":
+            await self._send(unsent)
+        elif self._awaiting_offer:
+            await self._send({"type": "renegotiate"})
+
+    async def _ask_restart(self, *, force: bool) -> None:
+        """Answerer: ask the offerer for a new connection (once per connection unless
+        ``force``)."""
+        if self.offerer or self.closed or (self._asked_restart and not force):
+            return
+        self._asked_restart = True
+        self._awaiting_offer = True
+        log.info("%r: asking %s for a new connection", self, self.remote)
+        await self._send({"type": "renegotiate", "restart": True})
 
     async def _on_signal(self, data: Mapping[str, Any]) -> None:
         kind = data.get("type")
         if kind == "offer" and isinstance(data.get("sdp"), str):
-            if _ice_ufrag(data["sdp"]) != self._remote_ufrag() and self.pc.remoteDescription is not None:
-                # A new connection from the offerer (it restarted or lost ours): start over.
-                log.info("%r: new offer from a new connection; replacing ours", self)
-                await self.session.restart_peer(self.remote, data)
-                return
             if self.offerer:
                 log.warning(
                     "%r: offer from %s ignored (%s offers to it)", self, self.remote, self.session.user_id
                 )
                 return
+            if self.broken or (
+                _ice_ufrag(data["sdp"]) != self._remote_ufrag() and self.pc.remoteDescription is not None
+            ):
+                # A new connection from the offerer (it started over), or any offer once
+                # ours is dead (an offerer that renegotiates without starting over, e.g.
+                # a browser asked with renegotiate): answer it from a brand new one.
+                log.info("%r: offer for a new connection; replacing ours", self)
+                await self.session.restart_peer(self.remote, data)
+                return
+            self._awaiting_offer = False
+            self._unsent = None
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="offer"))
             for k in _KINDS:
                 t = self._transceiver(k)
@@ -425,12 +546,19 @@ class _Peer:
             self._apply_directions()
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
-            await self.session.signal(self.remote, {"type": "answer", "sdp": self.pc.localDescription.sdp})
+            await self._send({"type": "answer", "sdp": self.pc.localDescription.sdp})
             await self._flush_candidates()
             self._negotiated()
         elif kind == "answer" and isinstance(data.get("sdp"), str):
+            ufrag = _ice_ufrag(data["sdp"])
+            if ufrag is not None and ufrag in self.stale_ufrags:
+                log.info("%r: answer to an offer of a replaced connection ignored", self)
+                return
             if not self.offerer or self.pc.signalingState != "have-local-offer":
-                log.warning("%r: unexpected answer ignored", self)
+                if self.offerer and ufrag is not None and ufrag == self._remote_ufrag():
+                    log.debug("%r: answer to an offer sent twice ignored", self)
+                else:
+                    log.warning("%r: unexpected answer ignored", self)
                 return
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
             self._offering = False
@@ -444,8 +572,17 @@ class _Peer:
             if self.pc.remoteDescription is not None:
                 await self._flush_candidates()
         elif kind == "renegotiate":
-            if self.offerer:
-                await self._offer()
+            if not self.offerer:
+                return
+            if data.get("restart") is True:
+                if self.pc.remoteDescription is None:
+                    # This connection's offer has not been answered: it is the new
+                    # connection asked for (or it was lost on the way).
+                    await self._offer_sent_again(f"{self.remote} asked for a new connection")
+                else:
+                    self.session.restart(self.remote, f"{self.remote} asked for a new connection")
+                return
+            await self._offer()
         elif kind == "bye":
             log.info("%r: the remote closed the connection", self)
             await self.session.drop_peer(self.remote, say_bye=False)
@@ -495,13 +632,17 @@ class _Peer:
 
     def _on_state(self) -> None:
         log.info("%r", self)
-        if self.pc.connectionState == "connected":
-            self.session.connected()
+        if self.closed:
+            return  # closed here: nothing to do
+        state = self.pc.connectionState
+        if state == "connected":
+            self.session.peer_connected(self)
+        elif state in ("failed", "closed"):
+            self.session.peer_failed(self)
 
     async def _read(self, track: MediaStreamTrack) -> None:
         kind: Kind = "audio" if track.kind == "audio" else "video"
-        sinks = self.session.sinks
-        self.session.sink_call(sinks, "track_started", self.remote, kind)
+        self.session.sink_started(self.remote, kind)
         try:
             while True:
                 try:
@@ -515,13 +656,17 @@ class _Peer:
                 if self._awaiting_frame[kind]:
                     self._awaiting_frame[kind] = False
                     self.session.availability(self.remote, kind, True)
-                for sink in sinks:
+                for sink in self.session.sinks:
                     try:
                         sink.frame(self.remote, kind, frame)
                     except Exception:
                         log.exception("sink %r failed on a %s frame of %s", sink, kind, self.remote)
         finally:
-            self.session.sink_call(sinks, "track_ended", self.remote, kind)
+            # Only closing for good ends the sinks' track: a broken connection (aiortc
+            # ended its tracks) is replaced by a new one and the track goes on; if none
+            # comes, drop_peer ends it when the member leaves or the call ends.
+            if self.closed and not self.replaced:
+                self.session.sink_ended(self.remote, kind)
 
     async def measure(self) -> None:
         try:
@@ -544,8 +689,12 @@ class MediaSession:
     :meth:`add_peer` for every connected member (``on_user_join``),
     :meth:`drop_peer` when one leaves, :meth:`set_media_type` on a switch,
     :meth:`on_signal` for each relayed message, :meth:`set_microphone` /
-    :meth:`set_camera` for the device toggles, and :meth:`close` when the call ends.
-    Call :meth:`start` once before anything else.
+    :meth:`set_camera` for the device toggles, :meth:`reconnected` when the
+    device's connection to the server is back after a drop, and :meth:`close` when
+    the call ends. Call :meth:`start` once before anything else.
+
+    A connection that fails is replaced by a new one (see the module docstring);
+    sinks do not see it: a remote user's track goes on after a gap.
     """
 
     def __init__(
@@ -582,6 +731,10 @@ class MediaSession:
         }
         self.peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # replaced connections being closed
+        self._failures: dict[str, int] = {}  # new connections in a row that did not connect
+        self._given_up: set[str] = set()
+        self._sink_open: set[tuple[str, Kind]] = set()
         self._live = False
         self.closed = False
 
@@ -607,14 +760,63 @@ class MediaSession:
 
     async def drop_peer(self, user_id: str, *, say_bye: bool = False) -> None:
         """``user_id`` left: close its connection (``say_bye`` tells it so)."""
+        self._failures.pop(user_id, None)
+        self._given_up.discard(user_id)
         peer = self.peers.pop(user_id, None)
         if peer is not None:
             await peer.close(say_bye=say_bye)
+        for kind in _KINDS:  # also a track a replaced connection left open
+            self.sink_ended(user_id, kind)
 
     async def restart_peer(self, user_id: str, offer: Mapping[str, Any]) -> None:
-        """Replace the connection to ``user_id`` by a new one answering ``offer``."""
-        await self.drop_peer(user_id)
-        self.on_signal(user_id, offer)
+        """Replace the connection to ``user_id`` by a brand new one answering ``offer``
+        (the offerer started over)."""
+        old = self.peers.get(user_id)
+        if old is None or self.closed:
+            self.on_signal(user_id, offer)
+            return
+        new = self._replace(old)
+        new.post("signal", offer)
+        old.hand_over(new)
+        new.start()
+
+    def restart(self, user_id: str, why: str, *, now: bool = False) -> None:
+        """Offerer: replace the connection to ``user_id`` by a brand new one with a
+        fresh offer, after the back-off of :data:`RESTART_DELAYS` (``now``: at once).
+        Gives up, with a log line and ``on_error``, after that many attempts in a row
+        that never connected."""
+        peer = self.peers.get(user_id)
+        if self.closed or peer is None or not peer.offerer or (peer.failure_handled and not now):
+            return
+        n = self._failures.get(user_id, 0)
+        if n >= len(RESTART_DELAYS):
+            if user_id not in self._given_up:
+                self._given_up.add(user_id)
+                message = (
+                    f"call {self.call_id}: the media connection to {user_id} failed {n} times "
+                    f"in a row ({why}); giving up: it is tried again when this device "
+                    "reconnects to the server, or in a new call"
+                )
+                log.error("%s", message)
+                self.emit("on_error", {"code": int(ErrorCode.SIGNALING_SEND_FAIL), "message": message})
+            return
+        self._failures[user_id] = n + 1
+        peer.failure_handled = True
+        if now:
+            log.info("call %s: media to %s: %s; a new connection now", self.call_id, user_id, why)
+            self._replace(peer).start()
+            return
+        delay = RESTART_DELAYS[n]
+        log.warning(
+            "call %s: media to %s: %s; a new connection in %g s (attempt %d of %d)",
+            self.call_id,
+            user_id,
+            why,
+            delay,
+            n + 1,
+            len(RESTART_DELAYS),
+        )
+        self._later(delay, self._restart_if_current, peer)
 
     def on_signal(self, from_user_id: str, data: Mapping[str, Any]) -> None:
         """A message relayed from ``from_user_id``; an offer from a member not yet
@@ -658,6 +860,30 @@ class MediaSession:
         """Open or close the camera: closed sends black frames."""
         self.feeds["video"].enabled = on
 
+    def reconnected(self, resumed: bool) -> None:
+        """This device's connection to the server is back after a drop.
+
+        ``resumed``: the session was resumed, so only signals in flight may be lost
+        (a server restart does not keep them): each connection sends again what may
+        have been lost (an offer not answered yet, a lost answer or renegotiate), and
+        a failed connection is replaced now. Otherwise (logged in again) every pair
+        starts over: the offerer makes a new connection with a fresh offer, the
+        answerer asks for one (``{type: renegotiate, restart: true}``). Failures
+        counted so far are forgotten: the network may be what failed.
+        """
+        if self.closed:
+            return
+        how = "the session was resumed" if resumed else "logged in again"
+        for user_id, peer in list(self.peers.items()):
+            self._failures.pop(user_id, None)
+            self._given_up.discard(user_id)
+            if peer.offerer and (not resumed or peer.broken):
+                self.restart(user_id, f"reconnected to the server ({how})", now=True)
+            elif not peer.offerer and (not resumed or peer.broken):
+                peer.post("ask_restart", True)
+            else:
+                peer.post("resend")
+
     async def close(self) -> None:
         """Close every connection and stop the sources and reports (idempotent)."""
         if self.closed:
@@ -670,6 +896,8 @@ class MediaSession:
                 await task
         for user_id in list(self.peers):
             await self.drop_peer(user_id)
+        if self._closing:
+            await asyncio.wait(list(self._closing))
         for feed in self.feeds.values():
             await feed.stop()
         for track in self._own_sources:
@@ -700,6 +928,7 @@ class MediaSession:
                 video_frames=p.frames["video"],
                 receiving_audio=p.receiving["audio"],
                 receiving_video=p.receiving["video"],
+                restarts=p.restarts,
             )
             for u, p in self.peers.items()
         }
@@ -732,11 +961,68 @@ class MediaSession:
         if self.media_type is MediaType.VIDEO:
             self.feeds["video"].start()
 
-    async def signal(self, to: str, data: dict[str, Any]) -> None:
+    def peer_connected(self, peer: _Peer) -> None:
+        if self.peers.get(peer.remote) is not peer:
+            return
+        if self._failures.pop(peer.remote, None) is not None or peer.restarts:
+            log.info("call %s: media to %s connected again", self.call_id, peer.remote)
+        self._given_up.discard(peer.remote)
+        self.connected()
+
+    def peer_failed(self, peer: _Peer) -> None:
+        """``peer``'s connection failed (or aiortc closed it by itself). The offerer
+        starts over; the answerer waits :data:`ASK_DELAY` s for the offerer's new
+        offer, then asks for it."""
+        if self.closed or self.peers.get(peer.remote) is not peer:
+            return
+        if peer.offerer:
+            self.restart(peer.remote, f"the connection is {peer.pc.connectionState}")
+        elif not peer.failure_handled:
+            peer.failure_handled = True
+            log.warning(
+                "call %s: media to %s: the connection is %s; waiting for %s to start over",
+                self.call_id,
+                peer.remote,
+                peer.pc.connectionState,
+                peer.remote,
+            )
+            self._later(ASK_DELAY, self._ask_if_current, peer)
+
+    def _replace(self, old: _Peer) -> _Peer:
+        """A brand new connection to ``old.remote`` in place of ``old`` (not started);
+        ``old`` is closed in the background."""
+        new = self.peers[old.remote] = _Peer(self, old.remote, previous=old)
+        old.replaced = True
+        task = asyncio.create_task(old.close(say_bye=False), name=f"ringline-media-close-{old.remote}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return new
+
+    def _restart_if_current(self, peer: _Peer) -> None:
+        if not self.closed and self.peers.get(peer.remote) is peer:
+            self._replace(peer).start()
+
+    def _ask_if_current(self, peer: _Peer) -> None:
+        if not self.closed and self.peers.get(peer.remote) is peer:
+            peer.post("ask_restart", False)
+
+    def _later(self, delay: float, fn: Callable[[_Peer], None], peer: _Peer) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            fn(peer)
+
+        task = asyncio.create_task(run(), name=f"ringline-media-later-{peer.remote}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def signal(self, to: str, data: dict[str, Any]) -> bool:
+        """Relay ``data`` to ``to``; False (logged) if it could not be sent."""
         try:
             await self._send_signal(to, data)
         except Exception as exc:
             log.warning("call %s: signal %s to %s failed: %s", self.call_id, data.get("type"), to, exc)
+            return False
+        return True
 
     def emit(self, name: str, args: dict[str, Any]) -> None:
         if not self.closed:
@@ -744,6 +1030,18 @@ class MediaSession:
 
     def availability(self, user_id: str, kind: Kind, available: bool) -> None:
         self.emit(f"on_user_{kind}_available", {"user_id": user_id, f"is_{kind}_available": available})
+
+    def sink_started(self, user_id: str, kind: Kind) -> None:
+        """A track of ``user_id`` arrived: the sinks hear of it unless a connection
+        this one replaced had it already."""
+        if (user_id, kind) not in self._sink_open:
+            self._sink_open.add((user_id, kind))
+            self.sink_call(self.sinks, "track_started", user_id, kind)
+
+    def sink_ended(self, user_id: str, kind: Kind) -> None:
+        if (user_id, kind) in self._sink_open:
+            self._sink_open.discard((user_id, kind))
+            self.sink_call(self.sinks, "track_ended", user_id, kind)
 
     def sink_call(self, sinks: list[MediaSink], method: str, user_id: str, kind: Kind) -> None:
         for sink in sinks:

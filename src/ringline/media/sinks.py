@@ -3,7 +3,8 @@
 A sink is any object with the three methods of :class:`MediaSink`; the call's media
 session calls them on the event loop, for every remote user and kind (``"audio"`` or
 ``"video"``), in this order: ``track_started``, ``frame`` for each decoded frame,
-``track_ended`` (when the user leaves, the call ends, or the connection closes).
+``track_ended`` (when the user leaves or the call ends; a connection that fails and is
+replaced by a new one does not end the track: its frames resume after the gap).
 They must return quickly: hand heavy work to a task or a thread.
 
 * :class:`FrameSink`: decoded frames as async iterators, per user and kind.
@@ -45,7 +46,7 @@ class MediaSink(Protocol):
         """One decoded ``av.AudioFrame`` / ``av.VideoFrame`` from ``user_id``."""
 
     def track_ended(self, user_id: str, kind: Kind) -> None:
-        """No more frames of ``kind`` from ``user_id`` on this connection."""
+        """No more frames of ``kind`` from ``user_id`` (it left, or the call ended)."""
 
 
 _END = object()
