@@ -3,7 +3,7 @@ under call load, and ``get_record_by_filter`` over a million records. See
 docs/benchmarks.md.
 
     .venv/bin/python bench/callbacks.py [--rate 500] [--duration 20] [--records 1000000]
-                                        [--callback-workers N] [--json] [--quick]
+                                        [--callback-workers N[,N...]] [--json] [--quick]
                                         [--profile FILE]
 
 Everything runs on 127.0.0.1. Two parts, each against its own ``ringline serve``
@@ -28,6 +28,10 @@ subprocess on a fresh temp data dir and a free port:
                 each followed by ``GET /healthz`` on the same keep-alive connection
                 (the baseline: the HTTP round trip without the query). Every distinct
                 filter's ``TotalNum`` is checked against a COUNT in SQLite.
+
+With ``--callback-workers 0,1`` (a list) part 1 runs once per value, in that order, each
+time with a fresh server and receiver (``ringline serve --callback-workers N``); the
+calls baseline and the receiver baseline are measured in the first run only and reused.
 
 Helper processes: ``python bench/callbacks.py receiver --port P`` (the receiver) and
 ``python bench/callbacks.py blast ...`` (the baseline client).
@@ -388,7 +392,19 @@ def _deliveries(srv: u.Server, query: str) -> dict[str, int]:
     return {k: int(v) for k, v in r["Counts"].items()}
 
 
-def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> dict[str, Any]:
+def callbacks_phase(
+    args: argparse.Namespace,
+    tmp: Path,
+    app: int,
+    key: str,
+    callback_workers: int,
+    *,
+    reuse: dict[str, Any] | None = None,
+    profile: str | None = None,
+) -> dict[str, Any]:
+    """Part 1 against a fresh server (``serve --callback-workers callback_workers``) and
+    receiver. ``reuse``: the calls-baseline and receiver-baseline keys of an earlier run
+    of this invocation; given, neither baseline is measured again and those are copied."""
     from ringline.server.openapi import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
     from ringline.server.webhooks import generate_secret
 
@@ -411,7 +427,7 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
                 "--webhook-secret",
                 generate_secret(),
                 # Only when asked: N = 0 also runs against a server without the flag.
-                *(["--callback-workers", str(args.callback_workers)] if args.callback_workers > 0 else []),
+                *(["--callback-workers", str(callback_workers)] if callback_workers > 0 else []),
             ],
         )
         query = admin_query(app, key)
@@ -429,14 +445,14 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
         u.log(
             f"server pid {srv.pid} on {srv.url}, receiver pid {recv.pid} on {recv.url};"
             f" {n_pairs} pairs over {n_workers} client processes;"
-            f" {args.callback_workers} callback worker processes"
+            f" {callback_workers} callback worker processes"
         )
         pool = calls.Pool(calls.call_worker, cfgs)
         pool.gather("ready", 120)
         u.log(f"{2 * n_pairs} users logged in")
         interval = n_pairs / args.rate
         nocb: dict[str, Any] | None = None
-        if args.calls_baseline > 0:
+        if args.calls_baseline > 0 and reuse is None:
             u.log(f"calls baseline: {args.rate:.0f} calls/s for {args.calls_baseline} s, no callbacks set")
             nocb = calls._run_phase(pool, srv, {"duration": args.calls_baseline, "interval": interval})
             p99 = calls._lat(nocb, "invite_ring", 99)
@@ -465,7 +481,7 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
         warm = calls._run_phase(pool, srv, {"duration": args.warmup, "interval": interval})
 
         profiler = None
-        prof_path = Path(args.profile).resolve() if args.profile else None
+        prof_path = Path(profile).resolve() if profile else None
         if prof_path is not None:
             profiler = u.start_py_spy(srv.pid, args.duration, prof_path)
         u.log(f"callbacks: {args.rate:.0f} calls/s for {args.duration} s")
@@ -509,9 +525,11 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
             f" server: {planned} planned, {delivered} delivered"
         )
 
-        u.log(f"baseline: one client process POSTing to the receiver, {CONCURRENCY} in flight")
-        base = run_blaster(recv, tmp, args.baseline_duration)
-        u.log(f"  {base['requests_per_s']:.0f} requests/s")
+        base: dict[str, Any] | None = None
+        if reuse is None:
+            u.log(f"baseline: one client process POSTing to the receiver, {CONCURRENCY} in flight")
+            base = run_blaster(recv, tmp, args.baseline_duration)
+            u.log(f"  {base['requests_per_s']:.0f} requests/s")
 
         completed = warm["completed"] + load["completed"]
         failed = warm["failed"] + load["failed"]
@@ -567,17 +585,19 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
                 "server_loop_thread_cpu_pct": load["server_loop_thread_cpu_pct"],
                 "server_other_threads_cpu_pct": load["server_other_threads_cpu_pct"],
                 "server_workers_cpu_pct": load["server_workers_cpu_pct"],
-                "callback_workers": args.callback_workers,
+                "callback_workers": callback_workers,
                 "client_cpu_pct": load["client_cpu_pct"],
                 "receiver_cpu_pct": round(100.0 * rcpu / wall, 1),
                 # CpuMeter counts the receiver as "other"; here it has its own column.
                 "background_cpu_pct": round(max(0.0, load["background_cpu_pct"] - 100.0 * rcpu / wall), 1),
                 "steal_pct": load["steal_pct"],
-                "baseline_receiver_requests_per_s": base["requests_per_s"],
-                "baseline": base,
             }
         )
-        if nocb is not None:
+        if base is not None:
+            out.update({"baseline_receiver_requests_per_s": base["requests_per_s"], "baseline": base})
+        if reuse is not None:
+            out.update(reuse)
+        elif nocb is not None:
             out.update(
                 {
                     "no_callbacks_calls_per_s": round(nocb["calls_per_s"], 1),
@@ -602,6 +622,47 @@ def callbacks_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> 
         if srv is not None:
             srv.stop()
         recv.stop()
+
+
+def _reused(first: dict[str, Any]) -> dict[str, Any]:
+    """The keys of the baselines a later run takes over from the first one."""
+    return {
+        k: v
+        for k, v in first.items()
+        if k.startswith("no_callbacks_") or k in ("baseline_receiver_requests_per_s", "baseline")
+    }
+
+
+def callbacks_runs(args: argparse.Namespace, tmp: Path, app: int, key: str) -> dict[str, Any]:
+    """Part 1 once per ``--callback-workers`` value, in the order given. The keys of the
+    first run at the top level (as with a single value); with several values also
+    ``by_callback_workers``: {"N": that run's keys} for every run."""
+    values: list[int] = args.callback_workers_list
+    if len(values) == 1:
+        return callbacks_phase(args, tmp, app, key, values[0], profile=args.profile)
+    runs: dict[str, dict[str, Any]] = {}
+    first: dict[str, Any] | None = None
+    for i, n in enumerate(values):
+        u.log(f"=== part 1, run {i + 1} of {len(values)}: --callback-workers {n}")
+        run_dir = tmp / f"cbw{n}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        res = callbacks_phase(
+            args,
+            run_dir,
+            app,
+            key,
+            n,
+            reuse=None if first is None else _reused(first),
+            profile=f"{args.profile}.cbw{n}" if args.profile else None,  # one file per run
+        )
+        res["targets_met"] = verdicts(res)
+        runs[str(n)] = res
+        if first is None:
+            first = res
+    assert first is not None
+    top = {k: v for k, v in first.items() if k != "targets_met"}
+    top["by_callback_workers"] = runs
+    return top
 
 
 def _finish_profile(
@@ -1095,93 +1156,125 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _workers_name(n: int) -> str:
+    return "in-process" if n == 0 else f"{n} worker{'s' if n > 1 else ''}"
+
+
+def _callback_rows(cols: list[dict[str, Any]]) -> list[tuple[str, list[Any], str, list[str]]]:
+    """Part 1's rows: per row (metric, one value per run, target, one ok? per run). Runs
+    after the first show ``same`` for the baselines they took over from it."""
+    ok = {True: "yes", False: "NO", None: "-"}
+    vs = [verdicts(r) for r in cols]
+
+    def row(
+        label: str, value: Callable[[dict[str, Any]], Any], target: str = "", verdict: str | None = None
+    ) -> tuple[str, list[Any], str, list[str]]:
+        return (
+            label,
+            [value(r) for r in cols],
+            target,
+            ["" if verdict is None else ok[v[verdict]] for v in vs],
+        )
+
+    def reused(
+        label: str, value: Callable[[dict[str, Any]], Any], key: str
+    ) -> tuple[str, list[Any], str, list[str]]:
+        later = "same" if key in cols[0] else value(cols[0])  # "same" only for a measured baseline
+        return (label, [value(cols[0])] + [later] * (len(cols) - 1), "", [""] * len(cols))
+
+    def open_at_end(r: dict[str, Any]) -> int:
+        return int(r["outbox_at_load_end"].get("Pending", 0) + r["outbox_at_load_end"].get("InFlight", 0))
+
+    def losses(r: dict[str, Any]) -> str:
+        c = r["outbox_after_wait"]
+        return (
+            f"{c.get('GivenUp', 0)} / {c.get('Gone', 0)}"
+            f" / {r['receiver_duplicates']} / {r['order_violations']}"
+        )
+
+    def cpu(r: dict[str, Any]) -> str:
+        return (
+            f"{r['server_cpu_pct']:.0f} ({r['server_loop_thread_cpu_pct']:.0f}/"
+            f"{r['server_other_threads_cpu_pct']:.0f}/{r['server_workers_cpu_pct']:.0f})"
+            f" / {r['receiver_cpu_pct']:.0f} / {r['client_cpu_pct']:.0f}"
+            f" / {r['background_cpu_pct']:.0f} / {r['steal_pct']:.0f}"
+        )
+
+    return [
+        row(
+            f"calls/s achieved (asked {cols[0]['calls_rate_target']:.0f})", lambda r: r["calls_per_s"], "500"
+        ),
+        row(
+            "callbacks planned per call / per s",
+            lambda r: f"{r['callbacks_per_call_typical']} / {r['callbacks_planned_per_s']:,.0f}",
+        ),
+        row(
+            "callbacks delivered/s during the load (>= 95% of planned?)",
+            lambda r: r["callbacks_in_load_per_s"],
+            "keeps up",
+            "keeps_up",
+        ),
+        row(
+            "callbacks delivered/s, capacity (max of load, backlog)",
+            lambda r: r["callbacks_per_s"],
+            ">= 2,000",
+            "callbacks_per_s",
+        ),
+        row("lag event->arrival p50 ms (v4)", lambda r: r["lag_p50_ms"]),
+        row("lag event->arrival p99 ms (v4)", lambda r: r["lag_p99_ms"], "<= 1,000", "lag_p99_ms"),
+        row("lag event->arrival max ms (v4)", lambda r: r["lag_max_ms"]),
+        row("outbox pending+in flight at load end", open_at_end),
+        row(
+            "outbox drained, s after load end",
+            lambda r: r["drain_s"] if r["drained"] else f"no ({r['drain_s']})",
+        ),
+        row("callbacks delivered/s after the load (backlog)", lambda r: r["drain_callbacks_per_s"]),
+        row(
+            "planned / delivered (server) / distinct at receiver",
+            lambda r: (
+                f"{r['callbacks_planned']:,} / {r['callbacks_delivered_server']:,}"
+                f" / {r['receiver_distinct_event_ids']:,}"
+            ),
+            "equal",
+            "all_arrived",
+        ),
+        row("given up / gone / duplicates / order violations", losses, "0"),
+        reused(
+            "same load without callbacks: calls/s; invite->ring p99 ms",
+            lambda r: (
+                f"{_fmt(r.get('no_callbacks_calls_per_s'))};"
+                f" {_fmt(r.get('no_callbacks_invite_to_ring_p99_ms'))}"
+            ),
+            "no_callbacks_calls_per_s",
+        ),
+        row(
+            "calls completed / failed; invite->ring p99 ms",
+            lambda r: f"{r['calls_completed']:,} / {r['calls_failed']}; {_fmt(r['invite_to_ring_p99_ms'])}",
+        ),
+        row("CPU %: server (loop/other/workers) / receiver / clients / others / steal", cpu),
+        reused(
+            f"baseline: receiver alone, requests/s ({CONCURRENCY} in flight)",
+            lambda r: r["baseline_receiver_requests_per_s"],
+            "baseline_receiver_requests_per_s",
+        ),
+    ]
+
+
 def table(r: dict[str, Any]) -> str:
+    """The report. With several ``--callback-workers`` values (``by_callback_workers``)
+    part 1 has one value column per worker count, and its ok? column one verdict per
+    column ("yes / NO"); part 2's values stand in the first column."""
     v = verdicts(r)
     ok = {True: "yes", False: "NO", None: "-"}
-    rows: list[tuple[str, Any, str, str]] = []
+    runs: dict[str, dict[str, Any]] = r.get("by_callback_workers") or {}
+    names = [_workers_name(int(n)) for n in runs] if runs else ["value"]
+    ncol = len(names)
+    rows: list[tuple[str, list[Any], str, list[str]]] = []
     if "callbacks_per_s" in r:
-        c = r["outbox_after_wait"]
-        rows += [
-            (f"calls/s achieved (asked {r['calls_rate_target']:.0f})", r["calls_per_s"], "500", ""),
-            (
-                "callbacks planned per call / per s",
-                f"{r['callbacks_per_call_typical']} / {r['callbacks_planned_per_s']:,.0f}",
-                "",
-                "",
-            ),
-            (
-                "callbacks delivered/s during the load (>= 95% of planned?)",
-                r["callbacks_in_load_per_s"],
-                "keeps up",
-                ok[v["keeps_up"]],
-            ),
-            (
-                "callbacks delivered/s, capacity (max of load, backlog)",
-                r["callbacks_per_s"],
-                ">= 2,000",
-                ok[v["callbacks_per_s"]],
-            ),
-            ("lag event->arrival p50 ms (v4)", r["lag_p50_ms"], "", ""),
-            ("lag event->arrival p99 ms (v4)", r["lag_p99_ms"], "<= 1,000", ok[v["lag_p99_ms"]]),
-            ("lag event->arrival max ms (v4)", r["lag_max_ms"], "", ""),
-            (
-                "outbox pending+in flight at load end",
-                r["outbox_at_load_end"].get("Pending", 0) + r["outbox_at_load_end"].get("InFlight", 0),
-                "",
-                "",
-            ),
-            (
-                "outbox drained, s after load end",
-                r["drain_s"] if r["drained"] else f"no ({r['drain_s']})",
-                "",
-                "",
-            ),
-            ("callbacks delivered/s after the load (backlog)", r["drain_callbacks_per_s"], "", ""),
-            (
-                "planned / delivered (server) / distinct at receiver",
-                f"{r['callbacks_planned']:,} / {r['callbacks_delivered_server']:,}"
-                f" / {r['receiver_distinct_event_ids']:,}",
-                "equal",
-                ok[v["all_arrived"]],
-            ),
-            (
-                "given up / gone / duplicates / order violations",
-                f"{c.get('GivenUp', 0)} / {c.get('Gone', 0)}"
-                f" / {r['receiver_duplicates']} / {r['order_violations']}",
-                "0",
-                "",
-            ),
-            (
-                "same load without callbacks: calls/s; invite->ring p99 ms",
-                f"{_fmt(r.get('no_callbacks_calls_per_s'))};"
-                f" {_fmt(r.get('no_callbacks_invite_to_ring_p99_ms'))}",
-                "",
-                "",
-            ),
-            (
-                "calls completed / failed; invite->ring p99 ms",
-                f"{r['calls_completed']:,} / {r['calls_failed']}; {_fmt(r['invite_to_ring_p99_ms'])}",
-                "",
-                "",
-            ),
-            (
-                "CPU %: server (loop/other/workers) / receiver / clients / others / steal",
-                f"{r['server_cpu_pct']:.0f} ({r['server_loop_thread_cpu_pct']:.0f}/"
-                f"{r['server_other_threads_cpu_pct']:.0f}/{r['server_workers_cpu_pct']:.0f})"
-                f" / {r['receiver_cpu_pct']:.0f} / {r['client_cpu_pct']:.0f}"
-                f" / {r['background_cpu_pct']:.0f} / {r['steal_pct']:.0f}",
-                "",
-                "",
-            ),
-            (
-                f"baseline: receiver alone, requests/s ({CONCURRENCY} in flight)",
-                r["baseline_receiver_requests_per_s"],
-                "",
-                "",
-            ),
-        ]
+        rows += _callback_rows(list(runs.values()) if runs else [r])
+    rows2: list[tuple[str, Any, str, str]] = []
     if "filter_p99_ms" in r:
-        rows += [
+        rows2 += [
             (f"records in the store ({r['records_span_days']:.0f} days)", r["records"], "1,000,000", ""),
             ("get_record_by_filter p50 ms", r["filter_p50_ms"], "", ""),
             ("get_record_by_filter p99 ms", r["filter_p99_ms"], "<= 50", ok[v["filter_p99_ms"]]),
@@ -1205,34 +1298,55 @@ def table(r: dict[str, Any]) -> str:
                 "",
             ),
         ]
-        rows += [
+        rows2 += [
             (f"  {k['kind']}: p50 / p99 ms", f"{k['p50_ms']:.1f} / {k['p99_ms']:.1f}", "", "")
             for k in r["filter_by_kind"]
         ]
-    w0 = max(len(x[0]) for x in rows)
-    w1 = max(len(_fmt(x[1])) for x in rows)
-    w2 = max(len(x[2]) for x in rows)
-    lines = [f"{'metric':<{w0}}  {'value':>{w1}}  {'target':<{w2}}  ok?", "-" * (w0 + w1 + w2 + 9)]
-    lines += [f"{a:<{w0}}  {_fmt(b):>{w1}}  {c:<{w2}}  {d}" for a, b, c, d in rows]
+    # Part 2 was measured once: its value in the first column.
+    rows += [(a, [b] + [""] * (ncol - 1), c, [d]) for a, b, c, d in rows2]
+    cells = [(a, [_fmt(x) for x in b], c, " / ".join(d) if any(d) else "") for a, b, c, d in rows]
+    w0 = max(len(x[0]) for x in cells)
+    # One column keeps today's widths: "value" may stick out over short values.
+    ws = [max([len(x[1][j]) for x in cells] + ([len(names[j])] if runs else [])) for j in range(ncol)]
+    w2 = max(len(x[2]) for x in cells)
+    w3 = max([3] + [len(x[3]) for x in cells])
+    lines = [
+        f"{'metric':<{w0}}"
+        + "".join(f"  {n:>{w}}" for n, w in zip(names, ws, strict=True))
+        + f"  {'target':<{w2}}  ok?",
+        "-" * (w0 + sum(w + 2 for w in ws) + w2 + 4 + w3),
+    ]
+    lines += [
+        f"{a:<{w0}}" + "".join(f"  {x:>{w}}" for x, w in zip(b, ws, strict=True)) + f"  {c:<{w2}}  {d}"
+        for a, b, c, d in cells
+    ]
     m = r["machine"]
     cfg = r["config"]
+    if runs:
+        workers = f"{' / '.join(runs)} callback worker processes (one run each, in that order)"
+    else:
+        workers = f"{cfg.get('callback_workers', 0)} callback worker processes"
     lines.append("")
     lines.append(
         f"{r['date']}; {m['cores']} cores ({m['cpu_model']}), Python {m['python']}, {m['loop']},"
         f" aiohttp {m['aiohttp']}; {cfg['users']} users in {cfg['client_workers']} client processes,"
         f" {cfg['duration_s']} s at {cfg['rate']:.0f} calls/s;"
-        f" {cfg.get('callback_workers', 0)} callback worker processes; {cfg['records']:,} records"
+        f" {workers}; {cfg['records']:,} records"
     )
-    for key in ("callbacks_profile", "records_profile"):
-        if key in r:
+    profiles = [("callbacks", "", x) for x in ([r] if not runs else [])]
+    profiles += [("callbacks", f", {_workers_name(int(n))}", x) for n, x in runs.items()]
+    profiles.append(("records", "", r))
+    for part, which, src in profiles:
+        key = f"{part}_profile"
+        if key in src:
             lines.append("")
             lines.append(
-                f"server profile, {key.split('_')[0]} (py-spy, {r[key]['samples']} samples), by component:"
+                f"server profile, {part}{which} (py-spy, {src[key]['samples']} samples), by component:"
             )
-            for row in r[key]["components"][:10]:
+            for row in src[key]["components"][:10]:
                 lines.append(f"  {row['pct']:5.1f}%  {row['function']}")
             lines.append("top source lines (self time):")
-            for row in r[key]["self_lines"][:10]:
+            for row in src[key]["self_lines"][:10]:
                 lines.append(f"  {row['pct']:5.1f}%  {row['function']}")
     return "\n".join(lines)
 
@@ -1255,14 +1369,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "queries": args.queries,
             "callbacks": args.callbacks,
             "quick": args.quick,
-            "callback_workers": args.callback_workers,
+            "callback_workers": args.callback_workers_list[0],
         },
     }
     try:
         # Callbacks first: the 2 GB the records part writes would otherwise still be
         # flushed to disk under the call load and slow the server's writes.
         if args.duration > 0:
-            out.update(callbacks_phase(args, tmp, app, key))
+            out.update(callbacks_runs(args, tmp, app, key))
         if args.records > 0:
             out.update(records_phase(args, tmp, app, key))
     finally:
@@ -1270,6 +1384,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             u.log(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+MAX_CALLBACK_WORKERS = 16
+
+
+def _worker_counts(text: str) -> list[int]:
+    """``--callback-workers``: "0" or "0,1,2": distinct integers 0..16, order kept."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            n = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: each value must be an integer 0..{MAX_CALLBACK_WORKERS}, comma-separated"
+            ) from None
+        if not 0 <= n <= MAX_CALLBACK_WORKERS:
+            raise argparse.ArgumentTypeError(f"{text!r}: {n} is not in 0..{MAX_CALLBACK_WORKERS}")
+        if n in out:
+            raise argparse.ArgumentTypeError(f"{text!r}: {n} is given twice")
+        out.append(n)
     return out
 
 
@@ -1298,11 +1434,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=3, help="client processes (default 3)")
     p.add_argument(
         "--callback-workers",
-        type=int,
-        default=0,
-        metavar="N",
+        type=_worker_counts,
+        default=[0],
+        metavar="N[,N...]",
+        dest="callback_workers_list",
         help="ringline serve --callback-workers N: N processes deliver the callbacks"
-        " (default 0: the server's event loop; the flag is not passed then)",
+        " (default 0: the server's event loop; the flag is not passed then). A list, e.g. 0,1,"
+        " runs part 1 once per value in that order, each against a fresh server; the calls and"
+        " receiver baselines are measured in the first run only (--profile FILE: FILE.cbwN per run)",
     )
     p.add_argument(
         "--drain-timeout",
@@ -1350,8 +1489,6 @@ def main(argv: list[str] | None = None) -> int:
     args.queries = args.queries if args.queries is not None else (200 if q else 500)
     if args.rate <= 0 or args.users < 2:
         p.error("--rate must be > 0 and --users at least 2")
-    if args.callback_workers < 0:
-        p.error("--callback-workers must be >= 0")
     args.kinds = {k.strip() for k in args.callbacks.split(",") if k.strip()}
     if not args.kinds or not args.kinds <= {"v4", "v1"}:
         p.error("--callbacks takes v4, v1 or v4,v1")
