@@ -13,7 +13,13 @@ import time
 from collections.abc import Sequence
 
 from .core.usersig import DEFAULT_EXPIRE, gen_user_sig
-from .server.config import Settings, load_callback_secrets, load_identity, parse_ice_servers
+from .server.config import (
+    Settings,
+    check_ice_transport_policy,
+    load_callback_secrets,
+    load_identity,
+    parse_ice_servers,
+)
 
 __all__ = ["main"]
 
@@ -169,6 +175,13 @@ def _media_flags(sp: argparse.ArgumentParser) -> None:
         "--ice-credential", default=_env("ice_credential", ""), help="credential for the TURN servers"
     )
     sp.add_argument(
+        "--ice-transport-policy",
+        default=_env("ice_transport_policy", "all"),
+        metavar="all|relay",
+        help="relay: clients send media only through the TURN servers (hides users' addresses from "
+        "each other; needs a turn: --ice-server) (env RINGLINE_ICE_TRANSPORT_POLICY; default all)",
+    )
+    sp.add_argument(
         "--dev",
         action="store_true",
         default=_env("dev", "").lower() in ("1", "true", "yes"),
@@ -208,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ice = parse_ice_servers(args.ice_server or _env("ice_servers", "").split(","))
         except ValueError as exc:
             print(f"ringline: --ice-server: {exc}", file=sys.stderr)
+            return 2
+        try:
+            policy = check_ice_transport_policy(args.ice_transport_policy, ice)
+        except ValueError as exc:
+            print(f"ringline: --ice-transport-policy: {exc}", file=sys.stderr)
             return 2
     workers = 0
     if args.cmd == "serve":
@@ -250,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ice_servers=ice,
         ice_username=args.ice_username,
         ice_credential=args.ice_credential,
+        ice_transport_policy=policy,
         dev=args.dev,
     )
     print(

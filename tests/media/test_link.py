@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from aiortc import RTCIceTransportPolicy
+
 from ringline.client._codec import Event, decode_event
 from ringline.core.enums import MediaType
-from ringline.media import MediaOptions
+from ringline.media import MediaOptions, ice_configuration
 from ringline.media._link import EngineMedia
 
 
@@ -117,3 +120,37 @@ async def test_a_session_that_cannot_start_reports_on_error() -> None:
     assert link.session is None
     assert [e.name for e in queued] == ["on_error"]
     assert "media could not start" in queued[0].args[1]
+
+
+async def test_the_stricter_of_the_server_and_app_ice_transport_policies_wins() -> None:
+    async def send(to: str, data: dict[str, Any]) -> None:
+        pass
+
+    turn = [{"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "c"}]
+    cases = [
+        ("all", None, "all"),
+        ("relay", None, "relay"),
+        ("all", "relay", "relay"),
+        ("relay", "all", "relay"),
+    ]
+    for server, app, want in cases:
+        link = EngineMedia(
+            MediaOptions(video=None, ice_transport_policy=app),
+            user_id=lambda: "alice",
+            ice_servers=lambda: turn,
+            send_signal=send,
+            ice_transport_policy=lambda s=server: s,
+        )
+        assert await link.on_event(ev("on_call_begin", call_id="c1", media_type=1, info={}))
+        s = link.session
+        assert s is not None and s.ice_transport_policy == want, (server, app)
+        assert s.configuration.iceTransportPolicy is RTCIceTransportPolicy(want)
+        await link.close()
+
+
+def test_ice_configuration_and_a_bad_app_policy() -> None:
+    assert ice_configuration([]).iceTransportPolicy is RTCIceTransportPolicy.ALL
+    relay = ice_configuration([{"urls": "turn:a:1"}], "relay")
+    assert relay.iceTransportPolicy is RTCIceTransportPolicy.RELAY and relay.iceServers
+    with pytest.raises(ValueError, match="ice_transport_policy"):
+        MediaOptions(ice_transport_policy="direct")  # type: ignore[arg-type]

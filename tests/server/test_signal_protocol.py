@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rawclient import Raw, logged_in
-from ringline.server.config import Settings, parse_ice_servers
+from ringline.server.config import Settings, check_ice_transport_policy, parse_ice_servers
 from serverproc import ServerProcess, unique
 
 OFFER = {"type": "offer", "sdp": "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\n"}
@@ -137,12 +137,20 @@ async def test_login_result_lists_no_ice_servers_by_default(
     clients.append(c)
     res = await c.login(unique("ice"))
     assert res["ice_servers"] == []
+    assert res["ice_transport_policy"] == "all"
 
 
 async def test_configured_ice_servers_reach_clients_at_login_and_resume(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "srv")
     srv.args += ["--ice-server", "stun:stun.example.org:3478", "--ice-server", "turns:turn.example.org:5349"]
-    srv.args += ["--ice-username", "ringline", "--ice-credential", "s3cret"]
+    srv.args += [
+        "--ice-username",
+        "ringline",
+        "--ice-credential",
+        "s3cret",
+        "--ice-transport-policy",
+        "relay",
+    ]
     start_or_kill(srv)
     c = Raw(srv)
     try:
@@ -152,10 +160,12 @@ async def test_configured_ice_servers_reach_clients_at_login_and_resume(tmp_path
             {"urls": "turns:turn.example.org:5349", "username": "ringline", "credential": "s3cret"},
         ]
         assert res["ice_servers"] == want
+        assert res["ice_transport_policy"] == "relay"
         await c.drop()
         await c.connect()
         again = await c.ok("resume", v=1, session=res["session"], ack=c.last_seq)
         assert again["ice_servers"] == want
+        assert again["ice_transport_policy"] == "relay"
     finally:
         await c.close()
         assert srv.stop() == 0
@@ -168,6 +178,43 @@ def test_ice_servers_come_from_the_environment_too(tmp_path: Path) -> None:
     settings = _settings_from_cli(srv.args, env)
     assert settings.ice_servers == ("stun:a.example:3478", "turn:b.example:3478?transport=tcp")
     assert settings.ice_server_list()[1] == {"urls": "turn:b.example:3478?transport=tcp", "username": "u"}
+    assert settings.ice_transport_policy == "all"
+    env["RINGLINE_ICE_TRANSPORT_POLICY"] = "Relay"
+    assert _settings_from_cli(srv.args, env).ice_transport_policy == "relay"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--ice-transport-policy", "relay"], "no turn: or turns: server"),
+        (
+            ["--ice-transport-policy", "relay", "--ice-server", "stun:a.example:3478"],
+            "no turn: or turns: server",
+        ),
+        (
+            ["--ice-transport-policy", "turn-only", "--ice-server", "turn:a.example:3478"],
+            "must be all or relay",
+        ),
+    ],
+)
+def test_a_relay_policy_without_turn_or_a_bad_policy_stops_the_server(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    srv = ServerProcess(tmp_path / "srv")
+    r = subprocess.run([*srv.args, *extra], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "--ice-transport-policy" in r.stderr and message in r.stderr, r.stderr
+    if "turn:" not in " ".join(extra):
+        assert "add one, e.g. --ice-server turn:" in r.stderr
+
+
+def test_check_ice_transport_policy() -> None:
+    assert check_ice_transport_policy("all", ()) == "all"
+    assert check_ice_transport_policy(" RELAY ", ("stun:a:1", "turns:b:5349")) == "relay"
+    with pytest.raises(ValueError, match="add one"):
+        check_ice_transport_policy("relay", ("stun:a:1",))
+    with pytest.raises(ValueError, match="all or relay"):
+        check_ice_transport_policy("none", ("turn:a:1",))
 
 
 @pytest.mark.parametrize("url", ["http://stun.example.org", "stun:", "turn:a b", "example.org:3478"])
@@ -190,7 +237,8 @@ def _settings_from_cli(args: list[str], env: dict[str, str]) -> Settings:
     code = (
         "import sys, json, ringline.server.app as app\n"
         "async def fake(settings, ident):\n"
-        "    print(json.dumps({'ice': settings.ice_servers, 'u': settings.ice_username}))\n"
+        "    print(json.dumps({'ice': settings.ice_servers, 'u': settings.ice_username,\n"
+        "                      'p': settings.ice_transport_policy}))\n"
         "app.serve = fake\n"
         "from ringline.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
@@ -200,7 +248,7 @@ def _settings_from_cli(args: list[str], env: dict[str, str]) -> Settings:
     )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    return Settings(ice_servers=tuple(out["ice"]), ice_username=out["u"])
+    return Settings(ice_servers=tuple(out["ice"]), ice_username=out["u"], ice_transport_policy=out["p"])
 
 
 def start_or_kill(srv: ServerProcess) -> ServerProcess:

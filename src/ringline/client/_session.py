@@ -214,6 +214,8 @@ class Session:
         self.heartbeat_grace = _DEFAULT_GRACE
         self.sig_expires_at: float | None = None
         self.ice_servers: list[dict[str, Any]] = []
+        #: ``"all"`` or ``"relay"`` (media only through TURN), from the login/resume result.
+        self.ice_transport_policy: str = "all"
         """The server's STUN/TURN servers (``{urls, username?, credential?}``) from the
         last login or resume; empty = host candidates only."""
         self.phase = Phase.CONNECTING
@@ -558,6 +560,9 @@ class Session:
         ice = result.get("ice_servers")
         if isinstance(ice, list):
             self.ice_servers = [x for x in ice if isinstance(x, dict) and x.get("urls")]
+        policy = result.get("ice_transport_policy")
+        # A server older than the field says nothing: all candidates.
+        self.ice_transport_policy = "relay" if policy == "relay" else "all"
         log.info(
             "%s: %s (session %s)",
             self._who(),

@@ -201,6 +201,7 @@ def _media_link(engine: CallEngine, media: object) -> EngineMedia | None:
         user_id=lambda: engine.user_id,
         ice_servers=lambda: list(getattr(engine._session, "ice_servers", None) or []),
         send_signal=engine.send_signal,
+        ice_transport_policy=lambda: str(getattr(engine._session, "ice_transport_policy", None) or "all"),
     )
 
 

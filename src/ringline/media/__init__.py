@@ -9,7 +9,7 @@ package imports aiortc.
 """
 
 from .levels import LevelMeter, rms_level, volume_from_level
-from .options import AudioSource, MediaOptions, TestPattern, TestTone, VideoSource
+from .options import AudioSource, IceTransportPolicy, MediaOptions, TestPattern, TestTone, VideoSource
 from .quality import LinkStats, QualitySample, QualityTracker, grade, link_stats
 from .session import MediaSession, PeerStats, ice_configuration
 from .sinks import FrameSink, Kind, MediaSink, WavRecorder
@@ -27,6 +27,7 @@ __all__ = [
     "FrameSink",
     "GeneratorAudioTrack",
     "GeneratorVideoTrack",
+    "IceTransportPolicy",
     "Kind",
     "LevelMeter",
     "LinkStats",

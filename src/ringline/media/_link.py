@@ -49,7 +49,7 @@ MADE_SEQ = -1
 class EngineMedia:
     """The media side of one engine: at most one :class:`MediaSession` at a time.
 
-    ``user_id()`` and ``ice_servers()`` are read when a call begins;
+    ``user_id()``, ``ice_servers()`` and ``ice_transport_policy()`` are read when a call begins;
     ``send_signal(to, data)`` relays a signalling message in the current call.
     Call :meth:`bind` with the queue's ``put`` at each login, :meth:`on_event`
     for every event before delivering it, :meth:`reconnected` when the connection
@@ -64,10 +64,12 @@ class EngineMedia:
         user_id: Callable[[], str | None],
         ice_servers: Callable[[], list[Mapping[str, Any]]],
         send_signal: Callable[[str, dict[str, Any]], Awaitable[None]],
+        ice_transport_policy: Callable[[], str] = lambda: "all",
     ) -> None:
         self.options = options
         self._user_id = user_id
         self._ice_servers = ice_servers
+        self._ice_transport_policy = ice_transport_policy
         self._send_signal = send_signal
         self._put: Callable[[Event], None] | None = None
         self._available: dict[tuple[str, str], bool] = {}
@@ -158,6 +160,7 @@ class EngineMedia:
                 ice_servers=self._ice_servers(),
                 send_signal=self._send_signal,
                 emit=self._emit,
+                ice_transport_policy=self._ice_transport_policy(),
             )
             await s.start()
         except Exception as exc:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .sinks import MediaSink
 
-__all__ = ["AudioSource", "MediaOptions", "TestPattern", "TestTone", "VideoSource"]
+__all__ = ["AudioSource", "IceTransportPolicy", "MediaOptions", "TestPattern", "TestTone", "VideoSource"]
+
+#: ``"all"``: any candidate (host, STUN, TURN); ``"relay"``: media only through TURN.
+IceTransportPolicy = Literal["all", "relay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,12 @@ class MediaOptions:
 
     ``volume_interval`` (s) is how often ``on_user_voice_volume_changed`` fires
     (the contract says every 0.2-0.5 s).
+
+    ``ice_transport_policy``: ``"relay"`` sends media only through the TURN servers
+    the server announces, even when the server's own policy (``ice_transport_policy``
+    of the login result, ``ringline serve --ice-transport-policy``) is ``"all"``;
+    ``None`` or ``"all"`` follows the server. The stricter of the two wins: an app
+    cannot undo a server's ``relay``.
     """
 
     audio: AudioSource = field(default_factory=TestTone)
@@ -74,8 +83,13 @@ class MediaOptions:
     sink: MediaSink | Sequence[MediaSink] | None = None
     audio_loop: bool = False
     volume_interval: float = 0.3
+    ice_transport_policy: IceTransportPolicy | None = None
 
     def __post_init__(self) -> None:
+        if self.ice_transport_policy not in (None, "all", "relay"):
+            raise ValueError(
+                f"ice_transport_policy must be None, 'all' or 'relay', got {self.ice_transport_policy!r}"
+            )
         if not 0.05 <= self.volume_interval <= 5.0:
             raise ValueError(f"volume_interval must be 0.05..5 seconds, got {self.volume_interval!r}")
 

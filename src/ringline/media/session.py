@@ -56,6 +56,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -129,8 +130,11 @@ def _host_addresses_or_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 aioice.ice.get_host_addresses = _host_addresses_or_loopback
 
 
-def ice_configuration(ice_servers: list[Mapping[str, Any]]) -> RTCConfiguration:
-    """The aiortc configuration for the server's ``ice_servers`` list.
+def ice_configuration(
+    ice_servers: list[Mapping[str, Any]], ice_transport_policy: str = "all"
+) -> RTCConfiguration:
+    """The aiortc configuration for the server's ``ice_servers`` list and
+    ``ice_transport_policy`` (``"relay"``: only TURN relay candidates; anything else: all).
 
     An empty list gives ``iceServers=[]``: only host candidates, nothing leaves the
     host (aiortc would add a public STUN server for ``None``).
@@ -141,7 +145,8 @@ def ice_configuration(ice_servers: list[Mapping[str, Any]]) -> RTCConfiguration:
         if not urls:
             continue
         servers.append(RTCIceServer(urls=urls, username=s.get("username"), credential=s.get("credential")))
-    return RTCConfiguration(iceServers=servers)
+    policy = RTCIceTransportPolicy.RELAY if ice_transport_policy == "relay" else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
 
 # ---------------------------------------------------------------- local media
@@ -707,12 +712,19 @@ class MediaSession:
         ice_servers: list[Mapping[str, Any]],
         send_signal: SendSignal,
         emit: Emit,
+        ice_transport_policy: str = "all",
     ) -> None:
         self.user_id = user_id
         self.call_id = call_id
         self.media_type = media_type
         self.options = options
-        self.configuration = ice_configuration(ice_servers)
+        # The stricter of the server's policy and the app's (MediaOptions) wins.
+        relay = "relay" in (ice_transport_policy, options.ice_transport_policy)
+        #: ``"relay"`` (media only through TURN) or ``"all"``.
+        self.ice_transport_policy = "relay" if relay else "all"
+        if relay and not any(str(s.get("urls", "")).startswith(("turn:", "turns:")) for s in ice_servers):
+            log.warning("call %s: relay-only media but the server announced no TURN server", call_id)
+        self.configuration = ice_configuration(ice_servers, self.ice_transport_policy)
         self._send_signal = send_signal
         self._emit = emit
         self.sinks: list[MediaSink] = options.sinks

@@ -15,9 +15,11 @@ from pathlib import Path
 from .webhooks.signing import decode_secret, generate_secret
 
 __all__ = [
+    "ICE_TRANSPORT_POLICIES",
     "AppIdentity",
     "CallbackSecrets",
     "Settings",
+    "check_ice_transport_policy",
     "load_callback_secrets",
     "load_identity",
     "parse_ice_servers",
@@ -66,6 +68,9 @@ class Settings:
     """Username for the ``turn:``/``turns:`` servers (``--ice-username``)."""
     ice_credential: str = ""
     """Credential for the ``turn:``/``turns:`` servers (``--ice-credential``)."""
+    ice_transport_policy: str = "all"
+    """``all`` or ``relay`` (``--ice-transport-policy``): with ``relay`` clients send media
+    only through the TURN servers, so members never learn each other's addresses."""
     dev: bool = False
     """Development mode (``--dev``): ``POST /dev/usersig`` mints a sig for anyone. Never in production."""
 
@@ -89,6 +94,26 @@ class Settings:
         if self.db:
             return self.db
         return f"sqlite:///{Path(self.data_dir, 'ringline.db').resolve()}"
+
+
+#: Values of ``--ice-transport-policy`` (RTCIceTransportPolicy).
+ICE_TRANSPORT_POLICIES = ("all", "relay")
+
+
+def check_ice_transport_policy(policy: str, ice_servers: tuple[str, ...]) -> str:
+    """The policy, checked against the ICE servers; raise ValueError saying what to fix:
+    a value other than ``all``/``relay``, or ``relay`` without a ``turn:``/``turns:`` server
+    (media could never connect)."""
+    value = policy.strip().lower()
+    if value not in ICE_TRANSPORT_POLICIES:
+        raise ValueError(f"must be all or relay, got {policy!r}")
+    if value == "relay" and not any(u.startswith(("turn:", "turns:")) for u in ice_servers):
+        raise ValueError(
+            "relay sends all media through TURN, but no turn: or turns: server is given; "
+            "add one, e.g. --ice-server turn:turn.example.org:3478 "
+            "--ice-username USER --ice-credential SECRET"
+        )
+    return value
 
 
 def parse_ice_servers(urls: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -367,6 +367,7 @@ class WsHandler:
             "sig_expires_at": info.expires_at,
             "protocol": PROTOCOL_VERSION,
             "ice_servers": hub.settings.ice_server_list(),
+            "ice_transport_policy": hub.settings.ice_transport_policy,
         }
 
         def deliver_mailbox() -> None:
@@ -422,6 +423,7 @@ class WsHandler:
                 "sig_expires_at": s.sig_expires_at,
                 "protocol": PROTOCOL_VERSION,
                 "ice_servers": hub.settings.ice_server_list(),
+                "ice_transport_policy": hub.settings.ice_transport_policy,
             },
         )
         s.replay_after(ack)

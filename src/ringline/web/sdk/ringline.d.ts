@@ -208,6 +208,13 @@ export declare class CallEngine {
   readonly isInitialized: boolean;
   readonly localStream: MediaStream;
   readonly remoteUsers: string[];
+  /** The STUN/TURN servers of the login result (`ice_servers`), passed to every RTCPeerConnection. */
+  readonly iceServers: RTCIceServer[];
+  /**
+   * The login result's `ice_transport_policy` (`ringline serve --ice-transport-policy`):
+   * "relay" sends all media through the TURN servers; passed to every RTCPeerConnection.
+   */
+  readonly iceTransportPolicy: RTCIceTransportPolicy;
 
   on<E extends EventName>(event: E, fn: (payload: EventPayloads[E]) => void): void;
   off<E extends EventName>(event: E, fn?: (payload: EventPayloads[E]) => void): void;

@@ -287,7 +287,10 @@ class Peer {
     this.engine = engine;
     this.userId = userId;
     this.offerer = engine.userId < userId;
-    this.pc = new RTCPeerConnection({ iceServers: engine._iceServers });
+    this.pc = new RTCPeerConnection({
+      iceServers: engine._iceServers,
+      iceTransportPolicy: engine._iceTransportPolicy,
+    });
     this.remoteStream = new MediaStream();
     this.audioEl = null;
     this.analyser = null;
@@ -506,6 +509,7 @@ export class CallEngine {
     this._pingTimer = null;
     this._closing = false;
     this._iceServers = [];
+    this._iceTransportPolicy = "all";
     this._resetCall();
     this._localStream = new MediaStream();
     this._localMeter = null;
@@ -570,6 +574,10 @@ export class CallEngine {
   get localStream() { return this._localStream; }
   /** Users connected in the current call besides this one. */
   get remoteUsers() { return [...this._call.joined]; }
+  /** The STUN/TURN servers the server announced at login (`ice_servers`, RTCIceServer shape). */
+  get iceServers() { return this._iceServers.map((x) => ({ ...x })); }
+  /** "relay" when the server sends all media through TURN, else "all" (`ice_transport_policy`). */
+  get iceTransportPolicy() { return this._iceTransportPolicy; }
 
   /** The remote MediaStream of `userId` in the current call, or null. */
   getRemoteStream(userId) {
@@ -787,6 +795,8 @@ export class CallEngine {
     this._heartbeat = result.heartbeat_interval || 5;
     this._grace = result.heartbeat_grace || 15;
     if (Array.isArray(result.ice_servers)) this._iceServers = result.ice_servers;
+    // "relay": media only through the TURN servers (ringline serve --ice-transport-policy).
+    this._iceTransportPolicy = result.ice_transport_policy === "relay" ? "relay" : "all";
     this._online = true;
     clearInterval(this._pingTimer);
     this._pingTimer = setInterval(() => this._ping(), this._heartbeat * 1000);
