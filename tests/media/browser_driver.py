@@ -7,7 +7,9 @@ The Python engine calls the browser user (VIDEO); the page answers. The ids are
 chosen so that the Python side (``python-offers``) or the browser side
 (``browser-offers``) is the offerer (docs/media.md §2); then the call switches to
 audio. ``mixed-mesh``: two Python members and the browser in one video group call.
-``python-offers-restart`` / ``browser-offers-restart``: the Python member's connection
+``relay TURN_URL``: a 1v1 audio call through a server with ``--ice-transport-policy
+relay`` and that TURN server (tests/media/turn.py), reporting both sides' selected
+candidate pairs. ``python-offers-restart`` / ``browser-offers-restart``: the Python member's connection
 dies mid-call and media flows again both ways on the same call (the Python offerer
 starts over with a brand new connection; a Python answerer asks the browser for a new
 offer and answers it from a brand new connection).
@@ -190,7 +192,81 @@ async def restart(py_id: str) -> dict[str, Any]:
     return out
 
 
+# Runs in the page: the browser's selected candidate pair to user u and its candidate types.
+SELECTED_PAIR = """async (u) => {
+  const pc = window.rl.engine.getPeerConnection(u);
+  if (!pc) return false;
+  const stats = [...(await pc.getStats()).values()];
+  const byId = new Map(stats.map((r) => [r.id, r]));
+  const transport = stats.find((r) => r.type === "transport" && r.selectedCandidatePairId);
+  const pair = transport
+    ? byId.get(transport.selectedCandidatePairId)
+    : stats.find((r) => r.type === "candidate-pair" && r.nominated && r.state === "succeeded");
+  if (!pair || pair.state !== "succeeded") return false;
+  const local = byId.get(pair.localCandidateId), remote = byId.get(pair.remoteCandidateId);
+  return {
+    nominated: !!pair.nominated,
+    local: local.candidateType, remote: remote.candidateType,
+    localPort: local.port, relayProtocol: local.relayProtocol || null,
+    bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived,
+    localTypes: [...new Set(stats.filter((r) => r.type === "local-candidate").map((r) => r.candidateType))],
+    policy: window.rl.engine.iceTransportPolicy,
+    configured: pc.getConfiguration().iceTransportPolicy,
+  };
+}"""
+
+
+async def relay(turn_url: str) -> dict[str, Any]:
+    """A 1v1 audio call between Python and the browser, media only through TURN."""
+    from relay_driver import ice_facts
+
+    py_id, web_id = "apy", "bweb"
+    out: dict[str, Any] = {}
+    flags = ["--ice-server", turn_url, "--ice-username", "ringline", "--ice-credential", "secret"]
+    with tempfile.TemporaryDirectory(prefix="rl-interop-") as tmp:
+        srv = ServerProcess(Path(tmp) / "srv", extra_args=[*flags, "--ice-transport-policy", "relay"]).start()
+        py = Member(srv, py_id, 440.0)
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(
+                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+                )
+                page = await browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await page.goto(srv.url + "/sdk/ringline.js")
+                await page.add_script_tag(content=HARNESS)
+                await page.evaluate(
+                    "async (a) => { await window.rlSetup(a); }",
+                    {"sdkAppId": SDK_APP_ID, "userId": web_id, "userSig": srv.sig(web_id)},
+                )
+                await py.login()
+                cid = await py.engine.calls([web_id], MediaType.AUDIO)
+                await py.rec.wait_for("on_call_begin", call_id=cid, timeout=WAIT)
+                out["python_hears_browser"] = await py.hears(web_id)
+                handle = await page.wait_for_function(
+                    "(u) => { const s = window.rl.stats[u];"
+                    " return s && s.audioPackets > 20 && s.audioEnergy > 0 && s; }",
+                    arg=py_id,
+                    timeout=WAIT * 1000,
+                    polling=100,
+                )
+                out["browser_audio"] = await handle.json_value()
+                out["browser_pair"] = await page.evaluate(SELECTED_PAIR, py_id)
+                out["python"] = ice_facts(py, web_id)
+                await py.engine.hangup()
+                await py.rec.wait_for("on_call_end", call_id=cid, timeout=WAIT)
+                out["page_errors"] = errors
+                await browser.close()
+        finally:
+            await py.engine.uninit()
+            srv.stop()
+    return out
+
+
 async def main(mode: str) -> dict[str, Any]:
+    if mode == "relay":
+        return await relay(sys.argv[2])
     if mode == "mixed-mesh":
         return await mixed_mesh()
     if mode.endswith("-restart"):

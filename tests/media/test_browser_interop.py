@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from netns import loopback_netns, run_in
+from turn import require_turnserver, turn_server
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -71,4 +72,25 @@ def test_when_the_python_members_connection_dies_media_flows_again_with_chromium
     assert r["browser_after"]["framesDecoded"] > 30 and r["browser_after"]["audioEnergy"] > 0
     assert r["python_restarts"] == 1 and r["python_state"] == "connected"
     assert r["call_id_kept"] is True
+    assert r["page_errors"] == []
+
+
+def test_python_and_chromium_talk_only_through_a_turn_relay(tmp_path: Path) -> None:
+    """``--ice-transport-policy relay`` with a real coturn: Chromium's selected pair is
+    relay to relay (getStats), so is aiortc's, and audio flows both ways."""
+    _require_browser()
+    require_turnserver()
+    with loopback_netns() as ns, turn_server(ns, tmp_path / "turn") as turn:
+        r = run_in(ns, ["tests/media/browser_driver.py", "relay", turn.url], timeout=200)
+        allocations = turn.allocations()
+    assert r["python_hears_browser"]["level"] > 0 and r["python_hears_browser"]["max_volume"] > 0
+    assert r["browser_audio"]["audioEnergy"] > 0 and r["browser_audio"]["audioPackets"] > 20
+    pair = r["browser_pair"]
+    assert pair["policy"] == "relay" and pair["configured"] == "relay", pair
+    assert pair["nominated"] and pair["local"] == "relay" and pair["remote"] == "relay", pair
+    assert pair["localTypes"] == ["relay"] and pair["bytesReceived"] > 0, pair
+    py = r["python"]
+    assert py["state"] == "connected" and py["local_sdp_types"] == ["relay"], py
+    assert py["nominated"] and all(p["local"] == p["remote"] == "relay" for p in py["nominated"]), py
+    assert len(allocations) >= 2  # both the browser and aiortc allocated on coturn
     assert r["page_errors"] == []
