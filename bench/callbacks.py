@@ -18,9 +18,11 @@ subprocess on a fresh temp data dir and a free port:
                 wait until the outbox has nothing pending; the receiver's distinct
                 event ids must equal the server's delivered count. Lag = arrival at
                 the receiver minus the v4 body's ``EventTime`` (ms, set when the state
-                changed). Baseline: one plain aiohttp client process POSTing the same
-                bodies to the same receiver, 32 in flight (the server's limit), for a
-                few seconds.
+                changed). Capacity: under the same load, the receiver stalls for
+                ``--stall`` s (answers nothing), then answers everything while the
+                calls go on; the delivery rate until the stall's backlog is gone.
+                Baseline: one plain aiohttp client process POSTing the same bodies to
+                the same receiver, 32 in flight, for a few seconds.
 2. records   -- ``--records`` call records, spread over 30 days, seeded into a SQLite
                 store with the store's own schema, row builder and INSERTs (those of
                 ``SqliteStore.apply(FinishCall)``); then sequential admin REST
@@ -55,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -74,7 +77,7 @@ TARGET_FILTER_P99_MS = 50.0
 TARGET_RATE = 500.0  # calls/s at which the lag target is judged
 
 ADMIN = "administrator"
-CONCURRENCY = 32  # the server's deliverer keeps at most this many requests in flight
+CONCURRENCY = 32  # requests in flight of the receiver baseline (the server allows 256)
 RECEIVER_MAX_STORED = 3_000_000  # requests kept with their bodies; beyond that only counted
 DAY = 86_400.0
 
@@ -123,12 +126,17 @@ async def _receiver_main(port: int) -> None:
     from aiohttp import web
 
     got: list[tuple[float, str, bytes]] = []
-    counts = {"requests": 0, "dropped": 0}
+    counts = {"requests": 0, "dropped": 0, "held": 0}
     now = time.time
+    released = asyncio.Event()
+    released.set()
 
     async def hook(request: web.Request) -> web.Response:
-        t = now()
         body = await request.read()
+        if not released.is_set():  # a stall: answer nothing until it ends
+            counts["held"] += 1
+            await released.wait()
+        t = now()  # when the answer goes out (after a stall, its end)
         counts["requests"] += 1
         if len(got) < RECEIVER_MAX_STORED:
             got.append((t, request.path, body))
@@ -143,6 +151,21 @@ async def _receiver_main(port: int) -> None:
         t0 = float(request.query["t0"])
         t1 = float(request.query["t1"])
         return web.json_response(_summarize(got, t0, t1, counts))
+
+    async def stall(request: web.Request) -> web.Response:
+        """Answer no request for ``s`` seconds (a receiver stalled by a GC pause or a
+        deploy), then answer all held ones at once; returns when the stall ends."""
+        seconds = float(request.query["s"])
+        counts["held"] = 0
+        released.clear()
+        start = now()
+        await asyncio.sleep(seconds)
+        end = now()
+        released.set()
+        return web.json_response({"start": start, "release": end, "held": counts["held"]})
+
+    async def capacity(request: web.Request) -> web.Response:
+        return web.json_response(_capacity(got, float(request.query["release"]), float(request.query["end"])))
 
     async def samples(request: web.Request) -> web.Response:
         n = int(request.query.get("n", "64"))
@@ -161,6 +184,8 @@ async def _receiver_main(port: int) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/summary", summary)
     app.router.add_get("/samples", samples)
+    app.router.add_post("/stall", stall)
+    app.router.add_get("/capacity", capacity)
     app.router.add_post("/reset-base", reset_base)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
@@ -265,6 +290,32 @@ def _summarize(
     }
 
 
+def _event_time(path: str, b: dict[str, Any]) -> float:
+    """When the body's state change happened (v1 has whole seconds only)."""
+    return float(b["EventTime"]) / 1000.0 if path == "/v4" else float(b["EventTime"])
+
+
+def _capacity(got: list[tuple[float, str, bytes]], release: float, end: float) -> dict[str, Any]:
+    """Delivery rate while the backlog of a receiver stall drained under the call load:
+    the requests answered from ``release`` until the last callback of an event from
+    before ``release`` arrived (or until ``end``, the end of the load, if that never
+    happened), over that time. Callbacks of new events delivered meanwhile count too:
+    they are work done in that time."""
+    after = [(t, p, b) for t, p, b in got if t >= release and p != "/base"]
+    backlog = [t for t, p, raw in after if _event_time(p, json.loads(raw)) < release]
+    cleared = bool(backlog) and max(backlog) <= end
+    t_clear = max(backlog) if cleared else end
+    n = sum(1 for t, _, _ in after if t <= t_clear)
+    span = t_clear - release
+    return {
+        "backlog": len(backlog),
+        "cleared": cleared,
+        "clear_s": round(span, 2) if cleared else None,
+        "delivered": n,
+        "per_s": round(n / span, 1) if span > 0 and n > 0 else None,
+    }
+
+
 def _pct(sorted_samples: list[float], p: float) -> float | None:
     if not sorted_samples:
         return None
@@ -288,6 +339,11 @@ class Receiver(u.Proc):
 
     def get(self, path: str, timeout: float = 120.0) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, timeout: float = 120.0) -> Any:
+        req = urllib.request.Request(self.url + path, data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())
 
 
@@ -498,30 +554,85 @@ def callbacks_phase(
             f"  {load['calls_per_s']:.1f} calls/s ({load['failed']} failed, {load['late']} late slots);"
             f" server CPU {load['server_cpu_pct']}%; outbox at the end {at_end}"
         )
-        pool.close()
-        pool = None
 
-        # Bounded wait until nothing is pending or in flight.
-        drain_deadline = time.monotonic() + args.drain_timeout
-        counts = at_end
-        polls = 0
-        while counts.get("Pending", 0) + counts.get("InFlight", 0) > 0 and time.monotonic() < drain_deadline:
-            time.sleep(1.0)  # each poll counts the outbox: not too often
+        def drain(since: float) -> tuple[dict[str, int], float]:
+            """Bounded wait until nothing is pending or in flight."""
+            deadline = time.monotonic() + args.drain_timeout
             counts = _deliveries(srv, query)
-            polls += 1
-            if polls % 10 == 0:
-                u.log(f"  waiting for the outbox: {counts}")
-        drained_s = time.time() - t1
+            polls = 0
+            while counts.get("Pending", 0) + counts.get("InFlight", 0) > 0 and time.monotonic() < deadline:
+                time.sleep(1.0)  # each poll counts the outbox: not too often
+                counts = _deliveries(srv, query)
+                polls += 1
+                if polls % 10 == 0:
+                    u.log(f"  waiting for the outbox: {counts}")
+            return counts, time.time() - since
+
+        counts, drained_s = drain(t1)
         open_left = counts.get("Pending", 0) + counts.get("InFlight", 0)
         u.log(f"  outbox {'drained' if not open_left else 'NOT drained'} {drained_s:.1f} s after the load")
-        # The receiver notes a request before it answers, so it has every delivered one.
+        # The receiver notes a request when it answers it; the server marks it delivered
+        # after the answer, so the receiver has every delivered one.
         s = recv.get(f"/summary?t0={t0}&t1={t1}")
         after = s["requests"] - s["in_window"] - s["before_window"]
         drain_rate = after / (s["last_arrival"] - t1) if after > 0 and s["last_arrival"] > t1 else None
+
+        # Capacity: a backlog under the same load. The receiver stalls for --stall s
+        # (answers nothing; the deliverer's requests wait, everything else stays
+        # pending), then answers all at once while the calls go on for --after-stall s.
+        cap: dict[str, Any] | None = None
+        cap_load: dict[str, Any] = {"completed": 0, "failed": 0}
+        if args.stall > 0 and not open_left:
+            u.log(
+                f"capacity: the receiver stalls for {args.stall} s under {args.rate:.0f} calls/s,"
+                f" then the calls go on for {args.after_stall} s"
+            )
+            stall: dict[str, Any] = {}
+            stall_err: list[BaseException] = []
+
+            def stall_receiver() -> None:
+                try:
+                    stall.update(recv.post(f"/stall?s={args.stall}", timeout=args.stall + 60))
+                except BaseException as e:  # reported below, after the load
+                    stall_err.append(e)
+
+            staller = threading.Thread(target=stall_receiver, name="stall", daemon=True)
+            staller.start()
+            cap_load = calls._run_phase(
+                pool, srv, {"duration": args.stall + args.after_stall, "interval": interval}
+            )
+            cap_end = time.time()
+            staller.join(60)
+            if stall_err or "release" not in stall:
+                raise RuntimeError(f"the receiver's stall failed: {stall_err or 'no answer'}")
+            c = recv.get(f"/capacity?release={stall['release']}&end={cap_end}")
+            cap = {
+                "stall_s": args.stall,
+                "stall_held": stall["held"],
+                "stall_backlog": c["backlog"],
+                "stall_cleared": c["cleared"],
+                "stall_clear_s": c["clear_s"],
+                "capacity_callbacks_per_s": c["per_s"],
+                "stall_calls_per_s": round(cap_load["calls_per_s"], 1),
+                "stall_server_cpu_pct": cap_load["server_cpu_pct"],
+                "stall_server_workers_cpu_pct": cap_load["server_workers_cpu_pct"],
+            }
+            u.log(
+                f"  {stall['held']} requests held, {c['backlog']} callbacks of earlier events after the"
+                f" stall; {_fmt(c['per_s'])} callbacks/s while they drained"
+                + (f", cleared in {c['clear_s']} s" if c["cleared"] else ", NOT cleared during the load")
+                + f"; {cap_load['calls_per_s']:.1f} calls/s"
+            )
+            counts, _ = drain(cap_end)
+            open_left = counts.get("Pending", 0) + counts.get("InFlight", 0)
+        pool.close()
+        pool = None
+
         planned = sum(counts.values())
         delivered = counts.get("Delivered", 0)
+        fin = recv.get(f"/summary?t0={t0}&t1={t1}") if cap is not None else s
         u.log(
-            f"  receiver: {s['requests']} requests, {s['distinct_event_ids']} distinct event ids;"
+            f"  receiver: {fin['requests']} requests, {fin['distinct_event_ids']} distinct event ids;"
             f" server: {planned} planned, {delivered} delivered"
         )
 
@@ -531,13 +642,18 @@ def callbacks_phase(
             base = run_blaster(recv, tmp, args.baseline_duration)
             u.log(f"  {base['requests_per_s']:.0f} requests/s")
 
-        completed = warm["completed"] + load["completed"]
-        failed = warm["failed"] + load["failed"]
+        completed = warm["completed"] + load["completed"] + cap_load["completed"]
+        failed = warm["failed"] + load["failed"] + cap_load["failed"]
         out.update(
             {
-                # Delivery capacity: the rate while a backlog existed (after the load),
-                # else what the load window got (it asked no more than that).
-                "callbacks_per_s": round(max(drain_rate or 0.0, s["in_window"] / args.duration), 1),
+                # Delivery capacity: the rate while the backlog of a receiver stall
+                # drained under the load; without a stall, the rate while a backlog
+                # existed after the load, else what the load window got.
+                "callbacks_per_s": (
+                    cap["capacity_callbacks_per_s"]
+                    if cap is not None and cap["capacity_callbacks_per_s"] is not None
+                    else round(max(drain_rate or 0.0, s["in_window"] / args.duration), 1)
+                ),
                 "callbacks_in_load_per_s": round(s["in_window"] / args.duration, 1),
                 "callbacks_in_window": s["in_window"],
                 "callbacks_planned_per_s": None,  # filled below
@@ -564,22 +680,22 @@ def callbacks_phase(
                 "drain_callbacks_per_s": None if drain_rate is None else round(drain_rate, 1),
                 "callbacks_planned": planned,
                 "callbacks_delivered_server": delivered,
-                "receiver_requests": s["requests"],
-                "receiver_requests_v4": s["requests_v4"],
-                "receiver_requests_v1": s["requests_v1"],
-                "receiver_distinct_event_ids": s["distinct_event_ids"],
-                "receiver_duplicates": s["duplicates"],
-                "order_violations": s["order_violations"],
+                "receiver_requests": fin["requests"],
+                "receiver_requests_v4": fin["requests_v4"],
+                "receiver_requests_v1": fin["requests_v1"],
+                "receiver_distinct_event_ids": fin["distinct_event_ids"],
+                "receiver_duplicates": fin["duplicates"],
+                "order_violations": fin["order_violations"],
                 "all_arrived": (
                     open_left == 0
-                    and s["distinct_event_ids"] == delivered == planned
+                    and fin["distinct_event_ids"] == delivered == planned
                     and counts.get("GivenUp", 0) == 0
                     and counts.get("Gone", 0) == 0
                 ),
-                "calls_seen_by_receiver": s["calls"],
-                "callbacks_per_call": s["callbacks_per_call"],
-                "commands": s["commands"],
-                "mean_body_bytes": s["mean_body_bytes"],
+                "calls_seen_by_receiver": fin["calls"],
+                "callbacks_per_call": fin["callbacks_per_call"],
+                "commands": fin["commands"],
+                "mean_body_bytes": fin["mean_body_bytes"],
                 "delivered_per_second": s["per_second"],
                 "server_cpu_pct": load["server_cpu_pct"],
                 "server_loop_thread_cpu_pct": load["server_loop_thread_cpu_pct"],
@@ -593,6 +709,8 @@ def callbacks_phase(
                 "steal_pct": load["steal_pct"],
             }
         )
+        if cap is not None:
+            out.update(cap)
         if base is not None:
             out.update({"baseline_receiver_requests_per_s": base["requests_per_s"], "baseline": base})
         if reuse is not None:
@@ -1130,9 +1248,10 @@ def verdicts(r: dict[str, Any]) -> dict[str, bool | None]:
         full_load = r["calls_rate_target"] >= TARGET_RATE
         sustained = r["calls_per_s"] >= 0.97 * r["calls_rate_target"]
         fast = r["callbacks_per_s"] >= TARGET_CALLBACKS_PER_S and bool(r["all_arrived"])
-        # Without a backlog the load never outran delivery: this run did not reach the
-        # capacity, so it cannot judge it (see docs/benchmarks.md).
-        reached = r.get("drain_callbacks_per_s") is not None
+        # The capacity is reached while a backlog drains: the receiver stall's under the
+        # load; without one, the backlog left after the load (if any). With neither the
+        # load never outran delivery, so this run cannot judge it (docs/benchmarks.md).
+        reached = r.get("capacity_callbacks_per_s") is not None or r.get("drain_callbacks_per_s") is not None
         planned = r.get("callbacks_planned_per_s") or 0.0
         v["keeps_up"] = (r["callbacks_in_load_per_s"] >= 0.95 * planned) if full_load else None
         v["callbacks_per_s"] = True if fast else (False if full_load and reached else None)
@@ -1215,10 +1334,19 @@ def _callback_rows(cols: list[dict[str, Any]]) -> list[tuple[str, list[Any], str
             "keeps_up",
         ),
         row(
-            "callbacks delivered/s, capacity (max of load, backlog)",
+            "callbacks delivered/s, capacity (stall backlog under load)",
             lambda r: r["callbacks_per_s"],
             ">= 2,000",
             "callbacks_per_s",
+        ),
+        row(
+            "receiver stall s: requests held / backlog; cleared in s",
+            lambda r: (
+                f"{_fmt(r['stall_s'])}: {r['stall_held']:,} / {r['stall_backlog']:,};"
+                f" {_fmt(r['stall_clear_s']) if r['stall_cleared'] else 'not cleared'}"
+                if "stall_s" in r
+                else "-"
+            ),
         ),
         row("lag event->arrival p50 ms (v4)", lambda r: r["lag_p50_ms"]),
         row("lag event->arrival p99 ms (v4)", lambda r: r["lag_p99_ms"], "<= 1,000", "lag_p99_ms"),
@@ -1444,6 +1572,21 @@ def main(argv: list[str] | None = None) -> int:
         " receiver baselines are measured in the first run only (--profile FILE: FILE.cbwN per run)",
     )
     p.add_argument(
+        "--stall",
+        type=float,
+        default=None,
+        help="capacity: after the load, the receiver answers nothing for S s under the same load"
+        " (default 3; --quick 2; 0 skips)",
+        metavar="S",
+    )
+    p.add_argument(
+        "--after-stall",
+        type=float,
+        default=None,
+        help="seconds the load goes on after the stall (default 10; --quick 4)",
+        metavar="S",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=float,
         default=None,
@@ -1481,6 +1624,10 @@ def main(argv: list[str] | None = None) -> int:
     args.duration = args.duration if args.duration is not None else (4.0 if q else 20.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if q else 3.0)
     args.calls_baseline = args.calls_baseline if args.calls_baseline is not None else (0.0 if q else 10.0)
+    args.stall = args.stall if args.stall is not None else (2.0 if q else 3.0)
+    args.after_stall = args.after_stall if args.after_stall is not None else (4.0 if q else 10.0)
+    if not 0 <= args.stall <= 8:
+        p.error("--stall must be between 0 and 8 s (the server gives up on a request after 10 s)")
     args.drain_timeout = args.drain_timeout if args.drain_timeout is not None else (30.0 if q else 180.0)
     args.baseline_duration = (
         args.baseline_duration if args.baseline_duration is not None else (2.0 if q else 5.0)

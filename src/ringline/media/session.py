@@ -349,7 +349,9 @@ class _Peer:
         #: answer carrying one of them answers an offer of a replaced connection
         self.stale_ufrags: set[str] = set()
         if previous is not None:
-            self.frames = dict(previous.frames)
+            # the same counters, not a copy: a frame the old connection still hands to
+            # the sinks after this one was made counts too
+            self.frames = previous.frames
             self.receiving = dict(previous.receiving)
             self.restarts = previous.restarts + 1
             self.stale_ufrags = set(previous.stale_ufrags)
