@@ -39,6 +39,7 @@ from ringline.core.machine import (
     Reject,
     RenewSig,
     SaveCall,
+    SaveProfile,
     SetDeviceFlag,
     SetGroupMembers,
     SetMultiDevice,
@@ -1357,6 +1358,65 @@ def test_nickname_over_500_bytes_is_a_parameter_error(h: Harness) -> None:
     info = h.raw("B", "on_call_received")[0]["info"]
     assert info["inviter_nickname"] == "é" * 250
     assert info["inviter_avatar"] == "https://a/x.png"
+
+
+def test_set_self_info_emits_a_save_of_the_profile() -> None:
+    h = Harness()
+    h.login("A", multi=True)
+    h.login("A2", user="A", multi=True)
+    actions = h.feed(SetSelfInfo("A", "Alice ✨", "https://a/x.png"))
+    assert actions == [Persist(SaveProfile("A", "Alice ✨", "https://a/x.png", T0))]
+    h.advance(5)
+    # Another device of the same user changes it: saved again, at the new time.
+    assert h.feed(SetSelfInfo("A2", "Alice", "https://a/x.png")) == [
+        Persist(SaveProfile("A", "Alice", "https://a/x.png", T0 + 5))
+    ]
+    assert h.sb.profiles == {"A": ("Alice", "https://a/x.png")}
+
+
+def test_an_unchanged_profile_is_not_saved_again(h: Harness) -> None:
+    h.feed(SetSelfInfo("A", "Alice", "https://a/x.png"))
+    h.advance(1)
+    assert h.feed(SetSelfInfo("A", "Alice", "https://a/x.png")) == []
+    # Nothing set yet and nothing set now is unchanged too.
+    assert h.feed(SetSelfInfo("B", "", "")) == []
+    assert "B" not in h.sb.profiles
+
+
+def test_clearing_a_profile_saves_it_empty_and_forgets_it(h: Harness) -> None:
+    h.feed(SetSelfInfo("A", "Alice", ""))
+    assert h.feed(SetSelfInfo("A", "", "")) == [Persist(SaveProfile("A", "", "", T0))]
+    assert "A" not in h.sb.profiles
+    h.call("A", ["B"])
+    info = h.raw("B", "on_call_received")[0]["info"]
+    assert (info["inviter_nickname"], info["inviter_avatar"]) == ("", "")
+
+
+def test_a_refused_profile_emits_nothing(h: Harness) -> None:
+    h.feed(SetSelfInfo("A", "Alice", ""))
+    h.refused(SetSelfInfo("A", "x" * 501, ""), ErrorCode.PARAM_INVALID)
+    assert h.sb.profiles == {"A": ("Alice", "")}
+
+
+def test_loaded_profiles_show_in_invitations_without_set_self_info() -> None:
+    h = Harness()
+    h.sb.load_profiles({"A": ("Alice", "https://a/x.png"), "C": ("", ""), "D": ("Dora", "")})
+    assert h.sb.profiles == {"A": ("Alice", "https://a/x.png"), "D": ("Dora", "")}
+    for d in ("A", "B", "C", "D"):
+        h.login(d)
+    cid = h.call("A", ["B"])
+    info = h.raw("B", "on_call_received")[0]["info"]
+    assert (info["inviter_id"], info["inviter_nickname"], info["inviter_avatar"]) == (
+        "A",
+        "Alice",
+        "https://a/x.png",
+    )
+    h.hangup("A", cid)
+    h.call("D", ["C"])
+    assert h.raw("C", "on_call_received")[0]["info"]["inviter_nickname"] == "Dora"
+    # A loaded profile set again unchanged is not written again; a change is.
+    assert h.feed(SetSelfInfo("A", "Alice", "https://a/x.png")) == []
+    assert h.feed(SetSelfInfo("A", "Al", "")) == [Persist(SaveProfile("A", "Al", "", h.now))]
 
 
 @pytest.mark.parametrize("timeout", [-1, 601, 1.5])

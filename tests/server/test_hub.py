@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +112,48 @@ async def test_a_device_that_never_acknowledges_is_cut_off_and_keeps_only_its_en
         # B is gone: A hears it left OFFLINE; B's own end waits in its mailbox.
         assert names(a) == ["on_user_leave", "on_call_end"]
         assert [n for _, n, _ in h.mailbox["b1"]] == ["on_call_end"]
+    finally:
+        await h.close()
+        await store.close()
+
+
+async def test_set_self_info_is_answered_only_once_the_profile_is_durable(hub: Hub) -> None:
+    store = hub.store
+    assert isinstance(store, FlakyStore)
+    login(hub, "a1", "A")
+    await hub.drain()
+    store.down = True
+    answered: list[object] = []
+    hub.submit(m.SetSelfInfo("a1", "Alice", "https://a.example/a.png"), respond=answered.append)
+    await store.gate.wait()  # the flusher has tried to write the profile and failed
+    assert answered == []
+    store.down = False
+    await hub.drain()
+    assert answered == [None]
+    assert await store.load_profiles() == {"A": ("Alice", "https://a.example/a.png")}
+    # The same profile again writes nothing: answered at once, without a flush.
+    hub.submit(m.SetSelfInfo("a1", "Alice", "https://a.example/a.png"), respond=answered.append)
+    assert answered == [None, None]
+
+
+async def test_start_loads_the_saved_profiles_into_the_switchboard(tmp_path: Path) -> None:
+    path = str(tmp_path / "ringline.db")
+    store = SqliteStore(path)
+    await store.open()
+    await store.apply([st.SaveProfile("A", "Alice", "https://a.example/a.png", 1.0)])
+    await store.close()
+    store = SqliteStore(path)
+    await store.open()
+    h = Hub(Settings(heartbeat_grace=60), store, sdk_app_id=1)
+    await h.start()
+    try:
+        assert h.sb.profiles == {"A": ("Alice", "https://a.example/a.png")}
+        login(h, "a1", "A")
+        b = login(h, "b1", "B")
+        h.submit(m.PlaceCall("a1", ("B",), MediaType.AUDIO, CallParams(), "c1", 7))
+        await h.drain()
+        (info,) = [args["info"] for _, name, args in b.buffer if name == "on_call_received"]
+        assert (info["inviter_nickname"], info["inviter_avatar"]) == ("Alice", "https://a.example/a.png")
     finally:
         await h.close()
         await store.close()

@@ -188,3 +188,59 @@ async def test_pushes_queued_before_a_device_resumes_after_a_restart_are_replaye
         await b2.close()
     finally:
         srv.kill()
+
+
+async def _profile_survives_a_restart(data_dir: Path, db: str, how: str) -> None:
+    """The server answers ``set_self_info`` only after the batch that writes the profile
+    is committed (the hub sends the answers of requests that write after the store's
+    commit), so a SIGKILL right after the answer arrived loses nothing. After the restart
+    alice logs in afresh and never calls ``set_self_info`` again; bob's invitation still
+    carries her nickname and avatar."""
+    srv = ServerProcess(data_dir, db=db).start()
+    nickname, avatar = "Alice ✨ " + "é" * 240, "https://a.example/" + "x" * 2000 + ".png"
+    try:
+        ua, ub = unique("a"), unique("b")
+        a = Raw(srv)
+        await a.login(ua)
+        await a.ok("set_self_info", nickname=nickname, avatar=avatar)
+        if how == "sigkill":
+            srv.kill()
+        else:
+            assert srv.stop() == 0
+        await a.close()
+        srv.start()
+        a2, b = Raw(srv), Raw(srv)
+        await a2.login(ua)
+        await b.login(ub)
+        cid = (await a2.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+        info = (await b.event("on_call_received", call_id=cid))["args"]["info"]
+        assert (info["inviter_id"], info["inviter_nickname"], info["inviter_avatar"]) == (
+            ua,
+            nickname,
+            avatar,
+        )
+        # A change after the restart replaces the loaded profile.
+        await a2.ok("hangup", call_id=cid)
+        await b.event("on_call_not_connected", call_id=cid)
+        await a2.ok("set_self_info", nickname="Al", avatar="")
+        cid = (await a2.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+        info = (await b.event("on_call_received", call_id=cid))["args"]["info"]
+        assert (info["inviter_nickname"], info["inviter_avatar"]) == ("Al", "")
+        await a2.close()
+        await b.close()
+    finally:
+        srv.kill()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+async def test_a_profile_set_before_a_restart_still_shows_in_invitations(tmp_path: Path, how: str) -> None:
+    """SQLite; see :func:`_profile_survives_a_restart`."""
+    await _profile_survives_a_restart(tmp_path, "", how)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+async def test_a_profile_set_before_a_restart_still_shows_in_invitations_on_postgres(
+    tmp_path: Path, pg_url: str, how: str
+) -> None:
+    """PostgreSQL; see :func:`_profile_survives_a_restart`."""
+    await _profile_survives_a_restart(tmp_path, pg_url, how)

@@ -39,6 +39,7 @@ from ringline.server.store import (
     QueueDeliveries,
     ReviveEndpoint,
     SaveLiveCall,
+    SaveProfile,
     SaveSession,
     SessionRow,
     SetGroupMembers,
@@ -47,6 +48,8 @@ from ringline.server.store import (
     Write,
     open_store,
 )
+from ringline.server.store import postgres as postgres_store
+from ringline.server.store import sqlite as sqlite_store
 from ringline.server.store.base import SetCallbackConfig
 from ringline.server.store.sqlite import SCHEMA_VERSION
 from ringline.server.webhooks import Delivery, DeliveryState, new_delivery
@@ -188,6 +191,7 @@ async def test_fresh_store_is_empty(store: Store) -> None:
     assert await store.load_live_calls() == []
     assert await store.load_sessions() == []
     assert await store.load_groups() == {}
+    assert await store.load_profiles() == {}
     assert await store.last_alive() is None
     assert await store.get_record("nope") is None
     assert await _all_user_calls(store, "alice") == []
@@ -208,6 +212,7 @@ async def test_round_trip_of_every_write_type(store: Store) -> None:
             SaveSession(s1),
             SaveSession(s2),
             SetGroupMembers("g-1", ("alice", "bob", "carol")),
+            SaveProfile("alice", "Alice ✨", "https://a.example/alice.png", T0 + 2),
             MarkAlive(T0 + 2.5),
             QueueDeliveries((d1, d2)),
             ReviveEndpoint("http://never-gone.example"),
@@ -221,6 +226,7 @@ async def test_round_trip_of_every_write_type(store: Store) -> None:
     assert await store.get_record("c-1") == rec
     assert sorted(await store.load_sessions(), key=lambda s: s.token) == [s1, s2]
     assert await store.load_groups() == {"g-1": ("alice", "bob", "carol")}
+    assert await store.load_profiles() == {"alice": ("Alice ✨", "https://a.example/alice.png")}
     assert await store.last_alive() == T0 + 2.5
     for user, expected in (
         ("alice", CallResultType.OUTGOING),
@@ -610,6 +616,55 @@ async def test_groups_replace_and_delete(store: Store) -> None:
     assert await store.load_groups() == {}
 
 
+# --------------------------------------------------------------------------- profiles
+
+
+async def test_profiles_save_overwrite_and_load_all(store: Store) -> None:
+    longest = "é" * 250  # 500 bytes, the limit
+    avatar = "https://a.example/" + "x" * 2030  # 2048 bytes, the limit
+    await store.apply(
+        [
+            SaveProfile("alice", "Alice", "https://a.example/a.png", T0),
+            SaveProfile("bob", longest, avatar, T0),
+            SaveProfile("carol", "", "https://a.example/c.png", T0),
+        ]
+    )
+    assert await store.load_profiles() == {
+        "alice": ("Alice", "https://a.example/a.png"),
+        "bob": (longest, avatar),
+        "carol": ("", "https://a.example/c.png"),
+    }
+    # Overwrite in a later batch; the last save of a user in one batch wins.
+    await store.apply(
+        [
+            SaveProfile("alice", "Alice ✨", "", T0 + 1),
+            SaveProfile("dave", "D1", "", T0 + 1),
+            SaveProfile("dave", "D2", "https://a.example/d.png", T0 + 2),
+        ]
+    )
+    assert await store.load_profiles() == {
+        "alice": ("Alice ✨", ""),
+        "bob": (longest, avatar),
+        "carol": ("", "https://a.example/c.png"),
+        "dave": ("D2", "https://a.example/d.png"),
+    }
+
+
+async def test_an_empty_profile_deletes_it(store: Store) -> None:
+    await store.apply([SaveProfile("alice", "Alice", "", T0), SaveProfile("bob", "Bob", "", T0)])
+    await store.apply([SaveProfile("alice", "", "", T0 + 1), SaveProfile("nobody", "", "", T0 + 1)])
+    assert await store.load_profiles() == {"bob": ("Bob", "")}
+    # deleted, then set again within one batch: the last one wins
+    await store.apply([SaveProfile("bob", "", "", T0 + 2), SaveProfile("bob", "Bobby", "", T0 + 3)])
+    assert await store.load_profiles() == {"bob": ("Bobby", "")}
+
+
+async def test_a_nul_in_a_profile_is_stored_as_a_replacement_character(store: Store) -> None:
+    await store.apply([SaveProfile("alice", "A\x00lice", "x\x00", T0), MarkAlive(T0)])
+    assert await store.load_profiles() == {"alice": ("A\ufffdlice", "x\ufffd")}
+    assert await store.last_alive() == T0  # the rest of the batch applied
+
+
 async def test_last_alive_keeps_the_max(store: Store) -> None:
     assert await store.last_alive() is None
     await store.apply([MarkAlive(T0 + 10), MarkAlive(T0 + 30.5), MarkAlive(T0 + 20)])
@@ -648,6 +703,7 @@ async def test_reopen_keeps_everything(backend: Backend) -> None:
             HideUserCalls("carol", ("c-1",)),
             SaveSession(session("tok")),
             SetGroupMembers("g", ("alice", "bob")),
+            SaveProfile("alice", "Alice", "https://a.example/a.png", T0 + 6),
             MarkAlive(T0 + 7),
             QueueDeliveries((d1, d2, d3)),
         ]
@@ -668,6 +724,7 @@ async def test_reopen_keeps_everything(backend: Backend) -> None:
         assert await _all_user_calls(again, "carol") == []
         assert await again.load_sessions() == [session("tok")]
         assert await again.load_groups() == {"g": ("alice", "bob")}
+        assert await again.load_profiles() == {"alice": ("Alice", "https://a.example/a.png")}
         assert await again.last_alive() == T0 + 7
         total, _ = await again.query_records(
             start_time=None, end_time=None, results=None, call_type=None, page=1, per_page=5
@@ -878,7 +935,7 @@ async def test_callback_config_survives_reopen(backend: Backend) -> None:
         await again.close()
 
 
-_ADDED_IN = {2: ("callback_config",), 3: ("outbox", "webhook_gone")}
+_ADDED_IN = {2: ("callback_config",), 3: ("outbox", "webhook_gone"), 5: ("profiles",)}
 
 
 async def _downgrade_to(s: Store, version: int) -> None:
@@ -991,6 +1048,49 @@ async def test_a_version_3_database_upgrades_and_counts_its_records(backend: Bac
         assert total == 13
     finally:
         await new.close()
+
+
+# Only stores that outlive their connection (an in-memory one cannot be reopened).
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres"], indirect=True)
+async def test_a_version_4_database_made_by_the_old_code_upgrades_to_profiles(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version 4 database is created by the store's own code as it was before
+    version 5 (its migrations up to 4), not by dropping tables afterwards."""
+    module: Any = sqlite_store if backend.name == "sqlite-file" else postgres_store
+    rec = make_record("c-1", start=T0)
+    with monkeypatch.context() as old_code:
+        old_code.setattr(module, "SCHEMA_VERSION", 4)
+        old_code.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:4])
+        old = backend.make()
+        await old.open()
+        try:
+            assert isinstance(old, SqliteStore | PostgresStore)
+            assert await old.schema_version() == 4
+            await old.apply([finish(rec), SetGroupMembers("g", ("alice",)), SaveSession(session("tok"))])
+            with pytest.raises(Exception, match="profiles"):  # no such table yet
+                await old.apply([SaveProfile("alice", "Alice", "", T0)])
+        finally:
+            await old.close()
+
+    new = backend.make()
+    await new.open()
+    try:
+        assert isinstance(new, SqliteStore | PostgresStore)
+        assert await new.schema_version() == SCHEMA_VERSION == 5
+        assert await new.get_record("c-1") == rec
+        assert await new.load_groups() == {"g": ("alice",)}
+        assert await new.load_sessions() == [session("tok")]
+        assert await new.load_profiles() == {}
+        await new.apply([SaveProfile("alice", "Alice", "https://a.example/a.png", T0 + 1)])
+    finally:
+        await new.close()
+    again = backend.make()
+    await again.open()
+    try:
+        assert await again.load_profiles() == {"alice": ("Alice", "https://a.example/a.png")}
+    finally:
+        await again.close()
 
 
 async def test_record_totals_are_exact_across_days_and_bounds(store: Store) -> None:

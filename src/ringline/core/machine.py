@@ -4,7 +4,8 @@ No I/O, no clock, no randomness: the driver passes each :data:`Input` together w
 the current time to :meth:`Switchboard.handle` and gets back a list of
 :data:`Action` values to perform, in order:
 
-* :class:`Persist` -- make this durable *before* sending anything of the same batch;
+* :class:`Persist` -- make this durable *before* sending anything of the same batch
+  (a call's snapshot or record, a chat group, a user's profile);
 * :class:`Emit` -- deliver one observer event to one device;
 * :class:`SetTimer` / :class:`CancelTimer` -- arm or disarm a timer; when it fires,
   hand :class:`TimerFired` back with the same key;
@@ -26,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, assert_never
@@ -67,6 +68,7 @@ __all__ = [
     "Reject",
     "RenewSig",
     "SaveCall",
+    "SaveProfile",
     "SetDeviceFlag",
     "SetGroupMembers",
     "SetMultiDevice",
@@ -266,6 +268,9 @@ class Signal:
 
 @dataclass(frozen=True, slots=True)
 class SetSelfInfo:
+    """The user's profile, shown with the invitations they send. A change is persisted
+    (:class:`SaveProfile`); the same profile again changes and writes nothing."""
+
     device_id: str
     nickname: str
     avatar: str
@@ -360,8 +365,19 @@ class SetGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveProfile:
+    """A user's profile (``set_self_info``) changed: upsert it. Both empty = no profile
+    any more (the store deletes it)."""
+
+    user_id: str
+    nickname: str
+    avatar: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Persist:
-    what: SaveCall | FinishCall | SetGroup
+    what: SaveCall | FinishCall | SetGroup | SaveProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,6 +654,7 @@ class Switchboard:
         self.user_devices: dict[str, list[str]] = {}
         self.user_call: dict[str, str] = {}  # user -> call in which the user is active
         self.groups: dict[str, frozenset[str]] = {}
+        # user -> (nickname, avatar), only for users whose profile is not empty.
         self.profiles: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------------ queries
@@ -701,6 +718,17 @@ class Switchboard:
                     out.append(SetTimer(("ring", call.call_id, m.user_id), m.deadline))
         return out
 
+    def load_profiles(self, profiles: Mapping[str, tuple[str, str]]) -> None:
+        """Seed the profiles (``user_id -> (nickname, avatar)``) saved before a restart.
+
+        Call before the first :meth:`handle`; later ``set_self_info`` requests override
+        them. Empty profiles are skipped (an invitation shows empty strings anyway).
+        Entries are trusted: they were checked when they were set.
+        """
+        for user_id, (nickname, avatar) in profiles.items():
+            if nickname or avatar:
+                self.profiles[user_id] = (nickname, avatar)
+
     # ------------------------------------------------------------------ dispatch
 
     def handle(self, inp: Input, now: float) -> list[Action]:
@@ -736,7 +764,7 @@ class Switchboard:
             case Signal():
                 self._signal(inp, out)
             case SetSelfInfo():
-                self._set_self_info(inp)
+                self._set_self_info(inp, now, out)
             case AdminEndCall():
                 call = self.calls.get(inp.call_id)
                 if call is None:
@@ -1712,7 +1740,7 @@ class Switchboard:
             )
         )
 
-    def _set_self_info(self, inp: SetSelfInfo) -> None:
+    def _set_self_info(self, inp: SetSelfInfo, now: float, out: list[Action]) -> None:
         dev = self._device(inp.device_id)
         if _utf8_len(inp.nickname) > MAX_NICKNAME_BYTES:
             raise _refuse(
@@ -1721,7 +1749,14 @@ class Switchboard:
             )
         if _utf8_len(inp.avatar) > MAX_AVATAR_BYTES:
             raise _refuse(ErrorCode.PARAM_INVALID, f"avatar URL is over {MAX_AVATAR_BYTES} bytes")
-        self.profiles[dev.user_id] = (inp.nickname, inp.avatar)
+        profile = (inp.nickname, inp.avatar)
+        if self.profiles.get(dev.user_id, ("", "")) == profile:
+            return  # unchanged: nothing to write
+        if profile == ("", ""):
+            del self.profiles[dev.user_id]
+        else:
+            self.profiles[dev.user_id] = profile
+        out.append(Persist(SaveProfile(dev.user_id, inp.nickname, inp.avatar, now)))
 
     def _set_group(self, inp: SetGroupMembers, out: list[Action]) -> None:
         members = tuple(dict.fromkeys(inp.members))

@@ -152,14 +152,17 @@ class Hub:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Restore live calls and sessions from the store, then start the background
-        tasks (flusher, heartbeat sweeper, alive marker)."""
+        """Restore profiles, groups, live calls and sessions from the store, then start
+        the background tasks (flusher, heartbeat sweeper, alive marker)."""
         now = time.time()
         for kind in self.callback_configs:
             self.callback_configs[kind] = await self.store.get_callback_config(kind)
         self._retarget()
         for cid, group in (await self.store.load_groups()).items():
             self.sb.groups[cid] = frozenset(group)
+        # Every saved profile, at once: one small entry (≤ 2.5 KB) per user with a
+        # non-empty profile, which the switchboard keeps in memory anyway once set.
+        self.sb.load_profiles(await self.store.load_profiles())
         rows = await self.store.load_sessions()
         live = await self.store.load_live_calls()
         last_alive = await self.store.last_alive()
@@ -294,7 +297,7 @@ class Hub:
             self.callback_configs.get("v4"), self.callback_configs.get("v1")
         )
 
-    def _write_for(self, what: m.SaveCall | m.FinishCall | m.SetGroup) -> st.Write | None:
+    def _write_for(self, what: m.SaveCall | m.FinishCall | m.SetGroup | m.SaveProfile) -> st.Write | None:
         if isinstance(what, m.SaveCall):
             if what.snapshot.get("ephemeral"):
                 return None  # ephemeral calls leave no trace, not even a snapshot
@@ -303,6 +306,8 @@ class Hub:
             if what.ephemeral:
                 return None
             return st.FinishCall(what.record, what.user_results)
+        if isinstance(what, m.SaveProfile):
+            return st.SaveProfile(what.user_id, what.nickname, what.avatar, what.at)
         return st.SetGroupMembers(what.group_id, what.members)
 
     def _enqueue(self, batch: _Batch) -> None:

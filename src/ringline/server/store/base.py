@@ -37,6 +37,7 @@ __all__ = [
     "QueueDeliveries",
     "ReviveEndpoint",
     "SaveLiveCall",
+    "SaveProfile",
     "SaveSession",
     "SessionRow",
     "SetCallbackConfig",
@@ -97,6 +98,19 @@ class SetGroupMembers:
 
     group_id: str
     members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveProfile:
+    """Upsert a user's profile (``set_self_info``: the nickname and avatar shown to the
+    users they invite). Both empty deletes it. In one batch, the last one of a user wins.
+    NUL characters are stored as U+FFFD (PostgreSQL text cannot hold them).
+    """
+
+    user_id: str
+    nickname: str
+    avatar: str
+    updated_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +175,7 @@ Write = (
     | SaveSession
     | DeleteSession
     | SetGroupMembers
+    | SaveProfile
     | HideUserCalls
     | MarkAlive
     | SetCallbackConfig
@@ -273,6 +288,10 @@ class Store(Protocol):
     async def load_sessions(self) -> list[SessionRow]: ...
 
     async def load_groups(self) -> dict[str, tuple[str, ...]]: ...
+
+    async def load_profiles(self) -> dict[str, tuple[str, str]]:
+        """Every saved profile: ``user_id -> (nickname, avatar)``."""
+        ...
 
     async def last_alive(self) -> float | None:
         """The latest :class:`MarkAlive` time, or None on a fresh store."""

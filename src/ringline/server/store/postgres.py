@@ -48,6 +48,7 @@ from .base import (
     QueueDeliveries,
     ReviveEndpoint,
     SaveLiveCall,
+    SaveProfile,
     SaveSession,
     SessionRow,
     SetCallbackConfig,
@@ -74,12 +75,12 @@ from .outbox import (
     state_values,
     url_still_gone,
 )
-from .sqlite import CommitStats, GroupCommitter
+from .sqlite import CommitStats, GroupCommitter, last_profiles
 
 __all__ = ["SCHEMA_VERSION", "PostgresOutbox", "PostgresStore"]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _log = logging.getLogger(__name__)
 
@@ -224,6 +225,21 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             " ON calls (call_type, result, start_time DESC, call_id DESC)",
         ),
     ),
+    (
+        5,
+        (
+            # Profiles (set_self_info), so invitations still show the inviter's nickname
+            # and avatar after a restart.
+            """
+            CREATE TABLE IF NOT EXISTS profiles (
+                user_id    TEXT             NOT NULL PRIMARY KEY,
+                nickname   TEXT             NOT NULL,
+                avatar     TEXT             NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -268,6 +284,12 @@ _SQL_INSERT_MEMBERS = """
     SELECT $1::text, m.user_id, (m.ord - 1)::integer
     FROM unnest($2::text[]) WITH ORDINALITY AS m (user_id, ord)
 """
+_SQL_SAVE_PROFILE = """
+    INSERT INTO profiles (user_id, nickname, avatar, updated_at) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (user_id) DO UPDATE SET
+        nickname = EXCLUDED.nickname, avatar = EXCLUDED.avatar, updated_at = EXCLUDED.updated_at
+"""
+_SQL_DELETE_PROFILE = "DELETE FROM profiles WHERE user_id = $1"
 _SQL_HIDE = """
     UPDATE user_calls SET hidden = TRUE
     WHERE user_id = $1 AND call_id = ANY($2::text[]) AND NOT hidden
@@ -743,6 +765,10 @@ class PostgresStore:
                 }
                 await conn.executemany(_SQL_DELETE_GROUP, [(g,) for g in groups])
                 await conn.executemany(_SQL_INSERT_MEMBERS, [(g, m) for g, m in groups.items() if m])
+            elif kind is SaveProfile:
+                upserts, deletes = last_profiles(cast(list[SaveProfile], run))
+                await conn.executemany(_SQL_DELETE_PROFILE, [(u,) for u in deletes])
+                await conn.executemany(_SQL_SAVE_PROFILE, upserts)
             elif kind is HideUserCalls:
                 await conn.executemany(
                     _SQL_HIDE,
@@ -847,6 +873,12 @@ class PostgresStore:
         for r in rows:
             groups.setdefault(str(r[0]), []).append(str(r[1]))
         return {g: tuple(m) for g, m in groups.items()}
+
+    async def load_profiles(self) -> dict[str, tuple[str, str]]:
+        """Every saved profile: ``user_id -> (nickname, avatar)``."""
+        self._check_open()
+        rows = await self._pool.fetch("SELECT user_id, nickname, avatar FROM profiles")
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
 
     async def last_alive(self) -> float | None:
         """The latest :class:`~.base.MarkAlive` time, or None on a fresh store."""

@@ -55,6 +55,7 @@ from .base import (
     QueueDeliveries,
     ReviveEndpoint,
     SaveLiveCall,
+    SaveProfile,
     SaveSession,
     SessionRow,
     SetCallbackConfig,
@@ -95,7 +96,7 @@ __all__ = [
 ]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _T = TypeVar("_T")
 
@@ -320,6 +321,21 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             " FROM calls GROUP BY 1, 2, 3",
         ),
     ),
+    (
+        5,
+        (
+            # Profiles (set_self_info), so invitations still show the inviter's nickname
+            # and avatar after a restart. A rowid table: rows may be a few KB.
+            """
+            CREATE TABLE IF NOT EXISTS profiles (
+                user_id    TEXT NOT NULL PRIMARY KEY,
+                nickname   TEXT NOT NULL,
+                avatar     TEXT NOT NULL,
+                updated_at REAL NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -353,6 +369,12 @@ _SQL_SAVE_SESSION = """
 _SQL_DELETE_SESSION = "DELETE FROM sessions WHERE token = ?"
 _SQL_DELETE_GROUP = 'DELETE FROM "groups" WHERE group_id = ?'
 _SQL_INSERT_MEMBER = 'INSERT INTO "groups" (group_id, user_id, position) VALUES (?, ?, ?)'
+_SQL_SAVE_PROFILE = """
+    INSERT INTO profiles (user_id, nickname, avatar, updated_at) VALUES (?, ?, ?, ?)
+    ON CONFLICT (user_id) DO UPDATE SET
+        nickname = excluded.nickname, avatar = excluded.avatar, updated_at = excluded.updated_at
+"""
+_SQL_DELETE_PROFILE = "DELETE FROM profiles WHERE user_id = ?"
 _SQL_HIDE = "UPDATE user_calls SET hidden = 1 WHERE user_id = ? AND call_id = ?"
 _SQL_MARK_ALIVE = """
     INSERT INTO alive (id, at) VALUES (1, ?)
@@ -572,6 +594,21 @@ def _last_members(run: list[SetGroupMembers]) -> dict[str, tuple[str, ...]]:
     return {w.group_id: tuple(dict.fromkeys(w.members)) for w in run}
 
 
+def last_profiles(run: list[SaveProfile]) -> tuple[list[tuple[str, str, str, float]], list[str]]:
+    """What a run of profile saves leaves, the last one per user winning: ``(rows to
+    upsert, user ids to delete)``; a profile saved with an empty nickname and avatar is
+    deleted. NUL characters become U+FFFD, in every store alike, since PostgreSQL text
+    cannot hold them."""
+    last = {w.user_id: w for w in run}
+    upserts = [
+        (w.user_id, w.nickname.replace("\x00", "\ufffd"), w.avatar.replace("\x00", "\ufffd"), w.updated_at)
+        for w in last.values()
+        if w.nickname or w.avatar
+    ]
+    deletes = [u for u, w in last.items() if not (w.nickname or w.avatar)]
+    return upserts, deletes
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -722,6 +759,11 @@ class SqliteStore:
         for group_id, user_id in rows:
             groups.setdefault(str(group_id), []).append(str(user_id))
         return {g: tuple(m) for g, m in groups.items()}
+
+    async def load_profiles(self) -> dict[str, tuple[str, str]]:
+        """Every saved profile: ``user_id -> (nickname, avatar)``."""
+        rows = await self._read(self._fetchall, "SELECT user_id, nickname, avatar FROM profiles", ())
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
 
     async def last_alive(self) -> float | None:
         """The latest :class:`~.base.MarkAlive` time, or None on a fresh store."""
@@ -1013,6 +1055,10 @@ class SqliteStore:
                 _SQL_INSERT_MEMBER,
                 [(g, m, i) for g, members in groups.items() for i, m in enumerate(members)],
             )
+        elif kind is SaveProfile:
+            upserts, deletes = last_profiles(cast(list[SaveProfile], run))
+            conn.executemany(_SQL_DELETE_PROFILE, [(u,) for u in deletes])
+            conn.executemany(_SQL_SAVE_PROFILE, upserts)
         elif kind is HideUserCalls:
             conn.executemany(
                 _SQL_HIDE,
