@@ -171,7 +171,9 @@ class Calls(RuleBasedStateMachine):
                 self.timers.pop(a.key, None)
                 self.timers[a.key] = a.at
             elif isinstance(a, CancelTimer):
-                self.timers.pop(a.key, None)
+                # the core cancels only what it armed and has not fired yet
+                assert a.key in self.timers, f"{a}: no such timer is armed"
+                del self.timers[a.key]
             elif isinstance(a, Persist) and isinstance(a.what, SaveCall):
                 self.saved[a.what.call_id] = a.what.snapshot
             elif isinstance(a, Persist) and isinstance(a.what, FinishCall):

@@ -117,7 +117,9 @@ class Harness:
                     self.timers.pop(a.key, None)
                     self.timers[a.key] = a.at
                 case CancelTimer():
-                    self.timers.pop(a.key, None)
+                    # the core cancels only what it armed and has not fired yet
+                    assert a.key in self.timers, f"{a}: no such timer is armed"
+                    del self.timers[a.key]
                 case Persist(what=FinishCall() as f):
                     self.finish_count[f.record.call_id] += 1
                     assert self.finish_count[f.record.call_id] == 1, f"second record for {f}"
@@ -1100,6 +1102,30 @@ def test_sig_expiry_without_renewal_ends_the_legs_offline_and_closes(h: Harness)
     assert h.ev("A") == [leave("B"), end(R.OFFLINE, "B")]
     assert [(c.device_id, c.code) for c in h.closed] == [("B", ErrorCode.SIG_EXPIRED)]
     assert "B" not in h.sb.devices
+
+
+def test_the_timers_armed_are_exactly_those_still_needed(h: Harness) -> None:
+    """The harness refuses a CancelTimer for a timer that is not armed; here the
+    cancels that are needed do happen, so no timer outlives its reason."""
+    h.login("B", sig=T0 + 100)
+    assert h.timers == {("sig", "B"): T0 + 100}
+    cid = h.call("A", ["B", "C"], timeout=30)
+    assert set(h.timers) == {("sig", "B"), ("ring", cid, "B"), ("ring", cid, "C")}
+    h.accept("B", cid)
+    assert set(h.timers) == {("sig", "B"), ("ring", cid, "C")}
+    h.advance(30)  # C's invitation times out: its timer fired
+    assert set(h.timers) == {("sig", "B")}
+    h.hangup("A", cid)
+    assert h.timers == {("sig", "B"): T0 + 100}
+    h.login("B", sig=T0 + 500)  # the same device afresh: the new sig's timer replaces the old
+    assert h.timers == {("sig", "B"): T0 + 500}
+    h.advance_to(T0 + 500)  # expired: the grace timer instead
+    assert h.timers == {("sig_grace", "B"): T0 + 560}
+    h.login("B")  # afresh with a sig that does not expire: nothing armed for B
+    assert h.timers == {}
+    cid = h.call("A", ["B"], timeout=30)
+    h.hangup("A", cid)  # the caller cancels: the callee's ring timer goes too
+    assert h.timers == {}
 
 
 def test_renewing_with_an_expired_sig_is_refused(h: Harness) -> None:

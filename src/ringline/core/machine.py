@@ -448,6 +448,10 @@ class Device:
     user_id: str
     multi_device: bool
     sig_expires_at: float
+    #: its ``sig`` timer is armed (the sig expires at ``sig_expires_at``)
+    sig_armed: bool = False
+    #: its ``sig_grace`` timer is armed (the sig expired; renew it or be logged out)
+    in_grace: bool = False
 
 
 @dataclass(slots=True)
@@ -472,6 +476,8 @@ class Member:
     active: str = ""
     audio: bool = True
     video: bool = False
+    #: its ring timer is armed (not in snapshots: a restore arms the timers again)
+    ring_armed: bool = False
 
     def record(self) -> MemberRecord:
         return MemberRecord(
@@ -715,6 +721,7 @@ class Switchboard:
             for m in call.active_members():
                 self.user_call[m.user_id] = call.call_id
                 if m.state is MemberState.RINGING:
+                    m.ring_armed = True
                     out.append(SetTimer(("ring", call.call_id, m.user_id), m.deadline))
         return out
 
@@ -928,6 +935,9 @@ class Switchboard:
 
     def _add_device(self, inp: Login, out: list[Action]) -> Device:
         dev = Device(inp.device_id, inp.user_id, inp.multi_device, inp.sig_expires_at)
+        old = self.devices.get(inp.device_id)  # the same device logged in afresh
+        if old is not None:
+            self._disarm_sig(old, out)
         self.devices[inp.device_id] = dev
         devs = self.user_devices.setdefault(inp.user_id, [])
         if inp.device_id not in devs:
@@ -936,9 +946,21 @@ class Switchboard:
         return dev
 
     def _arm_sig(self, dev: Device, out: list[Action]) -> None:
-        out.append(CancelTimer(("sig_grace", dev.device_id)))
+        """Arm the expiry timer of ``dev``'s sig (none for a sig without expiry); the
+        caller has disarmed the timers of the sig it replaces (SetTimer re-arms a key)."""
         if dev.sig_expires_at != float("inf"):
+            dev.sig_armed = True
             out.append(SetTimer(("sig", dev.device_id), dev.sig_expires_at))
+
+    @staticmethod
+    def _disarm_sig(dev: Device, out: list[Action]) -> None:
+        """Cancel the sig timers ``dev`` has armed, and only those."""
+        if dev.sig_armed:
+            dev.sig_armed = False
+            out.append(CancelTimer(("sig", dev.device_id)))
+        if dev.in_grace:
+            dev.in_grace = False
+            out.append(CancelTimer(("sig_grace", dev.device_id)))
 
     def _login(self, inp: Login, now: float, out: list[Action], touched: set[str]) -> None:
         if not valid_user_id(inp.user_id):
@@ -1011,8 +1033,7 @@ class Switchboard:
             devs.remove(device_id)
         if not devs:
             self.user_devices.pop(dev.user_id, None)
-        out.append(CancelTimer(("sig", device_id)))
-        out.append(CancelTimer(("sig_grace", device_id)))
+        self._disarm_sig(dev, out)
         cid = self.user_call.get(dev.user_id)
         if cid is None:
             return
@@ -1068,8 +1089,8 @@ class Switchboard:
         dev = self._device(inp.device_id)
         if inp.sig_expires_at <= now:
             raise _refuse(ErrorCode.SIG_EXPIRED, "the new user sig has expired too; mint a fresh one")
+        self._disarm_sig(dev, out)
         dev.sig_expires_at = inp.sig_expires_at
-        out.append(CancelTimer(("sig", dev.device_id)))
         self._arm_sig(dev, out)
 
     # ------------------------------------------------------------------ calls
@@ -1254,6 +1275,7 @@ class Switchboard:
         for u in ringing:
             m = call.members[u]
             self._emit(out, m.devices, "on_call_received", self._received_args(call, m, now))
+            m.ring_armed = True
             out.append(SetTimer(("ring", call.call_id, u), m.deadline))
         if initial:
             self._fact(out, call, "start", now, {"users": self._users(call)})
@@ -1366,12 +1388,19 @@ class Switchboard:
         CallEndReason.END_BY_SERVER: "Hangup",
     }
 
+    @staticmethod
+    def _disarm_ring(call: Call, m: Member, out: list[Action]) -> None:
+        """Cancel ``m``'s ring timer if it is armed (it rang and has not timed out)."""
+        if m.ring_armed:
+            m.ring_armed = False
+            out.append(CancelTimer(("ring", call.call_id, m.user_id)))
+
     def _accept(
         self, call: Call, m: Member, device_id: str, now: float, out: list[Action], touched: set[str]
     ) -> None:
         if call.phase is CallPhase.RINGING:
             self._connect_caller(call, now, out)
-        out.append(CancelTimer(("ring", call.call_id, m.user_id)))
+        self._disarm_ring(call, m, out)
         others = [d for d in m.devices if d != device_id]
         for d in others:
             self._terminal_not_connected(
@@ -1440,7 +1469,7 @@ class Switchboard:
         m.end_reason = reason
         if self.user_call.get(m.user_id) == call.call_id:
             del self.user_call[m.user_id]
-        out.append(CancelTimer(("ring", call.call_id, m.user_id)))
+        self._disarm_ring(call, m, out)
         touched.add(call.call_id)
         log.info("call %s: %s %s -> gone (%s)", call.call_id, m.user_id, prev.value, reason.name)
         self._member_fact(out, call, now, [(m.user_id, self._ACTION.get(reason, "Hangup"))])
@@ -1553,7 +1582,7 @@ class Switchboard:
             m.end_reason = reason
             if self.user_call.get(m.user_id) == call.call_id:
                 del self.user_call[m.user_id]
-            out.append(CancelTimer(("ring", call.call_id, m.user_id)))
+            self._disarm_ring(call, m, out)
             self._terminal_for(out, call, m, prev, reason, ended_by, now)
         record = call.record(now, reason, ended_by)
         self._fact(out, call, "end", now, {"record": record})
@@ -1781,9 +1810,13 @@ class Switchboard:
             if call is None:
                 return
             m = call.members.get(user)
-            if m is None or outcome(m.state, Op.RING_TIMEOUT) is not Outcome.NO_RESPONSE:
+            if m is None:
+                return
+            m.ring_armed = False  # this timer, fired
+            if outcome(m.state, Op.RING_TIMEOUT) is not Outcome.NO_RESPONSE:
                 return
             if m.deadline > now:  # re-armed since; a stale timer
+                m.ring_armed = True
                 out.append(SetTimer(key, m.deadline))
                 return
             self._leave(call, m, CallEndReason.NO_RESPONSE, user, now, out, touched)
@@ -1791,12 +1824,15 @@ class Switchboard:
             dev = self.devices.get(key[1])
             if dev is None or dev.sig_expires_at > now:
                 return
+            dev.sig_armed = False  # this timer, fired
             out.append(Emit(dev.device_id, "on_user_sig_expired", {}))
+            dev.in_grace = True
             out.append(SetTimer(("sig_grace", dev.device_id), now + self.sig_grace))
         elif kind == "sig_grace":
             dev = self.devices.get(key[1])
             if dev is None or dev.sig_expires_at > now:
                 return
+            dev.in_grace = False  # this timer, fired
             self._device_leaves(dev.device_id, now, out, touched, gone=True)
             out.append(
                 CloseDevice(
