@@ -12,6 +12,10 @@ import aiohttp
 
 from serverproc import SDK_APP_ID, ServerProcess, unique
 
+#: Request ids, shared by every client of the process: a session resumed on a new
+#: :class:`Raw` never reuses an id of that session (ids are unique per session).
+_IDS = itertools.count(1)
+
 
 class Raw:
     """One WebSocket speaking docs/protocol.md by hand. Pushes are collected in
@@ -23,7 +27,7 @@ class Raw:
         self.pinger: asyncio.Task[None] | None = None
         self.http: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.ids = itertools.count(1)
+        self.ids = _IDS
         self.responses: dict[int | None, list[dict[str, Any]]] = {}
         self.events: list[dict[str, Any]] = []
         self.cond = asyncio.Condition()

@@ -3,6 +3,11 @@
 Each connection has two tasks: this reader, and a writer that drains the session's
 queue of frames so that sending never blocks the switchboard. Bad frames get an error
 response and the connection stays open; only a sustained flood closes it (4008).
+
+Answers to a logged-in session's requests are remembered by request ``id`` (the last
+:data:`ANSWERS_KEPT`, for as long as the session lives) so that a client which lost
+an answer with its connection can send the request again after ``resume``: it gets
+the same answer and the request does not run twice (docs/protocol.md "Requests").
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -28,13 +34,20 @@ from ..core.usersig import UserSigError, verify_user_sig
 from .hub import _CLOSE_MARK, Hub, Session, _dumps, record_to_recent
 from .store import base as st
 
-__all__ = ["PROTOCOL_VERSION", "WsHandler"]
+__all__ = ["ANSWERS_KEPT", "ANSWER_BYTES_KEPT", "PROTOCOL_VERSION", "WsHandler"]
 
 log = logging.getLogger("ringline.server")
 
 PROTOCOL_VERSION = 1
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _FLOOD_CLOSE_AFTER = 10.0
+#: Answers remembered per session for requests sent again after a resume (the oldest
+#: are forgotten first), and at most this many bytes of them.
+ANSWERS_KEPT = 128
+ANSWER_BYTES_KEPT = 256 * 1024
+#: The table of answers is swept of ended sessions when it grows past this (then twice
+#: its live size), so the sweep costs O(1) per login on average.
+_SWEEP_MIN = 1024
 
 
 class BadParam(LocalCallError):
@@ -125,6 +138,37 @@ class _Conn:
         self.flood_since = 0.0
 
 
+class _Answers:
+    """The answers one session's requests got, by request ``id``.
+
+    ``running``: requests being processed, with a fingerprint of the frame and the
+    connection its latest copy came on (the answer goes there, if that connection is
+    still the session's). ``done``: the last :data:`ANSWERS_KEPT` answers (as sent),
+    oldest first in ``order``. ``floor``: the highest id forgotten; a request at or
+    below it that is not remembered may have run already, so it is refused.
+    """
+
+    __slots__ = ("done", "floor", "order", "running", "size")
+
+    def __init__(self) -> None:
+        self.running: dict[int, tuple[int, _Conn]] = {}
+        self.done: dict[int, tuple[int, str]] = {}
+        self.order: deque[int] = deque()
+        self.size = 0
+        self.floor: int | None = None
+
+    def keep(self, rid: int, fingerprint: int, text: str) -> None:
+        self.done[rid] = (fingerprint, text)
+        self.order.append(rid)
+        self.size += len(text)
+        order = self.order
+        while len(order) > ANSWERS_KEPT or (self.size > ANSWER_BYTES_KEPT and len(order) > 1):
+            old = order.popleft()
+            self.size -= len(self.done.pop(old)[1])
+            if self.floor is None or old > self.floor:
+                self.floor = old
+
+
 class WsHandler:
     """Serves ``GET /v1/ws``. One instance per server."""
 
@@ -133,6 +177,8 @@ class WsHandler:
         self.secret_key = secret_key
         self.sdk_app_id = sdk_app_id
         self._background: set[asyncio.Task[Any]] = set()
+        self._answers: dict[Session, _Answers] = {}
+        self._sweep_at = _SWEEP_MIN
         s = hub.settings
         self.rate = s.rate_limit_per_s
         self.max_frame = s.max_frame_bytes
@@ -240,6 +286,71 @@ class WsHandler:
     def _error(self, conn: _Conn, rid: int | None, code: int, message: str) -> None:
         self._send(conn, _dumps({"re": rid, "ok": False, "code": int(code), "message": message}))
 
+    # Answers to the ops of a logged-in session go through these two: they are
+    # remembered for a copy of the request sent again (see _Answers).
+
+    def _ok(self, conn: _Conn, rid: int, result: Any) -> None:
+        self._answer(conn, rid, _dumps({"re": rid, "ok": True, "result": result}))
+
+    def _fail(self, conn: _Conn, rid: int, code: int, message: str) -> None:
+        self._answer(conn, rid, _dumps({"re": rid, "ok": False, "code": int(code), "message": message}))
+
+    def _answer(self, conn: _Conn, rid: int, text: str) -> None:
+        s = conn.session
+        answers = self._answers.get(s) if s is not None else None
+        entry = answers.running.pop(rid, None) if answers is not None else None
+        if s is None or answers is None or entry is None:
+            self._send(conn, text)
+            return
+        fingerprint, latest = entry
+        answers.keep(rid, fingerprint, text)
+        # Not sent if the session has no connection now, or a newer one than the one
+        # the latest copy came on: the client sends the request again after resuming,
+        # and gets the kept answer then (once).
+        if latest.ws is s.ws:
+            self._send(latest, text)
+
+    def _answers_of(self, s: Session) -> _Answers:
+        answers = self._answers.get(s)
+        if answers is None:
+            if len(self._answers) >= self._sweep_at:
+                self._answers = {k: v for k, v in self._answers.items() if not k.closed}
+                self._sweep_at = max(_SWEEP_MIN, 2 * len(self._answers))
+            answers = self._answers[s] = _Answers()
+        return answers
+
+    def _seen(self, conn: _Conn, answers: _Answers, rid: int, fingerprint: int) -> bool:
+        """True if request ``rid`` was received before in this session (it is answered
+        here or when its first copy is done; it does not run again)."""
+        done = answers.done.get(rid)
+        running = answers.running.get(rid) if done is None else None
+        if done is None and running is None:
+            if answers.floor is not None and rid <= answers.floor:
+                self._error(
+                    conn,
+                    rid,
+                    ErrorCode.SIGNALING_SEND_FAIL,
+                    f"request id {rid} is older than the last {ANSWERS_KEPT} answers this "
+                    "server keeps for the session and is not run again: it may or may not "
+                    "have taken effect (request ids must increase within a session)",
+                )
+                return True
+            return False
+        first = done[0] if done is not None else running[0] if running is not None else None
+        if first != fingerprint:
+            self._error(
+                conn,
+                rid,
+                ErrorCode.PARAM_INVALID,
+                f"request id {rid} was already used in this session for another request; "
+                "ids must be unique within a session: keep one counter across reconnects",
+            )
+        elif done is not None:
+            self._send(conn, done[1])
+        else:
+            answers.running[rid] = (fingerprint, conn)
+        return True
+
     def _frame(self, conn: _Conn, data: str) -> None:
         now = time.monotonic()
         # Token bucket: `rate` frames/s, burst 2x.
@@ -293,6 +404,7 @@ class WsHandler:
         if not isinstance(op, str):
             self._error(conn, rid, ErrorCode.MALFORMED_FRAME, "missing 'op' (a string)")
             return
+        kept = False  # the answer is remembered for copies of this request
         try:
             if op in ("login", "resume"):
                 (self._op_login if op == "login" else self._op_resume)(conn, rid, req)
@@ -308,12 +420,25 @@ class WsHandler:
                 )
             if rid is None:
                 raise LocalCallError(ErrorCode.MALFORMED_FRAME, f"request '{op}' needs an integer 'id'")
+            answers = self._answers_of(conn.session)
+            fingerprint = hash(data)
+            if self._seen(conn, answers, rid, fingerprint):
+                return
+            answers.running[rid] = (fingerprint, conn)
+            kept = True
             handler(conn, rid, req)
         except LocalCallError as e:
-            self._error(conn, rid, e.code, e.message)
+            if kept and rid is not None:
+                self._fail(conn, rid, e.code, e.message)
+            else:
+                self._error(conn, rid, e.code, e.message)
         except Exception:  # a bug must not take the connection down with it
             log.exception("op %r failed", op)
-            self._error(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, "internal error; the server logged it")
+            message = "internal error; the server logged it"
+            if kept and rid is not None:
+                self._fail(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, message)
+            else:
+                self._error(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, message)
 
     # ------------------------------------------------------------------ session ops
 
@@ -414,6 +539,9 @@ class WsHandler:
             {
                 "session": s.token,
                 "resumed": True,
+                # False after a server restart: answers given before it are not known,
+                # so requests still waiting for theirs must not be sent again.
+                "answers_kept": not restored,
                 "device_id": s.device_id,
                 "user_id": s.user_id,
                 "next_seq": ack + 1,
@@ -438,7 +566,7 @@ class WsHandler:
         def close() -> None:
             hub.end_session(s, 1000, "logged out")
 
-        hub.submit(m.Logout(s.device_id), respond=lambda _v: self._reply(conn, rid, {}), before=close)
+        hub.submit(m.Logout(s.device_id), respond=lambda _v: self._ok(conn, rid, {}), before=close)
 
     # ------------------------------------------------------------------ call ops
 
@@ -447,7 +575,7 @@ class WsHandler:
         return conn.session.device_id
 
     def _run(self, conn: _Conn, rid: int, inp: m.Input, shape: Callable[[Any], Any] = lambda _v: {}) -> None:
-        self.hub.submit(inp, respond=lambda v: self._reply(conn, rid, shape(v)))
+        self.hub.submit(inp, respond=lambda v: self._ok(conn, rid, shape(v)))
 
     def _simple(self, cls: Any) -> Callable[[_Conn, int, dict[str, Any]], None]:
         def op(conn: _Conn, rid: int, req: dict[str, Any]) -> None:
@@ -504,7 +632,7 @@ class WsHandler:
         s.multi_device = enable
         self.hub.submit(
             m.SetMultiDevice(s.device_id, enable),
-            respond=lambda _v: self._reply(conn, rid, {}),
+            respond=lambda _v: self._ok(conn, rid, {}),
             writes=[st.SaveSession(s.row())],
         )
 
@@ -518,7 +646,7 @@ class WsHandler:
         s.sig_expires_at = float(info.expires_at)
         self.hub.submit(
             m.RenewSig(s.device_id, s.sig_expires_at),
-            respond=lambda _v: self._reply(conn, rid, {"sig_expires_at": info.expires_at}),
+            respond=lambda _v: self._ok(conn, rid, {"sig_expires_at": info.expires_at}),
             writes=[st.SaveSession(s.row())],
         )
 
@@ -526,7 +654,7 @@ class WsHandler:
         s = conn.session
         assert s is not None
         cid = self.hub.sb.current_call_of(s.device_id)
-        self._reply(conn, rid, {"call": self.hub.sb.call_state(cid, s.user_id) if cid else None})
+        self._ok(conn, rid, {"call": self.hub.sb.call_state(cid, s.user_id) if cid else None})
 
     def _op_query(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
         s = conn.session
@@ -547,10 +675,10 @@ class WsHandler:
                     s.user_id, begin=begin, end=end, result_type=CallResultType(rt), limit=limit
                 )
                 recs = [record_to_recent(r.record, s.user_id, int(r.result_type)) for r in rows]
-                self._reply(conn, rid, {"records": recs})
+                self._ok(conn, rid, {"records": recs})
             except Exception:
                 log.exception("query_recent_calls failed")
-                self._error(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, "the record store failed; try again")
+                self._fail(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, "the record store failed; try again")
 
         self._spawn(run())
 
@@ -562,7 +690,7 @@ class WsHandler:
             raise BadParam("call_ids must be a list of at most 500 call id strings")
         self.hub.enqueue_write(
             st.HideUserCalls(s.user_id, tuple(ids)),
-            lambda: self._reply(conn, rid, {"deleted": list(ids)}),
+            lambda: self._ok(conn, rid, {"deleted": list(ids)}),
         )
 
 

@@ -1,0 +1,307 @@
+"""Answers kept per session: a request sent again after a resume (same ``id``) gets
+the answer of its first copy and does not run twice (docs/protocol.md "Requests").
+
+Most tests use a real server process. Those that need a request to be *still running*
+when its copy arrives use the real application in this process, with the store held
+at one point by a gate (the only way to hold a request mid-way deterministically).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from rawclient import Raw
+from ringline.core.usersig import gen_user_sig
+from ringline.server.app import HUB_KEY, build_app
+from ringline.server.config import AppIdentity, Settings
+from ringline.server.hub import Hub
+from ringline.server.ws import ANSWERS_KEPT
+from serverproc import SDK_APP_ID, SECRET, ServerProcess, free_port, unique
+
+
+async def new(server: Any, clients: list[Raw]) -> Raw:
+    c = await Raw(server).connect()
+    clients.append(c)
+    return c
+
+
+async def user(server: Any, clients: list[Raw], prefix: str) -> tuple[Raw, str]:
+    c = await new(server, clients)
+    uid = unique(prefix)
+    await c.login(uid)
+    return c, uid
+
+
+async def resumed(server: Any, clients: list[Raw], old: Raw) -> Raw:
+    """``old``'s session, resumed on a new connection (``old`` must be dropped)."""
+    c = await new(server, clients)
+    res = await c.ok("resume", v=1, session=old.session, ack=old.last_seq)
+    assert res["resumed"] is True and res["answers_kept"] is True
+    c.session = old.session
+    c.last_seq = old.last_seq
+    return c
+
+
+def frame(c: Raw, op: str, **args: Any) -> tuple[int, str]:
+    """A request frame with a fresh id of ``c``'s counter, as text (sent again as is)."""
+    rid = next(c.ids)
+    return rid, json.dumps({"id": rid, "op": op, **args})
+
+
+async def barrier(c: Raw) -> None:
+    """Everything the server sent ``c`` before now has arrived (frames keep their order)."""
+    await c.ok("get_state")
+
+
+# --------------------------------------------------------------------------- real process
+
+
+async def test_calls_sent_again_after_a_resume_gets_the_first_answer_and_places_one_call(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    a, _ = await user(server, clients, "a")
+    b, ub = await user(server, clients, "b")
+    rid, text = frame(a, "calls", user_ids=[ub], media_type=1)
+    await a.send(text)
+    first = await a.response(rid)
+    assert first["ok"], first
+    cid = first["result"]["call_id"]
+    await a.drop()  # as if that answer had been lost with the connection
+    a2 = await resumed(server, clients, a)
+    await a2.send(text)
+    assert await a2.response(rid) == first
+    # Run once: one call, one invitation (a second run would have been refused with
+    # -1203, "already in a call", and not answered with the same call id).
+    state = (await a2.ok("get_state"))["call"]
+    assert state["call_id"] == cid
+    await b.event("on_call_received", call_id=cid)
+    await barrier(b)
+    assert b.names().count("on_call_received") == 1
+    assert a2.responses.get(rid) == []
+
+
+async def test_calls_whose_connection_dropped_right_after_it_is_answered_after_the_resume(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    a, _ = await user(server, clients, "a")
+    b, ub = await user(server, clients, "b")
+    rid, text = frame(a, "calls", user_ids=[ub], media_type=1)
+    await a.send(text)
+    await a.drop()  # at once: the answer is made while, or after, the socket goes
+    a.responses.pop(rid, None)
+    a2 = await resumed(server, clients, a)
+    await a2.send(text)
+    again = await a2.response(rid)
+    assert again["ok"], again
+    cid = again["result"]["call_id"]
+    await b.event("on_call_received", call_id=cid)
+    await barrier(a2)
+    await barrier(b)
+    assert a2.responses.get(rid) == []  # answered once on the new connection
+    assert b.names().count("on_call_received") == 1
+
+
+async def test_hangup_sent_again_after_a_resume_answers_ok_and_ends_the_call_once(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    a, _ = await user(server, clients, "a")
+    b, ub = await user(server, clients, "b")
+    cid = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+    await b.event("on_call_received", call_id=cid)
+    await b.ok("accept", call_id=cid)
+    await a.event("on_call_begin", call_id=cid)
+    rid, text = frame(a, "hangup", call_id=cid)
+    await a.send(text)
+    first = await a.response(rid)
+    assert first["ok"], first
+    await a.drop()
+    a2 = await resumed(server, clients, a)
+    await a2.send(text)
+    assert await a2.response(rid) == first  # not 8010 "the call is not live"
+    await b.event("on_call_end", call_id=cid)
+    await barrier(b)
+    assert b.names(cid).count("on_call_end") == 1
+
+
+async def test_an_id_used_again_for_another_request_is_refused_and_runs_nothing(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    a, _ = await user(server, clients, "a")
+    b, ub = await user(server, clients, "b")
+    rid, text = frame(a, "get_state")
+    await a.send(text)
+    assert (await a.response(rid))["ok"]
+    await a.send({"id": rid, "op": "calls", "user_ids": [ub], "media_type": 1})
+    r = await a.response(rid)
+    assert r["ok"] is False and r["code"] == -1202
+    assert "unique within a session" in r["message"]
+    assert (await a.ok("get_state"))["call"] is None
+    await barrier(b)
+    assert "on_call_received" not in b.names()
+    # The first answer is still the one a copy of the first request gets.
+    await a.send(text)
+    assert (await a.response(rid))["result"] == {"call": None}
+
+
+async def test_login_and_resume_answers_are_not_kept(server: ServerProcess, clients: list[Raw]) -> None:
+    a, ua = await user(server, clients, "a")
+    await a.drop()
+    a2 = await new(server, clients)
+    rid, text = frame(a2, "resume", v=1, session=a.session, ack=a.last_seq)
+    await a2.send(text)
+    assert (await a2.response(rid))["ok"]
+    await a2.send(text)  # a second resume on the same connection resumes again
+    assert (await a2.response(rid))["ok"]
+
+
+# --------------------------------------------------------------------------- in process
+
+
+class Gate:
+    """Wraps a store method: once armed, calls wait until :attr:`open` is set."""
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]]) -> None:
+        self.fn = fn
+        self.armed = False
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+        self.calls = 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.armed:
+            self.entered.set()
+            await self.open.wait()
+        return await self.fn(*args, **kwargs)
+
+
+class Local:
+    """The real application served from this process (``url`` and ``sig`` as Raw
+    needs them); ``hub`` is its hub."""
+
+    def __init__(self, url: str, hub: Hub) -> None:
+        self.url = url
+        self.hub = hub
+
+    def sig(self, user_id: str, expire: int = 86400) -> str:
+        return gen_user_sig(SDK_APP_ID, SECRET, user_id, expire, now=int(time.time()))
+
+
+@pytest.fixture
+async def local(tmp_path: Path) -> AsyncIterator[Local]:
+    settings = Settings(
+        data_dir=str(tmp_path),
+        db=f"sqlite:///{tmp_path / 'r.db'}",
+        sdk_app_id=SDK_APP_ID,
+        secret_key=SECRET,
+        rate_limit_per_s=100_000.0,  # the bounded-memory test sends hundreds at once
+    )
+    app = await build_app(settings, AppIdentity(SDK_APP_ID, SECRET))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield Local(f"http://127.0.0.1:{port}", app[HUB_KEY])
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_request_sent_again_while_its_first_copy_runs_is_answered_once(
+    local: Local, clients: list[Raw], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(local.hub.store.query_user_calls)
+    monkeypatch.setattr(local.hub.store, "query_user_calls", gate)
+    a, _ = await user(local, clients, "a")
+    gate.armed = True
+    rid, text = frame(a, "query_recent_calls")
+    await a.send(text)
+    await gate.entered.wait()  # the first copy is running
+    await a.send(text)  # a copy on the same connection
+    await a.drop()
+    a2 = await resumed(local, clients, a)
+    await a2.send(text)  # and one after the resume
+    await barrier(a2)
+    assert not a2.responses.get(rid)  # nothing yet: it is still running
+    gate.armed = False
+    gate.open.set()
+    r = await a2.response(rid)
+    assert r["ok"] and r["result"] == {"records": []}
+    await barrier(a2)
+    assert a2.responses.get(rid) == []  # once, on the session's current connection
+    assert not a.responses.get(rid)  # and not on the old one
+    assert gate.calls == 1  # run once
+
+
+async def test_an_answer_made_while_disconnected_is_sent_when_the_request_comes_again(
+    local: Local, clients: list[Raw], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(local.hub.store.apply)
+    monkeypatch.setattr(local.hub.store, "apply", gate)
+    a, _ = await user(local, clients, "a")
+    b, ub = await user(local, clients, "b")
+    gate.armed = True  # writes wait, so does the answer to `calls` (durable first)
+    rid, text = frame(a, "calls", user_ids=[ub], media_type=1)
+    await a.send(text)
+    await gate.entered.wait()
+    await a.drop()
+    session = local.hub.sessions[a.session]
+    # Nothing signals the server's reader noticing the close; its state is polled.
+    # (Were the answer made before that, it would go to the dead connection, and the
+    # assertions below would hold all the same.)
+    async with asyncio.timeout(5):
+        while session.ws is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    gate.armed = False
+    gate.open.set()
+    cid = (await b.event("on_call_received"))["args"]["call_id"]  # answered (pushes follow it)
+    a2 = await resumed(local, clients, a)
+    await barrier(a2)
+    assert not a2.responses.get(rid)  # kept, not pushed onto the new connection
+    await a2.send(text)
+    r = await a2.response(rid)
+    assert r["ok"] and r["result"] == {"call_id": cid}
+    await barrier(a2)
+    await barrier(b)
+    assert a2.responses.get(rid) == []
+    assert b.names().count("on_call_received") == 1
+
+
+async def test_only_the_last_answers_are_kept_and_an_older_request_is_refused_not_run(
+    local: Local, clients: list[Raw]
+) -> None:
+    a, _ = await user(local, clients, "a")
+    b, ub = await user(local, clients, "b")
+    old_rid, old_text = frame(a, "calls", user_ids=[ub], media_type=1)
+    await a.send(old_text)
+    cid = (await a.response(old_rid))["result"]["call_id"]
+    await a.ok("hangup", call_id=cid)
+    sent = [frame(a, "get_state") for _ in range(ANSWERS_KEPT)]
+    for _, text in sent:
+        await a.send(text)
+    for rid, _ in sent:
+        await a.response(rid)
+    # `calls` is forgotten now: sent again, it is refused rather than run again.
+    await a.send(old_text)
+    r = await a.response(old_rid)
+    assert r["ok"] is False and r["code"] == -1406
+    assert "may or may not have taken effect" in r["message"]
+    assert (await a.ok("get_state"))["call"] is None
+    await barrier(b)
+    assert b.names().count("on_call_received") == 1
+    # The oldest answer still kept (one more, get_state, came since) is given again,
+    # and the one before it is forgotten too.
+    await a.send(sent[1][1])
+    assert (await a.response(sent[1][0]))["ok"]
+    await a.send(sent[0][1])
+    assert (await a.response(sent[0][0]))["code"] == -1406
+    # A new request (a higher id) runs as usual.
+    assert (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"] != cid
