@@ -1,6 +1,7 @@
 """What the browser engine does when things break: a member whose media vanishes is
 graded DOWN, a muted member's volume is 0, and a server restart mid-call leaves the
-media running and the call usable."""
+media running and the call usable, and a request whose answer is lost in a drop is
+answered after the resume."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from browserkit import NetnsServer, User
 
+AUDIO = 1
 VIDEO = 2
 DOWN = 6
 
@@ -81,3 +83,22 @@ async def test_a_server_restart_mid_call_keeps_media_and_the_call_usable(
     await a.ok("hangup")
     end = await b.event("onCallEnd", callID=cid)
     assert end["p"]["userID"] == a.user_id
+
+
+async def test_a_request_whose_answer_is_lost_in_a_drop_is_answered_after_the_resume(users: Any) -> None:
+    a, b = await users(2)
+    # The socket is closed right after `calls` is sent: a closing WebSocket delivers no
+    # more messages, so its answer is lost; the engine resumes and sends it again.
+    await a.js(
+        "(rl) => { const ws = rl.engine._ws; const send = ws.send.bind(ws);"
+        " ws.send = (t) => { send(t); if (JSON.parse(t).op === 'calls') { rl.cut = t; ws.close(); } }; }"
+    )
+    cid = (await a.ok("calls", [b.user_id], AUDIO))["callId"]
+    assert await a.js("(rl) => JSON.parse(rl.cut).op") == "calls"
+    await a.event("onConnectionChanged", state="online", resumed=True)
+    await b.event("onCallReceived", callID=cid)
+    await b.ok("accept")
+    await a.event("onCallBegin", callID=cid)
+    assert (await b.names()).count("onCallReceived") == 1  # placed once
+    await a.ok("hangup")
+    await b.event("onCallEnd", callID=cid)

@@ -149,6 +149,10 @@ class FakeServer:
         self.resume_gate: asyncio.Event | None = None
         #: Replay this many already-acknowledged pushes too (a sloppy server).
         self.replay_overlap = 0
+        #: What resume answers as ``answers_kept`` (None: leave the field out, as a
+        #: server older than answer replay does). The fake keeps no answers itself:
+        #: a request sent again reaches the test or its handler again.
+        self.answers_kept: bool | None = True
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -299,7 +303,10 @@ class FakeServer:
             return
         ack = int(frame["ack"])
         async with session.lock:
-            await conn.respond(frame, {"session": session.token, "resumed": True, "next_seq": ack + 1})
+            result: dict[str, Any] = {"session": session.token, "resumed": True, "next_seq": ack + 1}
+            if self.answers_kept is not None:
+                result["answers_kept"] = self.answers_kept
+            await conn.respond(frame, result)
             for push in session.log[max(0, ack - self.replay_overlap) :]:
                 await conn.send(push)
             conn.session = session

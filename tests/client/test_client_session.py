@@ -194,9 +194,52 @@ async def test_final_close_delivers_the_last_events_then_logs_out_without_reconn
     assert engine.is_initialized
 
 
-async def test_answer_lost_with_the_connection_fails_with_signaling_send_fail(
+async def test_answer_lost_with_the_connection_is_asked_again_after_the_resume(
     server: FakeServer, make_engine: EngineFactory
 ) -> None:
+    engine, _ = await start(server, make_engine)
+    first = asyncio.create_task(engine.set_self_info("x", ""))
+    second = asyncio.create_task(engine.set_self_info("y", ""))
+    sent = [await server.connections[0].next_request(), await server.connections[0].next_request()]
+    server.connections[0].abort()
+    conn = await server.next_conn(1)
+    again = [await conn.next_request(), await conn.next_request()]
+    # The same frames (same ids), oldest first, right after the resume.
+    assert again == sent
+    assert conn.ops() == ["resume", "set_self_info", "set_self_info"]
+    await conn.respond(again[1])
+    await conn.respond(again[0])
+    await conn.respond(again[0])  # a late duplicate answer is ignored
+    await first
+    await second
+    assert len(server.logins) == 1
+    server.handlers["set_self_info"] = lambda conn, frame: {}
+    await engine.set_self_info("z", "")  # and the session goes on
+    assert server.connections[1].frames[-1]["id"] > sent[1]["id"]
+
+
+async def test_answer_lost_with_the_connection_fails_when_the_session_is_logged_in_again(
+    server: FakeServer, make_engine: EngineFactory
+) -> None:
+    engine, _ = await start(server, make_engine)
+    waiting = asyncio.create_task(engine.set_self_info("x", ""))
+    await server.connections[0].next_request()
+    server.resume_refusal = (-1414, "session unknown or expired")
+    server.connections[0].abort()
+    with pytest.raises(RemoteCallError) as err:
+        await waiting
+    assert err.value.code == -1406
+    assert "may or may not" in err.value.message
+    assert "could not be resumed" in err.value.message
+    conn = await server.next_conn(1)
+    assert conn.ops() == ["resume", "login"]  # not sent again to the new session
+
+
+@pytest.mark.parametrize("kept", [False, None])
+async def test_answer_lost_with_the_connection_fails_when_the_server_kept_no_answers(
+    server: FakeServer, make_engine: EngineFactory, kept: bool | None
+) -> None:
+    server.answers_kept = kept  # restarted (False) or older than answer replay (None)
     engine, _ = await start(server, make_engine)
     waiting = asyncio.create_task(engine.set_self_info("x", ""))
     await server.connections[0].next_request()
@@ -205,7 +248,25 @@ async def test_answer_lost_with_the_connection_fails_with_signaling_send_fail(
         await waiting
     assert err.value.code == -1406
     assert "may or may not" in err.value.message
-    await server.next_conn(1)  # and the session comes back
+    conn = await server.next_conn(1)
+    server.handlers["set_self_info"] = lambda conn, frame: {}
+    await engine.set_self_info("y", "")
+    assert conn.ops() == ["resume", "set_self_info"]  # only the new request
+
+
+async def test_answer_lost_with_the_connection_is_bounded_by_the_request_timeout(
+    server: FakeServer, make_engine: EngineFactory
+) -> None:
+    engine, _ = await start(server, make_engine, request_timeout=0.5)
+    waiting = asyncio.create_task(engine.set_self_info("x", ""))
+    await server.connections[0].next_request()
+    server.resume_gate = asyncio.Event()  # the resume hangs past the timeout
+    server.connections[0].abort()
+    with pytest.raises(RemoteCallError) as err:
+        await waiting
+    assert err.value.code == -1406
+    assert "may or may not" in err.value.message
+    server.resume_gate.set()
 
 
 async def test_request_made_while_reconnecting_waits_for_the_resume(

@@ -28,10 +28,20 @@ A push counts as processed once it is handed to ``on_push`` (the engine keeps it
 memory until its observers ran), so ``ack`` and ``resume`` use the highest ``seq``
 received; a replayed push at or below it is dropped, so none is delivered twice.
 
-Requests wait for ONLINE while RECONNECTING (bounded by the request timeout). A
-request whose answer was outstanding when the socket dropped fails at once with
-``SIGNALING_SEND_FAIL`` (-1406): the protocol does not replay answers, so the caller
-cannot know whether it took effect; the events it caused, if any, still arrive.
+Requests wait for ONLINE while RECONNECTING (bounded by the request timeout). Request
+ids come from one counter per :class:`Session`, so they are unique (and increasing)
+within a server session across all its connections, as the protocol requires.
+
+A request whose answer was outstanding when the socket dropped is kept. If the
+session is resumed (and the server says it still has the session's answers,
+``answers_kept``), it is sent again on the new connection with the same ``id``, in
+the original order, before anything else: the server answers a request it already
+ran with the answer it gave then (it does not run it twice), so the caller gets
+exactly one answer; a late duplicate answer is ignored. If the client has to log in
+again instead (a new server session: the grace period ran out, or the server
+restarted), or the request timeout runs out first, it fails with
+``SIGNALING_SEND_FAIL`` (-1406): the caller cannot know whether it took effect; the
+events it caused, if any, still arrive.
 """
 
 from __future__ import annotations
@@ -148,6 +158,8 @@ class _Pending:
     op: str
     future: asyncio.Future[dict[str, Any]]
     on_ok: Callable[[dict[str, Any]], None] | None
+    #: The frame as sent, sent again unchanged (same ``id``) after a resume.
+    frame: str
 
 
 PushHandler = Callable[[object, object, int | None], None]
@@ -297,9 +309,15 @@ class Session:
         ``on_ok`` runs with the result as soon as the answer arrives, before any push
         that follows it on the wire is handed on (state updates belong there).
 
+        If the connection drops before the answer arrives, the request is sent again
+        after the session is resumed and its answer returned (the server does not run
+        it twice).
+
         Raises :class:`RemoteCallError` with the server's code when refused, -1406 when
-        the answer is lost or late; :class:`LocalCallError` -1202 if the frame is too
-        big, -1201 if the session is over.
+        the answer is late or lost for good (the session had to log in again): then
+        check the state (``call_status``) or wait for the events before retrying;
+        :class:`LocalCallError` -1202 if the frame is too big, -1201 if the session is
+        over.
         """
         body = dict(args or {})
         size = len(dumps({"id": 2**53, "op": op, **body}).encode("utf-8"))
@@ -319,9 +337,10 @@ class Session:
                     conn = await self._wait_online(op)
                     rid = next(self._ids)
                     fut = loop.create_future()
-                    self._pending[rid] = _Pending(op, fut, on_ok)
+                    frame = dumps({"id": rid, "op": op, **body})
+                    self._pending[rid] = _Pending(op, fut, on_ok, frame)
                     try:
-                        await conn.send(dumps({"id": rid, "op": op, **body}))
+                        await conn.send(frame)
                     except ConnectionClosed:
                         # Not sent: wait until the reader notices, then try on the next one.
                         self._pending.pop(rid, None)
@@ -391,16 +410,15 @@ class Session:
                 await self._close_conn(conn)
                 self._finish(SessionEnd(closed.code, closed.reason, message))
                 return
-            log.warning("%s: connection lost (%s); reconnecting", self._who(), closed)
-            self._set_phase(Phase.RECONNECTING)
-            self._fail_pending(
-                lambda op: RemoteCallError(
-                    ErrorCode.SIGNALING_SEND_FAIL,
-                    f"{op}: the connection dropped before the server answered; it may "
-                    "or may not have taken effect: check call_status or wait for the "
-                    "events, then retry",
-                )
+            log.warning(
+                "%s: connection lost (%s); reconnecting%s",
+                self._who(),
+                closed,
+                f" ({len(self._pending)} requests to send again)" if self._pending else "",
             )
+            self._set_phase(Phase.RECONNECTING)
+            # Outstanding requests are kept: sent again after a resume (_resend), or
+            # failed if the session has to log in again (_lost).
             await self._close_conn(conn)
             end = await self._reconnect()
             if end is not None:
@@ -476,9 +494,14 @@ class Session:
                 exc,
             )
         else:
+            if result.get("answers_kept") is True:
+                await self._resend(conn)
+            else:
+                self._lost("the server cannot replay its answer (it restarted, or is too old)")
             self._online(conn, result, resumed=True, early=early)
             self._reconnected(resumed=True)
             return None
+        self._lost("the session could not be resumed and a new one is opened")
         try:
             result, early = await self._handshake(conn, self.login.frame())
         except RemoteCallError as exc:
@@ -495,6 +518,28 @@ class Session:
         self._online(conn, result, resumed=False, early=early)
         self._reconnected(resumed=False)
         return None
+
+    async def _resend(self, conn: Connection) -> None:
+        """Send the requests still waiting for an answer again, unchanged (same ids),
+        oldest first, on the resumed connection. Raises ConnectionClosed if it drops
+        (they stay kept for the next attempt)."""
+        waiting = [self._pending[rid] for rid in sorted(self._pending)]
+        waiting = [p for p in waiting if not p.future.done()]
+        if waiting:
+            log.info("%s: sending %d unanswered requests again", self._who(), len(waiting))
+        for p in waiting:
+            await conn.send(p.frame)
+
+    def _lost(self, why: str) -> None:
+        """Fail the requests still waiting for an answer: it is lost for good."""
+        self._fail_pending(
+            lambda op: RemoteCallError(
+                ErrorCode.SIGNALING_SEND_FAIL,
+                f"{op}: the connection dropped before the server answered and {why}; it "
+                "may or may not have taken effect: check call_status or wait for the "
+                "events, then retry",
+            )
+        )
 
     def _reconnected(self, *, resumed: bool) -> None:
         if self._on_reconnect is not None:

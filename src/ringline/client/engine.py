@@ -20,8 +20,9 @@ method that talks to the server is a coroutine and raises
 Observer events are delivered one at a time in server order by a task the engine owns;
 the current call (``call_id``, ``call_status``, ``call_role``, ``media_type``) is kept
 from those events and from the answers (see :mod:`ringline.client._state`). A dropped
-connection is re-established and resumed without losing or repeating events; see
-:mod:`ringline.client._session`.
+connection is re-established and resumed without losing or repeating events, and a
+request whose answer was lost with it is sent again and answered once (the server does
+not run it twice); see :mod:`ringline.client._session`.
 """
 
 from __future__ import annotations

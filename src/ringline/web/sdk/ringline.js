@@ -789,6 +789,7 @@ export class CallEngine {
   }
 
   _onOnline(result, resumed) {
+    this._afterDrop(result, resumed);
     this._session = result.session || this._session;
     if (!resumed) this._lastSeq = 0;
     this.deviceId = result.device_id || this.deviceId;
@@ -899,11 +900,32 @@ export class CallEngine {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
-        reject(new RinglineError(ErrorCode.SIGNALING_SEND_FAIL, `${op}(): no answer from the server within ${timeout / 1000} s`));
+        reject(new RinglineError(ErrorCode.SIGNALING_SEND_FAIL, `${op}(): no answer from the server within ${timeout / 1000} s; it may or may not have taken effect`));
       }, timeout);
-      this._pending.set(id, { resolve, reject, timer });
-      this._ws.send(JSON.stringify({ id, op, ...args }));
+      // `frame` is kept to send it again, unchanged, if the connection drops before
+      // the answer and the session is resumed (_onOnline).
+      const frame = JSON.stringify({ id, op, ...args });
+      this._pending.set(id, { resolve, reject, timer, op, frame });
+      this._ws.send(frame);
     });
+  }
+
+  /** Requests still waiting for an answer after a drop: after a resume with the
+   * server's answers kept, send them again (same ids, oldest first: the server answers
+   * one it already ran with its first answer); otherwise fail them with -1406. */
+  _afterDrop(result, resumed) {
+    const waiting = [...this._pending.entries()].filter(([, p]) => p.frame).sort(([x], [y]) => x - y);
+    if (!waiting.length) return;
+    if (resumed && result.answers_kept === true) {
+      for (const [, p] of waiting) this._ws.send(p.frame);
+      return;
+    }
+    const why = resumed ? "the server cannot replay its answer (it restarted, or is too old)" : "the session could not be resumed and a new one is opened";
+    for (const [id, p] of waiting) {
+      this._pending.delete(id);
+      clearTimeout(p.timer);
+      p.reject(new RinglineError(ErrorCode.SIGNALING_SEND_FAIL, `${p.op}(): the connection dropped before the server answered and ${why}; it may or may not have taken effect: check the call status or wait for the events, then retry`));
+    }
   }
 
   /** Fire-and-forget (page unload): send the frame if the socket is open. */
