@@ -34,7 +34,7 @@ from ..core.usersig import UserSigError, verify_user_sig
 from .hub import _CLOSE_MARK, Hub, Session, _dumps, record_to_recent
 from .store import base as st
 
-__all__ = ["ANSWERS_KEPT", "ANSWER_BYTES_KEPT", "PROTOCOL_VERSION", "WsHandler"]
+__all__ = ["ANSWERS_KEPT", "ANSWER_BYTES_KEPT", "PROTOCOL_VERSION", "RERUNNABLE_OPS", "WsHandler"]
 
 log = logging.getLogger("ringline.server")
 
@@ -42,9 +42,14 @@ PROTOCOL_VERSION = 1
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _FLOOD_CLOSE_AFTER = 10.0
 #: Answers remembered per session for requests sent again after a resume (the oldest
-#: are forgotten first), and at most this many bytes of them.
+#: are forgotten first), and at most this many bytes of them. The answers of requests
+#: that change state are small (``{}``, a call id); the large ones, of
+#: :data:`RERUNNABLE_OPS`, are not kept.
 ANSWERS_KEPT = 128
-ANSWER_BYTES_KEPT = 256 * 1024
+ANSWER_BYTES_KEPT = 32 * 1024
+#: Requests that only read: one sent again simply runs again (its answer, up to 200
+#: call records, would be costly to keep for every session).
+RERUNNABLE_OPS = frozenset({"query_recent_calls", "get_state"})
 #: The table of answers is swept of ended sessions when it grows past this (then twice
 #: its live size), so the sweep costs O(1) per login on average.
 _SWEEP_MIN = 1024
@@ -420,6 +425,9 @@ class WsHandler:
                 )
             if rid is None:
                 raise LocalCallError(ErrorCode.MALFORMED_FRAME, f"request '{op}' needs an integer 'id'")
+            if op in RERUNNABLE_OPS:
+                handler(conn, rid, req)
+                return
             answers = self._answers_of(conn.session)
             fingerprint = hash(data)
             if self._seen(conn, answers, rid, fingerprint):
