@@ -173,11 +173,13 @@ async def restart(py_id: str) -> dict[str, Any]:
                 session = py.engine.media
                 assert session is not None
                 out["python_is_offerer"] = session.stats()[web_id].offerer
+                out["browser_ufrag_before"] = await page.evaluate(LOCAL_UFRAG, py_id)
                 await break_ice(session.peers[web_id].pc)
                 # 1 s of new audio and new video both ways: only a new connection brings it.
                 out["python_new_audio"] = await py.probe.wait_frames(web_id, "audio", 50, WAIT) - before
                 await py.probe.wait_frames(web_id, "video", 10, WAIT)
                 out["browser_after"] = await decoded_more_than(seen["framesDecoded"] + 30)
+                out["browser_ufrag_after"] = await page.evaluate(LOCAL_UFRAG, py_id)
                 stats = session.stats()[web_id]
                 out["python_restarts"] = stats.restarts
                 out["python_state"] = stats.connection_state
@@ -191,6 +193,14 @@ async def restart(py_id: str) -> dict[str, Any]:
             srv.stop()
     return out
 
+
+# Runs in the page: the ICE username fragment of the browser's connection to user u
+# (new ICE credentials = a restarted or new ICE session).
+LOCAL_UFRAG = """(u) => {
+  const pc = window.rl.engine.getPeerConnection(u);
+  const m = pc && pc.localDescription && pc.localDescription.sdp.match(/a=ice-ufrag:(\\S+)/);
+  return m ? m[1] : null;
+}"""
 
 # Runs in the page: the browser's selected candidate pair to user u and its candidate types.
 SELECTED_PAIR = """async (u) => {

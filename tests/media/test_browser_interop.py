@@ -71,6 +71,9 @@ def test_when_the_python_members_connection_dies_media_flows_again_with_chromium
     assert r["python_new_audio"] >= 50  # the browser's audio, decoded again
     assert r["browser_after"]["framesDecoded"] > 30 and r["browser_after"]["audioEnergy"] > 0
     assert r["python_restarts"] == 1 and r["python_state"] == "connected"
+    # Both sides are on a new ICE session: the browser has new ICE credentials too (as
+    # offerer it restarted ICE when the Python answerer asked with restart: true).
+    assert r["browser_ufrag_before"] and r["browser_ufrag_after"] not in (None, r["browser_ufrag_before"])
     assert r["call_id_kept"] is True
     assert r["page_errors"] == []
 

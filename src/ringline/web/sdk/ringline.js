@@ -418,7 +418,21 @@ class Peer {
           return;
         }
         case "renegotiate":
-          if (this.offerer) this.negotiate();
+          if (!this.offerer) return;
+          if (data.restart) {
+            // The answerer's connection to us is dead (or it logged in again): start
+            // over. An offer still waiting for its answer is the new start: send it
+            // again. Otherwise restart ICE (new credentials, fresh candidates) and
+            // offer; the answerer answers from a brand new connection (docs/media.md §2).
+            if (pc.signalingState === "have-local-offer" && pc.localDescription) {
+              this.engine._log("restart asked by", this.userId, "- sending the unanswered offer again");
+              await this.engine._signal(this.userId, { type: "offer", sdp: pc.localDescription.sdp });
+              return;
+            }
+            this.engine._log("restart asked by", this.userId, "- restarting ICE");
+            pc.restartIce();
+          }
+          this.negotiate();
           return;
         case "bye":
           this.engine._dropPeer(this.userId);
