@@ -1022,6 +1022,28 @@ def test_caller_may_invite_while_dialing(h: Harness) -> None:
     assert h.ev("C") == [received("A", ["B", "C"])]
 
 
+def test_a_request_returns_only_its_own_value_and_handle_the_same_actions() -> None:
+    # ``h`` drives through handle() (the value dropped), ``r`` the same inputs through
+    # request(): the actions are the same, and no value carries over to a later request.
+    h, r = Harness(), Harness()
+    for x in (h, r):
+        for d in "ABC":
+            x.login(d)
+    place = PlaceCall("A", ("B",), AUDIO, CallParams(), "c1", 1)
+    assert h.feed(place) == r.apply(r.sb.request(place, r.now)[1])
+    assert h.req(Accept("B", "c1")) is None
+    r.accept("B", "c1")
+    assert h.batches == r.batches
+    h.refused(InviteUser("A", "c1", ("B",), CallParams()), ErrorCode.PARAM_INVALID)
+    assert h.req(SetSelfInfo("A", "Ann", "")) is None
+    invite = InviteUser("A", "c1", ("C",), CallParams())
+    assert h.req(invite) == ["C"]
+    assert h.req(Reject("C", "c1")) is None
+    assert r.feed(SetSelfInfo("A", "Ann", "")) == h.batches[-3]
+    assert r.feed(invite) == h.batches[-2]
+    assert r.feed(Reject("C", "c1")) == h.batches[-1]
+
+
 # --------------------------------------------------------------------------- availability
 
 

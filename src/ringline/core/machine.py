@@ -645,7 +645,8 @@ _TERMINAL = frozenset({"on_call_end", "on_call_not_connected", "on_call_cancelle
 
 
 class Switchboard:
-    """All calls and devices of one app. Drive it with :meth:`handle`.
+    """All calls and devices of one app. Drive it with :meth:`handle`, or with
+    :meth:`request` to also get a request's value (a call id, the invited ids).
 
     ``sig_grace``: seconds a device may stay online after its sig expired (§6.5).
     After :meth:`restore`, hand in :class:`RecoveryDeadline` once the grace period
@@ -742,9 +743,23 @@ class Switchboard:
         """Apply one input at time ``now``; return the actions to perform, in order.
 
         Raises :class:`LocalCallError` (and changes nothing) if the input breaks a rule.
+        A request's value (see :meth:`request`) is dropped.
+        """
+        return self.request(inp, now)[1]
+
+    def request(self, inp: Input, now: float) -> tuple[str | list[str] | None, list[Action]]:
+        """Like :meth:`handle`, and also return the request's value with the actions.
+
+        The value is the call id for ``PlaceCall`` (the new call's, or under glare the
+        id of the ringing call it answered), the invited user ids that ring for
+        ``InviteUser`` (busy invitees are left out, so it may be empty), and None for
+        every other input. It belongs to this request alone: nothing of it is kept.
+        Raises :class:`LocalCallError` (no value, nothing changed) on a refusal; the
+        caller performs the actions exactly as those of :meth:`handle`.
         """
         out: list[Action] = []
         touched: set[str] = set()
+        value: str | list[str] | None = None
         match inp:
             case Login():
                 self._login(inp, now, out, touched)
@@ -757,11 +772,11 @@ class Switchboard:
             case RenewSig():
                 self._renew_sig(inp, now, out)
             case PlaceCall():
-                self._place_call(inp, now, out, touched)
+                value = self._place_call(inp, now, out, touched)
             case Accept() | Reject() | Ignore() | Hangup():
                 self._member_op(inp, now, out, touched)
             case InviteUser():
-                self._invite_user(inp, now, out, touched)
+                value = self._invite_user(inp, now, out, touched)
             case Join():
                 self._join(inp, now, out, touched)
             case SwitchMediaType():
@@ -796,7 +811,7 @@ class Switchboard:
             call = self.calls.get(cid)
             if call is not None and call.phase is not CallPhase.ENDED:
                 out.insert(0, Persist(SaveCall(cid, call.to_snapshot(), now)))
-        return out
+        return value, out
 
     # ------------------------------------------------------------------ helpers
 
@@ -1122,7 +1137,8 @@ class Switchboard:
                 ids.append(u)
         return ids
 
-    def _place_call(self, inp: PlaceCall, now: float, out: list[Action], touched: set[str]) -> None:
+    def _place_call(self, inp: PlaceCall, now: float, out: list[Action], touched: set[str]) -> str:
+        """Place a new call, or answer the crossing one (glare); return its call id."""
         dev = self._device(inp.device_id)
         me = dev.user_id
         callees = self._clean_ids(inp.user_ids, me)
@@ -1172,8 +1188,7 @@ class Switchboard:
                 self._accept(glare, gm, inp.device_id, now, out, touched)
                 if rest:
                     self._invite(glare, gm, rest, timeout, now, out, touched)
-                self.result = glare.call_id
-                return
+                return glare.call_id
             raise _refuse(
                 ErrorCode.REQUEST_REFUSED,
                 f"you are already in call {busy_in}; hang up before placing another call",
@@ -1218,7 +1233,7 @@ class Switchboard:
         touched.add(call.call_id)
         log.info("call %s: placed by %s to %s", call.call_id, me, callees)
         self._invite(call, caller, callees, timeout, now, out, touched, initial=True)
-        self.result = call.call_id
+        return call.call_id
 
     def _invite(
         self,
@@ -1591,7 +1606,8 @@ class Switchboard:
         out.insert(0, Persist(FinishCall(record, results, call.ephemeral)))
         del self.calls[call.call_id]
 
-    def _invite_user(self, inp: InviteUser, now: float, out: list[Action], touched: set[str]) -> None:
+    def _invite_user(self, inp: InviteUser, now: float, out: list[Action], touched: set[str]) -> list[str]:
+        """Invite users into the call; return those who ring (busy ones are left out)."""
         dev = self._device(inp.device_id)
         call = self._call_for(dev, inp.call_id)
         self._check(call, dev, Op.INVITE)
@@ -1611,7 +1627,7 @@ class Switchboard:
                 f"a call has at most {MAX_MEMBERS} members; {len(call.active_members())} are in it",
             )
         touched.add(call.call_id)
-        self.result = self._invite(call, m, ids, timeout, now, out, touched)
+        return self._invite(call, m, ids, timeout, now, out, touched)
 
     def _join(self, inp: Join, now: float, out: list[Action], touched: set[str]) -> None:
         dev = self._device(inp.device_id)
@@ -1841,14 +1857,3 @@ class Switchboard:
                     "your user sig expired and was not renewed in time; mint a new sig and call init() again",
                 )
             )
-
-    # The value a request returns (call id, invited ids), set by the handler.
-    result: Any = None
-
-    def request(self, inp: Input, now: float) -> tuple[Any, list[Action]]:
-        """Like :meth:`handle`, and also return the request's value (a call id for
-        ``PlaceCall``, the invited ids for ``InviteUser``, else None)."""
-        self.result = None
-        actions = self.handle(inp, now)
-        res, self.result = self.result, None
-        return res, actions
