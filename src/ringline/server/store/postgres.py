@@ -30,7 +30,6 @@ query parameters as server settings) and create that schema beforehand.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -66,7 +65,6 @@ from .outbox import (
     OpBatcher,
     OpRefused,
     check_lease,
-    check_page,
     claimed_from_row,
     entry_from_row,
     in_flight_now,
@@ -74,6 +72,22 @@ from .outbox import (
     plan_inserts,
     state_values,
     url_still_gone,
+)
+from .sql import (
+    LOAD_SESSIONS,
+    POSTGRES,
+    RecordFilter,
+    call_columns,
+    config_from_json,
+    config_json,
+    deliveries_count,
+    deliveries_page,
+    page_offset,
+    record_from_json,
+    records_count,
+    records_page,
+    session_from_row,
+    user_calls,
 )
 from .sqlite import CommitStats, GroupCommitter, last_profiles
 
@@ -504,41 +518,9 @@ def _redact(dsn: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _record_json(record: CallRecord) -> str:
-    return json.dumps(record.to_dict(), separators=(",", ":"), ensure_ascii=False)
-
-
-def _record_from_json(text: str) -> CallRecord:
-    return CallRecord.from_dict(json.loads(text))
-
-
-def _config_json(config: dict[str, Any]) -> str:
-    return json.dumps(config, separators=(",", ":"), ensure_ascii=False)
-
-
-def _config_from_json(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"callback_config holds {type(value).__name__}, not a JSON object")
-    return value
-
-
 def _finish_args(w: FinishCall) -> tuple[Any, ...]:
-    r = w.record
     return (
-        r.call_id,
-        r.sdk_app_id,
-        r.caller,
-        int(r.media_type),
-        int(r.scene),
-        r.call_type,
-        r.chat_group_id,
-        r.start_time,
-        r.accept_time,
-        r.end_time,
-        r.result.value,
-        int(r.end_reason),
-        _record_json(r),
+        *call_columns(w.record),
         [u for u, _ in w.user_results],
         [int(t) for _, t in w.user_results],
     )
@@ -781,7 +763,7 @@ class PostgresStore:
                     if c.config is None:
                         await conn.execute(_SQL_DELETE_CALLBACK, c.kind)
                     else:
-                        await conn.execute(_SQL_SET_CALLBACK, c.kind, _config_json(c.config))
+                        await conn.execute(_SQL_SET_CALLBACK, c.kind, config_json(c.config))
             elif kind is QueueDeliveries:
                 await _queue(conn, [d for w in cast(list[QueueDeliveries], run) for d in w.deliveries])
             elif kind is ReviveEndpoint:
@@ -848,22 +830,8 @@ class PostgresStore:
     async def load_sessions(self) -> list[SessionRow]:
         """Every saved session (ordered by creation time)."""
         self._check_open()
-        rows = await self._pool.fetch(
-            "SELECT token, device_id, user_id, multi_device, sig_expires_at, created_at,"
-            " last_seen FROM sessions ORDER BY created_at, token"
-        )
-        return [
-            SessionRow(
-                token=str(r[0]),
-                device_id=str(r[1]),
-                user_id=str(r[2]),
-                multi_device=bool(r[3]),
-                sig_expires_at=float(r[4]),
-                created_at=float(r[5]),
-                last_seen=float(r[6]),
-            )
-            for r in rows
-        ]
+        rows = await self._pool.fetch(LOAD_SESSIONS)
+        return [session_from_row(r) for r in rows]
 
     async def load_groups(self) -> dict[str, tuple[str, ...]]:
         """Every chat group with its members, in the order they were set."""
@@ -890,13 +858,13 @@ class PostgresStore:
         """The finished record of ``call_id``, or None."""
         self._check_open()
         text = await self._pool.fetchval("SELECT record FROM calls WHERE call_id = $1", call_id)
-        return None if text is None else _record_from_json(str(text))
+        return None if text is None else record_from_json(str(text))
 
     async def get_callback_config(self, kind: str) -> dict[str, Any] | None:
         """The callback configuration of ``kind``, or None if unset."""
         self._check_open()
         text = await self._pool.fetchval("SELECT config FROM callback_config WHERE kind = $1", kind)
-        return None if text is None else _config_from_json(str(text))
+        return None if text is None else config_from_json(str(text))
 
     async def query_user_calls(
         self,
@@ -915,27 +883,17 @@ class PostgresStore:
         self._check_open()
         if limit <= 0:
             return []
-        args: list[Any] = [user_id]
-        where = ["u.user_id = $1", "NOT u.hidden"]
-        if begin is not None:
-            args.append(float(begin))
-            where.append(f"u.start_time >= ${len(args)}")
-        if end is not None:
-            args.append(float(end))
-            where.append(f"u.start_time <= ${len(args)}")
-        if result_type is not CallResultType.UNKNOWN:
-            args.append(int(result_type))
-            where.append(f"u.result_type = ${len(args)}")
-        args.append(limit)
-        sql = (
-            "SELECT c.record, u.result_type FROM user_calls AS u"
-            " JOIN calls AS c ON c.call_id = u.call_id"
-            f" WHERE {' AND '.join(where)}"
-            f" ORDER BY u.start_time DESC, u.call_id DESC LIMIT ${len(args)}"
+        sql, args = user_calls(
+            POSTGRES,
+            user_id,
+            begin=None if begin is None else float(begin),  # asyncpg binds floats to float8
+            end=None if end is None else float(end),
+            result_type=result_type,
+            limit=limit,
         )
         rows = await self._pool.fetch(sql, *args)
         return [
-            UserCallRow(record=_record_from_json(str(r[0])), result_type=CallResultType(int(r[1])))
+            UserCallRow(record=record_from_json(str(r[0])), result_type=CallResultType(int(r[1])))
             for r in rows
         ]
 
@@ -956,40 +914,24 @@ class PostgresStore:
         ``per_page`` is below 1.
         """
         self._check_open()
-        if page < 1 or per_page < 1:
-            raise ValueError(f"page and per_page must be >= 1 (got {page}, {per_page})")
-        args: list[Any] = []
-        where: list[str] = []
-        if start_time is not None:
-            args.append(float(start_time))
-            where.append(f"start_time >= ${len(args)}")
-        if end_time is not None:
-            args.append(float(end_time))
-            where.append(f"start_time <= ${len(args)}")
-        if results:
-            args.append(list(dict.fromkeys(str(r) for r in results)))
-            where.append(f"result = ANY(${len(args)}::text[])")
-        if call_type is not None:
-            args.append(call_type)
-            where.append(f"call_type = ${len(args)}")
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        offset = (page - 1) * per_page
-        n = len(args)
+        offset = page_offset(page, per_page)
+        f = RecordFilter.of(
+            start_time=None if start_time is None else float(start_time),
+            end_time=None if end_time is None else float(end_time),
+            results=results,
+            call_type=call_type,
+        )
+        count_sql, count_args = records_count(POSTGRES, f)
+        page_sql, page_args = records_page(POSTGRES, f, limit=per_page, offset=offset)
         async with (
             self._pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            total = int(await conn.fetchval(f"SELECT count(*) FROM calls{clause}", *args))
+            total = int(await conn.fetchval(count_sql, *count_args))
             rows: list[Any] = []
             if offset < total:
-                rows = await conn.fetch(
-                    f"SELECT record FROM calls{clause}"
-                    f" ORDER BY start_time DESC, call_id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
-                    *args,
-                    per_page,
-                    offset,
-                )
-        return total, [_record_from_json(str(r[0])) for r in rows]
+                rows = await conn.fetch(page_sql, *page_args)
+        return total, [record_from_json(str(r[0])) for r in rows]
 
 
 class PostgresOutbox:
@@ -1100,33 +1042,17 @@ class PostgresOutbox:
     ) -> tuple[int, list[OutboxEntry]]:
         """Exact total and one page, oldest created first (see DurableOutbox)."""
         pool = self._pool()
-        check_page(page, per_page)
-        args: list[Any] = []
-        where: list[str] = []
+        offset = page_offset(page, per_page)
         values = state_values(states)
-        if values:
-            args.append(values)
-            where.append(f"state = ANY(${len(args)}::text[])")
-        if call_id is not None:
-            args.append(call_id)
-            where.append(f"call_id = ${len(args)}")
-        if url is not None:
-            args.append(url)
-            where.append(f"url = ${len(args)}")
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        offset = (page - 1) * per_page
-        n = len(args)
+        count_sql, count_args = deliveries_count(POSTGRES, values, call_id=call_id, url=url)
+        page_sql, page_args = deliveries_page(
+            POSTGRES, values, call_id=call_id, url=url, limit=per_page, offset=offset
+        )
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            total = int(await conn.fetchval(f"SELECT count(*) FROM outbox{clause}", *args))
+            total = int(await conn.fetchval(count_sql, *count_args))
             rows: list[Any] = []
             if offset < total:
-                rows = await conn.fetch(
-                    f"SELECT {OUTBOX_COLUMNS} FROM outbox{clause}"
-                    f" ORDER BY created_at, call_id, sequence, url LIMIT ${n + 1} OFFSET ${n + 2}",
-                    *args,
-                    per_page,
-                    offset,
-                )
+                rows = await conn.fetch(page_sql, *page_args)
         return total, [entry_from_row(r) for r in rows]
 
     async def counts(self) -> dict[DeliveryState, int]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import sqlite3
 import threading
@@ -74,7 +73,6 @@ from .outbox import (
     OpBatcher,
     OpRefused,
     check_lease,
-    check_page,
     claimed_from_row,
     entry_from_row,
     in_flight_now,
@@ -84,6 +82,23 @@ from .outbox import (
     state_values,
     url_still_gone,
 )
+from .sql import (
+    LOAD_SESSIONS,
+    SQLITE,
+    RecordFilter,
+    Statement,
+    config_from_json,
+    config_json,
+    deliveries_count,
+    deliveries_page,
+    page_offset,
+    record_from_json,
+    records_count_by_day,
+    records_page,
+    session_from_row,
+    user_calls,
+)
+from .sql import call_columns as _call_row  # the name bench/callbacks.py seeds with
 
 log = logging.getLogger("ringline.store")
 
@@ -291,7 +306,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE UNIQUE INDEX IF NOT EXISTS outbox_by_call ON outbox (call_id, url, sequence)",
             # Records per UTC day, type and result, kept by triggers in the record's own
             # transaction: an exact TotalNum adds whole days and counts only the partial
-            # days at the ends of a time window (see _count_records_sync).
+            # days at the ends of a time window (see .sql.records_count_by_day).
             """
             CREATE TABLE IF NOT EXISTS call_counts (
                 day       INTEGER NOT NULL,
@@ -475,43 +490,6 @@ _SQL_PURGE = """
 _SQL_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_id = ?"
 
 
-def _record_json(record: CallRecord) -> str:
-    return json.dumps(record.to_dict(), separators=(",", ":"), ensure_ascii=False)
-
-
-def _record_from_json(text: str) -> CallRecord:
-    return CallRecord.from_dict(json.loads(text))
-
-
-def _config_json(config: dict[str, Any]) -> str:
-    return json.dumps(config, separators=(",", ":"), ensure_ascii=False)
-
-
-def _config_from_json(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"callback_config holds {type(value).__name__}, not a JSON object")
-    return value
-
-
-def _call_row(record: CallRecord) -> tuple[Any, ...]:
-    return (
-        record.call_id,
-        record.sdk_app_id,
-        record.caller,
-        int(record.media_type),
-        int(record.scene),
-        record.call_type,
-        record.chat_group_id,
-        record.start_time,
-        record.accept_time,
-        record.end_time,
-        record.result.value,
-        int(record.end_reason),
-        _record_json(record),
-    )
-
-
 def _queue_sync(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
     """Insert ``deliveries`` as QueueDeliveries says (pending, or gone at once)."""
     if not deliveries:
@@ -536,51 +514,6 @@ def _queue_sync(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
             gone[url] = float(row[0])
     rows = plan_inserts(deliveries, existing_ids=existing, groups=groups, gone=gone)
     conn.executemany(_SQL_OUTBOX_INSERT, [(*r[:9], int(r.head), *r[10:]) for r in rows])
-
-
-@dataclass(frozen=True, slots=True)
-class _Window:
-    """A record count's filters: start-time bounds (inclusive) and the type/result SQL."""
-
-    start: float | None
-    end: float | None
-    kind: str  # "" or e.g. "result IN (?, ?) AND call_type = ?"
-    kind_args: tuple[Any, ...]
-
-
-_DAY = 86400
-
-
-def _count_records_sync(conn: sqlite3.Connection, w: _Window) -> int:
-    """The exact number of records in ``w``: whole UTC days from ``call_counts`` (kept by
-    triggers), the partial days at the ends of the window counted in ``calls``. Costs a
-    few thousand index entries at most, however many records match."""
-    kind = f" AND {w.kind}" if w.kind else ""
-    first = None if w.start is None else int(w.start // _DAY) + (0 if w.start % _DAY == 0 else 1)
-    last = None if w.end is None else int(w.end // _DAY) - 1  # whole days end before w.end
-    if first is not None and last is not None and first > last:
-        sql = f"SELECT count(*) FROM calls WHERE start_time >= ? AND start_time <= ?{kind}"
-        return int(conn.execute(sql, (w.start, w.end, *w.kind_args)).fetchone()[0])
-    days: list[str] = []
-    day_args: list[Any] = []
-    if first is not None:
-        days.append("day >= ?")
-        day_args.append(first)
-    if last is not None:
-        days.append("day <= ?")
-        day_args.append(last)
-    where = " AND ".join([*days, *([w.kind] if w.kind else [])])
-    total = conn.execute(
-        f"SELECT COALESCE(SUM(n), 0) FROM call_counts{' WHERE ' + where if where else ''}",
-        (*day_args, *w.kind_args),
-    ).fetchone()[0]
-    if first is not None:  # the partial day before the whole ones
-        sql = f"SELECT count(*) FROM calls WHERE start_time >= ? AND start_time < ?{kind}"
-        total += conn.execute(sql, (w.start, first * _DAY, *w.kind_args)).fetchone()[0]
-    if last is not None:  # and after them
-        sql = f"SELECT count(*) FROM calls WHERE start_time >= ? AND start_time <= ?{kind}"
-        total += conn.execute(sql, ((last + 1) * _DAY, w.end, *w.kind_args)).fetchone()[0]
-    return int(total)
 
 
 def _runs(writes: Iterable[Write]) -> Iterable[tuple[type, list[Write]]]:
@@ -729,24 +662,8 @@ class SqliteStore:
 
     async def load_sessions(self) -> list[SessionRow]:
         """Every saved session (ordered by creation time)."""
-        rows = await self._read(
-            self._fetchall,
-            "SELECT token, device_id, user_id, multi_device, sig_expires_at, created_at,"
-            " last_seen FROM sessions ORDER BY created_at, token",
-            (),
-        )
-        return [
-            SessionRow(
-                token=str(r[0]),
-                device_id=str(r[1]),
-                user_id=str(r[2]),
-                multi_device=bool(r[3]),
-                sig_expires_at=float(r[4]),
-                created_at=float(r[5]),
-                last_seen=float(r[6]),
-            )
-            for r in rows
-        ]
+        rows = await self._read(self._fetchall, LOAD_SESSIONS, ())
+        return [session_from_row(r) for r in rows]
 
     async def load_groups(self) -> dict[str, tuple[str, ...]]:
         """Every chat group with its members, in the order they were set."""
@@ -773,12 +690,12 @@ class SqliteStore:
     async def get_record(self, call_id: str) -> CallRecord | None:
         """The finished record of ``call_id``, or None."""
         rows = await self._read(self._fetchall, "SELECT record FROM calls WHERE call_id = ?", (call_id,))
-        return _record_from_json(rows[0][0]) if rows else None
+        return record_from_json(rows[0][0]) if rows else None
 
     async def get_callback_config(self, kind: str) -> dict[str, Any] | None:
         """The callback configuration of ``kind``, or None if unset."""
         rows = await self._read(self._fetchall, "SELECT config FROM callback_config WHERE kind = ?", (kind,))
-        return _config_from_json(rows[0][0]) if rows else None
+        return config_from_json(rows[0][0]) if rows else None
 
     async def query_user_calls(
         self,
@@ -796,27 +713,10 @@ class SqliteStore:
         """
         if limit <= 0:
             return []
-        where = ["u.user_id = ?", "u.hidden = 0"]
-        args: list[Any] = [user_id]
-        if begin is not None:
-            where.append("u.start_time >= ?")
-            args.append(begin)
-        if end is not None:
-            where.append("u.start_time <= ?")
-            args.append(end)
-        if result_type is not CallResultType.UNKNOWN:
-            where.append("u.result_type = ?")
-            args.append(int(result_type))
-        args.append(limit)
-        sql = (
-            "SELECT c.record, u.result_type FROM user_calls AS u"
-            " JOIN calls AS c ON c.call_id = u.call_id"
-            f" WHERE {' AND '.join(where)}"
-            " ORDER BY u.start_time DESC, u.call_id DESC LIMIT ?"
-        )
-        rows = await self._read(self._fetchall, sql, tuple(args))
+        sql, args = user_calls(SQLITE, user_id, begin=begin, end=end, result_type=result_type, limit=limit)
+        rows = await self._read(self._fetchall, sql, args)
         return [
-            UserCallRow(record=_record_from_json(r[0]), result_type=CallResultType(int(r[1]))) for r in rows
+            UserCallRow(record=record_from_json(r[0]), result_type=CallResultType(int(r[1]))) for r in rows
         ]
 
     async def query_records(
@@ -835,34 +735,12 @@ class SqliteStore:
         id (descending) so pages never overlap. Raises ValueError if ``page`` or
         ``per_page`` is below 1.
         """
-        if page < 1 or per_page < 1:
-            raise ValueError(f"page and per_page must be >= 1 (got {page}, {per_page})")
-        where: list[str] = []
-        args: list[Any] = []
-        if start_time is not None:
-            where.append("start_time >= ?")
-            args.append(start_time)
-        if end_time is not None:
-            where.append("start_time <= ?")
-            args.append(end_time)
-        kind: list[str] = []  # the filters call_counts can apply too
-        kind_args: list[Any] = []
-        if results:
-            values = list(dict.fromkeys(str(r) for r in results))
-            kind.append(f"result IN ({', '.join('?' * len(values))})")
-            kind_args.extend(values)
-        if call_type is not None:
-            kind.append("call_type = ?")
-            kind_args.append(call_type)
-        where += kind
-        args += kind_args
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        offset = (page - 1) * per_page
-        window = _Window(start_time, end_time, " AND ".join(kind), tuple(kind_args))
-        total, texts = await self._read(
-            self._query_records_sync, clause, tuple(args), per_page, offset, window
-        )
-        return total, [_record_from_json(t) for t in texts]
+        offset = page_offset(page, per_page)
+        f = RecordFilter.of(start_time=start_time, end_time=end_time, results=results, call_type=call_type)
+        count = records_count_by_day(SQLITE, f)  # exact, from call_counts (schema 4)
+        rows = records_page(SQLITE, f, limit=per_page, offset=offset)
+        total, texts = await self._read(self._query_records_sync, count, rows, offset)
+        return total, [record_from_json(t) for t in texts]
 
     # ---------------------------------------------------------------- thread side
 
@@ -958,22 +836,17 @@ class SqliteStore:
         return self._db().execute(sql, args).fetchall()
 
     def _query_records_sync(
-        self, clause: str, args: tuple[Any, ...], limit: int, offset: int, window: _Window
+        self, count: list[Statement], rows: Statement, offset: int
     ) -> tuple[int, list[str]]:
+        """The sum of the ``count`` statements' values, and the ``rows`` page unless
+        ``offset`` is past that total, in one snapshot."""
         conn = self._db()
         conn.execute("BEGIN")  # one snapshot for the count and the page
         try:
-            total = _count_records_sync(conn, window)
+            total = int(sum(conn.execute(sql, args).fetchone()[0] for sql, args in count))
             texts: list[str] = []
             if offset < total:
-                texts = [
-                    str(r[0])
-                    for r in conn.execute(
-                        f"SELECT record FROM calls{clause}"
-                        " ORDER BY start_time DESC, call_id DESC LIMIT ? OFFSET ?",
-                        (*args, limit, offset),
-                    )
-                ]
+                texts = [str(r[0]) for r in conn.execute(*rows)]
         finally:
             conn.execute("COMMIT")
         return total, texts
@@ -1071,7 +944,7 @@ class SqliteStore:
                 if c.config is None:
                     conn.execute(_SQL_DELETE_CALLBACK, (c.kind,))
                 else:
-                    conn.execute(_SQL_SET_CALLBACK, (c.kind, _config_json(c.config)))
+                    conn.execute(_SQL_SET_CALLBACK, (c.kind, config_json(c.config)))
         elif kind is QueueDeliveries:
             _queue_sync(conn, [d for w in cast(list[QueueDeliveries], run) for d in w.deliveries])
         elif kind is ReviveEndpoint:
@@ -1258,34 +1131,19 @@ class SqliteOutbox:
         per_page: int = 50,
     ) -> tuple[int, list[OutboxEntry]]:
         """Exact total and one page, oldest created first (see DurableOutbox)."""
-        check_page(page, per_page)
-        where: list[str] = []
-        args: list[Any] = []
+        offset = page_offset(page, per_page)
         values = state_values(states)
-        if values:
-            where.append(f"state IN ({', '.join('?' * len(values))})")
-            args.extend(values)
-        if call_id is not None:
-            where.append("call_id = ?")
-            args.append(call_id)
-        if url is not None:
-            where.append("url = ?")
-            args.append(url)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        offset = (page - 1) * per_page
+        count = deliveries_count(SQLITE, values, call_id=call_id, url=url)
+        page_rows = deliveries_page(SQLITE, values, call_id=call_id, url=url, limit=per_page, offset=offset)
 
         def read() -> tuple[int, list[Any]]:
             conn = self._store._db()
             conn.execute("BEGIN")  # one snapshot for the count and the page
             try:
-                total = int(conn.execute(f"SELECT count(*) FROM outbox{clause}", args).fetchone()[0])
+                total = int(conn.execute(*count).fetchone()[0])
                 rows: list[Any] = []
                 if offset < total:
-                    rows = conn.execute(
-                        f"SELECT {OUTBOX_COLUMNS} FROM outbox{clause}"
-                        " ORDER BY created_at, call_id, sequence, url LIMIT ? OFFSET ?",
-                        (*args, per_page, offset),
-                    ).fetchall()
+                    rows = conn.execute(*page_rows).fetchall()
             finally:
                 conn.execute("COMMIT")
             return total, rows
