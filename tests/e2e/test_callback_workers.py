@@ -3,7 +3,8 @@
 Against real processes: the server, its workers, SDK clients and the receiver of
 tests/callback_receiver.py (signatures checked with ``standardwebhooks``). What must
 hold: everything arrives signed and in per-call order whatever the number of workers; a
-worker killed with SIGKILL is restarted and what it held goes out again at once; no
+worker killed with SIGKILL is restarted and what it held goes out again at once, also
+with other workers running (whose claims stay theirs); no
 worker outlives its server, whether the server stops or is killed; bad flag values are
 refused with the fix.
 """
@@ -13,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,6 +52,59 @@ def workers_of(server: ServerProcess) -> list[psutil.Process]:
 def call_of(event: dict[str, Any]) -> str:
     call = event.get("CallId") or event.get("CallInfo", {}).get("CallId") or event["CallRecord"]["CallId"]
     return str(call)
+
+
+def claim_owner_of(worker: psutil.Process) -> str:
+    """The claim owner the server gave ``worker`` (in its configuration)."""
+    return WorkerConfig.from_json(worker.environ()[CONFIG_ENV]).claim_owner
+
+
+def outbox_claims(db: Path) -> dict[str, tuple[str, str, float]]:
+    """Event id -> (state, claimed_by, leased_until) of every delivery ever claimed, read
+    straight from the server's SQLite file (the admin API does not show claim owners)."""
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        rows = conn.execute(
+            "SELECT event_id, state, claimed_by, leased_until FROM outbox WHERE claimed_by != ''"
+        )
+        return {str(e): (str(st), str(o), float(lu)) for e, st, o, lu in rows}
+    finally:
+        conn.close()
+
+
+def in_flight_by(claims: dict[str, tuple[str, str, float]], owner: str) -> dict[str, float]:
+    """Event id -> lease end of the in-flight claims of ``owner``."""
+    return {e: lu for e, (st, o, lu) in claims.items() if st == "in_flight" and o == owner}
+
+
+async def until_held(db: Path, owners: dict[int, str], timeout: float = 30.0) -> int:
+    """The pid of the first of ``owners`` seen holding in-flight claims. Claims show
+    nowhere but in the store, so it re-reads the store, bounded in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        claims = outbox_claims(db)
+        for pid, owner in owners.items():
+            if in_flight_by(claims, owner):
+                return pid
+        assert time.monotonic() < deadline, f"no claims of {sorted(owners.values())} within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+def freeze(db: Path, pid: int) -> None:
+    """SIGSTOP worker ``pid``, at a moment it holds no SQLite write transaction (or
+    the server's writes would wait for it)."""
+    for _ in range(50):
+        os.kill(pid, signal.SIGSTOP)
+        conn = sqlite3.connect(db, timeout=2.0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(pid, signal.SIGCONT)  # stopped mid-write: let it finish, try again
+        finally:
+            conn.close()
+    raise AssertionError(f"worker {pid} was always writing")
 
 
 def healthz(server: ServerProcess) -> dict[str, Any]:
@@ -133,6 +190,71 @@ async def test_a_killed_worker_is_restarted_and_what_it_held_goes_out_at_once(
         await admin.eventually(lambda: _all_delivered(admin, len(planned)), "all delivered")
         assert "callback worker 0 (pid" in server.log() and "exited with code -9" in server.log()
     finally:
+        for e in engines:
+            await e.uninit()
+        await receiver.stop()
+        server.kill()
+
+
+async def test_with_two_workers_a_killed_workers_claims_go_out_at_once_and_the_others_stay(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    server = start_server(tmp_path, 2)
+    db = tmp_path / "srv" / "ringline.db"
+    receiver = await Receiver(free_port()).start(delay=1.0)  # slow: claims stay in flight
+    engines: list[CallEngine] = []
+    victim: psutil.Process | None = None
+    try:
+        admin = Admin(server, session)
+        await admin.subscribe(receiver.url)
+        owners = {w.pid: claim_owner_of(w) for w in workers_of(server)}
+        assert len(owners) == 2 and all(owners.values()) and len(set(owners.values())) == 2
+        pairs = [await log_in(server, 2, engines) for _ in range(6)]
+        first, second = pairs[:3], pairs[3:]
+        await asyncio.gather(*(talk(a, ra, b, rb, ub) for (a, ra, _), (b, rb, ub) in first))
+        # Who holds which claim is only visible in the store: re-read it, bounded.
+        victim_pid = await until_held(db, owners)
+        victim = psutil.Process(victim_pid)
+        # Freeze that worker, so its claims stay in flight, and let the other one claim
+        # the callbacks of three more calls: then both hold claims.
+        freeze(db, victim_pid)
+        await asyncio.gather(*(talk(a, ra, b, rb, ub) for (a, ra, _), (b, rb, ub) in second))
+        (survivor_pid,) = set(owners) - {victim_pid}
+        await until_held(db, {survivor_pid: owners[survivor_pid]})
+        claims = outbox_claims(db)
+        victims = in_flight_by(claims, owners[victim_pid])
+        kept = in_flight_by(claims, owners[survivor_pid])
+        assert victims and kept
+        planned = {d["EventId"] for d in await admin.deliveries()}
+        victim.kill()
+        victim.wait(10)
+
+        async def restarted() -> bool:
+            h = healthz(server)["callback_workers"]
+            return bool(h["restarts"] == 1 and h["running"] == 2)
+
+        await admin.eventually(restarted, "the worker restarted")
+        # The pool handed the dead owner's claims back before restarting it: none is in
+        # flight under that owner any more (its lease of 60 s has not nearly run out).
+        after = outbox_claims(db)
+        assert in_flight_by(after, owners[victim_pid]) == {}
+        # The survivor's claims were not touched: each still has its owner and, if not
+        # finished yet, its lease; none was handed back and claimed again.
+        for event_id, lease_end in kept.items():
+            state, owner, lease_now = after[event_id]
+            assert owner == owners[survivor_pid], event_id
+            assert state == "delivered" or (state, lease_now) == ("in_flight", lease_end), event_id
+
+        await receiver.wait_until(lambda: planned <= receiver.ids(), "everything after the kill", 30.0)
+        check_order_and_signatures(receiver.hits)
+        await admin.eventually(lambda: _all_delivered(admin, len(planned)), "all delivered")
+        sent = [h["id"] for h in receiver.hits]
+        assert all(sent.count(e) == 1 for e in kept), "a live worker's claim was sent twice"
+        assert set(victims) <= receiver.ids()
+        assert "callback worker" in server.log() and "exited with code -9" in server.log()
+    finally:
+        if victim is not None and victim.is_running():
+            victim.kill()  # a frozen worker would not see its server's pipe close
         for e in engines:
             await e.uninit()
         await receiver.stop()

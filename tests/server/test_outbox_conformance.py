@@ -118,6 +118,20 @@ class MemoryDurable:
     async def release(self, event_ids: Sequence[str]) -> None:
         await self.box.release(event_ids)
 
+    @property
+    def owner(self) -> str:
+        return self.box.owner
+
+    @owner.setter
+    def owner(self, value: str) -> None:
+        self.box.owner = value
+
+    async def release_owner(self, owner: str) -> int:
+        return await self.box.release_owner(owner)
+
+    async def claim_owners(self) -> dict[str, str]:
+        return await self.box.claim_owners()
+
     async def get_delivery(self, event_id: str) -> OutboxEntry | None:
         try:
             return self.box.get(event_id)
@@ -215,6 +229,30 @@ async def durable(request: pytest.FixtureRequest, open_backend: OpenBackend) -> 
 
 
 # --------------------------------------------------------------------------- MemoryOutbox's tests
+
+
+async def test_a_dead_owners_claims_go_back_at_once_and_the_others_stay(box: Box) -> None:
+    a1, a2, b1, c1 = _d("A", 1), _d("A", 2), _d("B", 1, at=1.0), _d("C", 1, at=2.0)
+    await box.add(a1, a2, b1, c1)
+    box.outbox.owner = "worker-0"
+    assert [d.event_id for d in await box.outbox.claim_due(now=1.0, limit=10)] == [a1.event_id, b1.event_id]
+    box.outbox.owner = "worker-1"
+    assert [d.event_id for d in await box.outbox.claim_due(now=2.0, limit=10)] == [c1.event_id]
+    assert await box.outbox.release_owner("worker-0") == 2
+    assert await box.outbox.claim_owners() == {c1.event_id: "worker-1"}
+    assert [(await box.get(e)).state for e in (a1.event_id, b1.event_id, c1.event_id)] == [
+        DeliveryState.PENDING,
+        DeliveryState.PENDING,
+        DeliveryState.IN_FLIGHT,
+    ]
+    box.outbox.owner = "worker-0-restarted"
+    again = await box.outbox.claim_due(now=2.0, limit=10)
+    assert [(d.event_id, d.attempts) for d in again] == [(a1.event_id, 0), (b1.event_id, 0)]
+    assert await box.outbox.claim_owners() == {
+        a1.event_id: "worker-0-restarted",
+        b1.event_id: "worker-0-restarted",
+        c1.event_id: "worker-1",
+    }
 
 
 async def test_claims_only_the_lowest_unfinished_sequence_per_url_and_call(box: Box) -> None:

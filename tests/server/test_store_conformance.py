@@ -949,6 +949,8 @@ async def _downgrade_to(s: Store, version: int) -> None:
                 "DROP TABLE IF EXISTS call_counts",
             ]
         drops.append("DROP INDEX IF EXISTS calls_by_type_result")
+    if 3 <= version < 6:  # the outbox stays, without its claim owners
+        drops.append("ALTER TABLE outbox DROP COLUMN claimed_by")
     drops += [
         f"DROP TABLE {table}" for v, tables in sorted(_ADDED_IN.items()) if v > version for table in tables
     ]
@@ -1077,7 +1079,7 @@ async def test_a_version_4_database_made_by_the_old_code_upgrades_to_profiles(
     await new.open()
     try:
         assert isinstance(new, SqliteStore | PostgresStore)
-        assert await new.schema_version() == SCHEMA_VERSION == 5
+        assert await new.schema_version() == SCHEMA_VERSION
         assert await new.get_record("c-1") == rec
         assert await new.load_groups() == {"g": ("alice",)}
         assert await new.load_sessions() == [session("tok")]
@@ -1145,3 +1147,107 @@ async def test_record_totals_are_exact_across_days_and_bounds(store: Store) -> N
         assert len(page) == min(1, want)
         checked += 1
     assert checked == 150
+
+
+# Only stores that outlive their connection (an in-memory one cannot be reopened).
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres"], indirect=True)
+async def test_a_version_5_database_made_by_the_old_code_upgrades_to_claim_owners(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version 5 database is created by the store's own code as it was before
+    version 6 (its migrations up to 5); its queued deliveries are claimed with owners
+    after the upgrade."""
+    module: Any = sqlite_store if backend.name == "sqlite-file" else postgres_store
+    queued = [delivery("c-1", 1), delivery("c-1", 2), delivery("c-2", 1)]
+    with monkeypatch.context() as old_code:
+        old_code.setattr(module, "SCHEMA_VERSION", 5)
+        old_code.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:5])
+        old = backend.make()
+        await old.open()
+        try:
+            assert isinstance(old, SqliteStore | PostgresStore)
+            assert await old.schema_version() == 5
+            await old.apply([finish(make_record("c-1", start=T0)), QueueDeliveries(tuple(queued))])
+            with pytest.raises(Exception, match="claimed_by"):  # no such column yet
+                await old.outbox.claim_owners()
+        finally:
+            await old.close()
+
+    new = backend.make()
+    await new.open()
+    try:
+        assert isinstance(new, SqliteStore | PostgresStore)
+        assert await new.schema_version() == SCHEMA_VERSION == 6
+        assert (await new.outbox.counts())[DeliveryState.PENDING] == 3
+        assert await new.outbox.claim_owners() == {}
+        new.outbox.owner = "after-upgrade"
+        claimed = await new.outbox.claim_due(T0, 10)
+        assert sorted(d.event_id for d in claimed) == sorted([queued[0].event_id, queued[2].event_id])
+        assert await new.outbox.claim_owners() == {d.event_id: "after-upgrade" for d in claimed}
+        assert await new.outbox.release_owner("after-upgrade") == 2
+        assert await new.outbox.claim_owners() == {}
+    finally:
+        await new.close()
+
+
+async def test_claims_record_their_owner(store: Store) -> None:
+    box = store.outbox
+    assert box.owner  # a fresh one by default
+    ds = [delivery("c-1", 1), delivery("c-1", 2), delivery("c-2", 1), delivery("c-3", 1)]
+    await store.apply([QueueDeliveries(tuple(ds))])
+    box.owner = "worker-a"
+    a = await box.claim_due(T0, 2)
+    box.owner = "worker-b"
+    b = await box.claim_due(T0, 10)
+    assert len(a) == 2 and len(b) == 1  # c-1's second waits behind its first
+    assert await box.claim_owners() == {
+        **{d.event_id: "worker-a" for d in a},
+        **{d.event_id: "worker-b" for d in b},
+    }
+    # A retried claim records its new claimer.
+    await box.mark_failed(b[0].event_id, T0 + 1, 500, "HTTP 500", next_at=T0 + 1)
+    box.owner = "worker-c"
+    assert [d.event_id for d in await box.claim_due(T0 + 1, 10)] == [b[0].event_id]
+    assert (await box.claim_owners())[b[0].event_id] == "worker-c"
+
+
+async def test_releasing_an_owner_frees_only_its_claims(store: Store) -> None:
+    box = store.outbox
+    first, second = delivery("c-1", 1), delivery("c-1", 2)
+    other, third = delivery("c-2", 1, at=T0 + 0.5), delivery("c-3", 1, at=T0 + 5)
+    await store.apply([QueueDeliveries((first, second, other, third))])
+    box.owner = "dead"
+    # One of the dead owner's claims had a failed attempt: its count and due time stay.
+    assert [d.event_id for d in await box.claim_due(T0, 10)] == [first.event_id]
+    await box.mark_failed(first.event_id, T0 + 1, 503, "HTTP 503", next_at=T0 + 2)
+    dead = await box.claim_due(T0 + 2, 10)
+    assert sorted(d.event_id for d in dead) == sorted([first.event_id, other.event_id])
+    box.owner = "alive"
+    assert [d.event_id for d in await box.claim_due(T0 + 5, 10)] == [third.event_id]
+
+    assert await box.release_owner("nobody") == 0
+    assert await box.release_owner("dead") == 2
+    assert await box.claim_owners() == {third.event_id: "alive"}  # the others stay in flight
+    entry = await box.get_delivery(first.event_id)
+    assert entry is not None
+    assert (entry.state, entry.delivery.attempts, entry.next_at) == (DeliveryState.PENDING, 1, T0 + 2)
+    entry = await box.get_delivery(other.event_id)
+    assert entry is not None and (entry.state, entry.delivery.attempts) == (DeliveryState.PENDING, 0)
+    assert await box.release_owner("dead") == 0  # idempotent
+
+    # Due at once for any claimer, with the same event ids; per-call order kept (the
+    # second of c-1 still waits for its first).
+    box.owner = "restarted"
+    again = await box.claim_due(T0 + 5, 10)
+    assert {d.event_id: d.attempts for d in again} == {first.event_id: 1, other.event_id: 0}
+    assert await box.claim_owners() == {
+        first.event_id: "restarted",
+        other.event_id: "restarted",
+        third.event_id: "alive",
+    }
+    # The live owner's claim was never touched: it finishes as usual.
+    await box.mark_delivered(third.event_id, T0 + 6, 200)
+    entry = await box.get_delivery(third.event_id)
+    assert entry is not None and entry.state is DeliveryState.DELIVERED
+    await box.mark_delivered(first.event_id, T0 + 6, 200)
+    assert [d.event_id for d in await box.claim_due(T0 + 6, 10)] == [second.event_id]

@@ -51,9 +51,11 @@ def _worker_config(settings: Settings, identity: AppIdentity) -> WorkerConfig:
 
 
 async def _release_stale_claims(store: Store) -> int:
-    """Hand back the claims of a previous run of this server (killed mid-delivery), or
-    of its only callback worker (crashed), so they go out now instead of when their
-    lease expires. One server process per store: no other deliverer holds any then."""
+    """Hand back the claims of a previous run of this server (killed mid-delivery), so
+    they go out now instead of when their lease expires. Call it once at start, before
+    any deliverer or worker of this run claims: one server process per store, so no
+    live deliverer holds any then. (A crashed worker's claims are handed back by its
+    :class:`WorkerPool`, by owner.)"""
     released = 0
     for _ in range(1000):  # bounded: each round releases a page
         _, entries = await store.outbox.list_deliveries([DeliveryState.IN_FLIGHT], page=1, per_page=100)
@@ -92,9 +94,7 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     deliverer: Deliverer | None = None
     workers: WorkerPool | None = None
     if settings.callback_workers:
-        workers = WorkerPool(
-            config, settings.callback_workers, release_claims=lambda: _release_stale_claims(store)
-        )
+        workers = WorkerPool(config, settings.callback_workers, release_owner=store.outbox.release_owner)
         hub.on_callbacks_queued = workers.wake
     else:
         deliverer = make_deliverer(store.outbox, config)

@@ -18,9 +18,15 @@ How the server and a worker talk:
 * **Stopping**: the server closes the pipe. The worker stops claiming, gives requests
   under way 2 s, hands back the rest (they go out again with the same event id) and
   exits. If the server dies, the pipe closes too, so no worker outlives its server.
+* **Claim owners**: the server gives each worker process it starts a fresh claim owner
+  (:func:`~.webhooks.new_claim_owner`, in the configuration), which the outbox records
+  with every claim that worker makes.
 * **Crashes**: :class:`WorkerPool` restarts a worker that exits on its own, after 1 s,
-  then 2 s, 4 s … up to 30 s. The deliveries it held go out again: at once when it was
-  the only worker, else when their claim lease (60 s) runs out.
+  then 2 s, 4 s … up to 30 s. As soon as it sees the process gone, it hands back the
+  claims of that worker's owner (``release_owner``) and wakes the others, so what the
+  worker held goes out again at once (same event ids), whatever the number of workers;
+  the claims of the live workers are not touched. Should that hand-back fail, the
+  claims wait for their lease (60 s).
 
 Internal to the server; operators only see the flag.
 """
@@ -40,7 +46,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .webhooks import Deliverer, RetrySchedule, WebhookCredentials
+from .webhooks import Deliverer, RetrySchedule, WebhookCredentials, new_claim_owner
 
 __all__ = ["CONFIG_ENV", "WorkerConfig", "WorkerPool", "make_deliverer", "run_worker"]
 
@@ -74,6 +80,9 @@ class WorkerConfig:
     give_up_after: float
     index: int = 0
     log_level: str = "INFO"
+    claim_owner: str = ""
+    """The owner the worker claims as (set by the pool per process start; empty: the
+    outbox's own random one)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -92,6 +101,7 @@ class WorkerConfig:
                 give_up_after=float(raw["give_up_after"]),
                 index=int(raw.get("index", 0)),
                 log_level=str(raw.get("log_level", "INFO")),
+                claim_owner=str(raw.get("claim_owner", "")),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(
@@ -144,13 +154,20 @@ async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
     loop.add_signal_handler(signal.SIGINT, lambda: None)
     store = open_store(config.db_url)
     await store.open()
+    if config.claim_owner:
+        store.outbox.owner = config.claim_owner
     try:
         deliverer = make_deliverer(store.outbox, config)
         pipe = os.fdopen(pipe_fd, "rb", buffering=0, closefd=False)
         transport, _ = await loop.connect_read_pipe(lambda: _PipeWatch(deliverer.wake, stop), pipe)
         try:
             await deliverer.start()  # claims what is due right away
-            log.info("callback worker %d delivering (pid %d)", config.index, os.getpid())
+            log.info(
+                "callback worker %d delivering (pid %d, claim owner %s)",
+                config.index,
+                os.getpid(),
+                store.outbox.owner,
+            )
             await stop.wait()
         finally:
             transport.close()
@@ -195,9 +212,11 @@ class WorkerPool:
     """The server's delivery processes: starts ``count`` of them, wakes them when
     callbacks are queued, restarts one that exits on its own, stops them all.
 
-    ``release_claims`` hands back every in-flight claim (the server's
-    ``_release_stale_claims``); the pool calls it before restarting a crashed worker
-    when that worker was the only one, so what it held goes out at once.
+    Each process start gets a fresh claim owner (in its configuration).
+    ``release_owner`` hands back the in-flight claims of one owner (the store's
+    ``outbox.release_owner``); the pool calls it as soon as a worker's process has
+    exited on its own, then wakes the workers, so what the dead worker held goes out
+    again at once while the live workers keep theirs.
     """
 
     def __init__(
@@ -205,16 +224,17 @@ class WorkerPool:
         config: WorkerConfig,
         count: int,
         *,
-        release_claims: Callable[[], Awaitable[object]] | None = None,
+        release_owner: Callable[[str], Awaitable[object]] | None = None,
         python: str = sys.executable,
     ) -> None:
         if count < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, not {count}")
         self._config = config
         self._count = count
-        self._release_claims = release_claims
+        self._release_owner = release_owner
         self._python = python
         self._procs: list[asyncio.subprocess.Process | None] = [None] * count
+        self._owners: list[str] = [""] * count
         self._supervisors: list[asyncio.Task[None]] = []
         self._closing = asyncio.Event()
         self._wake_scheduled = False
@@ -288,8 +308,10 @@ class WorkerPool:
         self._procs = [None] * self._count
 
     async def _spawn(self, index: int) -> None:
+        owner = new_claim_owner(f"callback-worker-{index}")
+        self._owners[index] = owner
         env = dict(os.environ)
-        env[CONFIG_ENV] = dataclasses.replace(self._config, index=index).to_json()
+        env[CONFIG_ENV] = dataclasses.replace(self._config, index=index, claim_owner=owner).to_json()
         self._procs[index] = await asyncio.create_subprocess_exec(
             self._python,
             "-m",
@@ -318,19 +340,13 @@ class WorkerPool:
                     ran,
                     backoff,
                 )
+                await self._hand_back(index)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(backoff):
                     await self._closing.wait()
             if self._closing.is_set():
                 return
             backoff = min(backoff * 2, RESTART_MAX)
-            if self._count == 1 and self._release_claims is not None:
-                try:
-                    await self._release_claims()  # nobody else holds claims: send them again now
-                except Exception:
-                    log.exception(
-                        "handing back the crashed worker's claims failed; they wait for their lease"
-                    )
             try:
                 await self._spawn(index)
             except Exception:
@@ -340,6 +356,25 @@ class WorkerPool:
                 )
             else:
                 self.restarts += 1
+
+    async def _hand_back(self, index: int) -> None:
+        """Release the claims of worker ``index``'s exited process (its owner claims no
+        more: the process is gone) and wake the others to send them now."""
+        owner = self._owners[index]
+        if self._release_owner is None or not owner:
+            return
+        try:
+            released = await self._release_owner(owner)
+        except Exception:
+            log.exception(
+                "handing back the claims of callback worker %d failed; they wait for their lease", index
+            )
+            return
+        if isinstance(released, int) and released:
+            log.warning(
+                "callbacks: %d were being sent by callback worker %d; sending them again", released, index
+            )
+        self.wake()
 
 
 if __name__ == "__main__":

@@ -204,6 +204,24 @@ class DurableOutbox(Outbox, Protocol):
     """Seconds a claim lasts; an unfinished claimed delivery becomes claimable again
     after it (a crashed deliverer). Must exceed the deliverer's total timeout."""
 
+    owner: str
+    """Who claims through this object: recorded with every claim (a fresh
+    :func:`~ringline.server.webhooks.new_claim_owner` by default; a callback worker sets
+    the one its server gave it). May be changed at any time; applies to later claims."""
+
+    async def release_owner(self, owner: str) -> int:
+        """Put every in-flight delivery claimed by ``owner`` back to *pending*, as
+        :meth:`release` does (no attempt counted; due at once, since it was due when
+        claimed); returns how many. Call it only once the deliverer of ``owner`` is dead
+        (its process exited), then wake the deliverers; its claims go out again with the
+        same event ids instead of waiting for their lease."""
+        ...
+
+    async def claim_owners(self) -> dict[str, str]:
+        """Event id -> owner of every in-flight delivery (few: at most what the
+        deliverers have under way)."""
+        ...
+
     async def get_delivery(self, event_id: str) -> OutboxEntry | None:
         """The entry of ``event_id``, or None if the outbox has none (never queued, or
         purged)."""

@@ -8,8 +8,9 @@ The tables (schema migration 3 of both stores):
 ``created_at`` (creation, shown to operators), ``window_start`` (start of the give-up
 window: ``created_at``, or the last :meth:`~.base.DurableOutbox.redeliver`; claims return
 it as ``Delivery.created_at``), ``state`` (a :class:`DeliveryState` value), ``next_at``,
-``attempts``, ``leased_until`` (claims), ``last_attempt_at`` / ``last_status`` /
-``last_error``, ``finished_at``, and ``head``.
+``attempts``, ``leased_until`` and ``claimed_by`` (claims: the lease's end and the
+claim owner of the last claim, added by migration 6), ``last_attempt_at`` /
+``last_status`` / ``last_error``, ``finished_at``, and ``head``.
 
 ``webhook_gone``: the urls that answered ``410 Gone``, with when.
 

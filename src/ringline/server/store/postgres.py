@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
-from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry
+from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry, new_claim_owner
 from .base import (
     DeleteSession,
     FinishCall,
@@ -94,7 +94,7 @@ from .sqlite import CommitStats, GroupCommitter, last_profiles
 __all__ = ["SCHEMA_VERSION", "PostgresOutbox", "PostgresStore"]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _log = logging.getLogger(__name__)
 
@@ -254,6 +254,14 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        6,
+        (
+            # Who holds each claim (the deliverer's claim owner), so the claims of a
+            # crashed callback worker are handed back at once (release_owner).
+            "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -359,7 +367,7 @@ _SQL_CLAIM = f"""
         SELECT event_id FROM (SELECT * FROM due UNION ALL SELECT * FROM expired) AS c
         ORDER BY next_at, created_at, sequence LIMIT $2
     )
-    UPDATE outbox AS o SET state = 'in_flight', leased_until = $3
+    UPDATE outbox AS o SET state = 'in_flight', leased_until = $3, claimed_by = $4
     FROM picked WHERE o.event_id = picked.event_id
     RETURNING {_RETURNED}
 """
@@ -454,6 +462,13 @@ _SQL_RELEASE = """
     WHERE event_id = ANY($1::text[]) AND state = 'in_flight'
     RETURNING url, call_id
 """
+# In-flight rows are heads: the partial index of in-flight heads holds every claim.
+_SQL_RELEASE_OWNER = """
+    UPDATE outbox SET state = 'pending', leased_until = 0
+    WHERE head AND state = 'in_flight' AND claimed_by = $1
+    RETURNING url, call_id
+"""
+_SQL_CLAIM_OWNERS = "SELECT event_id, claimed_by FROM outbox WHERE head AND state = 'in_flight'"
 _SQL_DUE_NOW = "UPDATE outbox SET next_at = LEAST(next_at, $1) WHERE event_id = $2"
 _SQL_REOPEN = """
     UPDATE outbox SET state = 'pending', next_at = $1, window_start = $1, finished_at = NULL,
@@ -940,13 +955,15 @@ class PostgresOutbox:
     Usable while the store is open. Claims, marks, releases, redeliveries and purges go
     in rounds of one transaction on one pooled connection (see the module doc); reads
     use the pool. Semantics: those of :class:`~ringline.server.webhooks.MemoryOutbox`;
-    see :class:`~.base.DurableOutbox`. ``lease`` (seconds) may be changed at any time;
-    it applies to later claims.
+    see :class:`~.base.DurableOutbox`. ``lease`` (seconds) and ``owner`` (recorded with
+    each claim, see :meth:`release_owner`) may be changed at any time; they apply to
+    later claims.
     """
 
     def __init__(self, store: PostgresStore, lease: float = DEFAULT_LEASE) -> None:
         self._store = store
         self.lease = check_lease(lease)
+        self.owner = new_claim_owner()
 
     def _pool(self) -> Any:
         self._store._check_open()
@@ -955,11 +972,12 @@ class PostgresOutbox:
     # -- the deliverer's protocol
 
     async def claim_due(self, now: float, limit: int) -> list[Delivery]:
-        """Claim up to ``limit`` due deliveries (per (url, call) only the head)."""
-        lease = self.lease
+        """Claim up to ``limit`` due deliveries (per (url, call) only the head), as
+        :attr:`owner`."""
+        lease, owner = self.lease, self.owner
 
         async def op(conn: Any) -> list[Delivery]:
-            rows = await conn.fetch(_SQL_CLAIM, now, limit, now + lease)
+            rows = await conn.fetch(_SQL_CLAIM, now, limit, now + lease, owner)
             rows = sorted(rows, key=lambda r: (float(r[9]), float(r[6]), int(r[3])))
             return [claimed_from_row(r) for r in rows]
 
@@ -1023,6 +1041,23 @@ class PostgresOutbox:
             await self._store._op(op)
         else:
             self._store._check_open()
+
+    async def release_owner(self, owner: str) -> int:
+        """Put every in-flight delivery claimed by ``owner`` back to pending (see
+        DurableOutbox.release_owner); returns how many. Then wake the deliverers."""
+
+        async def op(conn: Any) -> int:
+            rows = await conn.fetch(_SQL_RELEASE_OWNER, owner)
+            for url, call_id in dict.fromkeys((str(r[0]), str(r[1])) for r in rows):
+                await _recompute_head(conn, url, call_id)
+            return len(rows)
+
+        return await self._store._op(op)
+
+    async def claim_owners(self) -> dict[str, str]:
+        """Event id -> owner of every in-flight delivery."""
+        rows = await self._pool().fetch(_SQL_CLAIM_OWNERS)
+        return {str(r[0]): str(r[1]) for r in rows}
 
     # -- operators
 

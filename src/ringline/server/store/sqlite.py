@@ -45,7 +45,7 @@ from typing import Any, TypeVar, cast
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
-from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry
+from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry, new_claim_owner
 from .base import (
     DeleteSession,
     FinishCall,
@@ -111,7 +111,7 @@ __all__ = [
 ]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _T = TypeVar("_T")
 
@@ -351,6 +351,14 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        6,
+        (
+            # Who holds each claim (the deliverer's claim owner), so the claims of a
+            # crashed callback worker are handed back at once (release_owner).
+            "ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -436,7 +444,16 @@ _SQL_CLAIM = f"""
     )
     ORDER BY next_at, created_at, sequence LIMIT ?2
 """
-_SQL_TAKE = "UPDATE outbox SET state = 'in_flight', leased_until = ? WHERE event_id = ?"
+_SQL_TAKE = "UPDATE outbox SET state = 'in_flight', leased_until = ?, claimed_by = ? WHERE event_id = ?"
+# In-flight rows are heads: the partial index of in-flight heads holds every claim.
+_SQL_CLAIMS_OF = """
+    SELECT event_id, url, call_id FROM outbox INDEXED BY outbox_expired
+    WHERE head = 1 AND state = 'in_flight' AND claimed_by = ?
+"""
+_SQL_CLAIM_OWNERS = """
+    SELECT event_id, claimed_by FROM outbox INDEXED BY outbox_expired
+    WHERE head = 1 AND state = 'in_flight'
+"""
 _SQL_STATE_OF = "SELECT state, url, call_id, next_at FROM outbox WHERE event_id = ?"
 # Restores the head invariant of one (url, call_id): flips `head` on the open rows
 # where it is wrong (at most two: the old head and the new one).
@@ -1024,22 +1041,25 @@ class SqliteOutbox:
     Claims, marks, releases, redeliveries and purges go in rounds of one transaction
     (see the module doc), reads go straight to the thread. Semantics: those of
     :class:`~ringline.server.webhooks.MemoryOutbox`; see :class:`~.base.DurableOutbox`.
-    ``lease`` (seconds) may be changed at any time; it applies to later claims.
+    ``lease`` (seconds) and ``owner`` (recorded with each claim, see
+    :meth:`release_owner`) may be changed at any time; they apply to later claims.
     """
 
     def __init__(self, store: SqliteStore, lease: float = DEFAULT_LEASE) -> None:
         self._store = store
         self.lease = check_lease(lease)
+        self.owner = new_claim_owner()
 
     # -- the deliverer's protocol
 
     async def claim_due(self, now: float, limit: int) -> list[Delivery]:
-        """Claim up to ``limit`` due deliveries (per (url, call) only the head)."""
-        lease = self.lease
+        """Claim up to ``limit`` due deliveries (per (url, call) only the head), as
+        :attr:`owner`."""
+        lease, owner = self.lease, self.owner
 
         def op(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(_SQL_CLAIM, (now, limit)).fetchall()
-            conn.executemany(_SQL_TAKE, [(now + lease, r[0]) for r in rows])
+            conn.executemany(_SQL_TAKE, [(now + lease, owner, r[0]) for r in rows])
             return [claimed_from_row(r) for r in rows]
 
         if limit <= 0:
@@ -1113,6 +1133,24 @@ class SqliteOutbox:
             await self._store._op(op)
         else:
             self._store._check_open()
+
+    async def release_owner(self, owner: str) -> int:
+        """Put every in-flight delivery claimed by ``owner`` back to pending (see
+        DurableOutbox.release_owner); returns how many. Then wake the deliverers."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(_SQL_CLAIMS_OF, (owner,)).fetchall()
+            conn.executemany(_SQL_RELEASE, [(r[0],) for r in rows])
+            for url, call_id in dict.fromkeys((str(r[1]), str(r[2])) for r in rows):
+                _recompute_head(conn, url, call_id)
+            return len(rows)
+
+        return await self._store._op(op)
+
+    async def claim_owners(self) -> dict[str, str]:
+        """Event id -> owner of every in-flight delivery."""
+        rows = await self._store._read(self._store._fetchall, _SQL_CLAIM_OWNERS, ())
+        return {str(e): str(o) for e, o in rows}
 
     # -- operators
 

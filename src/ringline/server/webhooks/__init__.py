@@ -28,6 +28,7 @@ from .delivery import (
     OutboxEntry,
     WebhookCredentials,
     encode_body,
+    new_claim_owner,
     new_delivery,
     new_event_id,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "WebhookVerificationError",
     "encode_body",
     "generate_secret",
+    "new_claim_owner",
     "new_delivery",
     "new_event_id",
     "next_attempt",

@@ -89,6 +89,7 @@ __all__ = [
     "OutboxEntry",
     "WebhookCredentials",
     "encode_body",
+    "new_claim_owner",
     "new_delivery",
     "new_event_id",
 ]
@@ -224,6 +225,14 @@ os.register_at_fork(after_in_child=_event_ids.reseed)
 def new_event_id() -> str:
     """A fresh event id, ``evt_<32 hex>``: unique, not secret (do not use it as a token)."""
     return _event_ids.next()
+
+
+def new_claim_owner(label: str = "deliverer") -> str:
+    """A fresh claim owner, ``<label>-<pid>-<16 hex>``: what a durable outbox records
+    with each claim, so the claims of one deliverer (one process run) can be handed back
+    with ``release_owner`` once it is known dead. Unique even when a pid is reused (the
+    random part); set it as the outbox's ``owner`` before the deliverer starts."""
+    return f"{label}-{os.getpid()}-{os.urandom(8).hex()}"
 
 
 def encode_body(payload: Mapping[str, Any], *, event_id: str, sequence: int) -> bytes:

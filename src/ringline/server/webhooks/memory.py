@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .delivery import Delivery, DeliveryState, OutboxEntry
+from .delivery import Delivery, DeliveryState, OutboxEntry, new_claim_owner
 
 __all__ = ["MemoryOutbox"]
 
@@ -23,6 +23,7 @@ class _Row:
     next_at: float
     attempts: int = 0
     leased_until: float = 0.0
+    claimed_by: str = ""
     last_attempt_at: float | None = None
     last_status: int | None = None
     last_error: str = ""
@@ -50,13 +51,16 @@ class MemoryOutbox:
     :meth:`wait_until`.
 
     ``lease`` (seconds) is how long a claim lasts before an unfinished delivery becomes
-    claimable again; keep it above the deliverer's total timeout.
+    claimable again; keep it above the deliverer's total timeout. ``owner`` is recorded
+    with each claim (see :meth:`release_owner`); it may be changed at any time and
+    applies to later claims.
     """
 
-    def __init__(self, *, lease: float = 60.0) -> None:
+    def __init__(self, *, lease: float = 60.0, owner: str | None = None) -> None:
         if lease <= 0:
             raise ValueError("lease must be > 0 seconds")
         self.lease = lease
+        self.owner = owner if owner is not None else new_claim_owner()
         self._rows: dict[str, _Row] = {}
         self._open: dict[tuple[str, str], list[_Row]] = {}  # per (url, call): unfinished, by sequence
         self._last_sequence: dict[tuple[str, str], int] = {}
@@ -118,6 +122,7 @@ class MemoryOutbox:
         for row in claimed:
             row.state = DeliveryState.IN_FLIGHT
             row.leased_until = now + self.lease
+            row.claimed_by = self.owner
         if claimed:
             self._notify()
         return [dataclasses.replace(row.delivery, attempts=row.attempts) for row in claimed]
@@ -177,6 +182,27 @@ class MemoryOutbox:
                 row.state = DeliveryState.PENDING
                 row.leased_until = 0.0
         self._notify()
+
+    async def release_owner(self, owner: str) -> int:
+        """Put every in-flight delivery claimed by ``owner`` back to pending, as
+        :meth:`release` does; returns how many. Only for an owner known to be dead."""
+        rows = [
+            r for r in self._rows.values() if r.state is DeliveryState.IN_FLIGHT and r.claimed_by == owner
+        ]
+        for row in rows:
+            row.state = DeliveryState.PENDING
+            row.leased_until = 0.0
+        if rows:
+            self._notify()
+        return len(rows)
+
+    async def claim_owners(self) -> dict[str, str]:
+        """Event id -> owner of every in-flight delivery."""
+        return {
+            r.delivery.event_id: r.claimed_by
+            for r in self._rows.values()
+            if r.state is DeliveryState.IN_FLIGHT
+        }
 
     # -- inspection
 
