@@ -12,9 +12,10 @@ with a message saying how to start it. The fixtures live in ``conftest.py`` (sha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1052,6 +1053,26 @@ async def test_a_version_3_database_upgrades_and_counts_its_records(backend: Bac
         await new.close()
 
 
+@contextlib.asynccontextmanager
+async def old_version(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, version: int
+) -> AsyncIterator[SqliteStore | PostgresStore]:
+    """The backend's store opened by its own code as it was at schema ``version`` (its
+    migrations up to that one), not by dropping tables afterwards; closed on exit."""
+    module: Any = sqlite_store if backend.name == "sqlite-file" else postgres_store
+    with monkeypatch.context() as old_code:
+        old_code.setattr(module, "SCHEMA_VERSION", version)
+        old_code.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:version])
+        old = backend.make()
+        await old.open()
+        try:
+            assert isinstance(old, SqliteStore | PostgresStore)
+            assert await old.schema_version() == version
+            yield old
+        finally:
+            await old.close()
+
+
 # Only stores that outlive their connection (an in-memory one cannot be reopened).
 @pytest.mark.parametrize("backend", ["sqlite-file", "postgres"], indirect=True)
 async def test_a_version_4_database_made_by_the_old_code_upgrades_to_profiles(
@@ -1059,21 +1080,11 @@ async def test_a_version_4_database_made_by_the_old_code_upgrades_to_profiles(
 ) -> None:
     """The version 4 database is created by the store's own code as it was before
     version 5 (its migrations up to 4), not by dropping tables afterwards."""
-    module: Any = sqlite_store if backend.name == "sqlite-file" else postgres_store
     rec = make_record("c-1", start=T0)
-    with monkeypatch.context() as old_code:
-        old_code.setattr(module, "SCHEMA_VERSION", 4)
-        old_code.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:4])
-        old = backend.make()
-        await old.open()
-        try:
-            assert isinstance(old, SqliteStore | PostgresStore)
-            assert await old.schema_version() == 4
-            await old.apply([finish(rec), SetGroupMembers("g", ("alice",)), SaveSession(session("tok"))])
-            with pytest.raises(Exception, match="profiles"):  # no such table yet
-                await old.apply([SaveProfile("alice", "Alice", "", T0)])
-        finally:
-            await old.close()
+    async with old_version(backend, monkeypatch, 4) as old:
+        await old.apply([finish(rec), SetGroupMembers("g", ("alice",)), SaveSession(session("tok"))])
+        with pytest.raises(Exception, match="profiles"):  # no such table yet
+            await old.apply([SaveProfile("alice", "Alice", "", T0)])
 
     new = backend.make()
     await new.open()
@@ -1157,21 +1168,11 @@ async def test_a_version_5_database_made_by_the_old_code_upgrades_to_claim_owner
     """The version 5 database is created by the store's own code as it was before
     version 6 (its migrations up to 5); its queued deliveries are claimed with owners
     after the upgrade."""
-    module: Any = sqlite_store if backend.name == "sqlite-file" else postgres_store
     queued = [delivery("c-1", 1), delivery("c-1", 2), delivery("c-2", 1)]
-    with monkeypatch.context() as old_code:
-        old_code.setattr(module, "SCHEMA_VERSION", 5)
-        old_code.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:5])
-        old = backend.make()
-        await old.open()
-        try:
-            assert isinstance(old, SqliteStore | PostgresStore)
-            assert await old.schema_version() == 5
-            await old.apply([finish(make_record("c-1", start=T0)), QueueDeliveries(tuple(queued))])
-            with pytest.raises(Exception, match="claimed_by"):  # no such column yet
-                await old.outbox.claim_owners()
-        finally:
-            await old.close()
+    async with old_version(backend, monkeypatch, 5) as old:
+        await old.apply([finish(make_record("c-1", start=T0)), QueueDeliveries(tuple(queued))])
+        with pytest.raises(Exception, match="claimed_by"):  # no such column yet
+            await old.outbox.claim_owners()
 
     new = backend.make()
     await new.open()
