@@ -215,16 +215,26 @@ async def local(tmp_path: Path) -> AsyncIterator[Local]:
         await runner.cleanup()
 
 
-async def test_a_request_sent_again_while_its_first_copy_runs_is_answered_once(
+async def calls_held_in_store(
     local: Local, clients: list[Raw], monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Gate, Raw, Raw, tuple[int, str]]:
+    """Users a and b; a sends `calls` to b while the store's writes are held by the
+    returned gate, so the request runs but its answer waits (durable first). Returns
+    the gate, a, b and the request (id, frame text) to send again."""
     gate = Gate(local.hub.store.apply)
     monkeypatch.setattr(local.hub.store, "apply", gate)
     a, _ = await user(local, clients, "a")
     b, ub = await user(local, clients, "b")
-    gate.armed = True  # writes wait, so does the answer to `calls` (durable first)
-    rid, text = frame(a, "calls", user_ids=[ub], media_type=1)
-    await a.send(text)
+    gate.armed = True
+    request = frame(a, "calls", user_ids=[ub], media_type=1)
+    await a.send(request[1])
+    return gate, a, b, request
+
+
+async def test_a_request_sent_again_while_its_first_copy_runs_is_answered_once(
+    local: Local, clients: list[Raw], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, a, b, (rid, text) = await calls_held_in_store(local, clients, monkeypatch)
     await gate.entered.wait()  # the first copy is running
     await a.send(text)  # a copy on the same connection
     await barrier(a)  # (get_state only reads: answered at once)
@@ -247,13 +257,7 @@ async def test_a_request_sent_again_while_its_first_copy_runs_is_answered_once(
 async def test_an_answer_made_while_disconnected_is_sent_when_the_request_comes_again(
     local: Local, clients: list[Raw], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gate = Gate(local.hub.store.apply)
-    monkeypatch.setattr(local.hub.store, "apply", gate)
-    a, _ = await user(local, clients, "a")
-    b, ub = await user(local, clients, "b")
-    gate.armed = True  # writes wait, so does the answer to `calls` (durable first)
-    rid, text = frame(a, "calls", user_ids=[ub], media_type=1)
-    await a.send(text)
+    gate, a, b, (rid, text) = await calls_held_in_store(local, clients, monkeypatch)
     await gate.entered.wait()
     await a.drop()
     session = local.hub.sessions[a.session]
