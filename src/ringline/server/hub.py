@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -43,6 +43,9 @@ from .callbacks import CallbackTargets, plan_deliveries
 from .config import Settings
 from .store import base as st
 from .webhooks.delivery import Delivery
+
+if TYPE_CHECKING:
+    from .ws import RequestAnswers
 
 __all__ = ["Hub", "Session"]
 
@@ -72,6 +75,9 @@ class Session:
     wake: asyncio.Event | None = None
     restored: bool = False
     closed: bool = False
+    #: answers kept for requests sent again after a resume (``ws.RequestAnswers``;
+    #: made at the session's first request that changes state)
+    answers: RequestAnswers | None = None
 
     def row(self) -> st.SessionRow:
         return st.SessionRow(

@@ -224,7 +224,7 @@ class WorkerPool:
         config: WorkerConfig,
         count: int,
         *,
-        release_owner: Callable[[str], Awaitable[object]] | None = None,
+        release_owner: Callable[[str], Awaitable[int]] | None = None,
         python: str = sys.executable,
     ) -> None:
         if count < 1:
@@ -370,7 +370,7 @@ class WorkerPool:
                 "handing back the claims of callback worker %d failed; they wait for their lease", index
             )
             return
-        if isinstance(released, int) and released:
+        if released:
             log.warning(
                 "callbacks: %d were being sent by callback worker %d; sending them again", released, index
             )

@@ -50,9 +50,6 @@ ANSWER_BYTES_KEPT = 32 * 1024
 #: Requests that only read: one sent again simply runs again (its answer, up to 200
 #: call records, would be costly to keep for every session).
 RERUNNABLE_OPS = frozenset({"query_recent_calls", "get_state"})
-#: The table of answers is swept of ended sessions when it grows past this (then twice
-#: its live size), so the sweep costs O(1) per login on average.
-_SWEEP_MIN = 1024
 
 
 class BadParam(LocalCallError):
@@ -143,8 +140,9 @@ class _Conn:
         self.flood_since = 0.0
 
 
-class _Answers:
-    """The answers one session's requests got, by request ``id``.
+class RequestAnswers:
+    """The answers one session's requests got, by request ``id`` (``Session.answers``,
+    made at its first request that changes state, gone with the session).
 
     ``running``: requests being processed, with a fingerprint of the frame and the
     connection its latest copy came on (the answer goes there, if that connection is
@@ -182,8 +180,6 @@ class WsHandler:
         self.secret_key = secret_key
         self.sdk_app_id = sdk_app_id
         self._background: set[asyncio.Task[Any]] = set()
-        self._answers: dict[Session, _Answers] = {}
-        self._sweep_at = _SWEEP_MIN
         s = hub.settings
         self.rate = s.rate_limit_per_s
         self.max_frame = s.max_frame_bytes
@@ -292,7 +288,7 @@ class WsHandler:
         self._send(conn, _dumps({"re": rid, "ok": False, "code": int(code), "message": message}))
 
     # Answers to the ops of a logged-in session go through these two: they are
-    # remembered for a copy of the request sent again (see _Answers).
+    # remembered for a copy of the request sent again (see RequestAnswers).
 
     def _ok(self, conn: _Conn, rid: int, result: Any) -> None:
         self._answer(conn, rid, _dumps({"re": rid, "ok": True, "result": result}))
@@ -302,7 +298,7 @@ class WsHandler:
 
     def _answer(self, conn: _Conn, rid: int, text: str) -> None:
         s = conn.session
-        answers = self._answers.get(s) if s is not None else None
+        answers = s.answers if s is not None else None
         entry = answers.running.pop(rid, None) if answers is not None else None
         if s is None or answers is None or entry is None:
             self._send(conn, text)
@@ -315,16 +311,7 @@ class WsHandler:
         if latest.ws is s.ws:
             self._send(latest, text)
 
-    def _answers_of(self, s: Session) -> _Answers:
-        answers = self._answers.get(s)
-        if answers is None:
-            if len(self._answers) >= self._sweep_at:
-                self._answers = {k: v for k, v in self._answers.items() if not k.closed}
-                self._sweep_at = max(_SWEEP_MIN, 2 * len(self._answers))
-            answers = self._answers[s] = _Answers()
-        return answers
-
-    def _seen(self, conn: _Conn, answers: _Answers, rid: int, fingerprint: int) -> bool:
+    def _seen(self, conn: _Conn, answers: RequestAnswers, rid: int, fingerprint: int) -> bool:
         """True if request ``rid`` was received before in this session (it is answered
         here or when its first copy is done; it does not run again)."""
         done = answers.done.get(rid)
@@ -428,7 +415,9 @@ class WsHandler:
             if op in RERUNNABLE_OPS:
                 handler(conn, rid, req)
                 return
-            answers = self._answers_of(conn.session)
+            answers = conn.session.answers
+            if answers is None:
+                answers = conn.session.answers = RequestAnswers()
             fingerprint = hash(data)
             if self._seen(conn, answers, rid, fingerprint):
                 return
