@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -10,8 +9,40 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from needs import PG_DSN, in_ci, missing
 from rawclient import Raw
 from serverproc import ServerProcess
+
+# ----------------------------------------------------------------- nothing skips in CI
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI a run with any skipped test fails (tests/needs.py): scripts/test
+    installs and starts every dependency, so a skip there hides a broken step."""
+    if in_ci() and _skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if in_ci() and _skipped:
+        terminalreporter.write_line(
+            f"FAILED: {len(_skipped)} test(s) skipped under CI, where nothing may skip "
+            f"(tests/needs.py): {', '.join(_skipped[:20])}",
+            red=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +65,7 @@ async def clients(server: ServerProcess) -> AsyncIterator[list[Raw]]:
         await c.close()
 
 
-ADMIN_DSN = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_DSN = PG_DSN
 
 
 @pytest.fixture
@@ -47,9 +78,10 @@ async def pg_url() -> AsyncIterator[str]:
     try:
         conn = await asyncpg.connect(ADMIN_DSN, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(
-            f"PostgreSQL is absent at {ADMIN_DSN} ({exc}); start it with "
-            "`pg_ctlcluster --skip-systemctl-redirect 15 main start` or set RINGLINE_TEST_PG_DSN"
+        missing(
+            f"PostgreSQL is absent at {ADMIN_DSN} ({exc}); run ./scripts/test (it starts it), "
+            "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` "
+            "or set RINGLINE_TEST_PG_DSN"
         )
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')

@@ -19,7 +19,10 @@ _IDS = itertools.count(1)
 
 class Raw:
     """One WebSocket speaking docs/protocol.md by hand. Pushes are collected in
-    :attr:`events`; :meth:`request` waits for the matching response."""
+    :attr:`events`; :meth:`request` waits for the matching response. Every text frame
+    received (answers, pushes and anything else), in arrival order, is also kept in
+    :attr:`frames`, so a test can check the order of answers and pushes
+    (:meth:`index_of`, :meth:`answer_index`)."""
 
     def __init__(self, srv: ServerProcess, *, heartbeat: float = 0.4) -> None:
         self.srv = srv
@@ -30,6 +33,8 @@ class Raw:
         self.ids = _IDS
         self.responses: dict[int | None, list[dict[str, Any]]] = {}
         self.events: list[dict[str, Any]] = []
+        #: Every text frame received on any socket of this client, in arrival order.
+        self.frames: list[dict[str, Any]] = []
         self.cond = asyncio.Condition()
         self.reader: asyncio.Task[None] | None = None
         self.closed: asyncio.Future[tuple[int | None, str]] | None = None
@@ -63,6 +68,7 @@ class Raw:
                 continue
             frame = json.loads(msg.data)
             async with self.cond:
+                self.frames.append(frame)
                 if "ev" in frame:
                     self.events.append(frame)
                     self.last_seq = frame["seq"]
@@ -136,6 +142,21 @@ class Raw:
                 seen = [e["ev"] for e in self.events]
                 raise TimeoutError(f"no {name} {match} within {timeout}s; saw {seen}") from None
             return found[0]
+
+    def index_of(self, frame: dict[str, Any]) -> int:
+        """Where ``frame`` (an object :meth:`request`, :meth:`event` or :attr:`events`
+        returned) is in :attr:`frames`; ``ValueError`` if it was never received."""
+        for i, f in enumerate(self.frames):
+            if f is frame:
+                return i
+        raise ValueError(f"{frame} was not received by this client")
+
+    def answer_index(self, rid: int | None) -> int:
+        """Where the (first) answer to request ``rid`` is in :attr:`frames`."""
+        for i, f in enumerate(self.frames):
+            if "re" in f and f["re"] == rid:
+                return i
+        raise ValueError(f"no answer to request {rid} was received")
 
     def names(self, call_id: str | None = None) -> list[str]:
         return [e["ev"] for e in self.events if call_id is None or e["args"].get("call_id") == call_id]

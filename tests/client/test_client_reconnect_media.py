@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from client_fakes import SDK_APP_ID, SIG, EngineFactory, FakeServer
 
+from needs import import_or_missing
 from ringline.client import CallEngine
 from ringline.client._codec import Event
 from ringline.testing import RecordingObserver
 
-pytest.importorskip("aiortc", reason="the media extra is not installed")
+import_or_missing("aiortc", "the media extra is not installed (pip install -e '.[dev]')")
 
 
 def join(user: str) -> dict[str, Any]:

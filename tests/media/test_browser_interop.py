@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from netns import loopback_netns, run_in
 from turn import require_turnserver, turn_server
+
+from needs import missing
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -17,9 +18,7 @@ def _require_browser() -> None:
     """Skip without Chromium or Playwright; in CI (which installs both) fail instead."""
     reason = _missing()
     if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        missing(reason)
 
 
 def _missing() -> str | None:

@@ -2,12 +2,13 @@
 (``test_store_conformance.py``, ``test_outbox_conformance.py``).
 
 Fixtures: ``backend`` runs a test against ``sqlite-file`` (a file under ``tmp_path``),
-``sqlite-memory`` and ``postgres`` (the server at ``RINGLINE_TEST_PG_DSN``, default
-``postgresql://postgres@127.0.0.1:5432/test``; each test gets its own schema, dropped
-afterwards); ``store`` is an open store of that backend; ``open_backend(name)`` builds
-one backend by name for fixtures with other backend lists. If PostgreSQL is unreachable
-the suite tries to start the local cluster once, and otherwise skips the ``postgres``
-param with a message saying how to start it.
+``sqlite-memory`` and ``postgres`` (the server at ``needs.PG_DSN``, i.e.
+``RINGLINE_TEST_PG_DSN`` or ``postgresql://postgres@127.0.0.1:5432/postgres``; each test
+gets its own schema, dropped afterwards); ``store`` is an open store of that backend;
+``open_backend(name)`` builds one backend by name for fixtures with other backend
+lists. If PostgreSQL is unreachable the suite tries to start the local cluster once,
+and otherwise skips the ``postgres`` param with a message saying how to start it
+(under CI it fails: tests/needs.py).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+from needs import PG_DSN, missing
 from ringline.server.store import PostgresStore, SqliteStore, Store
 
-PG_DSN = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_START_HINT = (
     "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
     " or point RINGLINE_TEST_PG_DSN at a server"
@@ -115,7 +116,7 @@ async def _open_backend(name: str, tmp_path: Path, pg_unavailable: str | None) -
         yield Backend(name, False, lambda: SqliteStore(":memory:"))
     else:
         if pg_unavailable is not None:
-            pytest.skip(pg_unavailable)
+            missing(pg_unavailable)
         import asyncpg
 
         schema = f"ringline_test_{uuid.uuid4().hex[:16]}"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
+from needs import import_or_missing
 from rawclient import Raw
 from serverproc import ServerProcess, unique
 
-asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is part of the dev extra")
+asyncpg = import_or_missing("asyncpg", "asyncpg is part of the dev extra (pip install -e '.[dev]')")
 
 
 async def test_calls_are_recorded_in_postgres_and_survive_a_restart(tmp_path: Path, pg_url: str) -> None:

@@ -2,7 +2,7 @@
 
 Every test that takes the ``store`` or ``backend`` fixture runs against each backend:
 ``sqlite-file`` (a file under ``tmp_path``), ``sqlite-memory`` and ``postgres`` (the
-server at ``RINGLINE_TEST_PG_DSN``, default ``postgresql://postgres@127.0.0.1:5432/test``;
+server at ``RINGLINE_TEST_PG_DSN``, default ``postgresql://postgres@127.0.0.1:5432/postgres``;
 each test gets its own schema, dropped afterwards). If PostgreSQL is unreachable the
 suite tries to start the local cluster once, and otherwise skips the ``postgres`` param
 with a message saying how to start it. The fixtures live in ``conftest.py`` (shared with
