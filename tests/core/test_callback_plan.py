@@ -9,7 +9,7 @@ import pytest
 from test_machine import Harness
 
 from ringline.core.enums import MediaType
-from ringline.core.machine import AdminEndCall, CallFact, Notify
+from ringline.core.machine import AdminEndCall, CallFact, Ignore, Notify
 from ringline.core.types import RoomId
 from ringline.server.callbacks import CallbackTargets, plan_deliveries
 from ringline.server.openapi import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
@@ -237,3 +237,36 @@ def test_ephemeral_calls_cause_no_callbacks(h: Harness) -> None:
     cid = h.call("A", ["B"], is_ephemeral_call=True)
     h.hangup("A", cid)
     assert plan(h, cid) == []
+
+
+def test_member_changed_action_types_are_spelled_as_the_vendor_sends_them(h: Harness) -> None:
+    cid = h.call("A", ["B", "C"])
+    h.hangup("A", cid)
+    changed = [b for _, c, b in plan(h, cid) if c == "Call.CallbackAfterMemberChanged"]
+    assert changed[0]["ChangedUserList"] == [
+        {"User_Account": "B", "ActionType": "Cancel_Invite"},
+        {"User_Account": "C", "ActionType": "Cancel_Invite"},
+    ]
+
+
+def test_ignore_sends_callee_ignore_call_and_no_v4_callback(h: Harness) -> None:
+    cid = h.call("A", ["B"], timeout=5)
+    h.req(Ignore("B", cid))
+    p = plan(h, cid)
+    assert [(c, b["UserId"], b["Role"], b["Event"]) for _, c, b in p if c == "callee_ignore_call"] == [
+        ("callee_ignore_call", "B", "callee", "ignore_call")
+    ]
+    # the invite rings on: the v4 callbacks are the start only, then the timeout
+    assert [c for _, c, _ in p if c.startswith("Call.")] == ["Call.CallbackAfterStartCall"]
+    h.advance(6)
+    assert ("callee_not_answer_call", "B", "") in v1_brief(plan(h, cid))
+    seqs = [s for s, _, _ in plan(h, cid)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_an_automatic_busy_reject_is_reported_as_the_callee_ignoring(h: Harness) -> None:
+    busy = h.call("C", ["D"])
+    cid = h.call("A", ["D"])
+    brief = v1_brief(plan(h, cid))
+    assert brief.index(("callee_ignore_call", "D", "")) + 1 == brief.index(("caller_call_busy", "A", ""))
+    h.hangup("C", busy)

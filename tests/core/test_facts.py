@@ -77,7 +77,7 @@ def test_cancel_marks_every_ringing_invitee_cancelled(h: Harness) -> None:
     h.hangup("A", cid)
     assert [brief(f) for f in facts(h, cid)] == [
         ("start",),
-        ("member", (("B", "CancelInvite"), ("C", "CancelInvite"))),
+        ("member", (("B", "Cancel_Invite"), ("C", "Cancel_Invite"))),
         ("end",),
     ]
 

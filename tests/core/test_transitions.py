@@ -23,6 +23,7 @@ from ringline.core.machine import (
     InviteUser,
     Join,
     Logout,
+    Notify,
     Reject,
     SetDeviceFlag,
     SwitchMediaType,
@@ -160,6 +161,17 @@ def unchanged_call(h: Harness, cid: str, dev: str, before: Any, op: Op) -> None:
     assert not any(a.get("call_id") == cid for evs in h.events.values() for _, a in evs)
 
 
+def ignored(h: Harness, cid: str, dev: str, before: Any, op: Op) -> None:
+    """Nothing changes for the call but the count of its facts: one ``ignore`` fact."""
+    snap = h.sb.calls[cid].to_snapshot()
+    was = before[0][cid][0]
+    assert snap["fact_seq"] == was["fact_seq"] + 1
+    assert {**snap, "fact_seq": 0} == {**was, "fact_seq": 0}
+    assert not any(a.get("call_id") == cid for evs in h.events.values() for _, a in evs)
+    facts = [a.fact for a in h.batches[-1] if isinstance(a, Notify)]
+    assert [(f.kind, f.data["user_id"]) for f in facts] == [("ignore", dev)]
+
+
 def accepted(h: Harness, cid: str, dev: str, before: Any, op: Op) -> None:
     call = h.sb.calls[cid]
     assert call.state_of(dev) is S.CONNECTED
@@ -207,7 +219,7 @@ def dropped(h: Harness, cid: str, dev: str, before: Any, op: Op) -> None:
 CHECKS: dict[Outcome, Check] = {
     Outcome.ACCEPT: accepted,
     Outcome.REJECT: rejected,
-    Outcome.IGNORE: unchanged_call,
+    Outcome.IGNORE: ignored,
     Outcome.CANCEL_CALL: call_ended(CallEndReason.CANCELED),
     Outcome.LEAVE_HANGUP: left_with(CallEndReason.HANGUP),
     Outcome.LEAVE_OFFLINE: left_with(CallEndReason.OFFLINE),

@@ -332,7 +332,7 @@ async def test_v1_callback_config_lifecycle_and_error_codes(server: ServerProces
     for bad in ("www.example.com/cb", "ftp://example.com", "", "https://", 7, None):
         code, info = await v1_fail(server, "callback/set", {"address": bad, "actions": ["reject"]})
         assert code == 70001 and "http" in info, (bad, info)
-    for actions in (None, "reject", [], ["reject", "caller_call_failed"], [1]):
+    for actions in (None, "reject", [], ["reject", "caller_call_nope"], [1]):
         body: dict[str, Any] = {"address": "http://x/"}
         if actions is not None:
             body["actions"] = actions
@@ -351,6 +351,11 @@ async def test_v1_callback_config_lifecycle_and_error_codes(server: ServerProces
         == address
     )
     assert (await v1(server, "callback/get"))["actions"] == list(V1_CALLBACK_ACTIONS)
+    # every action the vendor lists is accepted, also one Ringline never sends
+    assert "caller_call_failed" in V1_CALLBACK_ACTIONS and "callee_ignore_call" in V1_CALLBACK_ACTIONS
+    vendor_list = ["caller_call_failed", "callee_ignore_call", "interrupt"]
+    assert await v1(server, "callback/set", {"address": address, "actions": vendor_list}) == address
+    assert (await v1(server, "callback/get"))["actions"] == vendor_list
     new = "https://example.org/v1?k=v"
     assert await v1(server, "callback/update", {"address": new, "actions": ["invite_user"]}) == new
     assert await v1(server, "callback/get") == {"actions": ["invite_user"], "address": new}

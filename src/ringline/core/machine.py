@@ -386,8 +386,11 @@ class CallFact:
 
     ``kind``: ``"start"`` (data: ``users``), ``"member"`` (data: ``changes``
     ``[{user_id, action}]`` with actions Accept, Reject, NotAnswer, Hangup, Join,
-    Offline, Invite, CancelInvite, LineBusy; and ``users``) or ``"end"`` (data: the
-    :class:`CallRecord` under ``record``). Every fact also has ``call``: the call as it
+    Offline, Invite, Cancel_Invite, LineBusy, spelled as the vendor's
+    ``Call.CallbackAfterMemberChanged`` does; and ``users``), ``"ignore"`` (a ringing
+    invitee ignored the call on one device; nothing changed, the invite rings on; data:
+    ``user_id`` and ``users``) or ``"end"`` (data: the :class:`CallRecord` under
+    ``record``). Every fact also has ``call``: the call as it
     is after the fact (``call_id, caller, media_type, chat_group_id, room_id, scene,
     start_time, accept_time`` (0 = never connected) and ``user_count``, every user ever
     in the call). ``users`` lists the members still in the call with status
@@ -1329,6 +1332,9 @@ class Switchboard:
             self._reject(call, m, inp.device_id, now, out, touched)
         elif res is Outcome.IGNORE:
             log.info("call %s: %s ignores on %s", call.call_id, m.user_id, inp.device_id)
+            # Nothing changes for the call (the invite rings on until its timeout), but
+            # the v1 callbacks report it (``callee_ignore_call``).
+            self._fact(out, call, "ignore", now, {"user_id": m.user_id, "users": self._users(call)})
         elif res is Outcome.CANCEL_CALL:
             self._end_call(call, CallEndReason.CANCELED, m.user_id, now, out)
         elif res is Outcome.LEAVE_HANGUP:
@@ -1399,7 +1405,7 @@ class Switchboard:
         CallEndReason.LINE_BUSY: "LineBusy",
         CallEndReason.HANGUP: "Hangup",
         CallEndReason.OFFLINE: "Offline",
-        CallEndReason.CANCELED: "CancelInvite",
+        CallEndReason.CANCELED: "Cancel_Invite",
         CallEndReason.END_BY_SERVER: "Hangup",
     }
 
@@ -1586,7 +1592,7 @@ class Switchboard:
                     "member",
                     now,
                     {
-                        "changes": [{"user_id": u, "action": "CancelInvite"} for u in cancelled],
+                        "changes": [{"user_id": u, "action": "Cancel_Invite"} for u in cancelled],
                         "users": users,
                     },
                 )

@@ -22,12 +22,15 @@ same event. A fact never causes 100 callbacks (a call has at most 9 members).
 * member changes, per change: ``Accept`` → ``callee_accept_call`` +
   ``caller_call_accepted``; ``Reject`` → ``callee_reject_call`` +
   ``caller_call_rejected``; ``NotAnswer`` → ``callee_not_answer_call`` +
-  ``caller_call_missed``; ``LineBusy`` → ``caller_call_busy``; ``CancelInvite`` →
+  ``caller_call_missed``; ``LineBusy`` → ``callee_ignore_call`` (the busy invitee, as
+  the vendor reports an automatic busy reject) + ``caller_call_busy``; ``Cancel_Invite`` →
   ``callee_call_canceled``; ``Invite`` → ``invite_user`` + ``callee_receive_call``
   (the invitee); ``Join`` → ``join_in_group_call``; ``Hangup`` → ``caller_call_end`` or
   ``callee_call_end`` (of who hung up, if connected); ``Offline`` →
   ``caller_call_interrupted`` / ``callee_call_interrupted``. The ``caller_*`` of a
   change goes to the caller only when the caller is not the user who changed.
+* ignore (a ringing invitee ignored the call on one device; no v4 callback, nothing
+  changed for the call): ``callee_ignore_call``;
 * end: ``caller_cancel_call`` if the caller cancelled; ``*_call_end`` for every member
   still connected when the call ended (``*_call_interrupted`` if the server ended it);
   then one *status* callback per user (``not_answer``, ``reject``, ``call_busy``,
@@ -115,8 +118,8 @@ def plan_deliveries(fact: CallFact, targets: CallbackTargets) -> list[Delivery]:
             )
         )
 
-    command = {"start": V4_START, "member": V4_MEMBER_CHANGED, "end": V4_END}[fact.kind]
-    if targets.v4_url and command in targets.v4_commands:
+    command = {"start": V4_START, "member": V4_MEMBER_CHANGED, "end": V4_END}.get(fact.kind, "")
+    if command and targets.v4_url and command in targets.v4_commands:
         add(targets.v4_url, command, _v4_body(fact, command))
     if targets.v1_url and targets.v1_actions:
         for v1_command, payload in _v1_callbacks(fact):
@@ -181,8 +184,10 @@ _CHANGE_EVENTS: dict[str, tuple[str | None, str | None]] = {
     "Accept": ("callee_accept_call", "caller_call_accepted"),
     "Reject": ("callee_reject_call", "caller_call_rejected"),
     "NotAnswer": ("callee_not_answer_call", "caller_call_missed"),
-    "LineBusy": (None, "caller_call_busy"),
-    "CancelInvite": ("callee_call_canceled", None),
+    # A busy invitee is rejected automatically: the vendor reports that as the
+    # callee ignoring the call.
+    "LineBusy": ("callee_ignore_call", "caller_call_busy"),
+    "Cancel_Invite": ("callee_call_canceled", None),
 }
 
 _STATUS_BY_RESULT: dict[str, str] = {
@@ -270,6 +275,8 @@ def _v1_callbacks(fact: CallFact) -> list[tuple[str, dict[str, Any]]]:
         for u in fact.data["users"]:
             if u["user_id"] != caller and u["status"] == "Waiting":
                 event(u["user_id"], "callee_receive_call")
+    elif fact.kind == "ignore":
+        event(fact.data["user_id"], "callee_ignore_call")
     elif fact.kind == "member":
         for change in fact.data["changes"]:
             user, action = change["user_id"], change["action"]

@@ -48,6 +48,7 @@ __all__ = [
     "MEMBER_RESULTS",
     "V1_CALLBACK_ACTIONS",
     "V1_CALL_RESULTS",
+    "V1_NEVER_SENT",
     "V4_CALLBACK_COMMANDS",
     "V4_CALL_RESULTS",
     "Endpoint",
@@ -189,7 +190,9 @@ V4_CALLBACK_COMMANDS: Final[tuple[str, ...]] = (
     "Call.CallbackAfterMemberChanged",
     "Call.CallbackAfterEndCall",
 )
-#: v1 ``actions``: the per-user status commands, then the per-user event commands (CALLS.md §7).
+#: v1 ``actions``: the per-user status commands, then the per-user event commands: every
+#: action the vendor lists (CALLS.md §7), also those Ringline never sends
+#: (:data:`V1_NEVER_SENT`).
 V1_CALLBACK_ACTIONS: Final[tuple[str, ...]] = (
     "not_answer",
     "reject",
@@ -203,6 +206,7 @@ V1_CALLBACK_ACTIONS: Final[tuple[str, ...]] = (
     "caller_call_rejected",
     "caller_call_busy",
     "caller_cancel_call",
+    "caller_call_failed",
     "caller_call_end",
     "caller_call_interrupted",
     "callee_receive_call",
@@ -216,6 +220,9 @@ V1_CALLBACK_ACTIONS: Final[tuple[str, ...]] = (
     "invite_user",
     "join_in_group_call",
 )
+#: v1 actions a configuration may name but Ringline never sends: a call that fails to
+#: start is refused to the placing device at once, so it has no call id to report.
+V1_NEVER_SENT: Final[frozenset[str]] = frozenset({"caller_call_failed"})
 #: v4 ``CallResult`` values.
 V4_CALL_RESULTS: Final[tuple[str, ...]] = tuple(r.value for r in CallResult)
 #: v1 ``callResult`` value of each v4 ``CallResult`` (``end_by_server`` is Ringline's own).
