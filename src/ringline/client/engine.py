@@ -56,6 +56,7 @@ from ._codec import (
     params_to_wire,
     record_from_wire,
 )
+from ._forms import Form, forms_of
 from ._session import LoginParams, Phase, Reconnected, Session, SessionEnd, cancel_and_wait
 from ._state import CallState
 from .transport import AiohttpTransport, Transport
@@ -266,7 +267,7 @@ class CallEngine:
         self._multi_device = False
         self._user_id: str | None = None
         self._initialized = False
-        self._observers: list[object] = []
+        self._observers: list[tuple[object, dict[str, Form]]] = []
         self._state = CallState()
         self._session: Session | None = None
         self._dispatch: _Dispatch | None = None
@@ -427,13 +428,19 @@ class CallEngine:
 
     def add_observer(self, observer: object) -> None:
         """Add an observer (see :class:`~ringline.client.CallObserver`); adding the
-        same object twice has no effect. Events are delivered in the order added."""
-        if not any(o is observer for o in self._observers):
-            self._observers.append(observer)
+        same object twice has no effect. Events are delivered in the order added.
+
+        Each event method is called with the signature its parameters fit: the 2025
+        form, or for ``on_call_received``, ``on_call_begin`` and ``on_call_end`` the
+        older one (docs/sdk.md "Older observer signatures"). Raises :class:`TypeError`
+        naming the method when one fits no form; fix its parameters and add it again.
+        """
+        if not any(o is observer for o, _ in self._observers):
+            self._observers.append((observer, forms_of(observer)))
 
     def remove_observer(self, observer: object) -> None:
         """Remove an observer; it gets no event after the one being delivered."""
-        self._observers = [o for o in self._observers if o is not observer]
+        self._observers = [(o, f) for o, f in self._observers if o is not observer]
 
     # ------------------------------------------------------------------ calls
 
@@ -752,22 +759,32 @@ class CallEngine:
     async def _notify(self, disp: _Dispatch, ev: Event) -> None:
         token = CURRENT_CALL_ID.set(ev.call_id)
         try:
-            for observer in list(self._observers):
+            for observer, forms in list(self._observers):
                 if disp.stopped:
                     return
                 method = getattr(observer, ev.name, None)
                 if method is None or not callable(method):
                     continue
+                form = forms.get(ev.name)
+                args = ev.args if form is None else form.build(ev)
                 try:
-                    result = method(*ev.args)
+                    result = method(*args)
                     if inspect.isawaitable(result):
                         await result
                 except asyncio.CancelledError:
                     task = asyncio.current_task()
                     if task is not None and task.cancelling():
                         raise  # uninit() is stopping us
-                    log.error("observer %r: %s was cancelled", observer, ev.name)
+                    log.error("observer %s.%s was cancelled", type(observer).__qualname__, ev.name)
                 except Exception:
-                    log.exception("observer %r failed in %s%r", observer, ev.name, ev.args)
+                    # One report per raise, with the method and the traceback; the other
+                    # observers and the later events are delivered as usual.
+                    log.exception(
+                        "observer %s.%s failed in %s%r; the engine goes on with the next observer and event",
+                        type(observer).__qualname__,
+                        ev.name,
+                        ev.name,
+                        args,
+                    )
         finally:
             CURRENT_CALL_ID.reset(token)

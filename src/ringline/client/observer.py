@@ -5,11 +5,15 @@ object that has some of these methods (observers are duck-typed). Each method ma
 a plain ``def`` or an ``async def``; the engine calls them one event at a time, in the
 order the server sent the events, and awaits an async handler before the next event.
 A handler may call the engine (``await engine.accept()`` inside ``on_call_received``
-is fine). A handler that raises is logged on the ``ringline.client`` logger and does
-not stop the other observers or later events.
+is fine). A handler that raises is logged once, with its name and traceback, on the
+``ringline.client`` logger and does not stop the other observers or later events.
 
 Arguments are passed positionally, in the order below, so a handler may name its
-parameters as it likes.
+parameters as it likes. ``on_call_received``, ``on_call_begin`` and ``on_call_end``
+may also be written with the vendor's older signatures, e.g.
+``on_call_begin(room_id, media_type, role)``; the engine picks the form from the
+method's parameters when the observer is added (docs/sdk.md "Older observer
+signatures", :mod:`ringline.client._forms`).
 
 Besides the events of CALLS.md §4 (:data:`EVENT_NAMES`) there is one Ringline
 extension for media engines: :meth:`CallObserver.on_signal` (docs/media.md).
