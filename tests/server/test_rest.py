@@ -429,7 +429,11 @@ async def both_records(server: ServerProcess, cid: str) -> tuple[dict[str, Any],
         rec["AcceptTime"],
         rec["EndTime"],
     )
-    assert rec1["caller"] == rec["Caller_Account"] and rec1["callees"] == rec["CalleeList_Account"]
+    # v4: the member list, caller first (as the vendor documents it); v1: the callees only
+    assert (
+        rec1["caller"] == rec["Caller_Account"]
+        and [rec1["caller"], *rec1["callees"]] == rec["CalleeList_Account"]
+    )
     assert rec1["roomId"] == rec["RoomId"]
     assert rec1["totalUserNumber"] == len({rec["Caller_Account"], *rec["CalleeList_Account"]})
     assert rec1["mediaType"] == rec["MediaType"].lower()
@@ -456,7 +460,7 @@ async def test_answered_1v1_record_matches_what_both_sides_saw(
     rec, rec1 = await both_records(server, cid)
     assert (rec["Caller_Account"], rec["CalleeList_Account"], rec["MediaType"], rec["CallType"]) == (
         ua,
-        [ub],
+        [ua, ub],
         "Video",
         "SingleCall",
     )
@@ -548,7 +552,8 @@ async def test_group_call_record_has_each_members_outcome(server: ServerProcess,
 
     rec, rec1 = await both_records(server, cid)
     assert (rec["CallType"], rec["CallResult"], rec1["callType"]) == ("MultiCall", "NormalEnd", "group")
-    assert rec["CalleeList_Account"] == [ub, uc, ud] and rec1["totalUserNumber"] == 4
+    assert rec["CalleeList_Account"] == [ua, ub, uc, ud] and rec1["callees"] == [ub, uc, ud]
+    assert rec1["totalUserNumber"] == 4
     ms = members_of(rec)
     assert {u: (x["Result"], x["EndReason"]) for u, x in ms.items()} == {
         ua: ("Accept", 1),  # stayed until B's hangup ended the call

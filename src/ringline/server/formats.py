@@ -69,7 +69,10 @@ def member_result(record: CallRecord, member: MemberRecord) -> str:
 def record_to_v4(record: CallRecord) -> dict[str, Any]:
     """A record as the v4 ``CallRecord`` JSON, plus Ringline's ``MemberList``.
 
-    Times are whole unix seconds (truncated); ``AcceptTime`` 0 means never connected.
+    ``CalleeList_Account`` is every member of the call, the caller first (as the
+    vendor documents it: "member list", its sample includes the caller), then every
+    callee ever invited or joined. Times are whole unix seconds (truncated);
+    ``AcceptTime`` 0 means never connected.
     ``MemberList`` has one entry per stint (a user who left and came back has two), in
     invite order, caller first; billable seconds of a stint are ``LeaveTime - AcceptTime``.
     """
@@ -83,7 +86,9 @@ def record_to_v4(record: CallRecord) -> dict[str, Any]:
         "AcceptTime": unix_s(record.accept_time),
         "EndTime": unix_s(record.end_time),
         "CallResult": record.result.value,
-        "CalleeList_Account": list(record.callees),
+        # The vendor documents this as the call's member list and its sample lists
+        # the caller in it: the caller first, then every callee.
+        "CalleeList_Account": [record.caller, *(u for u in record.callees if u != record.caller)],
         "RoomId": room,
         "RoomIdType": room_type,
         "MemberList": [
@@ -104,7 +109,8 @@ def record_to_v4(record: CallRecord) -> dict[str, Any]:
 def record_to_v1(record: CallRecord) -> dict[str, Any]:
     """A record with the v1 field names (``callResult`` from :data:`.openapi.V1_CALL_RESULTS`).
 
-    ``callees`` are every callee ever invited or joined; ``totalUserNumber`` counts every
+    ``callees`` are every callee ever invited or joined, without the caller (as in the
+    vendor's v1 sample, which names the caller apart); ``totalUserNumber`` counts every
     user of the call, caller included.
     """
     room, _ = record_room(record)

@@ -371,7 +371,11 @@ _COMPONENT_SCHEMAS: Final[dict[str, Schema]] = {
             "AcceptTime": {**_UNIX_S, "description": "first connect; 0 = never connected"},
             "EndTime": _UNIX_S,
             "CallResult": {"enum": list(V4_CALL_RESULTS)},
-            "CalleeList_Account": {"type": "array", "items": _STR},
+            "CalleeList_Account": {
+                "type": "array",
+                "items": _STR,
+                "description": "every member of the call, the caller first (the vendor's member list)",
+            },
             "RoomId": _STR,
             "RoomIdType": {"type": "integer", "enum": [1, 2], "description": "1 numeric, 2 string"},
             "MemberList": {"type": "array", "items": _ref("MemberV4")},
