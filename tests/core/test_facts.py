@@ -1,4 +1,4 @@
-"""Call facts (the raw material of server callbacks, CALLS.md §7) from the core."""
+"""Call facts (the raw material of server callbacks, docs/spec.md §7) from the core."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property-based check of the event invariants (CALLS.md §4 I1-I3) and the §6 rules.
+"""Property-based check of the event invariants (docs/spec.md §4 I1-I3) and the §6 rules.
 
 A hypothesis state machine drives one switchboard with five users (B and D with two
 devices each, usually multi-device) through random calls, answers, invites, joins,

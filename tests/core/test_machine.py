@@ -1,4 +1,4 @@
-"""The switchboard against the scenario table of CALLS.md §5 and the rules of §6.
+"""The switchboard against the scenario table of docs/spec.md §5 and the rules of §6.
 
 Everything is synchronous: the fake clock is the ``now`` handed to the machine, and
 timers are driven by :class:`Harness`, which also records every device's events.

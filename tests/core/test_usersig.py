@@ -1,4 +1,4 @@
-"""UserSig minting and verification (CALLS.md §1), against the vendor's test vectors and
+"""UserSig minting and verification (docs/spec.md §1), against the vendor's test vectors and
 the official PyPI generator ``tls-sig-api-v2``."""
 
 from __future__ import annotations

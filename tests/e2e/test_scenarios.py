@@ -1,4 +1,4 @@
-"""Every scenario row of CALLS.md §5, with real SDK engines against a real server process.
+"""Every scenario row of docs/spec.md §5, with real SDK engines against a real server process.
 
 Availability events (``on_user_*_available``) follow each join; the rows of §5 do not
 list them, so :func:`seq` leaves them out when comparing with a row.

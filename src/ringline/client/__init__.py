@@ -1,6 +1,6 @@
 """The Python SDK: :class:`CallEngine` (one logged-in device) and :class:`CallObserver`.
 
-See CALLS.md §3-§4 for the contract and docs/protocol.md for the wire protocol it
+See docs/spec.md §3-§4 for the contract and docs/protocol.md for the wire protocol it
 speaks. :mod:`ringline.testing` has a recording observer for tests and bots.
 """
 

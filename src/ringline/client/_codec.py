@@ -49,7 +49,7 @@ _E = TypeVar("_E", bound=IntEnum)
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One push, ready for the observers: ``args`` in the order of CALLS.md §4.
+    """One push, ready for the observers: ``args`` in the order of docs/spec.md §4.
 
     ``call_id`` is the call the push belongs to (``None`` for device events); observers
     do not get it as an argument unless the event has it in its signature.
@@ -163,7 +163,7 @@ def _quality_list(value: object) -> list[NetworkQualityInfo]:
 _Arg = tuple[str, Callable[[object], Any]]
 _USER: tuple[_Arg, ...] = (("user_id", _str),)
 
-#: Observer arguments of every push, in call order (CALLS.md §4, protocol.md "Pushes").
+#: Observer arguments of every push, in call order (docs/spec.md §4, protocol.md "Pushes").
 EVENT_ARGS: dict[str, tuple[_Arg, ...]] = {
     "on_error": (("code", _int), ("message", _str)),
     "on_call_received": (

@@ -103,7 +103,7 @@ class CallState:
     def placed(self, call_id: str, media_type: MediaType) -> None:
         """``calls()`` succeeded with ``call_id``."""
         if call_id == self.call_id:
-            # Glare (CALLS.md §5 row 8): our call answered the one ringing here.
+            # Glare (docs/spec.md §5 row 8): our call answered the one ringing here.
             self._set(call_id, CallStatus.ACCEPT, self.role, self.media_type)
             return
         if self.call_id is not None:

@@ -1,4 +1,4 @@
-"""``CallEngine``: the Python SDK (CALLS.md §3), one logged-in device per engine.
+"""``CallEngine``: the Python SDK (docs/spec.md §3), one logged-in device per engine.
 
 Typical use::
 
@@ -174,7 +174,7 @@ def _call_id_arg(op: str, call_id: object) -> str:
 
 
 def _decode_signal(args: object, seq: int | None) -> Event | None:
-    """``on_signal`` (docs/media.md): a Ringline extension, not an event of CALLS.md §4."""
+    """``on_signal`` (docs/media.md): a Ringline extension, not an event of docs/spec.md §4."""
     if not isinstance(args, dict):
         return None
     cid, sender, data = args.get("call_id"), args.get("from_user_id"), args.get("data")
@@ -599,7 +599,7 @@ class CallEngine:
         await session.request("set_self_info", {"nickname": nickname, "avatar": avatar})
 
     async def enable_multi_device_ability(self, enable: bool) -> None:
-        """Let this user be logged in on several devices at once (CALLS.md §6.4).
+        """Let this user be logged in on several devices at once (docs/spec.md §6.4).
 
         Before ``init`` it only sets how the next login is made; afterwards it is sent
         to the server (and kept for logging in again after a lost session).

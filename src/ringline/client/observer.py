@@ -1,4 +1,4 @@
-"""The observer interface (CALLS.md §4): what the engine tells the app.
+"""The observer interface (docs/spec.md §4): what the engine tells the app.
 
 Subclass :class:`CallObserver` and override the events you care about, or pass any
 object that has some of these methods (observers are duck-typed). Each method may be
@@ -15,7 +15,7 @@ may also be written with the vendor's older signatures, e.g.
 method's parameters when the observer is added (docs/sdk.md "Older observer
 signatures", :mod:`ringline.client._forms`).
 
-Besides the events of CALLS.md §4 (:data:`EVENT_NAMES`) there is one Ringline
+Besides the events of docs/spec.md §4 (:data:`EVENT_NAMES`) there is one Ringline
 extension for media engines: :meth:`CallObserver.on_signal` (docs/media.md).
 """
 
@@ -29,7 +29,7 @@ from ringline.core.types import CallObserverExtraInfo, NetworkQualityInfo
 
 __all__ = ["EVENT_NAMES", "CallObserver"]
 
-#: Every observer method, in the order of CALLS.md §4.
+#: Every observer method, in the order of docs/spec.md §4.
 EVENT_NAMES: tuple[str, ...] = (
     "on_error",
     "on_call_received",
@@ -107,7 +107,7 @@ class CallObserver:
         return None
 
     def on_call_cancelled(self, user_id: str) -> Awaitable[None] | None:
-        """Legacy companion of ``on_call_not_connected`` (CALLS.md §5 for ``user_id``)."""
+        """Legacy companion of ``on_call_not_connected`` (docs/spec.md §5 for ``user_id``)."""
         return None
 
     def on_call_media_type_changed(
@@ -167,7 +167,7 @@ class CallObserver:
         """WebRTC signalling from ``from_user_id`` in call ``call_id`` (docs/media.md):
         ``data["type"]`` is offer, answer, candidate, renegotiate or bye. Answer an offer
         with ``engine.send_signal(from_user_id, {"type": "answer", "sdp": ...})``. Not
-        one of CALLS.md §4's events, so not in :data:`EVENT_NAMES`."""
+        one of docs/spec.md §4's events, so not in :data:`EVENT_NAMES`."""
         return None
 
     def on_user_sig_expired(self) -> Awaitable[None] | None:

@@ -1,4 +1,4 @@
-"""The enums of the call contract. Ordinals are part of the wire format (CALLS.md §2)."""
+"""The enums of the call contract. Ordinals are part of the wire format (docs/spec.md §2)."""
 
 from __future__ import annotations
 

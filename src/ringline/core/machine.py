@@ -18,7 +18,7 @@ target's connected device, never persisted and never owed to an offline device.
 A request that breaks a rule raises :class:`~ringline.core.errors.LocalCallError`
 before any state changes, so a refused request leaves nothing behind.
 
-Who gets what is written down in CALLS.md §4-§6; what each operation does in each
+Who gets what is written down in docs/spec.md §4-§6; what each operation does in each
 member state is the table in :mod:`ringline.core.transitions`.
 """
 
@@ -382,7 +382,7 @@ class Persist:
 
 @dataclass(frozen=True, slots=True)
 class CallFact:
-    """A fact about a call for the server's callbacks (CALLS.md §7).
+    """A fact about a call for the server's callbacks (docs/spec.md §7).
 
     ``kind``: ``"start"`` (data: ``users``), ``"member"`` (data: ``changes``
     ``[{user_id, action}]`` with actions Accept, Reject, NotAnswer, Hangup, Join,
@@ -877,7 +877,8 @@ class Switchboard:
             Op.INVITE: "accept the call before inviting others",
             Op.SWITCH_MEDIA: "the media type can be switched once your leg has begun",
         }
-        return f"{op.value} is not allowed while {state.value}: {hints.get(op, 'see CALLS.md')}"
+        hint = hints.get(op, "see the scenario table, docs/spec.md §5")
+        return f"{op.value} is not allowed while {state.value}: {hint}"
 
     def _emit(self, out: list[Action], devices: Iterable[str], name: str, args: dict[str, Any]) -> None:
         terminal = name in _TERMINAL

@@ -1,4 +1,4 @@
-"""Durable call records (CALLS.md §6.8, §7) as the core produces them.
+"""Durable call records (docs/spec.md §6.8, §7) as the core produces them.
 
 A record is written once, when the call ends, before any terminal event is sent.
 Times are unix seconds as floats (the REST layer rounds to whole seconds). A user

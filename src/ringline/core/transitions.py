@@ -5,7 +5,7 @@ The :class:`~ringline.core.machine.Switchboard` looks every request up here befo
 touches any state, the tests walk every (state, op) pair, and ``docs/concepts.md``'s
 lifecycle table is generated from :data:`TABLE` (``python -m ringline.core.transitions``).
 
-Rules of the table (CALLS.md §5, §6):
+Rules of the table (docs/spec.md §5, §6):
 
 * A member is one user's stint in one call: ``DIALING`` (the caller before anyone
   answered), ``RINGING`` (invited, not answered), ``CONNECTED``, or ``ABSENT`` (never

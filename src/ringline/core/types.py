@@ -1,4 +1,4 @@
-"""Structs of the call contract (CALLS.md §2), snake_case of the vendor's names."""
+"""Structs of the call contract (docs/spec.md §2), snake_case of the vendor's names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UserSig: mint and verify TLSSigAPIv2 login tickets (CALLS.md §1).
+"""UserSig: mint and verify TLSSigAPIv2 login tickets (docs/spec.md §1).
 
 A user sig is ``b64x(zlib(json))``. ``b64x`` is standard base64 with ``+``→``*``,
 ``/``→``-`` and ``=``→``_``; the JSON document holds ``TLS.ver`` ("2.0"),

@@ -15,7 +15,7 @@ observers get it, on the task that delivers events; this keeps one
 
 Events the session makes (volume, quality, availability) are queued behind the
 server's pushes on the same queue, so observers get them in order, never before
-``on_call_begin`` nor after the terminal event of their call (CALLS.md I2).
+``on_call_begin`` nor after the terminal event of their call (docs/spec.md §4 I2).
 Availability from the server (the members' camera/microphone flags) and from the
 real tracks goes through one gate: an observer hears of a change only once.
 """

@@ -1,4 +1,4 @@
-"""Which callbacks a call fact causes, and their bodies (CALLS.md §7). Pure, no I/O.
+"""Which callbacks a call fact causes, and their bodies (docs/spec.md §7). Pure, no I/O.
 
 The core reports what happens to a call as :class:`~ringline.core.machine.CallFact`
 values (start, member changes, end). :func:`plan_deliveries` turns one fact into the

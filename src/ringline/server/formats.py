@@ -1,4 +1,4 @@
-"""The JSON shapes of call records shared by the REST API and the callbacks (CALLS.md §7).
+"""The JSON shapes of call records shared by the REST API and the callbacks (docs/spec.md §7).
 
 Pure functions, no I/O: :func:`record_to_v4` (``CallRecord`` of ``get_record_by_callid``
 and of ``Call.CallbackAfterEndCall``), :func:`record_to_v1` (v1 field names) and

@@ -10,7 +10,7 @@ order::
                      then for each batch, in order: response, pushes, timers, closes
 
 So nothing is sent before what caused it is durable (records before terminal
-events, §6.8), a request's response precedes the pushes it caused, and pushes keep
+events, docs/spec.md §6.8), a request's response precedes the pushes it caused, and pushes keep
 their order per device. A batch without writes, with nothing queued ahead of it, is
 performed at once.
 

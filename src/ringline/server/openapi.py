@@ -191,7 +191,7 @@ V4_CALLBACK_COMMANDS: Final[tuple[str, ...]] = (
     "Call.CallbackAfterEndCall",
 )
 #: v1 ``actions``: the per-user status commands, then the per-user event commands: every
-#: action the vendor lists (CALLS.md §7), also those Ringline never sends
+#: action the vendor lists (docs/spec.md §7), also those Ringline never sends
 #: (:data:`V1_NEVER_SENT`).
 V1_CALLBACK_ACTIONS: Final[tuple[str, ...]] = (
     "not_answer",
@@ -355,7 +355,7 @@ _COMPONENT_SCHEMAS: Final[dict[str, Schema]] = {
             "EndReason": {
                 "type": "integer",
                 "enum": [int(r) for r in CallEndReason],
-                "description": "CallEndReason ordinal (CALLS.md §2)",
+                "description": "CallEndReason ordinal (docs/spec.md §2)",
             },
         },
         ("User_Account", "Role", "Result", "InviteTime", "AcceptTime", "LeaveTime", "EndReason"),

@@ -2,7 +2,7 @@
 
 Every call carries the vendor's query-string auth ``?sdkappid=&identifier=&usersig=
 &random=&contenttype=json``; the identifier must be the admin identifier and the sig
-valid for it (CALLS.md §1). v4 answers use the envelope ``{ActionStatus, ErrorCode,
+valid for it (docs/spec.md §1). v4 answers use the envelope ``{ActionStatus, ErrorCode,
 ErrorInfo, RequestId, Response}``, v1 answers ``{errorCode, errorMessage, requestId,
 data}``; both with HTTP 200 for success and failure alike. A client mistake is never a
 5xx: a wrong method gets 405 with the envelope, anything else an error code and a

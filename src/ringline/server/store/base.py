@@ -4,7 +4,7 @@ The core never imports this package. The server turns the core's persistence act
 into :class:`Write` values and hands a batch of them to :meth:`Store.apply`, which must
 apply the whole batch in ONE transaction (all or nothing) and return only once it is
 durable. The server sends the events that depend on a batch only after ``apply``
-returns: that is how records are written before terminal events go out (§6.8).
+returns: that is how records are written before terminal events go out (docs/spec.md §6.8).
 
 Callbacks: the store is also the durable *outbox* of server callbacks. The producer
 queues deliveries with the :class:`QueueDeliveries` write *in the same batch* as the

@@ -1,6 +1,6 @@
 // Types of the Ringline browser engine (/sdk/ringline.js). Reference: docs/web.md.
 
-/** Vendor web event names (CALLS.md §8). */
+/** Vendor web event names (docs/spec.md §8). */
 export declare const TUICallEvent: {
   readonly ERROR: "onError";
   readonly ON_CALL_RECEIVED: "onCallReceived";

@@ -1,4 +1,4 @@
-// Ringline browser engine: calls with the vendor's web event names (CALLS.md §8) and
+// Ringline browser engine: calls with the vendor's web event names (docs/spec.md §8) and
 // real WebRTC audio/video between the members of a call (docs/media.md).
 //
 // Plain ES module, no build step, no dependencies. Served by every Ringline server at
@@ -20,7 +20,7 @@
 
 /** @typedef {import("./ringline.d.ts").CallEngineOptions} CallEngineOptions */
 
-/** Event names of the vendor's web engine (CALLS.md §8). */
+/** Event names of the vendor's web engine (docs/spec.md §8). */
 export const TUICallEvent = Object.freeze({
   ERROR: "onError",
   ON_CALL_RECEIVED: "onCallReceived",
@@ -1072,7 +1072,7 @@ export class CallEngine {
     }
   }
 
-  // ------------------------------------------------------------------ calls (CALLS.md §3)
+  // ------------------------------------------------------------------ calls (docs/spec.md §3)
 
   /**
    * Call one user or several (at most 8). Resolves with `{callId}`.
@@ -1089,7 +1089,7 @@ export class CallEngine {
     const wire = paramsToWire(params);
     if (!this._login) throw new RinglineError(ErrorCode.INIT_FAIL, "calls(): the engine is not initialised; call init() first");
     // The server decides whether this device may call now (already in a call: -1203;
-    // calling the user whose call rings here answers it, CALLS.md §5 row 8).
+    // calling the user whose call rings here answers it, docs/spec.md §5 row 8).
     this._acquireMedia(media);
     let result;
     try {
@@ -1100,7 +1100,7 @@ export class CallEngine {
     }
     const cid = result.call_id;
     if (cid === this._call.callId) {
-      // Glare (CALLS.md §5 row 8): our call answered the one ringing here.
+      // Glare (docs/spec.md §5 row 8): our call answered the one ringing here.
       this._setStatus(cid, CallStatus.ACCEPT, this._call.role, this._call.mediaType);
     } else if (this._call.status !== CallStatus.ACCEPT) {
       this._setStatus(cid, CallStatus.WAITING, CallRole.CALLER, media);
