@@ -1,6 +1,6 @@
 """Which arguments an observer method gets: the 2025 form or an older one.
 
-Three observer methods have had two signatures (CALLS.md §4; both are in use in
+Three observer methods have had two signatures (docs/spec.md §4; both are in use in
 code being ported): ``on_call_received``, ``on_call_begin`` and ``on_call_end``.
 When an observer is added, :func:`forms_of` reads each of its methods' parameters
 and picks the form the method can take; the engine then calls that method with that
