@@ -599,6 +599,52 @@ async def test_offline_member_and_admin_end_records(server: ServerProcess, clien
     assert code == 20001 and info
 
 
+async def test_get_call_info_shows_a_live_call_as_it_changes(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    a, ua = await logged_in(server, clients, "a")
+    b, ub = await logged_in(server, clients, "b")
+    c, uc = await logged_in(server, clients, "c")
+    t0 = int(time.time())
+    room = {"str_room_id": "room-info"}
+    cid = (await a.ok("calls", user_ids=[ub, uc], media_type=2, params={"room_id": room}))["call_id"]
+    await b.event("on_call_received", call_id=cid)
+    info = await v4(server, "call_engine_http_srv/get_call_info", {"CallId": cid})
+    assert info["CallInfo"] == {
+        "CallId": cid,
+        "CallMediaType": "Video",
+        "ChatGroupId": "",
+        "RoomId": "room-info",
+        "RoomIdType": 2,
+        "Caller_Account": ua,
+        "CallType": "MultiCall",
+        "CallStatus": "Ringing",
+        "StartTime": info["CallInfo"]["StartTime"],
+        "AcceptTime": 0,
+    }
+    assert t0 <= info["CallInfo"]["StartTime"] <= time.time()
+    assert info["UserList"] == [
+        {"User_Account": ua, "Status": "Calling"},
+        {"User_Account": ub, "Status": "Waiting"},
+        {"User_Account": uc, "Status": "Waiting"},
+    ]
+    await b.ok("accept", call_id=cid)
+    await c.event("on_call_received", call_id=cid)
+    await c.ok("reject", call_id=cid)
+    info = await v4(server, "call_engine_http_srv/get_call_info", {"CallId": cid})
+    assert info["CallInfo"]["CallStatus"] == "Connected" and info["CallInfo"]["AcceptTime"] >= t0
+    assert info["UserList"] == [
+        {"User_Account": ua, "Status": "Calling"},
+        {"User_Account": ub, "Status": "Calling"},
+    ]
+    await a.ok("hangup", call_id=cid)
+    await b.event("on_call_end", call_id=cid)
+    code, info_text = await v4_fail(server, "call_engine_http_srv/get_call_info", {"CallId": cid})
+    assert code == 20001 and "get_record_by_callid" in info_text
+    for body, want in (({}, 90005), ({"CallId": 7}, 90005), ({"CallId": "x" * 129}, 90005)):
+        assert (await v4_fail(server, "call_engine_http_srv/get_call_info", body))[0] == want, body
+
+
 async def test_record_lookups_refuse_bad_ids(server: ServerProcess) -> None:
     for body, code in (
         ({"CallId": "no-such-call"}, 20001),

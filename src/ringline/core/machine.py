@@ -702,6 +702,33 @@ class Switchboard:
             },
         }
 
+    def call_info(self, call_id: str) -> dict[str, Any] | None:
+        """A JSON-able view of a live call for admins, or None if no call has this id
+        (never placed, or ended: its record has it then).
+
+        ``call_id, caller, media_type, scene, chat_group_id, room_id`` (wire form),
+        ``start_time``, ``accept_time`` (0 = nobody connected yet), ``phase``
+        (``ringing`` / ``connected``), ``callees`` (every callee so far) and ``users``:
+        the members still in the call, with ``status`` ``Calling`` (connected, or the
+        caller) or ``Waiting`` (ringing), as in the callbacks.
+        """
+        call = self.calls.get(call_id)
+        if call is None:
+            return None
+        return {
+            "call_id": call.call_id,
+            "caller": call.caller,
+            "media_type": int(call.media_type),
+            "scene": int(call.scene),
+            "chat_group_id": call.chat_group_id,
+            "room_id": call.room_id.to_wire(),
+            "start_time": call.start_time,
+            "accept_time": call.accept_time,
+            "phase": call.phase.value,
+            "callees": list(call.callees),
+            "users": self._users(call),
+        }
+
     def snapshot(self, call_id: str) -> dict[str, Any]:
         return self.calls[call_id].to_snapshot()
 

@@ -1,8 +1,9 @@
 """The JSON shapes of call records shared by the REST API and the callbacks (docs/spec.md §7).
 
 Pure functions, no I/O: :func:`record_to_v4` (``CallRecord`` of ``get_record_by_callid``
-and of ``Call.CallbackAfterEndCall``), :func:`record_to_v1` (v1 field names) and
-:func:`member_result` (the readable ``Result`` of one stint in ``MemberList``).
+and of ``Call.CallbackAfterEndCall``), :func:`record_to_v1` (v1 field names),
+:func:`member_result` (the readable ``Result`` of one stint in ``MemberList``) and
+:func:`call_info_to_v4` (a live call, as ``get_call_info`` answers it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ..core.enums import CallEndReason, CallRole, MediaType
 from ..core.records import CallRecord, MemberRecord
 from .openapi import V1_CALL_RESULTS
 
-__all__ = ["member_result", "record_room", "record_to_v1", "record_to_v4", "unix_s"]
+__all__ = ["call_info_to_v4", "member_result", "record_room", "record_to_v1", "record_to_v4", "unix_s"]
 
 
 def unix_s(t: float) -> int:
@@ -127,4 +128,39 @@ def record_to_v1(record: CallRecord) -> dict[str, Any]:
         "callType": "single" if record.call_type == "SingleCall" else "group",
         "callResult": V1_CALL_RESULTS[record.result.value],
         "callees": list(record.callees),
+    }
+
+
+def call_info_to_v4(info: dict[str, Any]) -> dict[str, Any]:
+    """A live call (:meth:`~ringline.core.machine.Switchboard.call_info`) as the answer
+    of ``v4/call_engine_http_srv/get_call_info``.
+
+    The vendor's shape of a call and its members, as in ``Call.CallbackAfterStartCall``:
+    ``CallInfo {CallId, CallMediaType, ChatGroupId, RoomId, RoomIdType}`` and ``UserList
+    [{User_Account, Status}]`` (``Calling`` or ``Waiting``, the members still in the
+    call). Ringline adds to ``CallInfo``: ``Caller_Account``, ``CallType``
+    (``SingleCall`` / ``MultiCall``, as in records), ``CallStatus`` (``Ringing`` until
+    someone connects, then ``Connected``), ``StartTime`` and ``AcceptTime`` (unix
+    seconds, 0 = nobody connected yet).
+    """
+    room = info["room_id"]
+    if room.get("int_room_id"):
+        room_id, room_type = str(room["int_room_id"]), 1
+    else:
+        room_id, room_type = str(room.get("str_room_id", "")), 2
+    single = len(info["callees"]) <= 1 and not info["chat_group_id"]
+    return {
+        "CallInfo": {
+            "CallId": info["call_id"],
+            "CallMediaType": "Video" if info["media_type"] == MediaType.VIDEO else "Audio",
+            "ChatGroupId": info["chat_group_id"],
+            "RoomId": room_id,
+            "RoomIdType": room_type,
+            "Caller_Account": info["caller"],
+            "CallType": "SingleCall" if single else "MultiCall",
+            "CallStatus": "Connected" if info["phase"] == "connected" else "Ringing",
+            "StartTime": unix_s(info["start_time"]),
+            "AcceptTime": unix_s(info["accept_time"]),
+        },
+        "UserList": [{"User_Account": u["user_id"], "Status": u["status"]} for u in info["users"]],
     }

@@ -33,7 +33,7 @@ from ..core import machine as m
 from ..core.errors import LocalCallError
 from ..core.records import CallRecord
 from ..core.usersig import UserSigError, verify_user_sig
-from .formats import member_result, record_to_v1, record_to_v4
+from .formats import call_info_to_v4, member_result, record_to_v1, record_to_v4
 from .hub import Hub
 from .openapi import (
     DELIVERY_STATES,
@@ -254,6 +254,7 @@ class AdminApi:
         self.admin = admin_identifier
         self.v4: dict[str, Handler] = {
             "call_engine_http_srv/end_call": self.end_call,
+            "call_engine_http_srv/get_call_info": self.get_call_info,
             "call_record_http_srv/get_record_by_callid": self.get_record_by_callid,
             "call_record_http_srv/get_record_by_filter": self.get_record_by_filter,
             "call_config/set_callback": self.set_callback,
@@ -400,6 +401,19 @@ class AdminApi:
             raise _Fail(E_NOT_FOUND, e.message) from None
         await self.hub.drain()
         return {}
+
+    async def get_call_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        cid = _text(body, "CallId", _MAX_CALL_ID)
+        # Answer with what is durable: the batches queued so far are written first.
+        await self.hub.drain()
+        info = self.hub.sb.call_info(cid)
+        if info is None:
+            raise _Fail(
+                E_NOT_FOUND,
+                f"no live call {cid!r}: it ended (its record: get_record_by_callid) or never"
+                " existed; check the call id",
+            )
+        return call_info_to_v4(info)
 
     async def _record(self, cid: str) -> CallRecord:
         record = await self.hub.store.get_record(cid)
