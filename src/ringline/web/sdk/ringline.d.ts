@@ -148,13 +148,14 @@ export interface CallRecords {
 }
 
 interface WithCall { callID: string }
-interface WithUser extends WithCall { userID: string }
+/** `userId` is the vendor's uni-app spelling of `userID`; both are set. */
+interface WithUser extends WithCall { userID: string; userId: string }
 interface WithRoom { roomID: number; strRoomID: string }
 
 export interface EventPayloads {
   onError: { code: number; msg: string; message: string };
   onCallReceived: WithCall & WithRoom & {
-    callerId: string; calleeIdList: string[]; userIDList: string[]; groupID: string;
+    callerId: string; calleeIdList: string[]; userIDList: string[]; groupID: string; groupId: string;
     callMediaType: MediaTypeValue; callRole: CallRoleValue; userData: string;
     inviterId?: string; inviterNickname?: string; inviterAvatar?: string; ringTimeLeft?: number;
     info: CallInfo;
@@ -163,13 +164,13 @@ export interface EventPayloads {
   onCallEnd: WithCall & WithRoom & {
     callMediaType: MediaTypeValue; callRole: CallRoleValue; reason: CallEndReasonValue;
     /** Who ended the call. */
-    userID: string;
+    userID: string; userId: string;
     /** Seconds since this device's onCallBegin. */
     totalTime: number; callEnd: number; info: CallInfo;
   };
   onCallNotConnected: WithCall & WithRoom & {
     callMediaType: MediaTypeValue; callRole: CallRoleValue; reason: CallEndReasonValue; userID: string;
-    info: CallInfo;
+    userId: string; info: CallInfo;
   };
   onCallCanceled: WithUser & Partial<WithRoom> & {
     reason: "cancel" | "reject" | "timeout" | "busyline" | "otherDeviceAccepted" | "otherDeviceReject" | "offline" | "endByServer" | "normal";
@@ -196,6 +197,40 @@ export interface EventPayloads {
 
 export type EventName = keyof EventPayloads;
 
+/**
+ * The vendor's uni-app / mini-program event names (VENDOR_EVENTS) and their payloads:
+ * the payload of the Ringline event each maps to, plus the vendor's keys.
+ */
+export interface VendorEventPayloads {
+  onCallCancelled: EventPayloads["onCallCanceled"];
+  onCallMediaTypeChanged: EventPayloads["onCallTypeChanged"] & {
+    oldCallMediaType: MediaTypeValue; newCallMediaType: MediaTypeValue;
+  };
+  onUserReject: EventPayloads["onReject"];
+  onUserNoResponse: EventPayloads["onNoResp"];
+  onUserLineBusy: EventPayloads["onLineBusy"];
+  onUserJoin: EventPayloads["onUserEnter"];
+  onUserVoiceVolumeChanged: WithCall & {
+    /** {userId: volume 0..100}, as the vendor's uni-app engine sends it. */
+    volumeMap: Record<string, number>;
+    /** The web engine's list (onUserVoiceVolume's volumeMap). */
+    volumeList: { userId: string; audioVolume: number }[];
+  };
+  onKickedOffline: EventPayloads["onKickedOut"];
+  onKickedOffLine: EventPayloads["onKickedOut"];
+}
+
+export type VendorEventName = keyof VendorEventPayloads;
+export type AnyEventPayloads = EventPayloads & VendorEventPayloads;
+export type AnyEventName = keyof AnyEventPayloads;
+
+/** Each vendor name -> the Ringline event it fires with (one table, ringline.js). */
+export declare const VENDOR_EVENTS: {
+  readonly [K in VendorEventName | "onError" | "onCallReceived" | "onCallBegin" | "onCallEnd" | "onCallNotConnected"
+    | "onUserInviting" | "onUserLeave" | "onUserVideoAvailable" | "onUserAudioAvailable"
+    | "onUserNetworkQualityChanged" | "onUserSigExpired"]: { readonly event: EventName };
+};
+
 export declare class CallEngine {
   constructor(options?: CallEngineOptions);
 
@@ -216,8 +251,13 @@ export declare class CallEngine {
    */
   readonly iceTransportPolicy: RTCIceTransportPolicy;
 
-  on<E extends EventName>(event: E, fn: (payload: EventPayloads[E]) => void): void;
-  off<E extends EventName>(event: E, fn?: (payload: EventPayloads[E]) => void): void;
+  /** A handler for a TUICallEvent / RinglineEvent value or a vendor name (VENDOR_EVENTS). */
+  on<E extends AnyEventName>(event: E, fn: (payload: AnyEventPayloads[E]) => void): void;
+  off<E extends AnyEventName>(event: E, fn?: (payload: AnyEventPayloads[E]) => void): void;
+  /** The vendor's uni-app / mini-program spelling of on(). */
+  addEventListener<E extends AnyEventName>(event: E, fn: (payload: AnyEventPayloads[E]) => void): void;
+  /** The vendor's uni-app / mini-program spelling of off(). */
+  removeEventListener<E extends AnyEventName>(event: E, fn?: (payload: AnyEventPayloads[E]) => void): void;
 
   init(args: { sdkAppId: number; userId: string; userSig: string; multiDevice?: boolean }): Promise<void>;
   uninit(): Promise<void>;

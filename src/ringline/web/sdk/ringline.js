@@ -55,6 +55,63 @@ export const RinglineEvent = Object.freeze({
   CONNECTION_CHANGED: "onConnectionChanged",
 });
 
+/**
+ * The vendor's other event names, for code written against its uni-app / mini-program
+ * engine (`TUICallEngine.addEventListener('onCallReceived', …)`): one row per vendor
+ * name, the Ringline event it fires with, and the payload keys it adds to that event's
+ * payload. Subscribe with on() or addEventListener(), under either name. Every payload
+ * also carries `userId` beside `userID` and `groupId` beside `groupID` (vendorKeys).
+ */
+export const VENDOR_EVENTS = Object.freeze({
+  onError: { event: TUICallEvent.ERROR },
+  onCallReceived: { event: TUICallEvent.ON_CALL_RECEIVED },
+  onCallCancelled: { event: TUICallEvent.ON_CALL_CANCELED },
+  onCallBegin: { event: TUICallEvent.ON_CALL_BEGIN },
+  onCallEnd: { event: TUICallEvent.CALL_END },
+  onCallNotConnected: { event: TUICallEvent.ON_CALL_NOT_CONNECTED },
+  onCallMediaTypeChanged: {
+    event: TUICallEvent.CALL_TYPE_CHANGED,
+    payload: (p) => ({ oldCallMediaType: p.oldCallType, newCallMediaType: p.newCallType }),
+  },
+  onUserInviting: { event: TUICallEvent.ON_USER_INVITING },
+  onUserReject: { event: TUICallEvent.REJECT },
+  onUserNoResponse: { event: TUICallEvent.NO_RESP },
+  onUserLineBusy: { event: TUICallEvent.LINE_BUSY },
+  onUserJoin: { event: TUICallEvent.USER_ENTER },
+  onUserLeave: { event: TUICallEvent.USER_LEAVE },
+  onUserVideoAvailable: { event: TUICallEvent.USER_VIDEO_AVAILABLE },
+  onUserAudioAvailable: { event: TUICallEvent.USER_AUDIO_AVAILABLE },
+  onUserVoiceVolumeChanged: {
+    event: TUICallEvent.USER_VOICE_VOLUME,
+    // The vendor's map {userId: volume}; the web list stays as volumeList.
+    payload: (p) => ({
+      volumeMap: Object.fromEntries(p.volumeMap.map(({ userId, audioVolume }) => [userId, audioVolume])),
+      volumeList: p.volumeMap,
+    }),
+  },
+  onUserNetworkQualityChanged: { event: TUICallEvent.ON_USER_NETWORK_QUALITY_CHANGED },
+  onKickedOffline: { event: TUICallEvent.KICKED_OUT },
+  // The uni-app TUICallEvent.KICKED_OFFLINE constant is spelled with a capital L.
+  onKickedOffLine: { event: TUICallEvent.KICKED_OUT },
+  onUserSigExpired: { event: TUICallEvent.USER_SIG_EXPIRED },
+});
+
+/** Ringline event -> [vendor name, payload additions] of the rows whose name differs. */
+const VENDOR_ALIASES = new Map();
+for (const [name, row] of Object.entries(VENDOR_EVENTS)) {
+  if (!VENDOR_ALIASES.has(row.event)) VENDOR_ALIASES.set(row.event, []);
+  VENDOR_ALIASES.get(row.event).push([name, row.payload || null]);
+}
+
+/** The vendor's lower-case `Id` spellings beside the web engine's `ID` ones. */
+function vendorKeys(p) {
+  if (!p || typeof p !== "object") return p;
+  const out = { ...p };
+  if ("userID" in p && !("userId" in p)) out.userId = p.userID;
+  if ("groupID" in p && !("groupId" in p)) out.groupId = p.groupID;
+  return out;
+}
+
 export const MediaType = Object.freeze({ UNKNOWN: 0, AUDIO: 1, VIDEO: 2 });
 /** The vendor's web spelling of MediaType. */
 export const TUICallType = Object.freeze({ AUDIO_CALL: 1, VIDEO_CALL: 2 });
@@ -539,8 +596,12 @@ export class CallEngine {
 
   // ------------------------------------------------------------------ events
 
-  /** Add a handler for `event` (a TUICallEvent or RinglineEvent value). */
+  /**
+   * Add a handler for `event`: a TUICallEvent or RinglineEvent value, or a vendor name
+   * of VENDOR_EVENTS (`onUserJoin`, `onCallCancelled`, …).
+   */
   on(event, fn) {
+    if (typeof event !== "string" || !event) throw bad(`on(event, fn): event must be an event name such as TUICallEvent.ON_CALL_RECEIVED, got ${String(event)}`);
     if (typeof fn !== "function") throw bad(`on(${event}): the handler must be a function`);
     if (!this._handlers.has(event)) this._handlers.set(event, []);
     const list = this._handlers.get(event);
@@ -553,7 +614,26 @@ export class CallEngine {
     else this._handlers.set(event, (this._handlers.get(event) || []).filter((f) => f !== fn));
   }
 
+  /** The vendor's uni-app / mini-program spelling of on(). */
+  addEventListener(event, fn) {
+    this.on(event, fn);
+  }
+
+  /** The vendor's uni-app / mini-program spelling of off(). */
+  removeEventListener(event, fn) {
+    this.off(event, fn);
+  }
+
+  /** Deliver `event`, then the same under each vendor name of VENDOR_EVENTS that maps to it. */
   _emit(event, payload) {
+    const p = vendorKeys(payload);
+    this._deliver(event, p);
+    for (const [name, extra] of VENDOR_ALIASES.get(event) || []) {
+      if (name !== event) this._deliver(name, extra ? { ...p, ...extra(p) } : p);
+    }
+  }
+
+  _deliver(event, payload) {
     for (const fn of [...(this._handlers.get(event) || [])]) {
       try {
         fn(payload);
