@@ -20,8 +20,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Directories that are never part of the repository's content.
-_UNTRACKED_DIRS = {".git", ".venv", "node_modules", "__pycache__", "test-artifacts", ".mypy_cache",
-                   ".ruff_cache", ".pytest_cache", ".hypothesis", "build", "dist"}
+_UNTRACKED_DIRS = {
+    ".git",
+    ".venv",
+    "node_modules",
+    "__pycache__",
+    "test-artifacts",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    "build",
+    "dist",
+}
 
 # Spelled in pieces so this file does not match itself.
 _OUTSIDE = re.compile(r"\bCALLS" + r"\.md\b|\.\./shared\b|\bshared/(?:spec|seeds|STYLE)")
