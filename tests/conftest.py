@@ -6,12 +6,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from needs import PG_DSN, in_ci, missing
 from rawclient import Raw
 from serverproc import ServerProcess
+
+# Hypothesis: no per-example deadline and no "too slow" health check. The machine may be
+# loaded (CI shares its cores); how fast an example runs proves nothing, so it must never
+# fail a test. A test may still set its own max_examples.
+settings.register_profile("ringline", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ringline")
 
 # ----------------------------------------------------------------- nothing skips in CI
 

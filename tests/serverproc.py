@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -21,10 +22,49 @@ SECRET = "0" * 16 + "ringline-test-secret-key-0123456789abcdef"
 _ids = itertools.count(1)
 
 
+#: Sockets holding the ports :func:`free_port` handed out (closed at exit).
+_reserved: list[socket.socket] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that stays free for whatever this test process starts.
+
+    The port is held, for as long as this process lives, by a socket bound with
+    ``SO_REUSEADDR`` that never listens: the kernel gives it to no other ``bind`` of
+    port 0 (in this process or in another test run on the machine), connecting to it
+    is refused until a server listens there, and a server that binds with
+    ``SO_REUSEADDR`` (aiohttp's default: ``ringline serve``, the test receivers) can
+    still take it, again after a restart. So "pick a port, start a server on it later"
+    cannot race with anyone else picking the same port."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    _reserved.append(s)
+    return int(s.getsockname()[1])
+
+
+@atexit.register
+def _release_ports() -> None:
+    for s in _reserved:
+        s.close()
+
+
+def listening_pid_owns(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on 127.0.0.1:``port``
+    (Linux ``/proc``; True elsewhere, where it cannot be told)."""
+    try:
+        with open("/proc/net/tcp") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True
+    want = f"0100007F:{port:04X}"
+    inodes = {r[9] for r in rows if len(r) > 9 and r[1] == want and r[3] == "0A"}
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").removeprefix("socket:[").removesuffix("]") in inodes:
+                return True
+    return False
 
 
 def unique(prefix: str) -> str:
@@ -87,7 +127,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
             with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                if r.status == 200:
+                # Answered by this process, not by another server that took the port.
+                if r.status == 200 and listening_pid_owns(self.proc.pid, self.port):
                     return self
             time.sleep(0.05)  # polling a starting process: there is no event to await
         raise RuntimeError(f"server did not start in {timeout}s: {self.log()}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +111,12 @@ max-examples = {max_examples}
 """
 
 
+@pytest.mark.timeout(420)  # a hang guard only: on a loaded machine the run may take minutes
 def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    """Every operation, positive and negative data, bounded (about 10 s here).
+    """Every operation, positive and negative data, bounded by the number of examples
+    (about 10 s on an idle machine; no limit on the time it takes).
 
     All checks but ``negative_data_rejection``: the vendor API answers schema-violating
     requests with HTTP 200 and an error envelope, on purpose, and the envelope's schema
@@ -126,7 +127,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
         pytest.fail("schemathesis is not installed: pip install -e '.[dev]'")
     config = tmp_path / "schemathesis.toml"
     config.write_text(_schemathesis_config(server, 25))
-    started = time.monotonic()
     run = subprocess.run(
         [
             st,
@@ -153,10 +153,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=90,
+        timeout=400,
     )
-    elapsed = time.monotonic() - started
     tail = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, f"schemathesis found problems:\n{tail}\nserver log:\n{server.log()}"
     assert "No issues found" in run.stdout, tail
-    assert elapsed < 60, f"schemathesis took {elapsed:.0f} s; lower max-examples"

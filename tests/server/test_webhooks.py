@@ -14,7 +14,6 @@ import json
 import os
 import random
 import re
-import socket
 import sys
 import time
 from collections import defaultdict
@@ -53,6 +52,7 @@ from ringline.server.webhooks import (
     verify_tencent,
 )
 from ringline.server.webhooks.signing import decode_secret
+from serverproc import free_port
 
 APP = 1400000001
 TOKEN = "ringline-token"
@@ -609,14 +609,14 @@ async def test_a_redirect_is_not_followed_and_counts_as_failure(receiver: Receiv
     box = MemoryOutbox()
     x = _d("R", 1, f"{receiver.url}/moved", time.time())
     await box.add(x)
-    schedule = RetrySchedule(delays=(0.01,), then_every=0.02, give_up_after=0.3)
-    async with deliverer(box, schedule=schedule) as d:
+    async with deliverer(box) as d:
         d.wake()
-        await box.wait_until(lambda: box.get(x.event_id).state is DeliveryState.GIVEN_UP)
-        assert d.stats.given_up == 1
+        # Failed and tried again: a redirect is a failure, however long an attempt takes.
+        await box.wait_until(lambda: box.get(x.event_id).delivery.attempts >= 2)
+        assert d.stats.failed_attempts >= 2 and d.stats.delivered == 0
     entry = box.get(x.event_id)
+    assert entry.state is not DeliveryState.DELIVERED
     assert entry.last_status == 302 and "redirect" in entry.last_error and "/target" in entry.last_error
-    assert entry.delivery.attempts >= 2
     assert receiver.on("/target") == []
 
 
@@ -635,16 +635,19 @@ async def test_a_slow_receiver_times_out_and_is_retried_with_the_same_event_id(r
     x = _d("S", 1, f"{receiver.url}/slow", time.time())
     await box.add(x)
     try:
-        async with deliverer(box, connect_timeout=0.2, total_timeout=0.3) as d:
+        async with deliverer(box, connect_timeout=0.5, total_timeout=1.0) as d:
             d.wake()
             await box.wait_until(lambda: box.get(x.event_id).state is DeliveryState.DELIVERED)
-            assert d.stats.failed_attempts == 1
+            failed = d.stats.failed_attempts
     finally:
         release.set()
+    # The first attempt that arrives hangs and times out; on a loaded machine another
+    # may time out too: every attempt carries the same event id and body, and one
+    # finally gets through.
     hits = receiver.on("/slow")
-    assert len(hits) == 2 and {h.event_id for h in hits} == {x.event_id}
-    assert hits[0].body == hits[1].body == x.body
-    assert box.get(x.event_id).delivery.attempts == 2
+    assert failed >= 1 and 2 <= len(hits) <= failed + 1
+    assert {h.event_id for h in hits} == {x.event_id} and all(h.body == x.body for h in hits)
+    assert box.get(x.event_id).delivery.attempts == failed + 1
 
 
 async def test_duplicates_only_ever_share_an_event_id(receiver: Receiver) -> None:
@@ -764,12 +767,6 @@ async def test_closing_a_deliverer_that_never_started() -> None:
 
 
 # -- the example receiver as a process ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Lines:

@@ -217,13 +217,27 @@ async def test_multi_device_rings_every_device_and_the_first_accept_wins(
     assert not r["ok"]
 
 
+async def expire_soon(c: Raw, user: str) -> None:
+    """Give ``c``'s session a sig that expires within 1–2 s, once the test's setup is
+    done, so that the expiry races none of the setup's events. Sig times are whole
+    seconds: on a loaded machine the new sig may be expired by the time it arrives
+    (70001); then a fresh one is minted."""
+    for _ in range(10):
+        r = await c.request("renew_user_sig", user_sig=c.srv.sig(user, 2))
+        if r["ok"]:
+            return
+        assert r["code"] == 70001, r
+    raise AssertionError("the server refused ten fresh 2 s sigs in a row")
+
+
 async def test_sig_expiry_warns_then_renewal_keeps_the_session(
     server: ServerProcess, clients: list[Raw]
 ) -> None:
     c = await new(server, clients)
     u = unique("s")
-    await c.login(u, expire=1)
-    await c.event("on_user_sig_expired", timeout=5)
+    await c.login(u)
+    await expire_soon(c, u)
+    await c.event("on_user_sig_expired")
     res = await c.ok("renew_user_sig", user_sig=server.sig(u, 3600))
     assert res["sig_expires_at"] > 0
     assert await c.ok("get_state") == {"call": None}
@@ -235,12 +249,13 @@ async def test_sig_expiry_without_renewal_closes_with_4002_and_ends_legs_offline
     a, b = await new(server, clients), await new(server, clients)
     ua, ub = unique("a"), unique("b")
     await a.login(ua)
-    await b.login(ub, expire=1)
+    await b.login(ub)
     cid = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
     await b.event("on_call_received", call_id=cid)
     await b.ok("accept", call_id=cid)
-    await b.event("on_user_sig_expired", timeout=5)
-    end = (await b.event("on_call_end", call_id=cid, timeout=8))["args"]
+    await expire_soon(b, ub)
+    await b.event("on_user_sig_expired")
+    end = (await b.event("on_call_end", call_id=cid))["args"]
     assert end["reason"] == 4
     code, _ = await b.wait_closed()
     assert code == 4002
