@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .core.usersig import DEFAULT_EXPIRE, gen_user_sig
 from .server.config import (
@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "for thousands of callbacks per second on a machine with spare cores (default 0)",
     )
     _media_flags(s)
+    _limit_flags(s, d)
 
     c = sub.add_parser(
         "callback-secrets",
@@ -189,6 +190,37 @@ def _media_flags(sp: argparse.ArgumentParser) -> None:
     )
 
 
+def _limit_flags(sp: argparse.ArgumentParser, d: Settings) -> None:
+    """Connection limits (docs/protocol.md "Limits"); each must be > 0."""
+    for flag, typ, default, what in (
+        ("--login-timeout", float, d.login_timeout, "seconds a WebSocket may stay open without a login"),
+        ("--max-unauthenticated", int, d.max_unauthenticated, "WebSockets one address may hold unlogged"),
+        ("--header-timeout", float, d.header_timeout, "seconds for an HTTP request's headers to arrive"),
+        ("--rate-limit", float, d.rate_limit_per_s, "frames per second one WebSocket may send"),
+        ("--max-unacked", int, d.max_unacked, "pushes a device may leave unacknowledged"),
+    ):
+        name = flag[2:]
+        sp.add_argument(
+            flag,
+            type=_positive(typ, flag),
+            default=_env(name, str(default)),
+            help=f"{what} (env RINGLINE_{name.upper().replace('-', '_')}; default {default:g})",
+        )
+
+
+def _positive(typ: type[float] | type[int], flag: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = typ(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number > 0, got {text!r}")
+        return value
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
@@ -270,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ice_credential=args.ice_credential,
         ice_transport_policy=policy,
         dev=args.dev,
+        login_timeout=args.login_timeout,
+        max_unauthenticated=args.max_unauthenticated,
+        header_timeout=args.header_timeout,
+        rate_limit_per_s=args.rate_limit,
+        max_unacked=args.max_unacked,
     )
     print(
         f"Ringline on http://{settings.host}:{settings.port}  app {ident.sdk_app_id}"

@@ -165,7 +165,16 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
 async def serve(settings: Settings, identity: AppIdentity) -> None:
     """Run until SIGINT/SIGTERM, then drain and return."""
     app = await build_app(settings, identity)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    # keepalive_timeout closes a connection whose request line and headers have not all
+    # arrived that long after it opened (or after its previous response): slow headers
+    # cannot hold sockets. A WebSocket, once upgraded, is not affected.
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=settings.header_timeout,
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
     await site.start()

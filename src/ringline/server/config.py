@@ -50,6 +50,13 @@ class Settings:
     rate_limit_per_s: float = 100.0
     mailbox_ttl: float = 7 * 86400.0
     max_unacked: int = 5000
+    login_timeout: float = 10.0
+    """Seconds a WebSocket may stay open without a successful ``login``/``resume`` (close 4010)."""
+    max_unauthenticated: int = 64
+    """WebSockets one remote address may hold open without a login; more get HTTP 429."""
+    header_timeout: float = 10.0
+    """Seconds for an HTTP request's line and headers to arrive (after connecting, or after
+    the previous response on a kept-alive connection); then the connection is closed."""
     callback_token: str = ""
     """Token of the Tencent-style ``Sign`` on callbacks (``--callback-token``)."""
     webhook_secrets: tuple[str, ...] = ()

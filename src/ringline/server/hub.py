@@ -47,7 +47,7 @@ from .webhooks.delivery import Delivery
 if TYPE_CHECKING:
     from .ws import RequestAnswers
 
-__all__ = ["Hub", "Session"]
+__all__ = ["Hub", "Session", "device_key"]
 
 log = logging.getLogger("ringline.server")
 
@@ -56,10 +56,19 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 MAILBOX_MAX = 100
 
 
+def device_key(user_id: str, device_id: str) -> str:
+    """The key of a device inside the server: its ``device_id`` scoped to its user, so
+    that another user who logs in with the same ``device_id`` is another device (it
+    cannot replace, kick, resume or read this one's session or mailbox). ``/`` appears
+    in neither a user id nor a device id."""
+    return f"{user_id}/{device_id}"
+
+
 @dataclass(slots=True, eq=False)
 class Session:
     """One logged-in device. ``ws`` is its current connection, or None between
-    connections."""
+    connections. ``device_id`` is the device's key, scoped to its user
+    (:func:`device_key`); :attr:`client_device_id` is the id its client chose."""
 
     token: str
     device_id: str
@@ -78,6 +87,12 @@ class Session:
     #: answers kept for requests sent again after a resume (``ws.RequestAnswers``;
     #: made at the session's first request that changes state)
     answers: RequestAnswers | None = None
+
+    @property
+    def client_device_id(self) -> str:
+        """The ``device_id`` the client logged in with (the key without its user)."""
+        user, sep, dev = self.device_id.partition("/")
+        return dev if sep and user == self.user_id else self.device_id
 
     def row(self) -> st.SessionRow:
         return st.SessionRow(

@@ -31,16 +31,27 @@ from ..core.enums import CallResultType, MediaType
 from ..core.errors import ErrorCode, LocalCallError
 from ..core.types import CallParams, OfflinePushInfo, RoomId
 from ..core.usersig import UserSigError, verify_user_sig
-from .hub import _CLOSE_MARK, Hub, Session, _dumps, record_to_recent
+from .hub import _CLOSE_MARK, Hub, Session, _dumps, device_key, record_to_recent
 from .store import base as st
 
-__all__ = ["ANSWERS_KEPT", "ANSWER_BYTES_KEPT", "PROTOCOL_VERSION", "RERUNNABLE_OPS", "WsHandler"]
+__all__ = [
+    "ANSWERS_KEPT",
+    "ANSWER_BYTES_KEPT",
+    "FLOOD_REFUSALS",
+    "FLOOD_WINDOW",
+    "PROTOCOL_VERSION",
+    "RERUNNABLE_OPS",
+    "WsHandler",
+]
 
 log = logging.getLogger("ringline.server")
 
 PROTOCOL_VERSION = 1
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_FLOOD_CLOSE_AFTER = 10.0
+#: A connection whose frames are refused for the rate limit this many times within
+#: :data:`FLOOD_WINDOW` seconds is closed with 4008 (docs/protocol.md "Limits").
+FLOOD_REFUSALS = 100
+FLOOD_WINDOW = 10.0
 #: Answers remembered per session for requests sent again after a resume (the oldest
 #: are forgotten first), and at most this many bytes of them. The answers of requests
 #: that change state are small (``{}``, a call id); the large ones, of
@@ -128,7 +139,19 @@ def _params(d: dict[str, Any]) -> CallParams:
 class _Conn:
     """Per-connection state: the session once logged in, and the flood meter."""
 
-    __slots__ = ("allowance", "flood_since", "last", "outq", "session", "wake", "ws")
+    __slots__ = (
+        "addr",
+        "allowance",
+        "counted",
+        "flooded",
+        "last",
+        "login_timer",
+        "outq",
+        "refused",
+        "session",
+        "wake",
+        "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, rate: float) -> None:
         self.ws = ws
@@ -137,7 +160,11 @@ class _Conn:
         self.session: Session | None = None
         self.allowance = rate
         self.last = time.monotonic()
-        self.flood_since = 0.0
+        self.refused: deque[float] = deque()  # when frames over the rate limit came
+        self.flooded = False
+        self.addr = ""  # the remote address, counted in WsHandler._unauthenticated until login
+        self.counted = False
+        self.login_timer: asyncio.TimerHandle | None = None
 
 
 class RequestAnswers:
@@ -180,6 +207,8 @@ class WsHandler:
         self.secret_key = secret_key
         self.sdk_app_id = sdk_app_id
         self._background: set[asyncio.Task[Any]] = set()
+        #: WebSockets open without a login, by remote address (capped per address)
+        self._unauthenticated: dict[str, int] = {}
         s = hub.settings
         self.rate = s.rate_limit_per_s
         self.max_frame = s.max_frame_bytes
@@ -224,11 +253,27 @@ class WsHandler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        addr = request.remote or "?"
+        if self._unauthenticated.get(addr, 0) >= self.hub.settings.max_unauthenticated:
+            return web.Response(
+                status=429,
+                text=f"{addr} already holds {self.hub.settings.max_unauthenticated} WebSockets that "
+                "have not logged in; log in on those first (or raise --max-unauthenticated)\n",
+            )
         ws = web.WebSocketResponse(
             heartbeat=None, max_msg_size=max(self.max_frame * 16, 1 << 20), compress=False
         )
-        await ws.prepare(request)
+        self._unauthenticated[addr] = self._unauthenticated.get(addr, 0) + 1
         conn = _Conn(ws, self.rate)
+        conn.addr, conn.counted = addr, True
+        conn.login_timer = asyncio.get_running_loop().call_later(
+            self.hub.settings.login_timeout, self._login_timed_out, conn
+        )
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self._authenticated(conn)
+            raise
         writer = asyncio.create_task(self._writer(conn))
         try:
             async for msg in ws:
@@ -246,6 +291,7 @@ class WsHandler:
                 if ws.closed:
                     break
         finally:
+            self._authenticated(conn)
             s = conn.session
             if s is not None and s.ws is ws:
                 s.ws = None
@@ -256,6 +302,27 @@ class WsHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
         return ws
+
+    def _authenticated(self, conn: _Conn) -> None:
+        """``conn`` logged in (or closed): its login timer stops, and it no longer
+        counts against its address's cap of WebSockets without a login."""
+        if conn.login_timer is not None:
+            conn.login_timer.cancel()
+            conn.login_timer = None
+        if conn.counted:
+            conn.counted = False
+            left = self._unauthenticated.get(conn.addr, 0) - 1
+            if left > 0:
+                self._unauthenticated[conn.addr] = left
+            else:
+                self._unauthenticated.pop(conn.addr, None)
+
+    def _login_timed_out(self, conn: _Conn) -> None:
+        conn.login_timer = None
+        if conn.session is None and not conn.ws.closed:
+            timeout = self.hub.settings.login_timeout
+            message = f"no login or resume within {timeout:g} s"
+            self._send(conn, _CLOSE_MARK + _dumps({"code": 4010, "message": message}))
 
     async def _writer(self, conn: _Conn) -> None:
         ws, q = conn.ws, conn.outq
@@ -344,28 +411,24 @@ class WsHandler:
         return True
 
     def _frame(self, conn: _Conn, data: str) -> None:
+        if conn.flooded:
+            return  # closing with 4008; nothing more is read
         now = time.monotonic()
-        # Token bucket: `rate` frames/s, burst 2x.
+        # Token bucket: `rate` frames/s, bursts up to 2x.
         conn.allowance = min(self.rate * 2, conn.allowance + (now - conn.last) * self.rate)
         conn.last = now
         if conn.session is not None:
             conn.session.last_seen = time.time()
         if conn.allowance < 1.0:
-            if not conn.flood_since:
-                conn.flood_since = now
-            elif now - conn.flood_since > _FLOOD_CLOSE_AFTER:
-                self._send(conn, _CLOSE_MARK + _dumps({"code": 4008, "message": "flooding"}))
-                return
-            self._error(conn, None, ErrorCode.RATE_LIMITED, f"over {self.rate:.0f} frames/s; slow down")
+            self._refuse_flood(conn, data, now)
             return
-        conn.flood_since = 0.0
         conn.allowance -= 1.0
-        if len(data) > self.max_frame:
+        if _utf8_size(data, self.max_frame) > self.max_frame:
             self._error(
                 conn,
-                None,
+                _request_id(data, self.max_frame),
                 ErrorCode.FRAME_TOO_LARGE,
-                f"frame of {len(data)} bytes; the limit is {self.max_frame}",
+                f"frame over {self.max_frame} bytes (UTF-8); this request did not run: send less per frame",
             )
             return
         try:
@@ -400,6 +463,8 @@ class WsHandler:
         try:
             if op in ("login", "resume"):
                 (self._op_login if op == "login" else self._op_resume)(conn, rid, req)
+                if conn.session is not None:
+                    self._authenticated(conn)
                 return
             handler = self._ops.get(op)
             if handler is None:
@@ -436,6 +501,32 @@ class WsHandler:
                 self._fail(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, message)
             else:
                 self._error(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, message)
+
+    def _refuse_flood(self, conn: _Conn, data: str, now: float) -> None:
+        """Refuse a frame over the rate limit with ``-1413``, answering its own ``id``;
+        the :data:`FLOOD_REFUSALS`-th refusal within :data:`FLOOD_WINDOW` seconds
+        closes the connection with 4008 (docs/protocol.md "Limits")."""
+        refused = conn.refused
+        refused.append(now)
+        while refused and refused[0] <= now - FLOOD_WINDOW:
+            refused.popleft()
+        self._error(
+            conn,
+            _request_id(data, self.max_frame),
+            ErrorCode.RATE_LIMITED,
+            f"over {self.rate:g} frames/s; this request did not run: slow down and send it again "
+            f"({FLOOD_REFUSALS} refusals within {FLOOD_WINDOW:g} s close the connection with 4008)",
+        )
+        if len(refused) >= FLOOD_REFUSALS:
+            conn.flooded = True
+            s = conn.session
+            log.warning(
+                "connection of %s closed: %d frames over the rate limit within %g s",
+                s.device_id if s is not None else "a device not logged in",
+                len(refused),
+                FLOOD_WINDOW,
+            )
+            self._send(conn, _CLOSE_MARK + _dumps({"code": 4008, "message": "flooding: over the rate limit"}))
 
     # ------------------------------------------------------------------ session ops
 
@@ -475,7 +566,8 @@ class WsHandler:
             self._close_after_error(conn, rid, e.code, e.message)
             return
         hub = self.hub
-        s = hub.new_session(device_id, user_id, multi, float(info.expires_at))
+        # Scoped to the user: another user's login with this device_id is another device.
+        s = hub.new_session(device_key(user_id, device_id), user_id, multi, float(info.expires_at))
         mailbox = hub.attach(s)
         s.ws, s.outq, s.wake = conn.ws, conn.outq, conn.wake
         conn.session = s
@@ -498,7 +590,7 @@ class WsHandler:
 
         try:
             hub.submit(
-                m.Login(device_id, user_id, multi, float(info.expires_at)),
+                m.Login(s.device_id, user_id, multi, float(info.expires_at)),
                 respond=lambda _v: self._reply(conn, rid, result),
                 writes=[st.SaveSession(s.row())],
                 before=deliver_mailbox,
@@ -539,7 +631,7 @@ class WsHandler:
                 # False after a server restart: answers given before it are not known,
                 # so requests still waiting for theirs must not be sent again.
                 "answers_kept": not restored,
-                "device_id": s.device_id,
+                "device_id": s.client_device_id,
                 "user_id": s.user_id,
                 "next_seq": ack + 1,
                 "heartbeat_interval": hub.settings.heartbeat_interval,
@@ -689,6 +781,33 @@ class WsHandler:
             st.HideUserCalls(s.user_id, tuple(ids)),
             lambda: self._ok(conn, rid, {"deleted": list(ids)}),
         )
+
+
+def _utf8_size(data: str, limit: int) -> int:
+    """The frame's size in UTF-8 bytes as it came on the wire, or a number on the same
+    side of ``limit`` (its length in characters) when that alone tells."""
+    n = len(data)
+    if n > limit or n * 4 <= limit:
+        return n
+    return len(data.encode("utf-8", "surrogatepass"))
+
+
+_LEADING_ID = re.compile(r'\s*\{\s*"id"\s*:\s*(\d{1,18})\s*[,}]')
+
+
+def _request_id(data: str, max_bytes: int) -> int | None:
+    """The ``id`` of a frame that is refused unread (rate limit, size), so that the
+    answer reaches the request that waits for it: parsed if the frame is small enough,
+    else read from its start when ``id`` is the first key (both SDKs send it first)."""
+    if len(data) <= max_bytes:
+        try:
+            req = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+        rid = req.get("id") if isinstance(req, dict) else None
+        return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+    found = _LEADING_ID.match(data[:64])
+    return int(found.group(1)) if found else None
 
 
 def _rand() -> str:

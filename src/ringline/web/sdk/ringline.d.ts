@@ -59,6 +59,8 @@ export declare const ErrorCode: {
   readonly SCENE_NOT_SUPPORTED: -1205;
   readonly NO_PERMISSION: -1206;
   readonly SIGNALING_SEND_FAIL: -1406;
+  readonly FRAME_TOO_LARGE: -1412;
+  readonly RATE_LIMITED: -1413;
   readonly SESSION_UNKNOWN: -1414;
   readonly CALL_NOT_FOUND: 8010;
 };
