@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -287,3 +289,46 @@ async def test_the_sdk_raises_a_rate_limit_refusal_at_once(tmp_path: Path) -> No
     finally:
         await engine.uninit()
         srv.stop()
+
+
+# ---------------------------------------------------------------- frame sizes
+
+
+async def test_the_frame_limit_counts_utf8_bytes(server: ServerProcess, clients: list[Raw]) -> None:
+    c = await new(server, clients)
+    await c.login(unique("u"))
+    rid = next(c.ids)
+    # 40,000 characters, 80,000 bytes of UTF-8: over the 64 KiB limit.
+    await c.send(json.dumps({"id": rid, "op": "set_self_info", "nickname": "é" * 40_000}, ensure_ascii=False))
+    r = await c.response(rid)
+    assert r["code"] == -1412 and "65536 bytes" in r["message"]
+    assert await c.ok("get_state") == {"call": None}  # the connection stays
+
+
+async def test_a_message_over_one_mebibyte_closes_with_1009(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    c = await new(server, clients)
+    await c.login(unique("u"))
+    await c.send(json.dumps({"id": next(c.ids), "op": "get_state", "pad": "x" * (1 << 20)}))
+    code, _ = await c.wait_closed()
+    assert code == 1009
+
+
+def test_limit_flags_must_be_positive(tmp_path: Path) -> None:
+    for flag in (
+        "--login-timeout",
+        "--max-unauthenticated",
+        "--header-timeout",
+        "--rate-limit",
+        "--max-unacked",
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "ringline.cli", "serve", "--data-dir", str(tmp_path), flag, "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert f"{flag} must be a number > 0, got '0'" in done.stderr
+        assert "Traceback" not in done.stderr
