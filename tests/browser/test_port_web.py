@@ -227,3 +227,100 @@ async def test_add_and_remove_event_listener_under_both_names(users: Any) -> Non
         "(rl) => { try { rl.engine.addEventListener(undefined, () => {}); } catch (e) { return e.message; } }"
     )
     assert "event name" in r
+
+
+KIT_PAGE = (Path(__file__).parent / "port" / "webkit_page.js").read_text()
+# What the kit's samples print, with what the user saw at that moment: the kit's
+# status ("idle" until the call UI shows), whether a call screen was visible, the call.
+KIT_CAPTURE = """
+window.portLog = [];
+const realLog = console.log.bind(console);
+console.log = (...args) => {
+  const el = document.querySelector("tui-call-kit");
+  const page = el && el.shadowRoot && el.shadowRoot.querySelector(".rl-page");
+  const visible = (id) => !!page && !page.querySelector(id).hidden;
+  const engine = window.TUICallKitServer && window.TUICallKitServer.getTUICallEngineInstance();
+  window.portLog.push({
+    text: args.map((a) => (typeof a === "string" ? a : "")).join("").trim(),
+    arg: args[1] && typeof args[1] === "object" ? JSON.parse(JSON.stringify(args[1])) : null,
+    shown: !!page && page.dataset.status !== "idle" && (visible("#rl-incoming") || visible("#rl-call")),
+    callId: engine ? engine.callId : null,
+  });
+  realLog(...args);
+};
+"""
+
+
+async def kit_user(browser: Any, web_server: Any, user_id: str) -> tuple[Any, User]:
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    page.on("pageerror", lambda e: print("page error:", e))
+    await page.goto(web_server.url + "/sdk/ringline.js")
+    await page.evaluate("() => { document.body.innerHTML = ''; }")
+    await page.add_script_tag(content=KIT_CAPTURE)
+    await page.add_script_tag(content=KIT_PAGE, type="module")
+    await page.wait_for_function("() => window.TUICallKitServer")
+    await page.evaluate(
+        "async (a) => { await window.TUICallKitServer.init(a);"
+        " window.rl = { engine: window.TUICallKitServer.getTUICallEngineInstance() }; }",
+        {"SDKAppID": SDK_APP_ID, "userID": user_id, "userSig": web_server.sig(user_id)},
+    )
+    return ctx, User(page, user_id)
+
+
+async def hooks(u: User) -> list[list[Any]]:
+    out: list[list[Any]] = await u.js(
+        "() => window.portLog.filter((e) => e.text.startsWith('[TUICallKit Demo]'))"
+        ".map((e) => [e.text.split(' ').pop(), e.shown, e.callId])"
+    )
+    return out
+
+
+async def test_web_kit_hooks_fire_for_every_call_at_the_vendors_moments(
+    users: Any, browser: Any, web_server: Any
+) -> None:
+    (b,) = await users(1)
+    ctx, a = await kit_user(browser, web_server, "kit" + b.user_id)
+    try:
+        await a.js("() => window.portOn()")
+        # 1. Incoming: beforeCalling before the incoming screen shows; accepted with the
+        # kit's own button; afterCalling once the call is over.
+        r = await b.ok("calls", [a.user_id], AUDIO)
+        cid1 = r["callId"]
+        await a.wait("() => window.portLog.some((e) => e.text.endsWith('beforeCalling'))")
+        await a.page.locator("tui-call-kit #rl-accept").click()
+        entered = await a.wait("() => window.portLog.find((e) => e.text === 'TUICallEvent.USER_ENTER:')")
+        assert entered["arg"]["userID"] == b.user_id and entered["arg"]["callID"] == cid1
+        assert entered["shown"] is True  # the call UI is up while connected
+        await b.ok("hangup")
+        await a.wait("() => window.portLog.some((e) => e.text.endsWith('afterCalling'))")
+        assert await hooks(a) == [["beforeCalling", False, cid1], ["afterCalling", False, ""]]
+        await a.js("() => window.portOff()")
+        # 2. Placed through TUICallKitServer: beforeCalling before the request (no call
+        # id yet); B rejects; afterCalling.
+        await a.js("(rl, u) => window.TUICallKitServer.calls({ userIDList: [u], type: 1 })", b.user_id)
+        await b.wait("(rl) => rl.events.filter((e) => e.name === 'onCallReceived').length === 1")
+        await b.ok("reject")
+        await a.wait("() => window.portLog.filter((e) => e.text.endsWith('afterCalling')).length === 2")
+        # 3. Placed through the engine directly, as the vendor's engine samples do.
+        await a.js("(rl, u) => rl.engine.calls([u], 1)", b.user_id)
+        await b.wait("(rl) => rl.events.filter((e) => e.name === 'onCallReceived').length === 2")
+        await b.ok("accept")
+        await a.wait("(rl) => rl.engine.callStatus === 2")
+        await a.ok("hangup")
+        await a.wait("() => window.portLog.filter((e) => e.text.endsWith('afterCalling')).length === 3")
+        assert await hooks(a) == [
+            ["beforeCalling", False, cid1],
+            ["afterCalling", False, ""],
+            ["beforeCalling", False, ""],  # before the request: no call id yet
+            ["afterCalling", False, ""],
+            ["beforeCalling", False, ""],
+            ["afterCalling", False, ""],
+        ]
+        # The sample's off() took effect: one USER_ENTER printed, for the first call only.
+        assert (
+            await a.js("() => window.portLog.filter((e) => e.text === 'TUICallEvent.USER_ENTER:').length")
+            == 1
+        )
+    finally:
+        await ctx.close()

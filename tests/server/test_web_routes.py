@@ -27,6 +27,13 @@ async def test_the_call_page_engine_and_types_are_served(server: ServerProcess) 
     status, headers, body = await get(server.url + "/sdk/ringline.d.ts")
     assert status == 200 and headers["Content-Type"].startswith("application/typescript")
     assert b"export declare class CallEngine" in body
+    # The web kit, next to the engine (docs/web.md "The web kit").
+    status, headers, body = await get(server.url + "/sdk/tuicallkit.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert b"export const TUICallKitServer" in body and b'customElements.define("tui-call-kit"' in body
+    status, _, body = await get(server.url + "/sdk/tuicallkit.d.ts")
+    assert status == 200 and b"getTUICallEngineInstance(): CallEngine" in body
 
 
 async def test_page_config_names_the_app_and_says_dev_sign_in_is_off(server: ServerProcess) -> None:

@@ -948,7 +948,10 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         method="get",
         path="/sdk/{name}",
         operation_id="web_sdk",
-        summary="The browser engine: ringline.js (an ES module) and its types, ringline.d.ts",
+        summary=(
+            "The browser engine: ringline.js (an ES module) and its types, ringline.d.ts;"
+            " the web kit: tuicallkit.js, tuicallkit.d.ts"
+        ),
         doc="web.md",
         response=_STR,
         description="CORS-open (Access-Control-Allow-Origin: *): pages served elsewhere may import it.",

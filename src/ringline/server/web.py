@@ -5,6 +5,8 @@ Routes (docs/web.md):
 * ``GET /`` -- the call page (``ringline/web/index.html``);
 * ``GET /sdk/ringline.js``, ``/sdk/ringline.d.ts`` -- the browser engine and its types
   (plain ES module, CORS-open so pages served elsewhere can import it);
+  ``/sdk/tuicallkit.js``, ``/sdk/tuicallkit.d.ts`` -- the web kit (``TUICallKitServer``,
+  the ``<tui-call-kit>`` element and its React/Vue wrappers);
 * ``GET /app/{file}`` -- the call page's own module and styles (CORS-open too, so
   other sites can embed the page);
 * ``GET /app/config.json`` -- what the page needs to sign in: the app id, and whether

@@ -7,7 +7,12 @@
 //     beforeCalling: () => {...},   // this user starts a call or receives one
 //     afterCalling: () => {...},    // the call ended, did not connect, or failed
 //     ringtone: "/sounds/ring.mp3", // replace the built-in ring (setCallingBell too)
+//     engine,                       // optional: an existing CallEngine to drive
+//     layout: "kit",                // optional: only the call UI, hidden while idle
 //   });
+//
+// The hooks fire for every call of the engine: placed from the page, placed with
+// engine.calls()/call()/join() directly, or received.
 
 import {
   CallEngine,
@@ -118,7 +123,7 @@ class FileRing {
 export function mountCallPage(root, options = {}) {
   // The server this page talks to: given, or the one that served this module.
   const base = new URL("/", options.serverUrl || import.meta.url).href;
-  const engine = new CallEngine({ serverUrl: base, ...(options.engineOptions || {}) });
+  const engine = options.engine || new CallEngine({ serverUrl: base, ...(options.engineOptions || {}) });
   const hooks = { beforeCalling: options.beforeCalling, afterCalling: options.afterCalling };
   let ring = options.ringtone ? new FileRing(options.ringtone) : new SynthRing();
   let config = { sdkAppId: 0, devSignIn: false };
@@ -129,6 +134,7 @@ export function mountCallPage(root, options = {}) {
 
   // ---------------------------------------------------------------- layout
   root.classList.add("rl-page");
+  if (options.layout === "kit") root.classList.add("rl-kit");
   const status = h("span.rl-status", {}, "offline");
   const who = h("span.rl-who");
   const signOutBtn = h("button", { onclick: () => signOut(), hidden: true, id: "rl-signout" }, "Sign out");
@@ -267,17 +273,25 @@ export function mountCallPage(root, options = {}) {
     else ring.stop();
   }
 
+  /** A call of this user starts: beforeCalling, once per call, before its UI shows. */
+  function startFlow() {
+    if (inCallFlow) return false;
+    inCallFlow = true;
+    fire("beforeCalling");
+    return true;
+  }
+
   function endFlow(message) {
     ringOn(false);
     clearInterval(timerHandle);
     timerHandle = null;
     clearTiles();
     if (message) dialMsg.textContent = message;
+    render(); // the call UI goes first, as in the vendor's kit; then the hook
     if (inCallFlow) {
       inCallFlow = false;
       fire("afterCalling");
     }
-    render();
     refreshRecent();
   }
 
@@ -353,14 +367,14 @@ export function mountCallPage(root, options = {}) {
       dialMsg.textContent = "Enter at least one user id.";
       return;
     }
-    inCallFlow = true;
-    fire("beforeCalling");
     try {
-      await engine.calls(ids, media);
+      await engine.calls(ids, media); // starts the flow (see placing below)
       callTitle.textContent = `Calling ${ids.join(", ")}…`;
       tile(engine.userId, true);
     } catch (err) {
-      endFlow(`Call failed: ${err.msg || err.message}`);
+      const message = `Call failed: ${err.msg || err.message}`;
+      if (engine.callId) dialMsg.textContent = message; // still in another call: its flow goes on
+      else endFlow(message);
     }
     render();
   }
@@ -400,6 +414,28 @@ export function mountCallPage(root, options = {}) {
     inviteInput.value = "";
   }
 
+  // ---------------------------------------------------------------- every call's hooks
+  // A call placed through the engine (by this page or by the app directly) starts the
+  // flow before its request goes out, as the vendor's kit does in calls(); one that
+  // cannot be placed ends it again. An incoming call (or any other way this device
+  // enters a call) starts it on the status change, which comes before the call's
+  // events and before this page renders the call.
+  for (const method of ["calls", "call", "join"]) {
+    const placing = engine[method];
+    engine[method] = async function placeWithHooks(...args) {
+      const started = startFlow();
+      try {
+        return await placing.apply(engine, args);
+      } catch (err) {
+        if (started && !engine.callId) endFlow(`Call failed: ${err.msg || err.message}`);
+        throw err;
+      }
+    };
+  }
+  engine.on(RinglineEvent.STATUS_CHANGED, ({ callStatus }) => {
+    if (callStatus !== CallStatus.NONE) startFlow();
+  });
+
   // ---------------------------------------------------------------- engine events
   for (const name of [...Object.values(TUICallEvent), RinglineEvent.CONNECTION_CHANGED]) {
     engine.on(name, (p) => { if (!QUIET_EVENTS.has(name)) addLog(name, p); });
@@ -408,8 +444,7 @@ export function mountCallPage(root, options = {}) {
   engine.on(RinglineEvent.STATUS_CHANGED, () => render());
   engine.on(TUICallEvent.ON_CALL_RECEIVED, (p) => {
     if (engine.callId !== p.callID) return; // busy elsewhere: the server does not ring us
-    inCallFlow = true;
-    fire("beforeCalling");
+    startFlow(); // already started by the status change; kept for clarity
     const others = p.calleeIdList.filter((u) => u !== engine.userId);
     incomingText.textContent = `${p.inviterNickname || p.callerId} is calling you (${p.callMediaType === MediaType.VIDEO ? "video" : "audio"})` +
       (others.length ? ` with ${others.join(", ")}` : "");
@@ -467,7 +502,7 @@ export function mountCallPage(root, options = {}) {
     sigInput.hidden = !!c.devSignIn;
     signInMsg.textContent = c.devSignIn ? "Development sign-in: any user id works (server runs with --dev)." : "";
     const q = new URLSearchParams(location.search);
-    if (q.get("user") && c.devSignIn) signIn(q.get("user"), "");
+    if (q.get("user") && c.devSignIn && options.layout !== "kit") signIn(q.get("user"), "");
   }).catch(() => {});
   setStatus("offline");
   render();
