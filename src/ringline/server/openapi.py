@@ -171,13 +171,15 @@ ERRORS: Final[tuple[ErrorEntry, ...]] = (
     ErrorEntry(
         E_BAD_JSON,
         "v4, v1",
-        "the body is not JSON, not a JSON object, or over 1 MiB",
+        "the body is not JSON, not a JSON object, over 1 MiB, or nested deeper than 32 levels",
         "send one JSON object (`{}` when the command takes no field)",
     ),
     ErrorEntry(
         E_BAD_FIELD,
         "v4, v1",
-        "a field is missing, of the wrong type, or out of range (the message names it)",
+        "a field is missing, of the wrong type, or out of range, or a value anywhere in the body"
+        " cannot be kept (a lone surrogate, NUL, NaN/Infinity, an integer over 64 bits); the"
+        " message names the field",
         "fix that field; see the command's page",
     ),
 )
@@ -520,7 +522,9 @@ class Endpoint:
     envelope, HTTP 200 for success and failure alike), or ``http`` (plain GET routes).
     For admin commands ``response`` is the schema of the envelope's ``Response`` (v4) or
     ``data`` (v1); ``errors`` are the codes the command answers besides
-    :data:`AUTH_ERRORS` and ``E_BAD_JSON``. ``doc`` is the page under ``docs/``.
+    :data:`AUTH_ERRORS`, ``E_BAD_JSON`` and ``E_BAD_FIELD`` (which every command may
+    answer: a lone surrogate, NaN or a 65-bit integer anywhere in the body). ``doc`` is
+    the page under ``docs/``.
     """
 
     api: str
@@ -1031,7 +1035,8 @@ _AUTH_PARAMS: Final[dict[str, Schema]] = {
 
 
 def _codes(e: Endpoint) -> list[int]:
-    return sorted({*AUTH_ERRORS, E_BAD_JSON, *e.errors})
+    # Any command may answer 90005 for a value no field may hold (inbound.py).
+    return sorted({*AUTH_ERRORS, E_BAD_JSON, E_BAD_FIELD, *e.errors})
 
 
 def _envelope_schema(e: Endpoint) -> Schema:

@@ -35,6 +35,7 @@ from ..core.records import CallRecord
 from ..core.usersig import UserSigError, verify_user_sig
 from .formats import call_info_to_v4, member_result, record_to_v1, record_to_v4
 from .hub import Hub
+from .inbound import InputError, parse_json
 from .openapi import (
     DELIVERY_STATES,
     E_BAD_FIELD,
@@ -688,9 +689,11 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise _Fail(E_BAD_JSON, "body is not valid JSON; send one JSON object, e.g. {}") from None
+        body = parse_json(raw, what="body")  # every value checked: text, numbers, nesting
+    except InputError as e:
+        if e.structural:
+            raise _Fail(E_BAD_JSON, e.message()) from None
+        raise _Fail(E_BAD_FIELD, e.message(quote="")) from None
     if not isinstance(body, dict):
         raise _Fail(E_BAD_JSON, f"body must be a JSON object, not {_kind(body)}; e.g. {{}}")
     return body

@@ -32,6 +32,8 @@ from ..core.errors import ErrorCode, LocalCallError
 from ..core.types import CallParams, OfflinePushInfo, RoomId
 from ..core.usersig import UserSigError, verify_user_sig
 from .hub import _CLOSE_MARK, Hub, Session, _dumps, device_key, record_to_recent
+from .inbound import InputError, parse_json, safe_utf8
+from .openapi import MAX_UNIX_S
 from .store import base as st
 
 __all__ = [
@@ -336,9 +338,17 @@ class WsHandler:
                     for text in frames:
                         if text.startswith(_CLOSE_MARK):
                             info = json.loads(text[len(_CLOSE_MARK) :])
-                            await ws.close(code=info["code"], message=info["message"][:120].encode())
+                            reason = info["message"][:120].encode("utf-8", "backslashreplace")
+                            await ws.close(code=info["code"], message=reason)
                             return
-                        await ws.send_str(text)
+                        try:
+                            await ws.send_str(text)
+                        except UnicodeEncodeError:
+                            # Cannot happen: every value is checked on the way in
+                            # (inbound.py). Should one slip through, the frame goes out
+                            # escaped rather than killing this writer.
+                            log.error("a frame held text UTF-8 cannot encode; sent it escaped")
+                            await ws.send_str(safe_utf8(text))
                 if ws.closed:
                     return
         except (ConnectionResetError, RuntimeError):
@@ -432,14 +442,10 @@ class WsHandler:
             )
             return
         try:
-            req = json.loads(data)
-        except ValueError:
-            self._error(
-                conn,
-                None,
-                ErrorCode.MALFORMED_FRAME,
-                "frame is not valid JSON; send one JSON object per text frame",
-            )
+            req = parse_json(data)  # every value checked: text, numbers, nesting
+        except InputError as e:
+            code = ErrorCode.MALFORMED_FRAME if e.structural else ErrorCode.PARAM_INVALID
+            self._error(conn, e.request_id, code, e.message())
             return
         if not isinstance(req, dict):
             self._error(conn, None, ErrorCode.MALFORMED_FRAME, "frame must be a JSON object")
@@ -752,6 +758,12 @@ class WsHandler:
         end = _get(req, "end", (int, float), None)
         rt = _get(req, "result_type", int, 0)
         limit = _get(req, "limit", int, 50)
+        for key, when in (("begin", begin), ("end", end)):
+            if when is not None and not 0 <= when <= MAX_UNIX_S:
+                raise BadParam(
+                    f"field '{key}' must be unix seconds, 0..{MAX_UNIX_S}, not {when!r}"
+                    " (milliseconds are not accepted)"
+                )
         if not 0 <= rt <= 3:
             raise BadParam("result_type must be 0 (all), 1 (missed), 2 (incoming) or 3 (outgoing)")
         if not 1 <= limit <= 200:
