@@ -511,12 +511,22 @@ class Hub:
 
     async def _sweeper(self) -> None:
         """Every second: sessions silent past the grace period are gone; the store
-        hears that the server is alive; stale mailboxes are dropped."""
+        hears that the server is alive; stale mailboxes are dropped.
+
+        If the sweeper itself wakes up more than one period late, the server was not
+        running (stopped, a long GC pause, a stuck disk): devices could not be heard
+        then, so every session gets a fresh grace from the wake-up instead of being
+        swept as silent (:meth:`_stalled`)."""
         interval = min(1.0, self.settings.heartbeat_grace / 4)
         last_mark = 0.0
+        loop = asyncio.get_running_loop()
         while True:
+            due = loop.time() + interval
             await asyncio.sleep(interval)
             now = time.time()
+            late = loop.time() - due  # monotonic: a stopped process's clock runs on
+            if late > interval:
+                self._stalled(late, now)
             limit = now - self.settings.heartbeat_grace
             for s in [s for s in self.sessions.values() if s.last_seen < limit]:
                 log.info(
@@ -531,6 +541,19 @@ class Hub:
                 cutoff = now - self.settings.mailbox_ttl
                 for dev in [d for d, box in self.mailbox.items() if box[-1][0] < cutoff]:
                     del self.mailbox[dev]
+
+
+    def _stalled(self, late: float, now: float) -> None:
+        """The server did not run for ``late`` seconds: give every session a fresh
+        heartbeat grace from ``now`` (their pings of that time are still unread)."""
+        log.warning(
+            "the server did not run for %.1f s (stopped, paused or blocked); every device gets a "
+            "fresh heartbeat grace of %g s instead of being swept as silent",
+            late,
+            self.settings.heartbeat_grace,
+        )
+        for s in self.sessions.values():
+            s.last_seen = max(s.last_seen, now)
 
 
 _CLOSE_MARK = "\x00close:"
