@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +159,150 @@ async def test_start_loads_the_saved_profiles_into_the_switchboard(tmp_path: Pat
     finally:
         await h.close()
         await store.close()
+
+
+# --------------------------------------------------------------------------- poison batches
+#
+# A real SQLite database that refuses some values: triggers, as a constraint an
+# operator added would (RAISE(ABORT) is a constraint failure, like a CHECK). The hub
+# must refuse exactly the requests whose writes were refused, hold their pushes back,
+# keep the rest of the flush, and leave memory as the store has it.
+
+_POISON_TRIGGERS = (
+    """CREATE TRIGGER refuse_live BEFORE INSERT ON live_calls WHEN NEW.snapshot LIKE '%poison%'
+       BEGIN SELECT RAISE(ABORT, 'poison refused'); END""",
+    """CREATE TRIGGER refuse_profile BEFORE INSERT ON profiles WHEN NEW.nickname LIKE '%poison%'
+       BEGIN SELECT RAISE(ABORT, 'poison refused'); END""",
+    """CREATE TRIGGER refuse_callback BEFORE INSERT ON callback_config WHEN NEW.config LIKE '%poison%'
+       BEGIN SELECT RAISE(ABORT, 'poison refused'); END""",
+)
+
+
+def add_triggers(path: str, *statements: str) -> None:
+    """Add ``statements`` to the database at ``path`` from a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        for sql in statements:
+            conn.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+async def poison_hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    path = str(tmp_path / "ringline.db")
+    store = SqliteStore(path)
+    await store.open()
+    add_triggers(path, *_POISON_TRIGGERS)
+    h = Hub(Settings(heartbeat_grace=60), store, sdk_app_id=1)
+    await h.start()
+    yield h
+    await h.close()
+    await store.close()
+
+
+class Answers:
+    """What a request got: its value, or the message of its refusal."""
+
+    def __init__(self) -> None:
+        self.ok: list[object] = []
+        self.refused: list[str] = []
+
+    def kw(self) -> dict[str, Any]:
+        return {"respond": self.ok.append, "refused": self.refused.append}
+
+
+def place(device: str, callee: str, call_id: str, user_data: str = "") -> m.PlaceCall:
+    return m.PlaceCall(device, (callee,), MediaType.AUDIO, CallParams(user_data=user_data), call_id, 7)
+
+
+async def test_a_refused_call_start_is_refused_alone_and_leaves_no_trace(poison_hub: Hub) -> None:
+    h = poison_hub
+    store = h.store
+    a, b, c, d = login(h, "a1", "A"), login(h, "b1", "B"), login(h, "c1", "C"), login(h, "d1", "D")
+    await h.drain()
+    flushes = h.stats["batches"]
+    bad, good, info = Answers(), Answers(), Answers()
+    # Three requests in one flush: the first carries a value the database refuses.
+    h.submit(place("a1", "B", "c-bad", user_data="poison"), **bad.kw())
+    h.submit(place("c1", "D", "c-good"), **good.kw())
+    h.submit(m.SetSelfInfo("a1", "Alice", ""), **info.kw())
+    await h.drain()
+    assert h.stats["batches"] == flushes + 1  # one flush, one merged transaction tried
+    # The bad request is refused with the store's reason; nothing of it went out.
+    assert bad.ok == [] and len(bad.refused) == 1
+    assert "did not take effect" in bad.refused[0] and "poison refused" in bad.refused[0]
+    assert names(a) == [] and names(b) == []
+    # The others of the flush were answered and are durable.
+    assert good.ok == ["c-good"] and good.refused == []
+    assert info.ok == [None] and info.refused == []
+    assert names(c) == ["on_user_inviting"] and names(d) == ["on_call_received"]
+    assert [cid for cid, _, _ in await store.load_live_calls()] == ["c-good"]
+    assert await store.load_profiles() == {"A": ("Alice", "")}
+    # Memory is as the store has it: no call, no ring timer, and A and B are free.
+    assert "c-bad" not in h.sb.calls and h.sb.current_call_of("a1") is None
+    assert not any("c-bad" in key for key in h._timers)
+    again = Answers()
+    h.submit(place("a1", "B", "c-next"), **again.kw())
+    await h.drain()
+    assert again.ok == ["c-next"] and names(b) == ["on_call_received"]
+    assert b.buffer[0][2]["call_id"] == "c-next"
+    assert await store.get_record("c-bad") is None
+
+
+async def test_a_refused_change_of_a_live_call_ends_it_with_its_record(poison_hub: Hub) -> None:
+    h = poison_hub
+    store = h.store
+    assert isinstance(store, SqliteStore)
+    a, b = login(h, "a1", "A"), login(h, "b1", "B")
+    h.submit(place("a1", "B", "c1"))
+    h.submit(m.Accept("b1", "c1"))
+    await h.drain()
+    a.ack(a.seq)
+    b.ack(b.seq)
+    # From now on the database refuses every new state of c1.
+    add_triggers(
+        store.path,
+        """CREATE TRIGGER refuse_c1 BEFORE UPDATE ON live_calls WHEN NEW.call_id = 'c1'
+           BEGIN SELECT RAISE(ABORT, 'poison refused'); END""",
+    )
+    flag = Answers()
+    h.submit(m.SetDeviceFlag("a1", "c1", "audio", False), **flag.kw())
+    await h.drain()
+    assert flag.ok == [] and len(flag.refused) == 1
+    # The change was not told (no on_user_audio_available); the server ended the call
+    # instead, and both members heard it, with its record.
+    assert names(b) == ["on_call_end"] and names(a) == ["on_call_end"]
+    rec = await store.get_record("c1")
+    assert rec is not None and rec.end_reason.name == "END_BY_SERVER"
+    assert await store.load_live_calls() == []
+    assert "c1" not in h.sb.calls
+
+
+async def test_a_refused_profile_and_callback_url_are_put_back(poison_hub: Hub) -> None:
+    h = poison_hub
+    a, b = login(h, "a1", "A"), login(h, "b1", "B")
+    h.submit(m.SetSelfInfo("a1", "Alice", ""))
+    await h.drain()
+    nick = Answers()
+    h.submit(m.SetSelfInfo("a1", "poison", ""), **nick.kw())
+    url = Answers()
+    h.enqueue_write(
+        st.SetCallbackConfig("v4", {"Url": "http://127.0.0.1:9/poison", "CallbackCommandList": []}),
+        lambda: url.ok.append(None),
+        url.refused.append,
+    )
+    await h.drain()
+    assert nick.ok == [] and len(nick.refused) == 1
+    assert url.ok == [] and len(url.refused) == 1
+    assert h.sb.profiles == {"A": ("Alice", "")} and h.callback_configs["v4"] is None
+    # Invitations show the profile the store has, and calls are recorded as before
+    # (with no callback url to poison their batches).
+    h.submit(place("a1", "B", "c1"))
+    h.submit(m.Hangup("a1", "c1"))
+    await h.drain()
+    (args,) = [x for _, n, x in b.buffer if n == "on_call_received"]
+    assert args["info"]["inviter_nickname"] == "Alice"
+    assert await h.store.get_record("c1") is not None
+    assert names(a) == ["on_user_inviting", "on_call_not_connected", "on_call_cancelled"]

@@ -14,6 +14,12 @@ events, docs/spec.md §6.8), a request's response precedes the pushes it caused,
 their order per device. A batch without writes, with nothing queued ahead of it, is
 performed at once.
 
+A batch the store refuses (a *poison* batch: a value the database cannot hold, a
+constraint it breaks) fails alone: the flusher retries the others, each batch in its
+own transaction, and for the refused one never answers OK and holds its pushes back
+(see :meth:`Hub._refuse_batch` for what the switchboard is made to forget). Only a
+store that takes no write at all holds everything back until it is back.
+
 Sessions: a session outlives its WebSocket for ``heartbeat_grace`` seconds so that a
 device can ``resume`` and get every unacknowledged push again, in order. A session
 silent for longer is *gone*: the core hears :class:`DeviceGone`, and from then on only
@@ -138,11 +144,21 @@ class Session:
         return len(self.buffer)
 
 
+#: Called, instead of the answer, when the store refused a request's writes: with a
+#: message for the client that says what happened and what to do.
+Refused = Callable[[str], None]
+
+
 @dataclass(slots=True)
 class _Batch:
     writes: list[st.Write]
     respond: Callable[[], None] | None
     actions: list[m.Action]
+    refused: Refused | None = None
+    #: puts back what the batch changed in memory outside the switchboard
+    undo: Callable[[], None] | None = None
+    #: the call this batch started (a ``calls`` request's new call)
+    created: str | None = None
 
 
 class Hub:
@@ -259,15 +275,20 @@ class Hub:
         writes: list[st.Write] | None = None,
         before: Callable[[], None] | None = None,
         not_before: float = 0.0,
+        refused: Refused | None = None,
     ) -> Any:
         """Run one input through the core and queue what it causes.
 
         ``respond(value)`` is called with the request's value once the batch is
         durable, before its pushes; ``before()`` runs right after ``respond``.
+        If the store refuses the batch, neither runs: ``refused(message)`` is called
+        instead (answer the request with -1406 and that message), and its pushes are
+        held back (see :meth:`_refuse_batch`).
         Raises :class:`LocalCallError` (nothing queued) if the core refuses.
         ``not_before``: a timer's due time (the loop may fire a hair early).
         """
         now = max(time.time(), not_before)
+        undo = self._profile_undo(inp) if isinstance(inp, m.SetSelfInfo) else None
         value, actions = self.sb.request(inp, now)
         self.stats["inputs"] += 1
         batch_writes = list(writes or ())
@@ -293,25 +314,53 @@ class Hub:
             if before is not None:
                 before()
 
-        self._enqueue(_Batch(batch_writes, do_respond, rest))
+        created = value if isinstance(inp, m.PlaceCall) and value == inp.new_call_id else None
+        self._enqueue(_Batch(batch_writes, do_respond, rest, refused, undo, created))
         return value
 
-    def enqueue_write(self, write: st.Write, respond: Callable[[], None]) -> None:
-        """Persist one write in order with everything else; then call ``respond``.
+    def _profile_undo(self, inp: m.SetSelfInfo) -> Callable[[], None] | None:
+        """What puts the user's profile back if the store refuses the new one."""
+        dev = self.sb.devices.get(inp.device_id)
+        if dev is None:
+            return None  # the core refuses the request itself
+        user, old = dev.user_id, self.sb.profiles.get(dev.user_id)
+
+        def undo() -> None:
+            if old is None:
+                self.sb.profiles.pop(user, None)
+            else:
+                self.sb.profiles[user] = old
+
+        return undo
+
+    def enqueue_write(
+        self, write: st.Write, respond: Callable[[], None], refused: Refused | None = None
+    ) -> None:
+        """Persist one write in order with everything else; then call ``respond``, or
+        ``refused(message)`` if the store refuses it (the write did not happen).
 
         A :class:`~.store.SetCallbackConfig` takes effect for every call event from
         now on (their callbacks are planned with it), and setting a url again makes a
-        url that answered ``410 Gone`` receive callbacks again.
+        url that answered ``410 Gone`` receive callbacks again. If the store refuses
+        it, the configuration before it comes back.
         """
         writes: list[st.Write] = [write]
+        undo: Callable[[], None] | None = None
         if isinstance(write, st.SetCallbackConfig):
+            kind, old = write.kind, self.callback_configs.get(write.kind)
+
+            def undo() -> None:
+                if self.callback_configs.get(kind) is write.config:
+                    self.callback_configs[kind] = old
+                    self._retarget()
+
             self.callback_configs[write.kind] = write.config
             self._retarget()
             if write.config is not None:
                 url = write.config.get("Url") or write.config.get("address")
                 if url:
                     writes.append(st.ReviveEndpoint(str(url)))
-        self._enqueue(_Batch(writes, respond, []))
+        self._enqueue(_Batch(writes, respond, [], refused, undo))
 
     def _retarget(self) -> None:
         self.callback_targets = CallbackTargets.from_configs(
@@ -348,45 +397,72 @@ class Hub:
                 continue
             batches = list(self._pending)
             self._pending.clear()
-            await self._persist(batches)
+            outcomes = await self._persist(batches)
             self.stats["batches"] += 1
             if self.on_callbacks_queued is not None and any(
-                isinstance(w, st.QueueDeliveries) for b in batches for w in b.writes
+                isinstance(w, st.QueueDeliveries) and err is None
+                for b, err in zip(batches, outcomes, strict=True)
+                for w in b.writes
             ):
                 self.on_callbacks_queued()
-            for b in batches:
-                self._run_batch(b)
+            for b, err in zip(batches, outcomes, strict=True):
+                if err is None:
+                    self._run_batch(b)
+                else:
+                    self._refuse_batch(b, err)
             if not self._pending:
                 self._idle.set()
 
-    async def _persist(self, batches: list[_Batch]) -> None:
-        """Make the writes of ``batches`` durable, in one transaction if possible.
+    async def _persist(self, batches: list[_Batch]) -> list[BaseException | None]:
+        """Make the writes of ``batches`` durable, in one transaction if possible;
+        return per batch None (durable) or the error the store refused it with.
 
-        If the store refuses, retry; after three failures, if the store still takes
-        a trivial write, try each batch alone: a batch it keeps refusing is poison (logged and
-        dropped, so it cannot stall everyone). If the store takes nothing at all it
-        is down: keep retrying with backoff, holding all events (durability first).
+        If the merged transaction fails while the store still takes a trivial write,
+        something in it is refused: every batch is written again on its own (the
+        store's group commit gives each its own transaction when they cannot share
+        one), so a refused batch fails alone and the others are kept. If the store
+        takes nothing at all it is down: retry with backoff, holding every event
+        back (durability first).
         """
-        writes = _coalesce([w for b in batches for w in b.writes])
+        outcomes: list[BaseException | None] = [None] * len(batches)
+        todo = [i for i, b in enumerate(batches) if b.writes]
         delay = 0.05
         failures = 0
-        while writes:
+        while todo:
+            writes = _coalesce([w for i in todo for w in batches[i].writes])
             try:
                 await self.store.apply(writes)
                 self.stats["writes"] += len(writes)
-                return
-            except Exception:
+                return outcomes
+            except Exception as exc:
                 failures += 1
-                log.exception("store write failed (%d); retrying in %.2f s", failures, delay)
-            if failures >= 3 and await self._store_alive():
-                for b in batches:
-                    try:
-                        await self.store.apply(_coalesce(b.writes))
-                    except Exception:
-                        log.error("dropping writes the store refuses: %r", b.writes)
-                return
+                error: BaseException = exc
+            if await self._store_alive():
+                if len(todo) == 1:
+                    outcomes[todo[0]] = error
+                    return outcomes
+                alone = await asyncio.gather(
+                    *(self.store.apply(_coalesce(batches[i].writes)) for i in todo), return_exceptions=True
+                )
+                failed = [(i, r) for i, r in zip(todo, alone, strict=True) if r is not None]
+                self.stats["writes"] += sum(
+                    len(batches[i].writes) for i, r in zip(todo, alone, strict=True) if r is None
+                )
+                if not failed or await self._store_alive():
+                    for i, r in failed:
+                        outcomes[i] = r
+                    return outcomes
+                todo = [i for i, _ in failed]  # the store went down meanwhile: wait for it
+            log.error(
+                "the store takes no writes (%d failures, last: %s); holding every event back, "
+                "retrying in %.2f s",
+                failures,
+                _cause(error),
+                delay,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+        return outcomes
 
     async def _store_alive(self) -> bool:
         try:
@@ -394,6 +470,61 @@ class Hub:
         except Exception:
             return False
         return True
+
+    def _refuse_batch(self, batch: _Batch, error: BaseException) -> None:
+        """The store refused ``batch``: it did not happen, and nothing says it did.
+
+        - Its request is not answered OK: ``refused(message)`` answers it with the cause.
+        - Its pushes are held back, except terminal events (a call the switchboard has
+          already ended cannot go on; its members must hear that it is over, even
+          though its record is lost).
+        - Memory follows the store: values the batch changed outside the switchboard
+          are put back (``undo``: a profile, a callback configuration). A call the
+          batch started is forgotten without a trace (nobody was told of it, and the
+          request that started it is refused: no events, no record, no callbacks).
+          Any other live call whose snapshot the store refused is ended by the server
+          (END_BY_SERVER, as an operator's end: its members hear it and it gets its
+          record), since its new state could be neither kept nor told.
+        Timers and closes of the batch are performed as usual: they follow the
+        switchboard, which the call's end then cleans up.
+        """
+        cause = _cause(error)
+        kinds = ", ".join(sorted({type(w).__name__ for w in batch.writes}))
+        calls = sorted(
+            {w.call_id for w in batch.writes if isinstance(w, st.SaveLiveCall)}
+            | {w.record.call_id for w in batch.writes if isinstance(w, st.FinishCall)}
+        )
+        log.error(
+            "the store refused a batch (%s; writes: %s; calls: %s): its request is refused "
+            "and its pushes are held back",
+            cause,
+            kinds,
+            ", ".join(calls) or "-",
+        )
+        if batch.refused is not None:
+            try:
+                batch.refused(
+                    f"the server could not save this request, so it did not take effect "
+                    f"(the store refused it: {cause}); check the values sent, or try again"
+                )
+            except Exception:  # pragma: no cover - a refused callback must not break delivery
+                log.exception("refused callback failed")
+        if batch.undo is not None:
+            batch.undo()
+        self._perform([a for a in batch.actions if not isinstance(a, m.Emit) or a.terminal])
+        for call_id in calls:
+            if call_id not in self.sb.calls:
+                continue
+            try:
+                if call_id == batch.created:
+                    log.warning("call %s: forgotten, the store refused its start", call_id)
+                    _, actions = self.sb.request(m.AdminEndCall(call_id, ""), time.time())
+                    self._perform([a for a in actions if isinstance(a, m.SetTimer | m.CancelTimer)])
+                else:
+                    log.warning("call %s: ended by the server, its state could not be saved", call_id)
+                    self.submit(m.AdminEndCall(call_id, ""))
+            except LocalCallError:  # pragma: no cover - the call is live
+                log.exception("ending call %s failed", call_id)
 
     def _run_batch(self, batch: _Batch) -> None:
         if batch.respond is not None:
@@ -502,11 +633,12 @@ class Hub:
         if ws is not None:
             s.send(_CLOSE_MARK + _dumps({"code": code, "message": message}))
 
-    def end_session(self, s: Session, code: int, message: str) -> None:
-        """Close the session for good (after its queued frames) and forget it."""
+    def end_session(self, s: Session, code: int, message: str, *, gone: bool = False) -> None:
+        """Close the session for good (after its queued frames) and forget it.
+        ``gone``: its unacknowledged terminal events move to the device's mailbox."""
         if s.closed:
             return
-        self._drop(s, code, message)
+        self._drop(s, code, message, gone=gone)
         self._enqueue(_Batch([st.DeleteSession(s.token)], None, []))
 
     async def _sweeper(self) -> None:
@@ -557,6 +689,16 @@ class Hub:
 
 
 _CLOSE_MARK = "\x00close:"
+
+
+def _cause(error: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters), for a client or a
+    log line: the store's own words, without the values of the batch."""
+    text = str(error).strip().splitlines()
+    line = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
 _TERMINAL_EVENTS = frozenset({"on_call_end", "on_call_not_connected", "on_call_cancelled"})
 
 

@@ -382,14 +382,19 @@ class AdminApi:
             raise _Fail(e.code, e.message) from None
 
     async def _write(self, write: Write) -> None:
-        """Persist ``write`` in order with everything else; return once it is durable."""
+        """Persist ``write`` in order with everything else; return once it is durable.
+        Raises :class:`_Fail` (``E_INTERNAL``, with the cause) if the store refuses it."""
         done = asyncio.get_running_loop().create_future()
 
         def respond() -> None:
             if not done.done():
                 done.set_result(None)
 
-        self.hub.enqueue_write(write, respond)
+        def refused(message: str) -> None:
+            if not done.done():
+                done.set_exception(_Fail(E_INTERNAL, message))
+
+        self.hub.enqueue_write(write, respond, refused)
         await done
 
     # ------------------------------------------------------------------ v4: calls and records

@@ -2,7 +2,10 @@
 
 Each connection has two tasks: this reader, and a writer that drains the session's
 queue of frames so that sending never blocks the switchboard. Bad frames get an error
-response and the connection stays open; only a sustained flood closes it (4008).
+response and the connection stays open; only a sustained flood closes it (4008). If
+sending fails for any other reason than the connection going away, the writer logs the
+cause once and closes the connection with :data:`SEND_FAILED_CLOSE` (1011): the session
+lives on, and the device resumes it and gets every unacknowledged push again.
 
 Answers to a logged-in session's requests are remembered by request ``id`` (the last
 :data:`ANSWERS_KEPT`, for as long as the session lives) so that a client which lost
@@ -16,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import secrets
 import time
@@ -31,7 +35,7 @@ from ..core.enums import CallResultType, MediaType
 from ..core.errors import ErrorCode, LocalCallError
 from ..core.types import CallParams, OfflinePushInfo, RoomId
 from ..core.usersig import UserSigError, verify_user_sig
-from .hub import _CLOSE_MARK, Hub, Session, _dumps, device_key, record_to_recent
+from .hub import _CLOSE_MARK, Hub, Session, _cause, _dumps, device_key, record_to_recent
 from .inbound import InputError, parse_json, safe_utf8
 from .openapi import MAX_UNIX_S
 from .store import base as st
@@ -43,6 +47,7 @@ __all__ = [
     "FLOOD_WINDOW",
     "PROTOCOL_VERSION",
     "RERUNNABLE_OPS",
+    "SEND_FAILED_CLOSE",
     "WsHandler",
 ]
 
@@ -63,6 +68,12 @@ ANSWER_BYTES_KEPT = 32 * 1024
 #: Requests that only read: one sent again simply runs again (its answer, up to 200
 #: call records, would be costly to keep for every session).
 RERUNNABLE_OPS = frozenset({"query_recent_calls", "get_state"})
+#: Close code when sending to a connection failed (RFC 6455 "internal error"): the
+#: device reconnects and resumes; its session and unacknowledged pushes are kept.
+SEND_FAILED_CLOSE = 1011
+#: Tests only: the first frame that contains this text fails to send, once per process
+#: (how the tests make the writer fail; nothing real does once strings are checked).
+_FAIL_SEND_ENV = "RINGLINE_TEST_FAIL_SEND"
 
 
 class BadParam(LocalCallError):
@@ -214,6 +225,7 @@ class WsHandler:
         s = hub.settings
         self.rate = s.rate_limit_per_s
         self.max_frame = s.max_frame_bytes
+        self._fail_send = os.environ.get(_FAIL_SEND_ENV, "")
         self._ops: dict[str, Callable[[_Conn, int, dict[str, Any]], None]] = {
             "calls": self._op_calls,
             "accept": self._simple(m.Accept),
@@ -341,18 +353,44 @@ class WsHandler:
                             reason = info["message"][:120].encode("utf-8", "backslashreplace")
                             await ws.close(code=info["code"], message=reason)
                             return
-                        try:
-                            await ws.send_str(text)
-                        except UnicodeEncodeError:
-                            # Cannot happen: every value is checked on the way in
-                            # (inbound.py). Should one slip through, the frame goes out
-                            # escaped rather than killing this writer.
-                            log.error("a frame held text UTF-8 cannot encode; sent it escaped")
-                            await ws.send_str(safe_utf8(text))
+                        await self._send_frame(ws, text)
                 if ws.closed:
                     return
-        except (ConnectionResetError, RuntimeError):
-            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if ws.closed or isinstance(exc, ConnectionResetError):
+                return  # the connection went away; the reader ends with it
+            await self._writer_failed(conn, exc)
+
+    async def _send_frame(self, ws: web.WebSocketResponse, text: str) -> None:
+        if self._fail_send and self._fail_send in text:
+            self._fail_send = ""
+            raise OSError(f"sending failed on purpose ({_FAIL_SEND_ENV})")
+        try:
+            await ws.send_str(text)
+        except UnicodeEncodeError:
+            # Cannot happen: every value is checked on the way in (inbound.py). Should
+            # one slip through, the frame goes out escaped rather than failing.
+            log.error("a frame held text UTF-8 cannot encode; sent it escaped")
+            await ws.send_str(safe_utf8(text))
+
+    async def _writer_failed(self, conn: _Conn, exc: Exception) -> None:
+        """Sending failed on a live connection: close it so that the device resumes,
+        rather than leave it looking live while nothing reaches it."""
+        s = conn.session
+        who = f"device {s.device_id} of {s.user_id}" if s is not None else "a connection not logged in"
+        log.error(
+            "%s: sending failed (%s); closing the connection with %d, the device resumes "
+            "and gets its events again",
+            who,
+            _cause(exc),
+            SEND_FAILED_CLOSE,
+        )
+        with contextlib.suppress(Exception):
+            await conn.ws.close(
+                code=SEND_FAILED_CLOSE, message=b"sending failed; resume to get the events again"
+            )
 
     def _send(self, conn: _Conn, text: str) -> None:
         conn.outq.append(text)
@@ -594,12 +632,23 @@ class WsHandler:
             for name, args in mailbox:
                 s.push(name, args)
 
+        def refused(message: str) -> None:
+            # The session could not be saved: the login did not happen.
+            self._error(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, message)
+            deliver_mailbox()  # still owed: kept for the next login of the device
+            hub.end_session(s, 4003, "login failed: the server could not save the session", gone=True)
+            if conn.session is s:
+                conn.session = None
+            with contextlib.suppress(LocalCallError):
+                hub.submit(m.Logout(s.device_id))
+
         try:
             hub.submit(
                 m.Login(s.device_id, user_id, multi, float(info.expires_at)),
                 respond=lambda _v: self._reply(conn, rid, result),
                 writes=[st.SaveSession(s.row())],
                 before=deliver_mailbox,
+                refused=refused,
             )
         except LocalCallError:
             hub.end_session(s, 4003, "login refused")
@@ -661,7 +710,12 @@ class WsHandler:
         def close() -> None:
             hub.end_session(s, 1000, "logged out")
 
-        hub.submit(m.Logout(s.device_id), respond=lambda _v: self._ok(conn, rid, {}), before=close)
+        hub.submit(
+            m.Logout(s.device_id),
+            respond=lambda _v: self._ok(conn, rid, {}),
+            before=close,
+            refused=self._refused(conn, rid),
+        )
 
     # ------------------------------------------------------------------ call ops
 
@@ -669,8 +723,14 @@ class WsHandler:
         assert conn.session is not None
         return conn.session.device_id
 
+    def _refused(self, conn: _Conn, rid: int) -> Callable[[str], None]:
+        """The answer of request ``rid`` if the store refuses what it changed."""
+        return lambda message: self._fail(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, message)
+
     def _run(self, conn: _Conn, rid: int, inp: m.Input, shape: Callable[[Any], Any] = lambda _v: {}) -> None:
-        self.hub.submit(inp, respond=lambda v: self._ok(conn, rid, shape(v)))
+        self.hub.submit(
+            inp, respond=lambda v: self._ok(conn, rid, shape(v)), refused=self._refused(conn, rid)
+        )
 
     def _simple(self, cls: Any) -> Callable[[_Conn, int, dict[str, Any]], None]:
         def op(conn: _Conn, rid: int, req: dict[str, Any]) -> None:
@@ -729,6 +789,7 @@ class WsHandler:
             m.SetMultiDevice(s.device_id, enable),
             respond=lambda _v: self._ok(conn, rid, {}),
             writes=[st.SaveSession(s.row())],
+            refused=self._refused(conn, rid),
         )
 
     def _op_renew(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
@@ -743,6 +804,7 @@ class WsHandler:
             m.RenewSig(s.device_id, s.sig_expires_at),
             respond=lambda _v: self._ok(conn, rid, {"sig_expires_at": info.expires_at}),
             writes=[st.SaveSession(s.row())],
+            refused=self._refused(conn, rid),
         )
 
     def _op_state(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
@@ -792,6 +854,7 @@ class WsHandler:
         self.hub.enqueue_write(
             st.HideUserCalls(s.user_id, tuple(ids)),
             lambda: self._ok(conn, rid, {"deleted": list(ids)}),
+            self._refused(conn, rid),
         )
 
 
