@@ -332,6 +332,37 @@ async def test_a_failing_batch_does_not_fail_concurrent_batches(store: Store) ->
     assert await _all_user_calls(store, "bob") == ["c-a"]
 
 
+async def test_values_the_database_cannot_hold_fail_only_their_own_batch(store: Store) -> None:
+    """The writes a server may still be handed despite its checks: a lone surrogate
+    (not encodable as UTF-8) in a snapshot or a profile, an integer past 64 bits in a
+    record. Each fails its own batch; the batches merged with it are kept."""
+    surrogate = "\ud800"
+    huge = replace(make_record("c-huge", start=T0 + 3), sdk_app_id=10**20)
+    rec_ok = make_record("c-ok", start=T0 + 4)
+    outcomes = await asyncio.gather(
+        store.apply([SaveLiveCall("live-1", '{"n":1}', T0)]),
+        store.apply([SaveLiveCall("live-bad", '{"user_data":"' + surrogate + '"}', T0)]),
+        store.apply([SaveProfile("alice", "Alice", "", T0)]),
+        store.apply([SaveProfile("bob", "B" + surrogate, "", T0), MarkAlive(T0 + 50)]),
+        store.apply([finish(huge)]),
+        store.apply([finish(rec_ok), MarkAlive(T0 + 5)]),
+        return_exceptions=True,
+    )
+    assert [o is None for o in outcomes] == [True, False, True, False, False, True]
+    assert all(isinstance(o, Exception) for o in outcomes if o is not None)
+    assert [c for c, _, _ in await store.load_live_calls()] == ["live-1"]
+    assert await store.load_profiles() == {"alice": ("Alice", "")}
+    assert await store.get_record("c-huge") is None
+    assert await store.get_record("c-ok") == rec_ok
+    assert await store.last_alive() == T0 + 5
+    # and each of them, alone, fails without harming the next write
+    for bad in (SaveLiveCall("x", surrogate, T0), finish(huge)):
+        with pytest.raises(Exception):  # noqa: B017 - each driver raises its own type
+            await store.apply([bad])
+    await store.apply([SaveLiveCall("live-2", "{}", T0)])
+    assert [c for c, _, _ in await store.load_live_calls()] == ["live-1", "live-2"]
+
+
 # --------------------------------------------------------------------------- finishing
 
 
