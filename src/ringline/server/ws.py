@@ -366,7 +366,7 @@ class WsHandler:
     async def _send_frame(self, ws: web.WebSocketResponse, text: str) -> None:
         if self._fail_send and self._fail_send in text:
             self._fail_send = ""
-            raise OSError(f"sending failed on purpose ({_FAIL_SEND_ENV})")
+            raise OSError(f"a failure made on purpose by {_FAIL_SEND_ENV}")
         try:
             await ws.send_str(text)
         except UnicodeEncodeError:
