@@ -11,7 +11,6 @@ checked at the edge).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from needs import PG_DSN, missing
 from rawclient import Raw
 from ringline.server.config import Settings
 from ringline.server.hub import Hub
@@ -29,7 +29,6 @@ from ringline.server.ws import WsHandler
 from serverproc import SDK_APP_ID, ServerProcess, unique
 
 POISON = "poison-4b1d"
-ADMIN_DSN = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 _SQLITE_TRIGGER = f"""
     CREATE TRIGGER refuse_poison BEFORE INSERT ON live_calls WHEN NEW.snapshot LIKE '%{POISON}%'
@@ -125,7 +124,8 @@ class Db:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db]:
     """The server's database: a SQLite file in its data folder, or a fresh PostgreSQL
-    database (dropped afterwards; the test fails, saying why, when PostgreSQL is absent)."""
+    database next to ``RINGLINE_TEST_PG_DSN`` (dropped afterwards; tests/needs.py's rule
+    when PostgreSQL is absent)."""
     if request.param == "sqlite":
         yield Db(f"sqlite:///{tmp_path / 'data' / 'ringline.db'}")
         return
@@ -133,12 +133,15 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db
 
     name = "ringline_poison_" + uuid.uuid4().hex[:12]
     try:
-        admin = await asyncpg.connect(ADMIN_DSN, timeout=5)
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(f"PostgreSQL is absent at {ADMIN_DSN} ({exc}); start it or set RINGLINE_TEST_PG_DSN")
+        missing(
+            f"PostgreSQL is absent at {PG_DSN} ({exc}); "
+            "run ./scripts/test (it starts it) or set RINGLINE_TEST_PG_DSN"
+        )
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        yield Db(ADMIN_DSN.rsplit("/", 1)[0] + "/" + name)
+        yield Db(PG_DSN.rsplit("/", 1)[0] + "/" + name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
