@@ -23,7 +23,7 @@ from ringline.core.usersig import gen_user_sig
 from ringline.server.app import HUB_KEY, build_app
 from ringline.server.config import AppIdentity, Settings
 from ringline.server.hub import Hub
-from ringline.server.ws import ANSWERS_KEPT
+from ringline.server.ws import ANSWER_BYTES_KEPT, ANSWERS_KEPT, RequestAnswers
 from serverproc import SDK_APP_ID, SECRET, ServerProcess, free_port, unique
 
 
@@ -332,3 +332,66 @@ async def test_a_request_that_only_reads_runs_again_when_sent_again(local: Local
     r = await a.response(state_rid)
     assert r["ok"] and r["result"]["call"]["call_id"] == cid  # run again: the call is there now
     await barrier(b)
+
+
+# --------------------------------------------------------------------------- the 32 KiB cap
+
+
+def _text(answer: dict[str, Any]) -> str:
+    """The answer as the server sent it (compact JSON, keys in the order received)."""
+    return json.dumps(answer, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_kept_answers_are_capped_at_32_kib_oldest_forgotten_first() -> None:
+    """RequestAnswers.keep: fewer than ANSWERS_KEPT answers, but more than
+    ANSWER_BYTES_KEPT of them: the oldest go until the rest fit; the floor rises."""
+    kept = RequestAnswers()
+    size = 3000
+    for rid in range(1, 21):
+        kept.keep(rid, rid, "x" * size)
+    fit = ANSWER_BYTES_KEPT // size  # 10 answers of 3000 chars fit in 32 KiB, 11 do not
+    assert list(kept.order) == list(range(21 - fit, 21))
+    assert kept.size == fit * size <= ANSWER_BYTES_KEPT
+    assert kept.floor == 20 - fit
+    # One answer larger than the cap alone is still kept (the newest always is).
+    kept.keep(21, 21, "y" * (ANSWER_BYTES_KEPT + 1))
+    assert list(kept.order) == [21] and kept.floor == 20
+
+
+async def test_a_real_server_keeps_at_most_32_kib_of_answers(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    """docs/protocol.md "Answers lost with a connection": the last 128 answers, and at
+    most 32 KiB of them. Requests with large answers (a refused `calls` names the
+    invalid user id it was given) fill 32 KiB long before 128 answers: sent again after
+    a resume, the newest that fit in 32 KiB get their kept answer, every older one is
+    refused with -1406 and does not run."""
+    cap = 32 * 1024  # as documented
+    a, _ = await user(server, clients, "a")
+    sent: list[tuple[int, str, str]] = []  # (id, frame, answer as sent)
+    total = 0
+    while total <= 2 * cap:
+        rid, text = frame(a, "calls", user_ids=["!" * 2500 + str(len(sent))], media_type=1)
+        await a.send(text)
+        answer = await a.response(rid)
+        assert answer["ok"] is False and answer["code"] == -1202, answer
+        sent.append((rid, text, _text(answer)))
+        total += len(sent[-1][2])
+    assert len(sent) < 128, "answers too small to reach the byte cap before the count cap"
+    # The answers the server must still keep: the newest whose sizes add up to 32 KiB.
+    fit, size = 0, 0
+    for _, _, answer in reversed(sent):
+        if size + len(answer) > cap:
+            break
+        fit, size = fit + 1, size + len(answer)
+    assert 1 < fit < len(sent)
+    await a.drop()
+    a2 = await resumed(server, clients, a)
+    for i, (rid, text, answer) in enumerate(sent):
+        await a2.send(text)
+        got = await a2.response(rid)
+        if i >= len(sent) - fit:
+            assert _text(got) == answer, (i, got)  # kept: the same answer, not run again
+        else:
+            assert got["ok"] is False and got["code"] == -1406, (i, got)
+            assert "may or may not have taken effect" in got["message"]

@@ -377,3 +377,46 @@ async def test_many_clients_at_once_all_get_their_calls(server: ServerProcess, c
         await a.event("on_call_end", call_id=cid)
 
     await asyncio.gather(*(one(a, b, ub) for a, b, _, ub in pairs))
+
+
+async def test_an_answer_is_sent_before_the_pushes_its_request_caused(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    """docs/protocol.md: "a request's response is always sent **before** the pushes it
+    caused". ``Raw.frames`` keeps answers and pushes in one list, in arrival order."""
+    a, b, ua, ub = await pair(server, clients)
+    c = await new(server, clients)
+    uc = unique("c")
+    await c.login(uc)
+
+    def answered_first(cl: Raw, answer: dict[str, Any], *pushes: dict[str, Any]) -> None:
+        at = cl.index_of(answer)
+        for p in pushes:
+            assert at < cl.index_of(p), f"push {p['ev']} came before the answer {answer}: {cl.frames}"
+
+    rounds = 5  # every round is a new chance for a push to overtake its answer
+    for _ in range(rounds):
+        r_calls = await a.request("calls", user_ids=[ub], media_type=1)
+        cid = r_calls["result"]["call_id"]
+        # calls -> on_user_inviting to the caller
+        answered_first(a, r_calls, await a.event("on_user_inviting", call_id=cid, user_id=ub))
+        await b.event("on_call_received", call_id=cid)
+        # accept -> on_call_begin to the one who accepted
+        r_accept = await b.request("accept", call_id=cid)
+        assert r_accept["ok"], r_accept
+        answered_first(b, r_accept, await b.event("on_call_begin", call_id=cid))
+        await a.event("on_call_begin", call_id=cid)
+        # invite_user -> on_user_inviting to the inviter
+        r_invite = await a.request("invite_user", call_id=cid, user_ids=[uc])
+        assert r_invite["ok"], r_invite
+        answered_first(a, r_invite, await a.event("on_user_inviting", call_id=cid, user_id=uc))
+        await c.event("on_call_received", call_id=cid)
+        # reject -> on_call_not_connected to the one who rejected
+        r_reject = await c.request("reject", call_id=cid)
+        assert r_reject["ok"], r_reject
+        answered_first(c, r_reject, await c.event("on_call_not_connected", call_id=cid))
+        # hangup -> on_call_end to the one who hung up
+        r_hangup = await a.request("hangup", call_id=cid)
+        assert r_hangup["ok"], r_hangup
+        answered_first(a, r_hangup, await a.event("on_call_end", call_id=cid))
+        await b.event("on_call_end", call_id=cid)
