@@ -986,7 +986,11 @@ async def _downgrade_to(s: Store, version: int) -> None:
     drops += [
         f"DROP TABLE {table}" for v, tables in sorted(_ADDED_IN.items()) if v > version for table in tables
     ]
-    statements = [*drops, f"DELETE FROM schema_version WHERE version > {version}"]
+    await _run_sql(s, [*drops, f"DELETE FROM schema_version WHERE version > {version}"])
+
+
+async def _run_sql(s: Store, statements: Sequence[str]) -> None:
+    """Run ``statements`` on the (closed) database of ``s``, outside any store."""
     if isinstance(s, SqliteStore):
         import sqlite3
 
@@ -1006,6 +1010,41 @@ async def _downgrade_to(s: Store, version: int) -> None:
                 await conn.execute(statement)
         finally:
             await conn.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres"], indirect=True)
+async def test_a_database_with_a_newer_schema_refuses_to_open_and_is_left_as_it_is(backend: Backend) -> None:
+    """A database a newer Ringline migrated (schema version above SCHEMA_VERSION) is not
+    opened: a clear error says which versions and what to do, and nothing in it changes
+    (no downgrade, no half migration)."""
+    rec = make_record("c-1", start=T0)
+    s = backend.make()
+    await s.open()
+    await s.apply([finish(rec)])
+    await s.close()
+    newer = SCHEMA_VERSION + 1
+    await _run_sql(s, [f"INSERT INTO schema_version (version, applied_at) VALUES ({newer}, 0)"])
+
+    refused = backend.make()
+    with pytest.raises(RuntimeError) as info:
+        await refused.open()
+    await refused.close()
+    message = str(info.value)
+    assert f"schema is version {newer}, newer than this Ringline understands ({SCHEMA_VERSION})" in message
+    assert "upgrade Ringline" in message
+    with pytest.raises(RuntimeError, match="open"):
+        await refused.get_record("c-1")  # the refused store is not usable
+
+    # Left as it was: once the newer mark is gone, the same data opens.
+    await _run_sql(s, [f"DELETE FROM schema_version WHERE version = {newer}"])
+    again = backend.make()
+    await again.open()
+    try:
+        assert await again.get_record("c-1") == rec
+        version = getattr(again, "schema_version", None)
+        assert version is not None and await version() == SCHEMA_VERSION
+    finally:
+        await again.close()
 
 
 # Only stores that outlive their connection (an in-memory one cannot be reopened).
