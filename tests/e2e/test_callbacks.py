@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from rawclient import Raw
 from ringline import CallEndReason, CallEngine, CallParams, MediaType
 from ringline.core.usersig import gen_user_sig
 from ringline.server.openapi import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
@@ -546,3 +547,54 @@ class _ScriptedReceiver(Receiver):
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+async def test_delivered_callbacks_are_purged_after_the_retention_time_failing_ones_stay(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """``--callback-retention`` on a real server: the purge loop drops delivered
+    callbacks once they are older than the retention (here 2 s: the loop runs every
+    half retention), while callbacks still failing (a v1 address that refuses
+    connections) stay listed, retried."""
+    receiver = await Receiver(free_port()).start()
+    retention = 2.0  # seconds
+    server = ServerProcess(
+        tmp_path / "srv", extra_args=[*server_args(), "--callback-retention", str(retention / 3600)]
+    ).start()
+    a, b = Raw(server), Raw(server)
+    try:
+        admin = Admin(server, session)
+        refused = f"http://127.0.0.1:{free_port()}"  # held by the test, never listening
+        await admin.v4(
+            "call_config/set_callback",
+            {"Url": receiver.url + "/v4", "CallbackCommandList": list(V4_CALLBACK_COMMANDS)},
+        )
+        await admin.v1("callback/set", {"address": refused + "/v1", "actions": list(V1_CALLBACK_ACTIONS)})
+        ua, ub = unique("a"), unique("b")
+        await a.login(ua)
+        await b.login(ub)
+        cid = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+        await b.event("on_call_received", call_id=cid)
+        await b.ok("accept", call_id=cid)
+        await a.ok("hangup", call_id=cid)
+        await b.event("on_call_end", call_id=cid)
+        def v4_end_delivered() -> bool:
+            return any(h["path"].startswith("/v4") and "EndCall" in h["command"] for h in receiver.hits)
+
+        await receiver.wait_until(v4_end_delivered, "the call's end callback")
+
+        async def purged_but_failing_kept() -> bool:
+            listed = await admin.deliveries()
+            mine = [d for d in listed if d["CallId"] == cid]
+            delivered = [d for d in mine if d["State"] == "Delivered"]
+            failing = [d for d in mine if d["Url"].startswith(refused) and d["Attempts"] >= 1]
+            return not delivered and bool(failing)
+
+        await admin.eventually(purged_but_failing_kept, "delivered callbacks purged, failing ones kept")
+        mine = [d for d in await admin.deliveries() if d["CallId"] == cid]
+        assert mine and all(d["Url"].startswith(refused) and d["State"] != "Delivered" for d in mine), mine
+    finally:
+        await a.close()
+        await b.close()
+        server.kill()
+        await receiver.stop()

@@ -24,7 +24,7 @@ from .webhooks import Deliverer, DeliveryState
 from .worker import STOP_GRACE, WorkerConfig, WorkerPool, make_deliverer
 from .ws import WsHandler
 
-__all__ = ["build_app", "serve"]
+__all__ = ["PURGE_INTERVAL", "build_app", "purge_interval", "serve"]
 
 log = logging.getLogger("ringline.server")
 
@@ -32,8 +32,16 @@ HUB_KEY = web.AppKey("hub", Hub)
 DELIVERER_KEY = web.AppKey("deliverer", Deliverer)  # only without callback workers
 WORKERS_KEY = web.AppKey("callback_workers", WorkerPool)  # only with them
 
-#: How often delivered callbacks older than ``Settings.callback_retention`` are purged.
+#: How often delivered callbacks older than ``Settings.callback_retention`` are purged
+#: (more often when the retention is shorter, see :func:`purge_interval`).
 PURGE_INTERVAL = 600.0
+
+
+def purge_interval(retention: float) -> float:
+    """Seconds between two purges of delivered callbacks for a retention of ``retention``
+    seconds: every :data:`PURGE_INTERVAL`, or every half retention when that is shorter
+    (at most once a second), so that nothing delivered stays listed much past it."""
+    return min(PURGE_INTERVAL, max(1.0, retention / 2))
 
 
 def _worker_config(settings: Settings, identity: AppIdentity) -> WorkerConfig:
@@ -77,7 +85,7 @@ async def _purge_delivered(settings: Settings, store: Store) -> None:
                 log.info("callbacks: purged %d delivered callbacks older than the retention time", purged)
         except Exception:
             log.exception("callbacks: purging delivered callbacks failed; trying again later")
-        await asyncio.sleep(PURGE_INTERVAL)
+        await asyncio.sleep(purge_interval(settings.callback_retention))
 
 
 async def build_app(settings: Settings, identity: AppIdentity) -> web.Application:
