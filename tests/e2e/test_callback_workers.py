@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -40,7 +41,7 @@ from test_callbacks import (
 
 from ringline.cli import main
 from ringline.client import CallEngine
-from ringline.server.worker import CONFIG_ENV, WorkerConfig
+from ringline.server.worker import CONFIG_ENV, RESTART_FIRST, WorkerConfig
 from serverproc import ServerProcess, free_port
 
 
@@ -336,3 +337,36 @@ def test_healthz_reports_no_workers_by_default(tmp_path: Path) -> None:
         assert workers_of(server) == []
     finally:
         server.stop()
+
+
+async def test_a_worker_that_keeps_dying_is_restarted_after_growing_delays(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """--callback-workers: a worker that exits on its own is restarted after 1 s, then
+    2 s, then 4 s … (RESTART_FIRST doubling up to RESTART_MAX), never sooner; the log
+    says each delay and /healthz counts the restarts."""
+    server = start_server(tmp_path, 1)
+    admin = Admin(server, session)
+    try:
+        expected = [RESTART_FIRST * 2**i for i in range(3)]
+        assert expected == [1.0, 2.0, 4.0]
+        for n, delay in enumerate(expected, 1):
+            (worker,) = workers_of(server)
+            killed = time.monotonic()
+            worker.kill()
+            worker.wait(10)
+
+            async def restarted(n: int = n) -> bool:
+                h = healthz(server)["callback_workers"]
+                return bool(h["restarts"] == n and h["running"] == 1)
+
+            await admin.eventually(restarted, f"restart {n}")
+            waited = time.monotonic() - killed
+            assert waited >= delay * 0.95, f"restart {n} after {waited:.2f} s, before its {delay} s delay"
+            (again,) = workers_of(server)
+            assert again.pid != worker.pid
+        said = re.findall(r"exited with code -9 after \d+ s; restarting it in (\d+) s", server.log())
+        announced = [float(x) for x in said]
+        assert announced == expected, server.log()
+    finally:
+        server.kill()
