@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from needs import import_or_missing
 from ringline.core import machine as m
 from ringline.core.enums import MediaType
 from ringline.core.types import CallParams
@@ -27,11 +28,19 @@ class FlakyStore(SqliteStore):
         self.down = False
         self.poison: set[str] = set()
         self.gate = asyncio.Event()
+        self.locked = 0  # the next applies that find the database locked
+        self.broken: set[str] = set()  # calls whose writes always fail, not for their values
 
     async def apply(self, writes: Sequence[st.Write]) -> None:
         if self.down:
             self.gate.set()
             raise OSError("store down")
+        if self.locked and not all(isinstance(w, st.MarkAlive) for w in writes):
+            self.locked -= 1
+            raise sqlite3.OperationalError("database is locked")
+        for w in writes:
+            if isinstance(w, st.SaveLiveCall) and w.call_id in self.broken:
+                raise RuntimeError("a bug in the store")
         for w in writes:
             if isinstance(w, st.FinishCall) and w.record.call_id in self.poison:
                 raise ValueError("poison")
@@ -306,3 +315,59 @@ async def test_a_refused_profile_and_callback_url_are_put_back(poison_hub: Hub) 
     assert args["info"]["inviter_nickname"] == "Alice"
     assert await h.store.get_record("c1") is not None
     assert names(a) == ["on_user_inviting", "on_call_not_connected", "on_call_cancelled"]
+
+
+async def test_a_passing_failure_of_the_store_refuses_nothing(hub: Hub) -> None:
+    store = hub.store
+    assert isinstance(store, FlakyStore)
+    a, b = login(hub, "a1", "A"), login(hub, "b1", "B")
+    await hub.drain()
+    store.locked = 2  # the database is locked twice, then free again
+    call = Answers()
+    hub.submit(place("a1", "B", "c1"), **call.kw())
+    await hub.drain()
+    assert call.ok == ["c1"] and call.refused == []
+    assert names(a) == ["on_user_inviting"] and names(b) == ["on_call_received"]
+    assert [c for c, _, _ in await store.load_live_calls()] == ["c1"]
+
+
+async def test_a_batch_that_keeps_failing_is_refused_after_three_tries_and_others_are_kept(hub: Hub) -> None:
+    store = hub.store
+    assert isinstance(store, FlakyStore)
+    for device, user in (("a1", "A"), ("b1", "B"), ("c1", "C")):
+        login(hub, device, user)
+    d = login(hub, "d1", "D")
+    await hub.drain()
+    store.broken.add("c-bad")
+    bad, good = Answers(), Answers()
+    hub.submit(place("a1", "B", "c-bad"), **bad.kw())
+    hub.submit(place("c1", "D", "c-good"), **good.kw())
+    await hub.drain()
+    assert bad.ok == [] and "a bug in the store" in bad.refused[0]
+    assert good.ok == ["c-good"] and names(d) == ["on_call_received"]
+    assert [c for c, _, _ in await store.load_live_calls()] == ["c-good"]
+
+
+def test_refuses_values_tells_the_values_from_the_database() -> None:
+    asyncpg = import_or_missing("asyncpg", "asyncpg is part of the dev extra: pip install -e '.[dev]'")
+
+    refused: list[BaseException] = [
+        sqlite3.IntegrityError("UNIQUE constraint failed"),
+        sqlite3.ProgrammingError("Error binding parameter 1"),
+        UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+        OverflowError("Python int too large to convert to SQLite INTEGER"),
+        asyncpg.exceptions.DataError("invalid input for query argument $1"),
+        asyncpg.exceptions.CheckViolationError("new row violates check constraint"),
+        asyncpg.exceptions.RaiseError("refused by a trigger"),
+    ]
+    passing: list[BaseException] = [
+        sqlite3.OperationalError("database is locked"),
+        sqlite3.OperationalError("disk I/O error"),
+        asyncpg.exceptions.SerializationError("could not serialize access"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection"),
+        OSError("connection refused"),
+        RuntimeError("SqliteStore is closed"),
+    ]
+    assert [st.refuses_values(e) for e in refused] == [True] * len(refused)
+    assert [st.refuses_values(e) for e in passing] == [False] * len(passing)

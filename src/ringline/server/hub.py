@@ -417,42 +417,49 @@ class Hub:
         """Make the writes of ``batches`` durable, in one transaction if possible;
         return per batch None (durable) or the error the store refused it with.
 
-        If the merged transaction fails while the store still takes a trivial write,
-        something in it is refused: every batch is written again on its own (the
-        store's group commit gives each its own transaction when they cannot share
-        one), so a refused batch fails alone and the others are kept. If the store
-        takes nothing at all it is down: retry with backoff, holding every event
-        back (durability first).
+        If the merged transaction fails because of what it holds (the store refuses
+        its values: :func:`~.store.base.refuses_values`), every batch is written again
+        on its own (the store's group commit gives each its own transaction when they
+        cannot share one): a refused batch fails alone and the others are kept. Any
+        other failure is the store's own trouble: retry with backoff, holding every
+        event back (durability first). A failure that persists three times while the
+        store still takes a trivial write counts as a refusal, so that one batch cannot
+        stall everyone.
         """
         outcomes: list[BaseException | None] = [None] * len(batches)
         todo = [i for i, b in enumerate(batches) if b.writes]
+        committed: list[int] = []  # batches kept while others wait for another try
         delay = 0.05
         failures = 0
         while todo:
-            writes = _coalesce([w for i in todo for w in batches[i].writes])
+            writes = _coalesce([w for i in todo for w in self._writes_after(batches, i, committed)])
             try:
                 await self.store.apply(writes)
                 self.stats["writes"] += len(writes)
                 return outcomes
             except Exception as exc:
-                failures += 1
                 error: BaseException = exc
-            if await self._store_alive():
+            failures += 1
+            refused = st.refuses_values(error)
+            stuck = not refused and failures >= 3 and await self._store_alive()
+            if refused or stuck:
                 if len(todo) == 1:
-                    outcomes[todo[0]] = error
-                    return outcomes
-                alone = await asyncio.gather(
-                    *(self.store.apply(_coalesce(batches[i].writes)) for i in todo), return_exceptions=True
-                )
-                failed = [(i, r) for i, r in zip(todo, alone, strict=True) if r is not None]
-                self.stats["writes"] += sum(
-                    len(batches[i].writes) for i, r in zip(todo, alone, strict=True) if r is None
-                )
-                if not failed or await self._store_alive():
-                    for i, r in failed:
+                    alone: list[BaseException | None] = [error]
+                else:
+                    each = [_coalesce(self._writes_after(batches, i, committed)) for i in todo]
+                    alone = await asyncio.gather(*map(self.store.apply, each), return_exceptions=True)
+                retry: list[int] = []
+                for i, r in zip(todo, alone, strict=True):
+                    if r is None:
+                        committed.append(i)
+                        self.stats["writes"] += len(batches[i].writes)
+                    elif stuck or st.refuses_values(r):
                         outcomes[i] = r
+                    else:
+                        retry.append(i)
+                todo = retry
+                if not todo:
                     return outcomes
-                todo = [i for i, _ in failed]  # the store went down meanwhile: wait for it
             log.error(
                 "the store takes no writes (%d failures, last: %s); holding every event back, "
                 "retrying in %.2f s",
@@ -463,6 +470,22 @@ class Hub:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         return outcomes
+
+    @staticmethod
+    def _writes_after(batches: list[_Batch], i: int, committed: list[int]) -> list[st.Write]:
+        """The writes of batch ``i``, written after the ``committed`` ones: without the
+        snapshots of calls that a later committed batch saved or finished (an older
+        snapshot must not replace a newer one)."""
+        later = {
+            w.call_id if isinstance(w, st.SaveLiveCall) else w.record.call_id
+            for j in committed
+            if j > i
+            for w in batches[j].writes
+            if isinstance(w, st.SaveLiveCall | st.FinishCall)
+        }
+        if not later:
+            return batches[i].writes
+        return [w for w in batches[i].writes if not (isinstance(w, st.SaveLiveCall) and w.call_id in later)]
 
     async def _store_alive(self) -> bool:
         try:
@@ -673,7 +696,6 @@ class Hub:
                 cutoff = now - self.settings.mailbox_ttl
                 for dev in [d for d, box in self.mailbox.items() if box[-1][0] < cutoff]:
                     del self.mailbox[dev]
-
 
     def _stalled(self, late: float, now: float) -> None:
         """The server did not run for ``late`` seconds: give every session a fresh

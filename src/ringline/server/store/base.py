@@ -20,6 +20,7 @@ Implementations: :mod:`.sqlite` (default) and :mod:`.postgres`. Both pass
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,7 +46,32 @@ __all__ = [
     "Store",
     "UserCallRow",
     "Write",
+    "refuses_values",
 ]
+
+
+#: SQLSTATE classes of PostgreSQL errors about what was written, not about the
+#: database: data exception, integrity constraint violation, syntax or access rule,
+#: and a trigger's RAISE (P0001).
+_PG_VALUE_CLASSES = ("22", "23", "42", "P0")
+
+
+def refuses_values(error: BaseException) -> bool:
+    """True if ``error``, raised by :meth:`Store.apply`, says the database (or its
+    driver) refused the values of the batch: writing the same batch again fails again,
+    while other batches go through. False for the database's own trouble (locked, disk
+    full, connection lost, a serialization failure, a closed store): worth retrying.
+    """
+    if isinstance(error, sqlite3.OperationalError):
+        return False
+    if isinstance(error, sqlite3.Error):  # IntegrityError, DataError, ProgrammingError, ...
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str):  # asyncpg's PostgresError
+        return sqlstate.startswith(_PG_VALUE_CLASSES)
+    # The driver refused a value before sending it (a lone surrogate, an integer past
+    # 64 bits, a type it cannot bind).
+    return isinstance(error, ValueError | TypeError | OverflowError)
 
 
 @dataclass(frozen=True, slots=True)
