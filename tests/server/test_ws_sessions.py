@@ -4,7 +4,9 @@ their user, connection limits, rate-limit refusals and floods, a stalled server.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -332,3 +334,54 @@ def test_limit_flags_must_be_positive(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert f"{flag} must be a number > 0, got '0'" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------- masking (RFC 6455 §5.1)
+
+
+async def _handshake(srv: ServerProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    status = await reader.readuntil(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 101"), status
+    return reader, writer
+
+
+def _frame(text: str, *, masked: bool) -> bytes:
+    payload = text.encode()
+    assert len(payload) < 126
+    if not masked:
+        return bytes([0x81, len(payload)]) + payload
+    mask = os.urandom(4)
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    b0, b1 = await reader.readexactly(2)
+    size = b1 & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    return b0 & 0x0F, await reader.readexactly(size)
+
+
+async def test_an_unmasked_client_frame_closes_with_1002(server: ServerProcess) -> None:
+    reader, writer = await _handshake(server)
+    try:
+        # Masked, as a client must: served (a bad frame gets its error, the socket stays).
+        writer.write(_frame("{not json", masked=True))
+        opcode, data = await asyncio.wait_for(_read_frame(reader), 10)
+        assert opcode == 0x1 and json.loads(data)["code"] == -1410
+        writer.write(_frame('{"id": 1, "op": "get_state"}', masked=False))
+        opcode, data = await asyncio.wait_for(_read_frame(reader), 10)
+        assert opcode == 0x8  # close
+        assert int.from_bytes(data[:2], "big") == 1002
+    finally:
+        writer.close()

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from ..core import machine as m
 from ..core.enums import CallResultType, MediaType
@@ -288,6 +288,7 @@ class WsHandler:
         except BaseException:
             self._authenticated(conn)
             raise
+        _require_masking(request, ws)
         writer = asyncio.create_task(self._writer(conn))
         try:
             async for msg in ws:
@@ -883,6 +884,80 @@ def _request_id(data: str, max_bytes: int) -> int | None:
         return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
     found = _LEADING_ID.match(data[:64])
     return int(found.group(1)) if found else None
+
+
+class _MaskedFramesOnly:
+    """Stands in front of aiohttp's WebSocket frame parser and refuses a client frame
+    that is not masked (RFC 6455 §5.1: the server MUST close the connection), with
+    close code 1002. It follows the frame boundaries by their headers only (the
+    payloads are skipped, not read); everything else is the parser's own work."""
+
+    __slots__ = ("_bad", "_head", "_inner", "_queue", "_skip")
+
+    def __init__(self, inner: Any, queue: Any) -> None:
+        self._inner = inner
+        self._queue = queue
+        self._head = bytearray()  # the header bytes of the frame being read
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._bad = False
+
+    def feed_data(self, data: bytes | bytearray | memoryview) -> tuple[bool, bytes]:
+        if self._bad:
+            return True, b""
+        if not self._all_masked(memoryview(data).cast("B")):
+            self._bad = True
+            self._queue.set_exception(
+                WebSocketError(1002, "client frames must be masked (RFC 6455 section 5.1)")
+            )
+            return True, b""
+        result: tuple[bool, bytes] = self._inner.feed_data(data)
+        return result
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+    def _all_masked(self, data: memoryview) -> bool:
+        i, n, head = 0, len(data), self._head
+        while i < n:
+            if self._skip:
+                step = min(self._skip, n - i)
+                self._skip -= step
+                i += step
+                continue
+            head.append(data[i])
+            i += 1
+            if len(head) < 2:
+                continue
+            if not head[1] & 0x80:
+                return False
+            size = head[1] & 0x7F
+            extra = 2 if size == 126 else 8 if size == 127 else 0
+            if len(head) < 2 + extra + 4:
+                continue
+            if extra:
+                size = int.from_bytes(head[2 : 2 + extra], "big")
+            self._skip = size
+            head.clear()
+        return True
+
+
+def _require_masking(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Put :class:`_MaskedFramesOnly` in front of the connection's frame parser (aiohttp
+    has no setting for it). If this aiohttp keeps them elsewhere, log it once and go
+    on without the check (docs/protocol.md "Limits")."""
+    proto = request.protocol
+    parser = getattr(proto, "_payload_parser", None)
+    queue = getattr(ws, "_reader", None)
+    if parser is None or not hasattr(queue, "set_exception"):
+        global _MASK_CHECK_WARNED
+        if not _MASK_CHECK_WARNED:
+            _MASK_CHECK_WARNED = True
+            log.warning("this aiohttp version does not let Ringline refuse unmasked client frames")
+        return
+    proto._payload_parser = _MaskedFramesOnly(parser, queue)
+
+
+_MASK_CHECK_WARNED = False
 
 
 def _rand() -> str:
