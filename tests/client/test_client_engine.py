@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -74,6 +75,7 @@ async def test_init_logs_in_with_the_protocol_handshake(
             "user_sig": SIG,
             "device_id": "alice-phone",
             "multi_device": False,
+            "platform": {"win32": "Windows", "darwin": "Mac"}.get(sys.platform, "Unknown"),
         }
     ]
     assert isinstance(server.logins[0]["id"], int) and server.logins[0]["id"] > 0

@@ -11,7 +11,7 @@ from test_machine import Harness
 from ringline.core.enums import MediaType
 from ringline.core.machine import AdminEndCall, CallFact, Ignore, Notify
 from ringline.core.types import RoomId
-from ringline.server.callbacks import CallbackTargets, plan_deliveries
+from ringline.server.callbacks import CallbackTargets, Origin, plan_deliveries
 from ringline.server.openapi import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
 
 V4 = "http://127.0.0.1:9/v4"
@@ -270,3 +270,19 @@ def test_an_automatic_busy_reject_is_reported_as_the_callee_ignoring(h: Harness)
     brief = v1_brief(plan(h, cid))
     assert brief.index(("callee_ignore_call", "D", "")) + 1 == brief.index(("caller_call_busy", "A", ""))
     h.hangup("C", busy)
+
+
+def test_who_caused_a_fact_goes_into_each_request_query(h: Harness) -> None:
+    cid = h.call("A", ["B"])
+    (start,) = facts(h, cid)
+    ds = plan_deliveries(start, ALL, origin=Origin("192.0.2.7", "Android"))
+    assert {d.query for d in ds if d.command.startswith("Call.")} == {
+        "ClientIP=192.0.2.7&OptPlatform=Android"
+    }
+    assert {d.query for d in ds if not d.command.startswith("Call.")} == {
+        "clientip=192.0.2.7&optplatform=Android"
+    }
+    v6 = plan_deliveries(start, ALL, origin=Origin("2001:db8::1", "Web"))
+    assert v6[0].query == "ClientIP=2001%3Adb8%3A%3A1&OptPlatform=Web"
+    # the server itself (a timeout): no address, Unknown
+    assert plan_deliveries(start, ALL)[0].query == "ClientIP=&OptPlatform=Unknown"

@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
@@ -983,6 +983,8 @@ async def _downgrade_to(s: Store, version: int) -> None:
         drops.append("DROP INDEX IF EXISTS calls_by_type_result")
     if 3 <= version < 6:  # the outbox stays, without its claim owners
         drops.append("ALTER TABLE outbox DROP COLUMN claimed_by")
+    if 3 <= version < 7:  # the outbox stays, without its extra query parameters
+        drops.append("ALTER TABLE outbox DROP COLUMN extra_query")
     drops += [
         f"DROP TABLE {table}" for v, tables in sorted(_ADDED_IN.items()) if v > version for table in tables
     ]
@@ -1123,6 +1125,24 @@ async def test_a_version_3_database_upgrades_and_counts_its_records(backend: Bac
         await new.close()
 
 
+class _OldRow(NamedTuple):
+    """An outbox row to insert as the code before schema version 7 had it."""
+
+    event_id: str
+    url: str
+    call_id: str
+    sequence: int
+    command: str
+    body: bytes
+    created_at: float
+    window_start: float
+    state: str
+    head: bool
+    next_at: float
+    last_error: str
+    finished_at: float | None
+
+
 @contextlib.asynccontextmanager
 async def old_version(
     backend: Backend, monkeypatch: pytest.MonkeyPatch, version: int
@@ -1133,6 +1153,19 @@ async def old_version(
     with monkeypatch.context() as old_code:
         old_code.setattr(module, "SCHEMA_VERSION", version)
         old_code.setattr(module, "_MIGRATIONS", module._MIGRATIONS[:version])
+        if version < 7:
+            # Before version 7 the outbox had no extra_query column: insert as that code did.
+            new_plan = module.plan_inserts
+            old_code.setattr(
+                module, "plan_inserts", lambda *a, **kw: [_OldRow(*r[:13]) for r in new_plan(*a, **kw)]
+            )
+            old_code.setattr(
+                module,
+                "_SQL_OUTBOX_INSERT",
+                module._SQL_OUTBOX_INSERT.replace(", extra_query)", ")")
+                .replace(", ?)", ")")
+                .replace(", $14::text[])", ")"),
+            )
         old = backend.make()
         await old.open()
         try:
@@ -1248,7 +1281,7 @@ async def test_a_version_5_database_made_by_the_old_code_upgrades_to_claim_owner
     await new.open()
     try:
         assert isinstance(new, SqliteStore | PostgresStore)
-        assert await new.schema_version() == SCHEMA_VERSION == 6
+        assert await new.schema_version() == SCHEMA_VERSION
         assert (await new.outbox.counts())[DeliveryState.PENDING] == 3
         assert await new.outbox.claim_owners() == {}
         new.outbox.owner = "after-upgrade"
@@ -1259,6 +1292,41 @@ async def test_a_version_5_database_made_by_the_old_code_upgrades_to_claim_owner
         assert await new.outbox.claim_owners() == {}
     finally:
         await new.close()
+
+
+# Only stores that outlive their connection (an in-memory one cannot be reopened).
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres"], indirect=True)
+async def test_a_version_6_database_upgrades_to_extra_query_parameters(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries queued by the code of version 6 come out with no extra query; new
+    ones keep theirs."""
+    queued = [delivery("c-1", 1), delivery("c-2", 1)]
+    async with old_version(backend, monkeypatch, 6) as old:
+        await old.apply([QueueDeliveries(tuple(queued))])
+
+    new = backend.make()
+    await new.open()
+    try:
+        assert isinstance(new, SqliteStore | PostgresStore)
+        assert await new.schema_version() == SCHEMA_VERSION
+        fresh = replace(delivery("c-3", 1), query="ClientIP=10.0.0.7&OptPlatform=Web")
+        await new.apply([QueueDeliveries((fresh,))])
+        claimed = {d.event_id: d.query for d in await new.outbox.claim_due(T0, 10)}
+        assert claimed == {queued[0].event_id: "", queued[1].event_id: "", fresh.event_id: fresh.query}
+    finally:
+        await new.close()
+
+
+async def test_a_delivery_keeps_its_extra_query_parameters(store: Store) -> None:
+    d = replace(delivery("c-1", 1), query="ClientIP=2001%3Adb8%3A%3A1&OptPlatform=RESTAPI")
+    plain = delivery("c-2", 1)
+    await store.apply([QueueDeliveries((d, plain))])
+    claimed = {x.event_id: x for x in await store.outbox.claim_due(T0, 10)}
+    assert claimed[d.event_id].query == d.query and claimed[plain.event_id].query == ""
+    _, entries = await store.outbox.list_deliveries([DeliveryState.IN_FLIGHT])
+    listed = {e.delivery.event_id: e.delivery.query for e in entries}
+    assert listed == {d.event_id: d.query, plain.event_id: ""}
 
 
 async def test_claims_record_their_owner(store: Store) -> None:

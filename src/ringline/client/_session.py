@@ -51,6 +51,7 @@ import itertools
 import json
 import logging
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -108,6 +109,12 @@ class Phase(Enum):
     CLOSED = "closed"
 
 
+#: The ``platform`` this SDK names at login and resume (the server's callbacks report
+#: it as ``OptPlatform``): the operating system it runs on, in the vendor's values
+#: (which have no Linux: ``Unknown`` there).
+PLATFORM = {"win32": "Windows", "darwin": "Mac"}.get(sys.platform, "Unknown")
+
+
 @dataclass(slots=True)
 class LoginParams:
     """What ``login`` sends; kept to log in again when a session cannot be resumed."""
@@ -126,6 +133,7 @@ class LoginParams:
             "user_id": self.user_id,
             "user_sig": self.user_sig,
             "multi_device": self.multi_device,
+            "platform": PLATFORM,
         }
         if self.device_id is not None:
             out["device_id"] = self.device_id
@@ -482,7 +490,13 @@ class Session:
         try:
             result, early = await self._handshake(
                 conn,
-                {"op": "resume", "v": PROTOCOL_VERSION, "session": self.token, "ack": self._acked},
+                {
+                    "op": "resume",
+                    "v": PROTOCOL_VERSION,
+                    "session": self.token,
+                    "ack": self._acked,
+                    "platform": PLATFORM,
+                },
             )
         except RemoteCallError as exc:
             if exc.code in _TRANSIENT:

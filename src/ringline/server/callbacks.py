@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from ..core.enums import CallEndReason, CallRole, CallScene, MediaType
 from ..core.machine import CallFact
@@ -50,10 +51,12 @@ from .formats import member_result, record_to_v4, unix_s
 from .webhooks.delivery import Delivery, new_delivery
 
 __all__ = [
+    "PLATFORMS",
     "V4_END",
     "V4_MEMBER_CHANGED",
     "V4_START",
     "CallbackTargets",
+    "Origin",
     "plan_deliveries",
     "v1_status",
 ]
@@ -64,6 +67,25 @@ V4_END = "Call.CallbackAfterEndCall"
 
 #: Sequence numbers of fact n are SEQUENCE_STRIDE * n + i.
 SEQUENCE_STRIDE = 100
+
+#: The vendor's ``OptPlatform`` values (a device names its own at login, see
+#: docs/protocol.md; ``RESTAPI`` is an admin command, ``Unknown`` the server itself).
+PLATFORMS = ("RESTAPI", "Web", "Android", "iOS", "Windows", "Mac", "iPad", "Unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who caused a fact: the ``ClientIP`` and ``OptPlatform`` query parameters of its
+    callbacks (v1: ``clientip``, ``optplatform``). ``client_ip`` is "" when no client
+    did (a timeout)."""
+
+    client_ip: str = ""
+    platform: str = "Unknown"
+
+    def query(self, v4: bool) -> str:
+        """The URL-encoded query parameters, in the spelling of v4 or of v1."""
+        keys = ("ClientIP", "OptPlatform") if v4 else ("clientip", "optplatform")
+        return urlencode(((keys[0], self.client_ip), (keys[1], self.platform)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +117,21 @@ class CallbackTargets:
         return bool((self.v4_url and self.v4_commands) or (self.v1_url and self.v1_actions))
 
 
-def plan_deliveries(fact: CallFact, targets: CallbackTargets) -> list[Delivery]:
+def plan_deliveries(
+    fact: CallFact, targets: CallbackTargets, *, origin: Origin | None = None
+) -> list[Delivery]:
     """The deliveries ``fact`` causes under ``targets``, in ``Sequence`` order.
 
-    Queue all of them in the outbox with the transaction of the state change that
-    produced ``fact``; each has a fresh event id.
+    ``origin``: who caused the fact (default: the server, no address); its address and
+    platform go into each request's query. Queue all of them in the outbox with the
+    transaction of the state change that produced ``fact``; each has a fresh event id.
     """
     if not targets.active:
         return []
     out: list[Delivery] = []
     base = fact.seq * SEQUENCE_STRIDE
+    who = origin or Origin()
+    query = {True: who.query(v4=True), False: who.query(v4=False)}
 
     def add(url: str, command: str, payload: dict[str, Any]) -> None:
         out.append(
@@ -115,6 +142,7 @@ def plan_deliveries(fact: CallFact, targets: CallbackTargets) -> list[Delivery]:
                 sequence=base + len(out),
                 payload=payload,
                 created_at=fact.at,
+                query=query[command.startswith("Call.")],
             )
         )
 

@@ -45,7 +45,7 @@ from aiohttp import web
 from ..core import machine as m
 from ..core.errors import ErrorCode, LocalCallError
 from ..core.records import CallRecord
-from .callbacks import CallbackTargets, plan_deliveries
+from .callbacks import CallbackTargets, Origin, plan_deliveries
 from .config import Settings
 from .store import base as st
 from .webhooks.delivery import Delivery
@@ -93,6 +93,10 @@ class Session:
     #: answers kept for requests sent again after a resume (``ws.RequestAnswers``;
     #: made at the session's first request that changes state)
     answers: RequestAnswers | None = None
+    #: the address of its current (or last) connection, and the platform it named at
+    #: login or resume: the ``ClientIP`` / ``OptPlatform`` of the callbacks it causes
+    client_ip: str = ""
+    platform: str = "Unknown"
 
     @property
     def client_device_id(self) -> str:
@@ -276,6 +280,7 @@ class Hub:
         before: Callable[[], None] | None = None,
         not_before: float = 0.0,
         refused: Refused | None = None,
+        origin: Origin | None = None,
     ) -> Any:
         """Run one input through the core and queue what it causes.
 
@@ -286,10 +291,14 @@ class Hub:
         held back (see :meth:`_refuse_batch`).
         Raises :class:`LocalCallError` (nothing queued) if the core refuses.
         ``not_before``: a timer's due time (the loop may fire a hair early).
+        ``origin``: who caused it, for the callbacks' ``ClientIP`` / ``OptPlatform``
+        (default: the sending device's session, see :meth:`_origin`).
         """
         now = max(time.time(), not_before)
         undo = self._profile_undo(inp) if isinstance(inp, m.SetSelfInfo) else None
         value, actions = self.sb.request(inp, now)
+        if origin is None and any(isinstance(a, m.Notify) for a in actions):
+            origin = self._origin(inp)
         self.stats["inputs"] += 1
         batch_writes = list(writes or ())
         rest: list[m.Action] = []
@@ -301,7 +310,7 @@ class Hub:
             elif isinstance(a, m.Notify):
                 # Callbacks go into the outbox in the same transaction as the change.
                 self.stats["facts"] += 1
-                deliveries = plan_deliveries(a.fact, self.callback_targets)
+                deliveries = plan_deliveries(a.fact, self.callback_targets, origin=origin)
                 if deliveries:
                     batch_writes.append(st.QueueDeliveries(tuple(deliveries)))
                     self.stats["callbacks_queued"] += len(deliveries)
@@ -317,6 +326,19 @@ class Hub:
         created = value if isinstance(inp, m.PlaceCall) and value == inp.new_call_id else None
         self._enqueue(_Batch(batch_writes, do_respond, rest, refused, undo, created))
         return value
+
+    def _origin(self, inp: m.Input) -> Origin:
+        """Who caused what ``inp`` does, for the callbacks' ``ClientIP`` / ``OptPlatform``:
+        the device that sent it (its address and platform), an admin command
+        (``RESTAPI``; pass ``origin`` to :meth:`submit` for the admin's address), or the
+        server itself (a timer, a recovery: no address, ``Unknown``)."""
+        if isinstance(inp, m.AdminEndCall):
+            return Origin("", "RESTAPI")
+        device_id = getattr(inp, "device_id", None)
+        s = self.by_device.get(device_id) if isinstance(device_id, str) else None
+        if s is None:
+            return Origin("", "Unknown")
+        return Origin(s.client_ip, s.platform)
 
     def _profile_undo(self, inp: m.SetSelfInfo) -> Callable[[], None] | None:
         """What puts the user's profile back if the store refuses the new one."""

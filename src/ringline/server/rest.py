@@ -24,6 +24,7 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ from ..core import machine as m
 from ..core.errors import LocalCallError
 from ..core.records import CallRecord
 from ..core.usersig import UserSigError, verify_user_sig
+from .callbacks import Origin
 from .formats import call_info_to_v4, member_result, record_to_v1, record_to_v4
 from .hub import Hub
 from .inbound import InputError, parse_json
@@ -82,6 +84,10 @@ _MAX_CALL_ID = 128
 _MAX_GROUP_ID = 64
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+#: The address of the admin client of the command being served (the ``ClientIP`` of
+#: the callbacks an admin command causes).
+_CLIENT_IP: ContextVar[str] = ContextVar("ringline_rest_client_ip", default="")
 
 
 class _Fail(Exception):
@@ -341,6 +347,7 @@ class AdminApi:
                     " see docs/rest.md",
                 )
             body = await _read_body(request)
+            _CLIENT_IP.set(request.remote or "")
             return _answer(api, rid, data=await handler(body))
         except _Fail as f:
             return _answer(api, rid, fail=f)
@@ -402,7 +409,7 @@ class AdminApi:
     async def end_call(self, body: dict[str, Any]) -> dict[str, Any]:
         cid = _text(body, "CallId", _MAX_CALL_ID)
         try:
-            self.hub.submit(m.AdminEndCall(cid, self.admin))
+            self.hub.submit(m.AdminEndCall(cid, self.admin), origin=Origin(_CLIENT_IP.get(), "RESTAPI"))
         except LocalCallError as e:
             raise _Fail(E_NOT_FOUND, e.message) from None
         await self.hub.drain()

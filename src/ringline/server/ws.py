@@ -35,6 +35,7 @@ from ..core.enums import CallResultType, MediaType
 from ..core.errors import ErrorCode, LocalCallError
 from ..core.types import CallParams, OfflinePushInfo, RoomId
 from ..core.usersig import UserSigError, verify_user_sig
+from .callbacks import PLATFORMS
 from .hub import _CLOSE_MARK, Hub, Session, _cause, _dumps, device_key, record_to_recent
 from .inbound import InputError, parse_json, safe_utf8
 from .openapi import MAX_UNIX_S
@@ -102,6 +103,18 @@ def _str(d: dict[str, Any], key: str, default: Any = ..., max_len: int = 4096) -
     v: str = _get(d, key, str, default)
     if len(v) > max_len:
         raise BadParam(f"field '{key}' is longer than {max_len} characters")
+    return v
+
+
+#: What a device may name as its ``platform`` (the callbacks' ``OptPlatform``).
+DEVICE_PLATFORMS = tuple(p for p in PLATFORMS if p != "RESTAPI")
+
+
+def _platform(d: dict[str, Any], default: str | None) -> str | None:
+    """The optional ``platform`` of a login or resume: one of :data:`DEVICE_PLATFORMS`."""
+    v: str | None = _get(d, "platform", str, default)
+    if v is not None and v not in DEVICE_PLATFORMS:
+        raise BadParam(f"field 'platform' must be one of {', '.join(DEVICE_PLATFORMS)}, not {v[:40]!r}")
     return v
 
 
@@ -593,6 +606,7 @@ class WsHandler:
         if not _DEVICE_ID.fullmatch(device_id):
             raise BadParam("device_id must be 1-64 chars of [A-Za-z0-9_.:-]")
         multi = _get(req, "multi_device", bool, False)
+        platform = _platform(req, "Unknown") or "Unknown"
         if not m.valid_user_id(user_id):
             raise BadParam("user_id must be 1-32 chars of [A-Za-z0-9_-]")
         if app_id != self.sdk_app_id:
@@ -613,6 +627,7 @@ class WsHandler:
         hub = self.hub
         # Scoped to the user: another user's login with this device_id is another device.
         s = hub.new_session(device_key(user_id, device_id), user_id, multi, float(info.expires_at))
+        s.client_ip, s.platform = ("" if conn.addr == "?" else conn.addr), platform
         mailbox = hub.attach(s)
         s.ws, s.outq, s.wake = conn.ws, conn.outq, conn.wake
         conn.session = s
@@ -664,6 +679,7 @@ class WsHandler:
         self._check_version(req)
         token = _str(req, "session", max_len=128)
         ack = _get(req, "ack", int, 0)
+        platform = _platform(req, None)
         hub = self.hub
         s = hub.sessions.get(token)
         if s is None or s.closed:
@@ -673,6 +689,9 @@ class WsHandler:
             )
         old = s.ws
         s.ws, s.outq, s.wake = conn.ws, conn.outq, conn.wake
+        s.client_ip = "" if conn.addr == "?" else conn.addr
+        if platform is not None:
+            s.platform = platform
         s.last_seen = time.time()
         conn.session = s
         if old is not None and old is not conn.ws:

@@ -10,7 +10,8 @@ window: ``created_at``, or the last :meth:`~.base.DurableOutbox.redeliver`; clai
 it as ``Delivery.created_at``), ``state`` (a :class:`DeliveryState` value), ``next_at``,
 ``attempts``, ``leased_until`` and ``claimed_by`` (claims: the lease's end and the
 claim owner of the last claim, added by migration 6), ``last_attempt_at`` /
-``last_status`` / ``last_error``, ``finished_at``, and ``head``.
+``last_status`` / ``last_error``, ``finished_at``, ``head``, and ``extra_query`` (the
+delivery's extra query parameters, added by migration 7).
 
 ``webhook_gone``: the urls that answered ``410 Gone``, with when.
 
@@ -57,7 +58,7 @@ DEFAULT_LEASE = 60.0
 #: Rows are read in this column order by :func:`entry_from_row` / :func:`claimed_from_row`.
 OUTBOX_COLUMNS = (
     "event_id, url, call_id, sequence, command, body, created_at, window_start, state,"
-    " next_at, attempts, last_attempt_at, last_status, last_error, finished_at"
+    " next_at, attempts, last_attempt_at, last_status, last_error, finished_at, extra_query"
 )
 
 OPEN_STATES = (DeliveryState.PENDING.value, DeliveryState.IN_FLIGHT.value)
@@ -116,6 +117,7 @@ def entry_from_row(r: Sequence[Any]) -> OutboxEntry:
             body=bytes(r[5]),
             created_at=float(r[6]),
             attempts=int(r[10]),
+            query=str(r[15]),
         ),
         state=DeliveryState(r[8]),
         next_at=float(r[9]),
@@ -138,6 +140,7 @@ def claimed_from_row(r: Sequence[Any]) -> Delivery:
         body=bytes(r[5]),
         created_at=float(r[7]),
         attempts=int(r[10]),
+        query=str(r[15]),
     )
 
 
@@ -168,6 +171,7 @@ class NewRow(NamedTuple):
     next_at: float
     last_error: str
     finished_at: float | None
+    query: str
 
 
 def plan_inserts(
@@ -222,6 +226,7 @@ def plan_inserts(
                 d.created_at,
                 error,
                 finished,
+                d.query,
             )
         )
     return rows

@@ -94,7 +94,7 @@ from .sqlite import CommitStats, GroupCommitter, last_profiles
 __all__ = ["SCHEMA_VERSION", "PostgresOutbox", "PostgresStore"]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _log = logging.getLogger(__name__)
 
@@ -262,6 +262,14 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS claimed_by TEXT NOT NULL DEFAULT ''",
         ),
     ),
+    (
+        7,
+        (
+            # Each delivery's extra query parameters (ClientIP / OptPlatform: who caused
+            # the event); '' for deliveries queued before.
+            "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS extra_query TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -330,10 +338,10 @@ _SQL_DELETE_CALLBACK = "DELETE FROM callback_config WHERE kind = $1"
 
 _SQL_OUTBOX_INSERT = """
     INSERT INTO outbox (event_id, url, call_id, sequence, command, body, created_at,
-                        window_start, state, head, next_at, last_error, finished_at)
+                        window_start, state, head, next_at, last_error, finished_at, extra_query)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
                          $6::bytea[], $7::float8[], $8::float8[], $9::text[], $10::boolean[],
-                         $11::float8[], $12::text[], $13::float8[])
+                         $11::float8[], $12::text[], $13::float8[], $14::text[])
 """
 _SQL_OUTBOX_IDS = "SELECT event_id FROM outbox WHERE event_id = ANY($1::text[])"
 _SQL_OUTBOX_GROUPS = """

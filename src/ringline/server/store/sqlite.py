@@ -111,7 +111,7 @@ __all__ = [
 ]
 
 #: The schema version this code creates and understands (``schema_version`` table).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _T = TypeVar("_T")
 
@@ -359,6 +359,14 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''",
         ),
     ),
+    (
+        7,
+        (
+            # Each delivery's extra query parameters (ClientIP / OptPlatform: who caused
+            # the event); '' for deliveries queued before.
+            "ALTER TABLE outbox ADD COLUMN extra_query TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 assert _MIGRATIONS[-1][0] == SCHEMA_VERSION
 
@@ -413,8 +421,8 @@ _SQL_DELETE_CALLBACK = "DELETE FROM callback_config WHERE kind = ?"
 
 _SQL_OUTBOX_INSERT = """
     INSERT INTO outbox (event_id, url, call_id, sequence, command, body, created_at,
-                        window_start, state, head, next_at, last_error, finished_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        window_start, state, head, next_at, last_error, finished_at, extra_query)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _SQL_OUTBOX_LAST_SEQ = "SELECT max(sequence) FROM outbox WHERE url = ? AND call_id = ?"
 _SQL_OUTBOX_HAS_OPEN = """

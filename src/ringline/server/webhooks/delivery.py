@@ -73,6 +73,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
+from urllib.parse import parse_qsl
 
 import aiohttp
 
@@ -109,7 +110,8 @@ class Delivery:
     ``event_id`` is the stable id (``webhook-id``, ``EventId`` in the body) and the
     outbox's key. ``sequence`` orders the deliveries of ``call_id`` to ``url``.
     ``attempts`` counts attempts already made; ``created_at`` (unix s) starts the
-    give-up clock.
+    give-up clock. ``query``: more query parameters for the request, URL-encoded
+    (``ClientIP=…&OptPlatform=…``: who caused the event), sent after ``contenttype``.
     """
 
     event_id: str
@@ -120,6 +122,7 @@ class Delivery:
     body: bytes
     created_at: float
     attempts: int = 0
+    query: str = ""
 
 
 class DeliveryState(enum.StrEnum):
@@ -259,15 +262,17 @@ def new_delivery(
     payload: Mapping[str, Any],
     created_at: float,
     event_id: str | None = None,
+    query: str = "",
 ) -> Delivery:
     """A delivery ready for the outbox: the body is ``payload`` with ``EventId`` and
-    ``Sequence`` added (see :func:`encode_body`); ``event_id`` is new unless given.
+    ``Sequence`` added (see :func:`encode_body`); ``event_id`` is new unless given;
+    ``query`` (URL-encoded) goes into the request's query after ``contenttype``.
     Build one per (event, configured url) and store it with the event's transaction."""
     if sequence < 0:
         raise ValueError(f"sequence must be ≥ 0, not {sequence}")
     eid = event_id or new_event_id()
     body = encode_body(payload, event_id=eid, sequence=sequence)
-    return Delivery(eid, call_id, sequence, url, command, body, created_at)
+    return Delivery(eid, call_id, sequence, url, command, body, created_at, query=query)
 
 
 # -- the deliverer -------------------------------------------------------------------------
@@ -510,7 +515,11 @@ class Deliverer:
         creds = self._credentials
         stamp = int(self._clock())
         params = tencent_query(
-            sdk_app_id=creds.sdk_app_id, command=d.command, token=creds.token, request_time=stamp
+            sdk_app_id=creds.sdk_app_id,
+            command=d.command,
+            token=creds.token,
+            request_time=stamp,
+            extra=parse_qsl(d.query, keep_blank_values=True),
         )
         headers = {"Content-Type": "application/json"}
         headers.update(standard_headers(creds.secrets, d.event_id, stamp, d.body))

@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import secrets as _secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "MIN_SECRET_BYTES",
@@ -75,12 +75,21 @@ def is_v4_command(command: str) -> bool:
     return command.startswith("Call.")
 
 
-def tencent_query(*, sdk_app_id: int, command: str, token: str, request_time: int) -> dict[str, str]:
+def tencent_query(
+    *,
+    sdk_app_id: int,
+    command: str,
+    token: str,
+    request_time: int,
+    extra: Iterable[tuple[str, str]] = (),
+) -> dict[str, str]:
     """The query parameters of one callback request, in the vendor's spelling.
 
     v4 commands: ``SdkAppid, CallbackCommand, contenttype=json, Sign, RequestTime``;
-    v1 commands: ``sdkappid, command, contenttype=json, Sign, RequestTime``. Compute
-    them anew for every attempt (``RequestTime`` is the time of the attempt).
+    v1 commands: ``sdkappid, command, contenttype=json, Sign, RequestTime``; ``extra``
+    pairs (``ClientIP``/``OptPlatform``, v1 ``clientip``/``optplatform``) come after
+    ``contenttype``. Compute them anew for every attempt (``RequestTime`` is the time
+    of the attempt).
     """
     if not token:
         raise ValueError("the Tencent callback token is empty; set one (1-128 characters)")
@@ -89,6 +98,8 @@ def tencent_query(*, sdk_app_id: int, command: str, token: str, request_time: in
     else:
         query = {"sdkappid": str(sdk_app_id), "command": command}
     query["contenttype"] = "json"
+    for key, value in extra:
+        query.setdefault(key, value)
     query["Sign"] = tencent_sign(token, request_time)
     query["RequestTime"] = str(int(request_time))
     return query

@@ -777,6 +777,7 @@ export class CallEngine {
     this._login = {
       op: "login", v: PROTOCOL, sdk_app_id: sdkAppId, user_id: userId, user_sig: userSig,
       device_id: deviceId, multi_device: !!(args.multiDevice ?? this._multiDevice),
+      platform: "Web",
     };
     this.userId = userId;
     this.deviceId = deviceId;
@@ -857,7 +858,7 @@ export class CallEngine {
       ws.onopen = () => {
         const id = this._ids++;
         const frame = resume
-          ? { id, op: "resume", v: PROTOCOL, session: this._session, ack: this._lastSeq }
+          ? { id, op: "resume", v: PROTOCOL, session: this._session, ack: this._lastSeq, platform: "Web" }
           : { id, ...this._login };
         this._pending.set(id, {
           resolve: (result) => {
