@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ class FlakyStore(SqliteStore):
         self.gate = asyncio.Event()
         self.locked = 0  # the next applies that find the database locked
         self.broken: set[str] = set()  # calls whose writes always fail, not for their values
+        self.lock_nth = 0  # the n-th next apply with a call snapshot finds the database locked
 
     async def apply(self, writes: Sequence[st.Write]) -> None:
         if self.down:
@@ -41,6 +43,12 @@ class FlakyStore(SqliteStore):
         for w in writes:
             if isinstance(w, st.SaveLiveCall) and w.call_id in self.broken:
                 raise RuntimeError("a bug in the store")
+            if isinstance(w, st.SaveProfile) and w.nickname == "poison":
+                raise ValueError("poison profile")
+        if self.lock_nth and any(isinstance(w, st.SaveLiveCall) for w in writes):
+            self.lock_nth -= 1
+            if self.lock_nth == 0:
+                raise sqlite3.OperationalError("database is locked")
         for w in writes:
             if isinstance(w, st.FinishCall) and w.record.call_id in self.poison:
                 raise ValueError("poison")
@@ -371,3 +379,25 @@ def test_refuses_values_tells_the_values_from_the_database() -> None:
     ]
     assert [st.refuses_values(e) for e in refused] == [True] * len(refused)
     assert [st.refuses_values(e) for e in passing] == [False] * len(passing)
+
+
+async def test_a_batch_tried_again_after_later_ones_never_puts_an_older_snapshot_back(hub: Hub) -> None:
+    store = hub.store
+    assert isinstance(store, FlakyStore)
+    login(hub, "a1", "A")
+    login(hub, "b1", "B")
+    hub.submit(place("a1", "B", "c1"))
+    hub.submit(m.Accept("b1", "c1"))
+    await hub.drain()
+    # One flush: two changes of c1, then a profile the store refuses. The merged
+    # transaction fails for the profile; written alone, the first change finds the
+    # database locked while the second one is kept; the first is then tried again.
+    store.lock_nth = 1
+    first, second, profile = Answers(), Answers(), Answers()
+    hub.submit(m.SetDeviceFlag("a1", "c1", "audio", False), **first.kw())
+    hub.submit(m.SetDeviceFlag("a1", "c1", "audio", True), **second.kw())
+    hub.submit(m.SetSelfInfo("a1", "poison", ""), **profile.kw())
+    await hub.drain()
+    assert first.ok == [None] and second.ok == [None] and len(profile.refused) == 1
+    ((_, snapshot, _),) = await store.load_live_calls()
+    assert json.loads(snapshot) == hub.sb.snapshot("c1")  # the newest state, not the first change's
