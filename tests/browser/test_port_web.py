@@ -11,11 +11,14 @@ tabs with real media.
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from browserkit import User
 
+from needs import missing
 from serverproc import SDK_APP_ID
 
 AUDIO, VIDEO = 1, 2
@@ -322,5 +325,136 @@ async def test_web_kit_hooks_fire_for_every_call_at_the_vendors_moments(
             await a.js("() => window.portLog.filter((e) => e.text === 'TUICallEvent.USER_ENTER:').length")
             == 1
         )
+    finally:
+        await ctx.close()
+
+
+FRAMEWORKS = Path(__file__).resolve().parents[2] / ".cache" / "web-frameworks"
+# package tarball -> its browser build (sets window.React / ReactDOM / Vue)
+BUILDS = {
+    "react-18.3.1.tgz": "package/umd/react.production.min.js",
+    "react-dom-18.3.1.tgz": "package/umd/react-dom.production.min.js",
+    "vue-3.5.13.tgz": "package/dist/vue.global.prod.js",
+}
+
+
+def framework(tarball: str) -> str:
+    """A framework's browser build, read from the npm tarball scripts/test fetched."""
+    path = FRAMEWORKS / tarball
+    if not path.is_file():
+        missing(f"{path} is absent: ./scripts/test fetches it with `npm pack` (see DEVELOPERS.md)")
+    with tarfile.open(path) as tar:
+        member = tar.extractfile(BUILDS[tarball])
+        assert member is not None
+        return member.read().decode()
+
+
+# The vendor's React sample (App with <TUICallKit beforeCalling afterCalling />), with
+# its JSX written as the React.createElement call it stands for: no build step.
+REACT_APP = """
+import { createReactTUICallKit, TUICallKitServer } from "/sdk/tuicallkit.js";
+const TUICallKit = createReactTUICallKit(React);
+function App() {
+const handleBeforeCalling = () => {
+console.log("[TUICallKit Demo] beforeCalling");
+};
+const handleAfterCalling = () => {
+console.log("[TUICallKit Demo] afterCalling");
+};
+return (
+React.createElement(TUICallKit, {
+beforeCalling: handleBeforeCalling,
+afterCalling: handleAfterCalling })
+)
+}
+document.body.innerHTML = "<div id=root></div>";
+ReactDOM.createRoot(document.getElementById("root")).render(React.createElement(App));
+window.TUICallKitServer = TUICallKitServer;
+"""
+
+# The vendor's Vue sample (<template> + <script setup>) as a component object: the
+# template is the sample's, compiled by Vue in the page.
+VUE_APP = """
+import { createVueTUICallKit, TUICallKitServer } from "/sdk/tuicallkit.js";
+const App = {
+template: `<TUICallKit
+:beforeCalling="handleBeforeCalling"
+:afterCalling="handleAfterCalling" />`,
+setup() {
+function handleBeforeCalling() {
+console.log("[TUICallKit Demo] beforeCalling");
+}
+function handleAfterCalling() {
+console.log("[TUICallKit Demo] afterCalling");
+}
+return { handleBeforeCalling, handleAfterCalling };
+},
+};
+document.body.innerHTML = "<div id=app></div>";
+const app = Vue.createApp(App);
+app.component("TUICallKit", createVueTUICallKit(Vue));
+app.mount("#app");
+window.TUICallKitServer = TUICallKitServer;
+"""
+
+
+async def framework_user(
+    browser: Any, web_server: Any, user_id: str, builds: list[str], app: str
+) -> tuple[Any, User]:
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(web_server.url + "/sdk/ringline.js")
+    await page.evaluate("() => { document.body.innerHTML = ''; }")
+    for build in builds:
+        await page.add_script_tag(content=framework(build))
+    await page.add_script_tag(content=KIT_CAPTURE)
+    await page.add_script_tag(content=app, type="module")
+    try:
+        await page.wait_for_function(
+            "() => window.TUICallKitServer && document.querySelector('tui-call-kit')"
+        )
+    except Exception:
+        raise AssertionError(f"the {builds} page did not start: {errors}") from None
+    assert errors == []
+    await page.evaluate(
+        "async (a) => { await window.TUICallKitServer.init(a);"
+        " window.rl = { engine: window.TUICallKitServer.getTUICallEngineInstance() }; }",
+        {"SDKAppID": SDK_APP_ID, "userID": user_id, "userSig": web_server.sig(user_id)},
+    )
+    return ctx, User(page, user_id)
+
+
+@pytest.mark.parametrize(
+    ("name", "builds", "app"),
+    [
+        ("react", ["react-18.3.1.tgz", "react-dom-18.3.1.tgz"], REACT_APP),
+        ("vue", ["vue-3.5.13.tgz"], VUE_APP),
+    ],
+)
+async def test_the_vendors_react_and_vue_samples_get_their_hooks(
+    users: Any, browser: Any, web_server: Any, name: str, builds: list[str], app: str
+) -> None:
+    (b,) = await users(1)
+    ctx, a = await framework_user(browser, web_server, name + b.user_id, builds, app)
+    try:
+        # Received, answered in the kit's UI (rendered by the framework's component).
+        await b.ok("calls", [a.user_id], AUDIO)
+        await a.wait("() => window.portLog.some((e) => e.text.endsWith('beforeCalling'))")
+        await a.page.locator("tui-call-kit #rl-accept").click()
+        await a.wait("(rl) => rl.engine.callStatus === 2")
+        await b.ok("hangup")
+        # Placed through the engine directly.
+        await a.js("(rl, u) => rl.engine.calls([u], 1)", b.user_id)
+        await b.wait("(rl) => rl.events.filter((e) => e.name === 'onCallReceived').length === 1")
+        await b.ok("reject")
+        await a.wait("() => window.portLog.filter((e) => e.text.endsWith('afterCalling')).length === 2")
+        assert [h[:2] for h in await hooks(a)] == [
+            ["beforeCalling", False],
+            ["afterCalling", False],
+            ["beforeCalling", False],
+            ["afterCalling", False],
+        ]
     finally:
         await ctx.close()
