@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from ringline import CallEndReason, CallEngine, CallParams, CallRole, MediaType, RoomId
+from ringline import CallEndReason, CallEngine, CallParams, CallRole, MediaType, RemoteCallError, RoomId
 from ringline.core.types import CallObserverExtraInfo
 from serverproc import SDK_APP_ID, ServerProcess, unique
 
@@ -238,13 +238,13 @@ async def make(server: ServerProcess) -> AsyncIterator[Make]:
     engines: list[CallEngine] = []
 
     async def _make(
-        *observers: object, user: str | None = None, device: str | None = None, expire: int = 86400
+        *observers: object, user: str | None = None, device: str | None = None
     ) -> tuple[CallEngine, str]:
         u = user or unique("p")
         e = CallEngine(server.url, device_id=device or f"{u}-{len(engines)}")
         for o in observers:
             e.add_observer(o)
-        await e.init(SDK_APP_ID, u, server.sig(u, expire))
+        await e.init(SDK_APP_ID, u, server.sig(u))
         engines.append(e)
         return e, u
 
@@ -389,14 +389,28 @@ async def test_older_flutter_sample_cancel_reject_timeout_busy(make: Make) -> No
     await fc.wait("on_call_cancelled")
 
 
-async def test_older_flutter_sample_kicked_offline_and_sig_expired(make: Make) -> None:
+async def expire_soon(engine: CallEngine, user: str, server: ServerProcess) -> None:
+    """Give the engine a sig that expires within 1–2 s once it is logged in (a short sig
+    at login would race the login on a loaded machine); sig times are whole seconds, so
+    a sig already expired on arrival (70001) is minted again."""
+    for _ in range(10):
+        try:
+            await engine.renew_user_sig(server.sig(user, 2))
+            return
+        except RemoteCallError as exc:
+            assert exc.code == 70001, exc
+    raise AssertionError("the server refused ten fresh 2 s sigs in a row")
+
+
+async def test_older_flutter_sample_kicked_offline_and_sig_expired(make: Make, server: ServerProcess) -> None:
     first, second, expiring = FlutterObserver(), FlutterObserver(), FlutterObserver()
     u = unique("k")
     await make(first, user=u, device=u + "-phone")
     await make(second, user=u, device=u + "-laptop")
     assert await first.wait("on_kicked_offline") == ()
     assert "on_kicked_offline" not in second.names()
-    await make(expiring, expire=1)
+    e, ue = await make(expiring)
+    await expire_soon(e, ue, server)
     assert await expiring.wait("on_user_sig_expired", timeout=8) == ()
 
 
