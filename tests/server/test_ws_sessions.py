@@ -353,8 +353,8 @@ async def _handshake(srv: ServerProcess) -> tuple[asyncio.StreamReader, asyncio.
     return reader, writer
 
 
-def _frame(text: str, *, masked: bool) -> bytes:
-    payload = text.encode()
+def _frame(text: str | bytes, *, masked: bool) -> bytes:
+    payload = text.encode() if isinstance(text, str) else text
     assert len(payload) < 126
     if not masked:
         return bytes([0x81, len(payload)]) + payload
@@ -383,5 +383,16 @@ async def test_an_unmasked_client_frame_closes_with_1002(server: ServerProcess) 
         opcode, data = await asyncio.wait_for(_read_frame(reader), 10)
         assert opcode == 0x8  # close
         assert int.from_bytes(data[:2], "big") == 1002
+    finally:
+        writer.close()
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007(server: ServerProcess) -> None:
+    reader, writer = await _handshake(server)
+    try:
+        writer.write(_frame(b'{"op": "ping", "x": "\xff\xfe"}', masked=True))
+        opcode, data = await asyncio.wait_for(_read_frame(reader), 10)
+        assert opcode == 0x8  # close
+        assert int.from_bytes(data[:2], "big") == 1007
     finally:
         writer.close()
