@@ -188,8 +188,8 @@ async def test_a_handler_written_from_the_vendor_pages_takes_every_scenario(
     await a.hangup()
     await rb.wait_for("on_call_not_connected", call_id=cid)
     results["cancelled"] = summary(await handler.call_done(cid))
-    # ignored, then nobody answers
-    cid = await a.calls([ub], MediaType.AUDIO, CallParams(timeout=1))
+    # ignored, then nobody answers (the invite rings on after the ignore, until its timeout)
+    cid = await a.calls([ub], MediaType.AUDIO, CallParams(timeout=5))
     await rb.wait_for("on_call_received", call_id=cid)
     await b.ignore()
     await ra.wait_for("on_call_not_connected", call_id=cid)
