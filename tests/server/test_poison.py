@@ -29,6 +29,8 @@ from ringline.server.ws import WsHandler
 from serverproc import SDK_APP_ID, ServerProcess, unique
 
 POISON = "poison-4b1d"
+#: In a call's user_data: its live state is kept, its record is refused.
+RECORD_POISON = "record-poison-7f3e"
 
 _SQLITE_TRIGGER = f"""
     CREATE TRIGGER refuse_poison BEFORE INSERT ON live_calls WHEN NEW.snapshot LIKE '%{POISON}%'
@@ -38,10 +40,19 @@ _SQLITE_CALLBACK_TRIGGER = f"""
     CREATE TRIGGER refuse_poison_url BEFORE INSERT ON callback_config WHEN NEW.config LIKE '%{POISON}%'
     BEGIN SELECT RAISE(ABORT, 'poison value refused'); END
 """
+_SQLITE_RECORD_TRIGGER = f"""
+    CREATE TRIGGER refuse_poison_record BEFORE INSERT ON calls WHEN NEW.record LIKE '%{RECORD_POISON}%'
+    BEGIN SELECT RAISE(ABORT, 'poison value refused'); END
+"""
+_SQLITE_SESSION_TRIGGER = f"""
+    CREATE TRIGGER refuse_poison_device BEFORE INSERT ON sessions WHEN NEW.device_id LIKE '%{POISON}%'
+    BEGIN SELECT RAISE(ABORT, 'poison value refused'); END
+"""
 _PG_FUNCTION = f"""
     CREATE FUNCTION {{schema}}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF to_jsonb(NEW)::text LIKE '%{POISON}%' THEN
+        IF to_jsonb(NEW)::text LIKE '%{POISON}%'
+           OR (TG_TABLE_NAME = 'calls' AND to_jsonb(NEW)::text LIKE '%{RECORD_POISON}%') THEN
             RAISE EXCEPTION 'poison value refused' USING ERRCODE = 'check_violation';
         END IF;
         RETURN NEW;
@@ -51,6 +62,10 @@ _PG_TRIGGERS = (
     """CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {schema}.live_calls
        FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_poison()""",
     """CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {schema}.callback_config
+       FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_poison()""",
+    """CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {schema}.sessions
+       FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_poison()""",
+    """CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {schema}.calls
        FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_poison()""",
 )
 
@@ -88,6 +103,8 @@ class Db:
             try:
                 conn.execute(_SQLITE_TRIGGER)
                 conn.execute(_SQLITE_CALLBACK_TRIGGER)
+                conn.execute(_SQLITE_SESSION_TRIGGER)
+                conn.execute(_SQLITE_RECORD_TRIGGER)
                 conn.commit()
             finally:
                 conn.close()
@@ -154,6 +171,7 @@ async def test_a_request_whose_write_the_store_refuses_gets_an_error_and_nothing
     await db.prepare()
     srv = ServerProcess(tmp_path / "data", db=db.url).start()
     a, b, c, d = Raw(srv), Raw(srv), Raw(srv), Raw(srv)
+    others: list[Raw] = []
     try:
         ua, ub, uc, ud = unique("a"), unique("b"), unique("c"), unique("d")
         for client, user in ((a, ua), (b, ub), (c, uc), (d, ud)):
@@ -203,9 +221,55 @@ async def test_a_request_whose_write_the_store_refuses_gets_an_error_and_nothing
         res = await v4(srv, "call_config/set_callback", {**good_url, "Url": f"http://127.0.0.1:9/{POISON}"})
         assert res["ErrorCode"] == 10002 and "did not take effect" in res["ErrorInfo"], res
         assert (await v4(srv, "call_config/get_callback"))["Response"]["Url"] == good_url["Url"]
-        assert srv.log().count("the store refused a batch") == 2
+        # A login whose session the store refuses is refused and closed, not half-made;
+        # the same user logs in from another device at once.
+        e = Raw(srv)
+        others.append(e)
+        await e.connect()
+        r = await e.request(
+            "login", v=1, sdk_app_id=SDK_APP_ID, user_id=ub, user_sig=srv.sig(ub), device_id=POISON
+        )
+        assert not r["ok"] and r["code"] == -1406 and "did not take effect" in r["message"], r
+        assert (await e.wait_closed())[0] == 4003
+        # It pushed out none of the user's devices: B's session is kept and B rings.
+        assert await db.fetch("sessions", "user_id", "user_id", ub) == [ub]
+        again = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+        await b.event("on_call_received", call_id=again)
+        assert "on_kicked_offline" not in b.names()
+        assert srv.log().count("the store refused a batch") == 3
     finally:
-        for client in (a, b, c, d):
+        for client in (a, b, c, d, *others):
+            await client.close()
+        srv.kill()
+
+
+async def test_a_logout_whose_call_record_the_store_refuses_keeps_the_session(tmp_path: Path, db: Db) -> None:
+    (tmp_path / "data").mkdir()
+    await db.prepare()
+    srv = ServerProcess(tmp_path / "data", db=db.url).start()
+    a, b = Raw(srv), Raw(srv)
+    try:
+        ua, ub = unique("a"), unique("b")
+        await a.login(ua)
+        await b.login(ub)
+        params = {"user_data": RECORD_POISON}
+        cid = (await a.ok("calls", user_ids=[ub], media_type=1, params=params))["call_id"]
+        await b.event("on_call_received", call_id=cid)
+        await b.ok("accept", call_id=cid)
+        await a.event("on_call_begin", call_id=cid)
+        # A logs out: that ends the call, whose record the store refuses.
+        r = await a.request("logout")
+        assert not r["ok"] and r["code"] == -1406 and "did not take effect" in r["message"], r
+        # The call is over in the server, so B hears it; A's session is kept and works.
+        await b.event("on_call_end", call_id=cid)
+        assert (await a.ok("get_state"))["call"] is None
+        again = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+        await b.event("on_call_received", call_id=again)
+        assert await db.fetch("calls", "call_id", "caller", ua) == []
+        await a.ok("logout")
+        assert (await a.wait_closed())[0] == 1000
+    finally:
+        for client in (a, b):
             await client.close()
         srv.kill()
 

@@ -530,8 +530,10 @@ class Hub:
           Any other live call whose snapshot the store refused is ended by the server
           (END_BY_SERVER, as an operator's end: its members hear it and it gets its
           record), since its new state could be neither kept nor told.
-        Timers and closes of the batch are performed as usual: they follow the
-        switchboard, which the call's end then cleans up.
+        - A refused request closes no other device (a login does not push out the
+          user's other devices): the switchboard takes them back. Timers, and the
+          closes of a refused batch that is no request (a timer's), are performed as
+          usual: they follow the switchboard, which the call's end then cleans up.
         """
         cause = _cause(error)
         kinds = ", ".join(sorted({type(w).__name__ for w in batch.writes}))
@@ -556,7 +558,26 @@ class Hub:
                 log.exception("refused callback failed")
         if batch.undo is not None:
             batch.undo()
-        self._perform([a for a in batch.actions if not isinstance(a, m.Emit) or a.terminal])
+        # A refused request closes nobody (a login does not push out the user's other
+        # devices): the switchboard, which let them go, takes them back.
+        kept: set[str] = set()
+        if batch.refused is not None:
+            kept = {a.device_id for a in batch.actions if isinstance(a, m.CloseDevice)}
+        self._perform(
+            [
+                a
+                for a in batch.actions
+                if not (isinstance(a, m.Emit) and not a.terminal)
+                and not (isinstance(a, m.CloseDevice) and a.device_id in kept)
+            ]
+        )
+        for device_id in kept:
+            s = self.by_device.get(device_id)
+            if s is not None and not s.closed:
+                try:
+                    self.submit(m.Login(s.device_id, s.user_id, s.multi_device, s.sig_expires_at))
+                except LocalCallError:  # pragma: no cover - a device that is online may log in
+                    log.exception("device %s: taking it back failed", device_id)
         for call_id in calls:
             if call_id not in self.sb.calls:
                 continue

@@ -730,11 +730,19 @@ class WsHandler:
         def close() -> None:
             hub.end_session(s, 1000, "logged out")
 
+        def refused(message: str) -> None:
+            # The logout did not happen: the session stays, and the switchboard, which
+            # let the device go, takes it back (it may send logout again).
+            self._fail(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, message)
+            if not s.closed:
+                with contextlib.suppress(LocalCallError):
+                    hub.submit(m.Login(s.device_id, s.user_id, s.multi_device, s.sig_expires_at))
+
         hub.submit(
             m.Logout(s.device_id),
             respond=lambda _v: self._ok(conn, rid, {}),
             before=close,
-            refused=self._refused(conn, rid),
+            refused=refused,
         )
 
     # ------------------------------------------------------------------ call ops
