@@ -50,16 +50,20 @@ def _release_ports() -> None:
 
 
 def listening_pid_owns(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds the socket listening on 127.0.0.1:``port``
-    (Linux ``/proc``; True elsewhere, where it cannot be told)."""
+    """Whether process ``pid`` holds a socket listening on TCP ``port`` (any address).
+    Linux ``/proc``; True where it cannot be told (no ``/proc``, or no listener seen)."""
+    inodes: set[str] = set()
     try:
-        with open("/proc/net/tcp") as f:
-            rows = [line.split() for line in f.readlines()[1:]]
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(table) as f:
+                for row in (line.split() for line in f.readlines()[1:]):
+                    if len(row) > 9 and row[3] == "0A" and row[1].rsplit(":", 1)[-1] == f"{port:04X}":
+                        inodes.add(row[9])
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return True
-    want = f"0100007F:{port:04X}"
-    inodes = {r[9] for r in rows if len(r) > 9 and r[1] == want and r[3] == "0A"}
+    if not inodes:
+        return True
     for fd in fds:
         with contextlib.suppress(OSError):
             if os.readlink(f"/proc/{pid}/fd/{fd}").removeprefix("socket:[").removesuffix("]") in inodes:
@@ -88,6 +92,8 @@ class ServerProcess:
     ) -> None:
         self.data_dir = data_dir
         self.db = db
+        self._auto_port = not port
+        self._started = False
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [
@@ -118,18 +124,46 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        """Start the server and wait until it answers ``/healthz`` (``timeout`` only
+        guards against a hang). Should another process take a port :func:`free_port`
+        picked before the server bound it (a run without port reservations), the first
+        start moves to a fresh port; a restart keeps its port (clients reconnect there)."""
+        for _ in range(5):
+            if self._launch(timeout):
+                self._started = True
+                return self
+            if self._started or not self._auto_port:
+                raise RuntimeError(f"port {self.port} is taken by another process: {self.log()}")
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.args[self.args.index("--port") + 1] = str(self.port)
+        raise RuntimeError(f"no free port for the server after 5 tries: {self.log()}")
+
+    def _launch(self, timeout: float) -> bool:
+        """True once this process answers; False if its port was taken (it is stopped)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+
+        def port_taken() -> bool:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace").lower()
+            return "address already in use" in text or "errno 98" in text
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if port_taken():
+                self.kill()
+                return False
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
             with contextlib.suppress(OSError), urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
                 # Answered by this process, not by another server that took the port.
                 if r.status == 200 and listening_pid_owns(self.proc.pid, self.port):
-                    return self
+                    return True
             time.sleep(0.05)  # polling a starting process: there is no event to await
         raise RuntimeError(f"server did not start in {timeout}s: {self.log()}")
 
