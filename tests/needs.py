@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 from types import ModuleType
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +30,10 @@ __all__ = ["PG_DSN", "import_or_missing", "in_ci", "missing"]
 #: store conformance suite makes a schema per test in it; server tests make a database
 #: per test next to it. Both drop what they made.
 PG_DSN = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+#: The NATS server (JetStream enabled) the cluster tests use (``RINGLINE_TEST_NATS_URL``;
+#: ``./scripts/test`` starts one on 127.0.0.1:4222 when none is running).
+NATS_URL = os.environ.get("RINGLINE_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def in_ci() -> bool:
@@ -42,6 +48,19 @@ def missing(reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"missing dependency under CI (scripts/test must provide it): {reason}", pytrace=False)
     pytest.skip(f"!!! NOT RUN: {reason} !!!", allow_module_level=True)
+
+
+def require_nats() -> str:
+    """:data:`NATS_URL` if something listens there, else :func:`missing`."""
+    parts = urlsplit(NATS_URL)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), timeout=2).close()
+    except OSError as exc:
+        missing(
+            f"no NATS server at {NATS_URL} ({exc}); ./scripts/test starts one "
+            "(nats-server -js -a 127.0.0.1 -p 4222) or set RINGLINE_TEST_NATS_URL"
+        )
+    return NATS_URL
 
 
 def import_or_missing(module: str, reason: str) -> ModuleType:
