@@ -428,7 +428,13 @@ async def framework_user(
     await page.evaluate(
         "async (a) => { await window.TUICallKitServer.init(a);"
         " window.rl = { engine: window.TUICallKitServer.getTUICallEngineInstance() }; }",
-        {"SDKAppID": SDK_APP_ID, "userID": user_id, "userSig": web_server.sig(user_id)},
+        # serverUrl given after the element made its engine: the kit makes it again.
+        {
+            "SDKAppID": SDK_APP_ID,
+            "userID": user_id,
+            "userSig": web_server.sig(user_id),
+            "serverUrl": web_server.url,
+        },
     )
     return ctx, User(page, user_id)
 
