@@ -24,9 +24,10 @@ class Raw:
     :attr:`frames`, so a test can check the order of answers and pushes
     (:meth:`index_of`, :meth:`answer_index`)."""
 
-    def __init__(self, srv: ServerProcess, *, heartbeat: float = 0.4) -> None:
+    def __init__(self, srv: ServerProcess, *, heartbeat: float = 0.4, local_addr: str = "") -> None:
         self.srv = srv
         self.heartbeat = heartbeat
+        self.local_addr = local_addr  # connect from this loopback address (e.g. 127.0.0.7)
         self.pinger: asyncio.Task[None] | None = None
         self.http: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -44,7 +45,8 @@ class Raw:
 
     async def connect(self) -> Raw:
         if self.http is None:
-            self.http = aiohttp.ClientSession()
+            connector = aiohttp.TCPConnector(local_addr=(self.local_addr, 0)) if self.local_addr else None
+            self.http = aiohttp.ClientSession(connector=connector)
         self.ws = await self.http.ws_connect(self.srv.url + "/v1/ws", autoping=True)
         self.closed = asyncio.get_running_loop().create_future()
         self.reader = asyncio.create_task(self._read(self.ws, self.closed))
