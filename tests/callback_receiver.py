@@ -9,6 +9,9 @@ polling::
      "tencent_ok": true}
 
 ``--delay`` slows every answer (to have requests in flight when the server is killed).
+``--hold-after N`` holds every request after the N-th, unanswered and unprinted, until the
+process gets SIGUSR1 (so a test can kill a sender while its requests are surely in
+flight).
 It prints ``READY`` once it accepts connections. Usage::
 
     python tests/callback_receiver.py --port P --token T --secret whsec_... [--delay 0.05]
@@ -46,10 +49,18 @@ async def main() -> None:
     p.add_argument("--secret", required=True)
     p.add_argument("--app-id", required=True)
     p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--hold-after", type=int, default=-1)
     args = p.parse_args()
     hook = Webhook(args.secret)
+    released = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, released.set)
+    seen = 0
 
     async def receive(request: web.Request) -> web.Response:
+        nonlocal seen
+        seen += 1
+        if 0 <= args.hold_after < seen:
+            await released.wait()
         body = await request.read()
         try:
             hook.verify(body, dict(request.headers))

@@ -162,7 +162,8 @@ async def test_a_killed_worker_is_restarted_and_what_it_held_goes_out_at_once(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
     server = start_server(tmp_path, 1)
-    receiver = await Receiver(free_port()).start(delay=0.15)  # slow: requests stay in flight
+    # Every request after the third is held: the kill surely comes while callbacks wait.
+    receiver = await Receiver(free_port()).start(hold_after=3)
     engines: list[CallEngine] = []
     try:
         admin = Admin(server, session)
@@ -176,6 +177,7 @@ async def test_a_killed_worker_is_restarted_and_what_it_held_goes_out_at_once(
         worker.kill()
         worker.wait(10)
         assert not planned <= receiver.ids(), "the kill must come while callbacks are still waiting"
+        receiver.release()
 
         async def restarted() -> bool:
             h = healthz(server)["callback_workers"]

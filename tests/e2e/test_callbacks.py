@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -66,7 +67,9 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, *, delay: float | None = None) -> Receiver:
+    async def start(self, *, delay: float | None = None, hold_after: int = -1) -> Receiver:
+        """Start the process; ``hold_after`` >= 0 holds every request after that many
+        until :meth:`release`."""
         if delay is not None:
             self.delay = delay
         self.proc = await asyncio.create_subprocess_exec(
@@ -82,6 +85,8 @@ class Receiver:
             str(SDK_APP_ID),
             "--delay",
             str(self.delay),
+            "--hold-after",
+            str(hold_after),
             stdout=asyncio.subprocess.PIPE,
         )
         assert self.proc.stdout is not None
@@ -98,6 +103,11 @@ class Receiver:
             self.hits.append(hit)
             self._changed.set()
             self._changed = asyncio.Event()
+
+    def release(self) -> None:
+        """Answer the requests held since ``start(hold_after=…)``, and every later one."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1)
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
