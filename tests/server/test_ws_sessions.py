@@ -352,6 +352,17 @@ def test_limit_flags_must_be_positive(tmp_path: Path) -> None:
         assert done.returncode == 2, done.stderr
         assert f"{flag} must be a number > 0, got '0'" in done.stderr
         assert "Traceback" not in done.stderr
+    # The same through the environment (RINGLINE_LOGIN_TIMEOUT, …).
+    env = {**os.environ, "RINGLINE_LOGIN_TIMEOUT": "soon"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ringline.cli", "serve", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--login-timeout must be a number > 0, got 'soon'" in done.stderr
 
 
 # ---------------------------------------------------------------- masking (RFC 6455 §5.1)
