@@ -168,6 +168,29 @@ def test_tencent_sign_vector_and_query_spelling() -> None:
     assert v1["command"] == "caller_start_call"
 
 
+def test_tencent_query_puts_who_caused_the_event_after_contenttype() -> None:
+    extra = [("ClientIP", "192.0.2.1"), ("OptPlatform", "Web"), ("SdkAppid", "9"), ("Sign", "forged")]
+    q = tencent_query(
+        sdk_app_id=APP,
+        command="Call.CallbackAfterStartCall",
+        token=TOKEN,
+        request_time=1700000000,
+        extra=extra,
+    )
+    assert list(q) == [
+        "SdkAppid",
+        "CallbackCommand",
+        "contenttype",
+        "ClientIP",
+        "OptPlatform",
+        "Sign",
+        "RequestTime",
+    ]
+    # extra parameters never replace the app id or the signature
+    assert (q["SdkAppid"], q["Sign"]) == (str(APP), tencent_sign(TOKEN, 1700000000))
+    assert (q["ClientIP"], q["OptPlatform"]) == ("192.0.2.1", "Web")
+
+
 def test_verify_tencent() -> None:
     q = tencent_query(sdk_app_id=APP, command="normal_end", token=TOKEN, request_time=1700000000)
     verify_tencent(TOKEN, q, sdk_app_id=APP, now=1700000059)
