@@ -78,6 +78,12 @@ def test_a_refusal_carries_the_top_level_request_id() -> None:
     assert refusal(b'{"id": 3, "x": NaN}').request_id == 3
 
 
+def test_a_frame_that_is_not_json_still_names_its_request_id_when_it_can() -> None:
+    assert refusal('{"id": 12, "op": "calls", "params": {"title": , "x": 1}}').request_id == 12
+    assert refusal(b'{"op": "x", "id": 13, "a": tru}').request_id == 13
+    assert refusal('{"id": "12", "op": }').request_id is None
+
+
 def test_not_json_is_structural() -> None:
     for text in ("{bad", "", b"\xff\xfe\x00garbage", "1" * 5000):
         assert refusal(text).structural

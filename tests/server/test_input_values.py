@@ -119,6 +119,16 @@ async def test_a_pair_of_surrogate_escapes_is_ordinary_text(
     assert (await a.response(rid))["ok"]
 
 
+async def test_a_frame_that_is_not_json_is_answered_with_its_id(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    a, _ = await logged_in(server, clients, "a")
+    rid = next(a.ids)
+    message = await refused(a, raw(rid, '"op": "set_self_info", "nickname": , "avatar": ""'), rid, -1410)
+    assert "not valid JSON" in message
+    await assert_alive(a)
+
+
 # --------------------------------------------------------------------------- WebSocket: numbers
 
 

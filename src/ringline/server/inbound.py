@@ -82,7 +82,10 @@ def parse_json(text: str | bytes, *, what: str = "frame") -> Any:
         raise InputError("", _too_deep(what), structural=True) from None
     except ValueError as e:
         raise InputError(
-            "", f"{what} is not valid JSON ({_short_reason(e)}); send one JSON object", structural=True
+            "",
+            f"{what} is not valid JSON ({_short_reason(e)}); send one JSON object",
+            structural=True,
+            request_id=_top_level_id(text),
         ) from None
     try:
         check_value(value)
@@ -237,7 +240,8 @@ def _check_depth(text: str | bytes, what: str) -> None:
 
 
 def _top_level_id(text: str | bytes) -> int | None:
-    """The integer value of the top-level ``"id"`` key of ``text``, found without parsing."""
+    """The integer value of the top-level ``"id"`` key of ``text``, found without parsing
+    (``text`` may not even be JSON: best effort, for answering a refused request)."""
     if isinstance(text, bytes):
         key: Any = b'"id"'
         tokens: Any = _TOKEN_B
