@@ -545,3 +545,46 @@ def test_gen_then_verify_round_trips(
     with pytest.raises(UserSigError) as caught:
         verify_user_sig(sig, sdk_app_id=sdk_app_id, user_id=user_id, secret_key=key, now=now + expire + 1)
     assert caught.value.code == ErrorCode.SIG_EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("sig", "user", "code"),
+    [
+        ("", "administrator", ErrorCode.SIG_EMPTY),
+        ("not-a-sig!", "administrator", ErrorCode.SIG_MALFORMED),
+        (
+            gen_user_sig(APP + 1, KEY, "administrator", EXPIRE, now=T0),
+            "administrator",
+            ErrorCode.SIG_APP_MISMATCH,
+        ),
+        (
+            gen_user_sig(APP, KEY, "alice", EXPIRE, now=T0),
+            "administrator",
+            ErrorCode.SIG_IDENTIFIER_MISMATCH,
+        ),
+        (gen_user_sig(APP, KEY, "administrator", 10, now=T0 - 100), "administrator", ErrorCode.SIG_EXPIRED),
+        (
+            gen_user_sig(APP, "other", "administrator", EXPIRE, now=T0),
+            "administrator",
+            ErrorCode.SIG_BAD_SIGNATURE,
+        ),
+    ],
+    ids=["empty", "malformed", "other-app", "other-user", "expired", "bad-signature"],
+)
+def test_rest_wording_speaks_of_the_query_parameter_and_sdk_wording_of_the_sdk(
+    sig: str, user: str, code: ErrorCode
+) -> None:
+    with pytest.raises(UserSigError) as sdk:
+        verify_user_sig(sig, sdk_app_id=APP, user_id=user, secret_key=KEY, now=T0)
+    with pytest.raises(UserSigError) as rest:
+        verify_user_sig(sig, sdk_app_id=APP, user_id=user, secret_key=KEY, now=T0, via="rest")
+    assert sdk.value.code == rest.value.code == code
+    assert rest.value.message.startswith("the usersig query parameter ")
+    assert not any(w in rest.value.message for w in ("init()", "renew_user_sig", "USER_ID", "user_id "))
+    if code in (ErrorCode.SIG_EMPTY, ErrorCode.SIG_APP_MISMATCH, ErrorCode.SIG_IDENTIFIER_MISMATCH):
+        assert "init()" in sdk.value.message  # the SDK's words stay for a login
+    if code == ErrorCode.SIG_EXPIRED:
+        assert "renew_user_sig()" in sdk.value.message
+        assert "has expired at" in rest.value.message and "mint a new one for the admin identifier" in (
+            rest.value.message
+        )

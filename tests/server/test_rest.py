@@ -125,23 +125,28 @@ SOME_V1 = "records/get_record_by_callId"
 @pytest.mark.parametrize(
     ("override", "code", "hint"),
     [
-        (lambda s: {"usersig": ""}, 70002, "sig"),
-        (lambda s: {"usersig": "not-a-sig!"}, 70003, "sig"),
+        (lambda s: {"usersig": ""}, 70002, "the usersig query parameter is missing or empty: mint one for"),
+        (lambda s: {"usersig": "not-a-sig!"}, 70003, "the usersig query parameter is malformed"),
         (
             lambda s: {"usersig": gen_user_sig(SDK_APP_ID, "wrong-key", ADMIN, 3600, now=int(time.time()))},
             70009,
-            "secret key",
+            "the usersig query parameter signature does not match",
         ),
-        (lambda s: {"usersig": s.sig("alice")}, 70013, "administrator"),
+        (
+            lambda s: {"usersig": s.sig("alice")},
+            70013,
+            "was made for user 'alice', not the admin identifier 'administrator': mint one for",
+        ),
         (
             lambda s: {"usersig": gen_user_sig(SDK_APP_ID, SECRET, ADMIN, 10, now=1_600_000_000)},
             70001,
-            "expired",
+            "the usersig query parameter has expired at 2020-09-13T12:26:50Z: mint a new one for the admin"
+            " identifier 'administrator' (`ringline usersig administrator`",
         ),
         (
             lambda s: {"usersig": gen_user_sig(SDK_APP_ID + 1, SECRET, ADMIN, 3600, now=int(time.time()))},
             70014,
-            "sdk_app_id",
+            f"the usersig query parameter was made for sdkappid {SDK_APP_ID + 1}, not {SDK_APP_ID}",
         ),
         (lambda s: {"usersig": sig_with_version("1.0")}, 70015, "2.0"),
         (lambda s: {"sdkappid": ""}, 70014, "SDKAppID"),
@@ -173,6 +178,8 @@ async def test_bad_auth_gets_its_own_code_on_v4_and_v1(
     assert (got, hint in info) == (code, True), info
     got, info = await v1_fail(server, SOME_V1, {"callId": "x"}, query=query)
     assert (got, hint in info) == (code, True), info
+    # REST answers speak of REST, not of the SDK's login calls.
+    assert not any(sdk in info for sdk in ("init()", "renew_user_sig", "user_id", "USER_ID")), info
 
 
 async def test_auth_is_checked_before_the_command(server: ServerProcess) -> None:

@@ -49,7 +49,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, NoReturn, TypeVar
+from typing import Final, Literal, NoReturn, TypeVar
 
 from ringline.core.errors import ErrorCode, LocalCallError
 
@@ -181,11 +181,15 @@ def verify_user_sig(
     user_id: str,
     secret_key: str,
     now: float,
+    via: Literal["sdk", "rest"] = "sdk",
 ) -> SigInfo:
     """Check that ``user_sig`` lets ``user_id`` log in to app ``sdk_app_id`` at ``now``.
 
     ``now`` is the server's Unix time in seconds; ``secret_key`` the app's secret key.
     Surrounding whitespace in ``user_sig`` is ignored (pasted sigs often carry a newline).
+    ``via`` picks the words of the error messages: ``"sdk"`` for a login (they speak of
+    ``init()`` and ``renew_user_sig()``), ``"rest"`` for the ``usersig`` query parameter
+    of an admin REST request (they speak of that parameter and the admin identifier).
 
     Returns the :class:`SigInfo` on success; the caller must treat the session as
     expired once ``now > info.expires_at`` and ask the client for a new sig.
@@ -201,6 +205,13 @@ def verify_user_sig(
             ErrorCode.PARAM_INVALID,
             "secret_key is empty: configure the app's secret key before verifying sigs",
         )
+    if via == "rest":
+        try:
+            return verify_user_sig(
+                user_sig, sdk_app_id=sdk_app_id, user_id=user_id, secret_key=secret_key, now=now
+            )
+        except UserSigError as e:
+            raise UserSigError(ErrorCode(e.code), _for_rest(e, user_id)) from None
     doc = _decode(user_sig)
     info, b64_userbuf, sig = _fields(doc)
 
@@ -235,6 +246,28 @@ def verify_user_sig(
 
 
 # -- internals ------------------------------------------------------------------------
+
+
+def _for_rest(e: UserSigError, admin: str) -> str:
+    """``e``'s message in the words of an admin REST request: the ``usersig`` query
+    parameter, minted for the admin identifier and sent with the next request."""
+    mint = f"for the admin identifier {admin!r} (`ringline usersig {admin}` or your TLSSigAPIv2 generator)"
+    what = e.message.removeprefix("user sig ")
+    made = what.split(":", 1)[0].removeprefix("was ")
+    if e.code == ErrorCode.SIG_EMPTY:
+        return f"the usersig query parameter is missing or empty: mint one {mint} and send it as usersig="
+    if e.code == ErrorCode.SIG_EXPIRED:
+        expired = e.message.removeprefix("user sig ").split(";", 1)[0]
+        return (
+            f"the usersig query parameter has {expired}: mint a new one {mint} and send it with the request"
+        )
+    if e.code == ErrorCode.SIG_APP_MISMATCH:
+        made = made.replace("sdk_app_id", "sdkappid")
+        return f"the usersig query parameter was {made}: mint one {mint} with this app's secret key"
+    if e.code == ErrorCode.SIG_IDENTIFIER_MISMATCH:
+        made = made.replace(f", not {admin!r}", f", not the admin identifier {admin!r}")
+        return f"the usersig query parameter was {made}: mint one {mint}"
+    return "the usersig query parameter " + what.replace("USER_ID", admin)
 
 
 def _bad_param(message: str) -> NoReturn:

@@ -384,6 +384,7 @@ class AdminApi:
                 user_id=ident,
                 secret_key=self.secret_key,
                 now=time.time(),
+                via="rest",
             )
         except UserSigError as e:
             raise _Fail(e.code, e.message) from None
