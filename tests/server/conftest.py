@@ -25,7 +25,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -97,17 +96,11 @@ def pg_unavailable() -> str | None:
     return message
 
 
-def _with_search_path(dsn: str, schema: str) -> str:
-    parts = urlsplit(dsn)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
-    query.append(("search_path", schema))
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
 @contextlib.asynccontextmanager
 async def _open_backend(name: str, tmp_path: Path, pg_unavailable: str | None) -> AsyncIterator[Backend]:
     """The backend ``name`` (``sqlite-file``, ``sqlite-memory`` or ``postgres``) with
-    fresh storage under ``tmp_path`` or in a new PostgreSQL schema, dropped on exit.
+    fresh storage under ``tmp_path`` or in a new PostgreSQL schema (``PostgresStore(schema=…)``
+    creates it), dropped on exit.
     Skips the test for ``postgres`` when ``pg_unavailable`` gives a reason."""
     if name == "sqlite-file":
         path = str(tmp_path / "ringline.db")
@@ -122,9 +115,7 @@ async def _open_backend(name: str, tmp_path: Path, pg_unavailable: str | None) -
         schema = f"ringline_test_{uuid.uuid4().hex[:16]}"
         admin = await asyncpg.connect(PG_DSN)
         try:
-            await admin.execute(f'CREATE SCHEMA "{schema}"')
-            dsn = _with_search_path(PG_DSN, schema)
-            yield Backend(name, True, lambda: PostgresStore(dsn, min_size=1, max_size=4))
+            yield Backend(name, True, lambda: PostgresStore(PG_DSN, schema=schema, min_size=1, max_size=4))
         finally:
             await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             await admin.close()

@@ -36,10 +36,12 @@ async def test_calls_are_recorded_in_postgres_and_survive_a_restart(tmp_path: Pa
         assert [(r["call_id"], r["result"], r["role"]) for r in recs] == [(cid, 3, 1)]
         conn = await asyncpg.connect(pg_url)
         try:
-            result = await conn.fetchval("SELECT result FROM calls WHERE call_id = $1", cid)
+            result = await conn.fetchval("SELECT result FROM ringline.calls WHERE call_id = $1", cid)
+            in_public = await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
         finally:
             await conn.close()
         assert result == "NormalEnd"
+        assert in_public == 0  # the tables live in their own schema, ringline by default
     finally:
         await a.close()
         await b.close()

@@ -1006,7 +1006,7 @@ async def _run_sql(s: Store, statements: Sequence[str]) -> None:
         import asyncpg
 
         assert isinstance(s, PostgresStore)
-        conn = await asyncpg.connect(s.dsn)
+        conn = await asyncpg.connect(s.dsn, server_settings={"search_path": s.schema})
         try:
             for statement in statements:
                 await conn.execute(statement)

@@ -41,6 +41,8 @@ class Settings:
     sdk_app_id: int = 0
     secret_key: str = ""
     db: str = ""
+    db_schema: str = ""
+    """PostgreSQL schema of the tables (``--db-schema``; empty: ``ringline``)."""
     admin_identifier: str = "administrator"
     heartbeat_interval: float = 5.0
     heartbeat_grace: float = 15.0

@@ -83,6 +83,8 @@ class WorkerConfig:
     claim_owner: str = ""
     """The owner the worker claims as (set by the pool per process start; empty: the
     outbox's own random one)."""
+    db_schema: str = ""
+    """The PostgreSQL schema of the tables (``--db-schema``; empty: the default)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -102,6 +104,7 @@ class WorkerConfig:
                 index=int(raw.get("index", 0)),
                 log_level=str(raw.get("log_level", "INFO")),
                 claim_owner=str(raw.get("claim_owner", "")),
+                db_schema=str(raw.get("db_schema", "")),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(
@@ -152,7 +155,7 @@ async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the server decides when
     # workers stop (it closes the pipe after its own writes have landed).
     loop.add_signal_handler(signal.SIGINT, lambda: None)
-    store = open_store(config.db_url)
+    store = open_store(config.db_url, pg_schema=config.db_schema)
     await store.open()
     if config.claim_owner:
         store.outbox.owner = config.claim_owner

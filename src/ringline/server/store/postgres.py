@@ -22,19 +22,23 @@ releases that arrive together share one transaction on one pooled connection
 (:class:`~.outbox.OpBatcher`). The producer must queue the deliveries of one call from
 one server at a time (the server that owns the call does).
 
-The tables live in the first schema of the connection's ``search_path``; to put them in
-their own schema, add ``?search_path=myschema`` to the DSN (asyncpg passes unknown DSN
-query parameters as server settings) and create that schema beforehand.
+The tables live in their own schema, ``ringline`` unless another is named (the
+``schema`` argument, ``ringline serve --db-schema``; a ``search_path`` query parameter in
+the DSN names it too). :meth:`PostgresStore.open` creates the schema if it is missing and
+sets every pooled connection's ``search_path`` to it. A database that holds Ringline's
+tables in ``public`` (from a Ringline that predates schemas) and none in the default
+schema is refused with the fix: start with ``--db-schema public`` or move the tables.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
@@ -91,10 +95,25 @@ from .sql import (
 )
 from .sqlite import CommitStats, GroupCommitter, last_profiles
 
-__all__ = ["SCHEMA_VERSION", "PostgresOutbox", "PostgresStore"]
+__all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresOutbox", "PostgresStore", "check_schema_name"]
 
 #: The schema version this code creates and understands (``schema_version`` table).
 SCHEMA_VERSION = 7
+#: The PostgreSQL schema the tables live in unless another is named.
+DEFAULT_SCHEMA = "ringline"
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def check_schema_name(name: str) -> str:
+    """``name`` if it is a plain PostgreSQL schema name (lower-case letters, digits and
+    ``_``, not starting with a digit, at most 63 characters); raise ValueError saying so."""
+    if _SCHEMA_RE.fullmatch(name) is None:
+        raise ValueError(
+            f"schema name {name[:80]!r} must be 1-63 lower-case letters, digits or _,"
+            " not starting with a digit"
+        )
+    return name
+
 
 _log = logging.getLogger(__name__)
 
@@ -524,6 +543,31 @@ async def _state_of(conn: Any, event_id: str) -> tuple[str, str, str]:
     return str(row[0]), str(row[1]), str(row[2])
 
 
+def _split_search_path(dsn: str) -> tuple[str, str]:
+    """The DSN without its ``search_path`` query parameter, and that parameter's first
+    schema (``""`` if none)."""
+    parts = urlsplit(dsn)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    given = [v for k, v in pairs if k == "search_path"]
+    if not given:
+        return dsn, ""
+    rest = urlencode([(k, v) for k, v in pairs if k != "search_path"])
+    first = given[-1].split(",")[0].strip().strip('"')
+    return urlunsplit(parts._replace(query=rest)), first
+
+
+def _connect_hint(exc: BaseException) -> str:
+    """What to do about a failed connection, by the kind of failure."""
+    name = type(exc).__name__
+    if name == "InvalidCatalogNameError":
+        return "create the database (createdb NAME) or fix its name at the end of --db"
+    if name in ("InvalidAuthorizationSpecificationError", "InvalidPasswordError"):
+        return "create the role (createuser NAME) or fix the user and password in --db"
+    if isinstance(exc, OSError | TimeoutError):
+        return "is PostgreSQL running and listening there? check the host and port in --db"
+    return "check the --db URL"
+
+
 def _redact(dsn: str) -> str:
     """The DSN without its password, for error messages."""
     try:
@@ -559,13 +603,27 @@ class PostgresStore:
     """
 
     def __init__(
-        self, dsn: str, *, min_size: int = 1, max_size: int = 10, outbox_lease: float = DEFAULT_LEASE
+        self,
+        dsn: str,
+        *,
+        schema: str = "",
+        min_size: int = 1,
+        max_size: int = 10,
+        outbox_lease: float = DEFAULT_LEASE,
     ) -> None:
-        """``outbox_lease``: the claim lease of :attr:`outbox` (seconds, > the
-        deliverer's total timeout)."""
+        """``schema``: the schema of the tables (default: the DSN's ``search_path``
+        parameter, else :data:`DEFAULT_SCHEMA`); created by :meth:`open` if missing.
+        ``outbox_lease``: the claim lease of :attr:`outbox` (seconds, > the deliverer's
+        total timeout). Raises ValueError for a bad schema name, or two different ones."""
         if min_size < 0 or max_size < 1 or min_size > max_size:
             raise ValueError(f"need 0 <= min_size <= max_size, max_size >= 1 (got {min_size}, {max_size})")
-        self._dsn = dsn
+        self._dsn, in_dsn = _split_search_path(dsn)
+        if schema and in_dsn and schema != in_dsn:
+            raise ValueError(
+                f"two schemas given: {schema!r} and search_path={in_dsn!r} in the URL; name it once"
+            )
+        self._schema = check_schema_name(schema or in_dsn or DEFAULT_SCHEMA)
+        self._schema_named = bool(schema or in_dsn)
         self._min_size = min_size
         self._max_size = max_size
         self._pool: Any = None  # asyncpg.Pool; asyncpg ships no type information
@@ -580,6 +638,11 @@ class PostgresStore:
     def dsn(self) -> str:
         """The DSN handed to asyncpg (may contain a password: do not log it)."""
         return self._dsn
+
+    @property
+    def schema(self) -> str:
+        """The schema the tables live in."""
+        return self._schema
 
     @property
     def commit_stats(self) -> CommitStats:
@@ -606,10 +669,17 @@ class PostgresStore:
             raise RuntimeError(f"the PostgreSQL store needs asyncpg: {_INSTALL_HINT}") from exc
         self._state = "opening"
         try:
-            pool = await asyncpg.create_pool(self._dsn, min_size=self._min_size, max_size=self._max_size)
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                server_settings={"search_path": self._schema},
+            )
         except Exception as exc:
             self._state = "closed"
-            raise RuntimeError(f"cannot connect to PostgreSQL at {_redact(self._dsn)}: {exc}") from exc
+            raise RuntimeError(
+                f"cannot connect to PostgreSQL at {_redact(self._dsn)}: {exc}; {_connect_hint(exc)}"
+            ) from exc
         if self._state != "opening":  # close() ran meanwhile
             await pool.close()
             raise RuntimeError("PostgresStore was closed while it was opening")
@@ -649,12 +719,15 @@ class PostgresStore:
 
     async def _migrate(self) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            # Serialise concurrent openers of the same schema (CREATE TABLE IF NOT
-            # EXISTS is not safe against a concurrent creator).
+            # Serialise concurrent openers of the same schema (CREATE SCHEMA/TABLE IF
+            # NOT EXISTS is not safe against a concurrent creator).
             await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('ringline.schema:' || coalesce(current_schema(), '')))"
+                "SELECT pg_advisory_xact_lock(hashtext('ringline.schema:' || $1::text))", self._schema
             )
+            await self._create_schema(conn)
             exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+            if not exists and not self._schema_named and self._schema != "public":
+                await self._refuse_tables_in_public(conn)
             if not exists:
                 await conn.execute(
                     "CREATE TABLE schema_version ("
@@ -677,6 +750,34 @@ class PostgresStore:
                     version,
                     time.time(),
                 )
+
+    async def _create_schema(self, conn: Any) -> None:
+        """Create the schema if it is missing (checked first: CREATE SCHEMA needs the
+        CREATE privilege on the database even when the schema exists)."""
+        if await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", self._schema):
+            return
+        try:
+            async with conn.transaction():
+                await conn.execute(f'CREATE SCHEMA "{self._schema}"')
+        except Exception as exc:
+            user = await conn.fetchval("SELECT current_user")
+            raise RuntimeError(
+                f"cannot create schema {self._schema} in PostgreSQL at {_redact(self._dsn)}: {exc}; "
+                f'create it as the database owner (CREATE SCHEMA {self._schema} AUTHORIZATION "{user}") '
+                "or name an existing one with --db-schema"
+            ) from exc
+        # The search_path named a schema that did not exist; look it up again.
+        await conn.execute("SELECT set_config('search_path', $1, true)", self._schema)
+
+    async def _refuse_tables_in_public(self, conn: Any) -> None:
+        """A Ringline before schemas kept its tables in ``public``: starting afresh in
+        the default schema would hide every record, so say how to go on."""
+        if await conn.fetchval("SELECT to_regclass('public.schema_version') IS NOT NULL"):
+            raise RuntimeError(
+                f"Ringline's tables are in schema public of this database, not in {self._schema}: "
+                f"start with --db-schema public to keep using them there, or move them to {self._schema} "
+                "(ALTER TABLE public.NAME SET SCHEMA for each table; docs/cli.md has the SQL)"
+            )
 
     def _check_open(self) -> None:
         if self._state != "open":
