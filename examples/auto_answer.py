@@ -1,7 +1,7 @@
 """A call bot that answers every call and hangs up after N seconds.
 
-    ringline usersig answer-bot            # mint a sig (or let this script do it)
-    python examples/auto_answer.py --user answer-bot --hold 10
+    .venv/bin/ringline usersig answer-bot            # mint a sig (or let this script do it)
+    .venv/bin/python examples/auto_answer.py --user answer-bot --hold 10
 
 It reads the app id and secret key from the server's data folder, so run it next to
 `ringline serve` (or pass --data-dir). Stop it with Ctrl-C.

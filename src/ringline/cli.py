@@ -8,12 +8,17 @@ import asyncio
 import itertools
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
 
+from .core.errors import LocalCallError
 from .core.usersig import DEFAULT_EXPIRE, gen_user_sig
 from .server.config import (
+    AppIdentity,
     Settings,
     check_ice_transport_policy,
     load_callback_secrets,
@@ -28,8 +33,48 @@ def _env(name: str, default: str) -> str:
     return os.environ.get("RINGLINE_" + name.upper().replace("-", "_"), default)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one line on stderr and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _number(
+    convert: Callable[[str], float], low: float, high: float | None = None, *, above: bool = False
+) -> Callable[[str], float]:
+    """An argparse ``type``: a number from ``low`` (excluded if ``above``) to ``high``."""
+    kind = "a whole number" if convert is int else "a number"
+
+    def check(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if (
+            value is None
+            or value != value
+            or value < low
+            or (above and value == low)
+            or (high is not None and value > high)
+        ):
+            bound = f"above {low:g}" if above else f"at least {low:g}"
+            bound += f" and at most {high:g}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"expected {kind} {bound}, got {text!r}")
+        return value
+
+    return check
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise argparse.ArgumentTypeError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {text!r}")
+    return level
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ringline", description="Self-hostable audio/video calling.")
+    p = _Parser(prog="ringline", description="Self-hostable audio/video calling.")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = Settings()
 
@@ -41,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         )
         sp.add_argument(
             "--sdk-app-id",
-            type=int,
-            default=int(_env("sdk_app_id", "0")),
+            type=_number(int, 0, 2**32 - 1),
+            default=_env("sdk_app_id", "0"),
             help="app id (default: generated once, kept in the data folder)",
         )
         sp.add_argument(
@@ -54,28 +99,37 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the call server")
     common(s)
     s.add_argument("--host", default=_env("host", d.host))
-    s.add_argument("--port", type=int, default=int(_env("port", str(d.port))))
+    s.add_argument(
+        "--port", type=_number(int, 0, 65535), default=_env("port", str(d.port)), help="0: any free port"
+    )
     s.add_argument(
         "--db",
         default=_env("db", ""),
         help="store URL: sqlite:///path or postgresql://user@host/db (default: SQLite in the data folder)",
     )
+    s.add_argument(
+        "--db-schema",
+        default=_env("db_schema", ""),
+        help="PostgreSQL schema of the tables, created if missing (default ringline)",
+    )
     s.add_argument("--admin-identifier", default=_env("admin_identifier", d.admin_identifier))
     s.add_argument(
         "--heartbeat-interval",
-        type=float,
-        default=float(_env("heartbeat_interval", str(d.heartbeat_interval))),
+        type=_number(float, 0, above=True),
+        default=_env("heartbeat_interval", str(d.heartbeat_interval)),
     )
     s.add_argument(
-        "--heartbeat-grace", type=float, default=float(_env("heartbeat_grace", str(d.heartbeat_grace)))
+        "--heartbeat-grace",
+        type=_number(float, 0, above=True),
+        default=_env("heartbeat_grace", str(d.heartbeat_grace)),
     )
     s.add_argument(
         "--sig-grace",
-        type=float,
-        default=float(_env("sig_grace", str(d.sig_grace))),
+        type=_number(float, 0),
+        default=_env("sig_grace", str(d.sig_grace)),
         help="seconds a device may stay after its sig expired (default 60)",
     )
-    s.add_argument("--log-level", default=_env("log_level", d.log_level))
+    s.add_argument("--log-level", type=_log_level, default=_env("log_level", d.log_level))
     _callback_flags(s)
     s.add_argument(
         "--callback-workers",
@@ -98,7 +152,16 @@ def _parser() -> argparse.ArgumentParser:
     common(u)
     u.add_argument("user_id")
     u.add_argument(
-        "--expire", type=int, default=DEFAULT_EXPIRE, help="validity in seconds (default 180 days)"
+        "--expire",
+        type=_number(int, 1),
+        default=DEFAULT_EXPIRE,
+        help="validity in seconds (default 180 days)",
+    )
+    u.add_argument(
+        "--create",
+        action="store_true",
+        help="make a new app (id and secret key) in the data folder if it has none; the server must "
+        "then use that folder",
     )
     return p
 
@@ -119,14 +182,14 @@ def _callback_flags(sp: argparse.ArgumentParser) -> None:
     )
     sp.add_argument(
         "--callback-give-up-after",
-        type=float,
-        default=float(_env("callback_give_up_after", str(d.callback_give_up_after / 3600))),
+        type=_number(float, float("-inf")),
+        default=_env("callback_give_up_after", str(d.callback_give_up_after / 3600)),
         help="hours after an event when retrying its callback stops (default 24)",
     )
     sp.add_argument(
         "--callback-retention",
-        type=float,
-        default=float(_env("callback_retention", str(d.callback_retention / 3600))),
+        type=_number(float, float("-inf")),
+        default=_env("callback_retention", str(d.callback_retention / 3600)),
         help="hours delivered callbacks stay listed before they are purged; failed ones stay until "
         "redelivered (default 168 = 7 days; the outbox holds about callbacks/s x this many rows)",
     )
@@ -221,19 +284,59 @@ def _positive(typ: type[float] | type[int], flag: str) -> Callable[[str], float]
     return parse
 
 
+def _fail(message: str) -> int:
+    """Print ``message`` as the one line of a config error; the exit code to return."""
+    print("ringline: " + " ".join(message.split()), file=sys.stderr)
+    return 2
+
+
+def _usersig(args: argparse.Namespace) -> int:
+    app_json = Path(args.data_dir, "app.json").resolve()
+    if not (args.sdk_app_id and args.secret_key) and not app_json.exists() and not args.create:
+        return _fail(
+            f"no app in {app_json.parent} ({app_json.name} is missing), so a sig from here would not "
+            "work on your server: pass the server's data folder with --data-dir (or RINGLINE_DATA_DIR), "
+            "or --create to make a new app there"
+        )
+    try:
+        ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
+        sig = gen_user_sig(
+            ident.sdk_app_id, ident.secret_key, args.user_id, args.expire, now=int(time.time())
+        )
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot read the app of {app_json.parent}: {exc}")
+    except LocalCallError as exc:
+        return _fail(exc.message)
+    made = "new app" if ident.generated else "app"
+    print(f"ringline usersig: {made} {ident.sdk_app_id} of {app_json.parent}", file=sys.stderr)
+    print(sig)
+    return 0
+
+
+def _program() -> str:
+    """How this program was started, as the operator can type it again from here:
+    ``ringline`` when that is on the PATH, else the path (``.venv/bin/ringline``)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) != "ringline":
+        return "ringline"  # python -m ringline.cli, or embedded: the installed name
+    found = shutil.which("ringline")
+    if found and os.path.realpath(found) == os.path.realpath(argv0):
+        return "ringline"
+    rel = os.path.relpath(argv0)
+    return argv0 if rel.startswith("..") else rel
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
     if args.cmd == "usersig":
-        print(
-            gen_user_sig(ident.sdk_app_id, ident.secret_key, args.user_id, args.expire, now=int(time.time()))
-        )
-        return 0
+        return _usersig(args)
     try:
+        ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
         cb = load_callback_secrets(args.data_dir, args.callback_token, _webhook_secrets(args))
+    except OSError as exc:
+        return _fail(f"--data-dir {args.data_dir}: {exc.strerror or exc} ({exc.filename or args.data_dir})")
     except ValueError as exc:
-        print(f"ringline: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     if args.callback_give_up_after < 1:
         print("ringline: --callback-give-up-after must be at least 1 hour", file=sys.stderr)
         return 2
@@ -249,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     if args.cmd == "serve":
+        from .server.store.postgres import check_schema_name
+
+        try:
+            check_schema_name(args.db_schema or "ringline")
+        except ValueError as exc:
+            return _fail(f"--db-schema: {exc}")
         try:
             ice = parse_ice_servers(args.ice_server or _env("ice_servers", "").split(","))
         except ValueError as exc:
@@ -286,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sdk_app_id=ident.sdk_app_id,
         secret_key=ident.secret_key,
         db=args.db,
+        db_schema=args.db_schema,
         admin_identifier=args.admin_identifier,
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_grace=args.heartbeat_grace,
@@ -308,20 +418,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate_limit_per_s=args.rate_limit,
         max_unacked=args.max_unacked,
     )
-    print(
-        f"Ringline on http://{settings.host}:{settings.port}  app {ident.sdk_app_id}"
-        + (
-            " (new app id and secret key kept in " + os.path.join(args.data_dir, "app.json") + ")"
-            if ident.generated
-            else ""
-        ),
-        file=sys.stderr,
-    )
-    print(f"Mint a user sig with: ringline usersig USER_ID --data-dir {args.data_dir}", file=sys.stderr)
-    if cb.generated:
+    from .server.app import StartupError, serve
+
+    def listening(bound: list[tuple[str, int]]) -> None:
+        _banner(args, settings, ident, cb.generated, bound)
+
+    run: Callable[..., object] = asyncio.run
+    try:
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        run = uvloop.run
+    try:
+        run(serve(settings, ident, on_listening=listening))
+    except StartupError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _banner(
+    args: argparse.Namespace,
+    settings: Settings,
+    ident: AppIdentity,
+    new_secrets: bool,
+    bound: list[tuple[str, int]],
+) -> None:
+    """What the operator sees once the server listens: where, which app, and the
+    commands to go on with (as they can type them from here)."""
+    here = ", ".join(f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}" for h, p in bound)
+    kept = os.path.join(args.data_dir, "app.json")
+    new = f" (new app id and secret key kept in {kept})" if ident.generated else ""
+    print(f"Ringline on {here}  app {ident.sdk_app_id}{new}", file=sys.stderr)
+    prog = _program()
+    print(f"Mint a user sig with: {prog} usersig USER_ID --data-dir {args.data_dir}", file=sys.stderr)
+    if new_secrets:
         print(
-            "Callback signing secrets generated; show them with: "
-            f"ringline callback-secrets --data-dir {args.data_dir}",
+            f"Callback signing secrets generated; show them with: {prog} callback-secrets "
+            f"--data-dir {args.data_dir}",
             file=sys.stderr,
         )
     if settings.dev:
@@ -330,15 +464,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Never run this in production.",
             file=sys.stderr,
         )
-    from .server.app import serve
-
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(settings, ident))
-    else:
-        uvloop.run(serve(settings, ident))
-    return 0
 
 
 if __name__ == "__main__":

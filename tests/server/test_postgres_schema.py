@@ -5,6 +5,7 @@ left in ``public``."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -74,15 +75,14 @@ async def test_tables_left_in_public_are_refused_with_the_fix(pg_url: str) -> No
     kept = PostgresStore(pg_url, schema="public")  # the first way out: keep them there
     await kept.open()
     await kept.close()
-    conn = await asyncpg.connect(pg_url)  # the second: move them (docs/cli.md)
+    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    move = doc.split("```sql\n", 1)[1].split("```", 1)[0]
+    conn = await asyncpg.connect(pg_url)  # the second: move them, as docs/cli.md says
     try:
-        await conn.execute(
-            "DO $$ DECLARE t text; BEGIN CREATE SCHEMA IF NOT EXISTS ringline;"
-            " FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP"
-            " EXECUTE format('ALTER TABLE public.%I SET SCHEMA ringline', t); END LOOP; END $$"
-        )
+        await conn.execute(move)
     finally:
         await conn.close()
+    assert await _tables(pg_url, "public") == set()
     moved = PostgresStore(pg_url)
     await moved.open()
     try:
@@ -97,7 +97,7 @@ async def test_a_role_that_may_not_create_the_schema_is_told_how(pg_url: str) ->
     try:
         await conn.execute(f"CREATE ROLE {role} LOGIN")
         user_url = pg_url.replace("postgres@", f"{role}@", 1)
-        with pytest.raises(RuntimeError, match=f"CREATE SCHEMA ringline AUTHORIZATION \"{role}\""):
+        with pytest.raises(RuntimeError, match=f'CREATE SCHEMA ringline AUTHORIZATION "{role}"'):
             await PostgresStore(user_url).open()
         await conn.execute(f"CREATE SCHEMA ringline AUTHORIZATION {role}")
         s = PostgresStore(user_url)  # made by the owner: the role uses it

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import signal
+import socket
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -24,9 +27,15 @@ from .webhooks import Deliverer, DeliveryState
 from .worker import STOP_GRACE, WorkerConfig, WorkerPool, make_deliverer
 from .ws import WsHandler
 
-__all__ = ["PURGE_INTERVAL", "build_app", "purge_interval", "serve"]
+__all__ = ["PURGE_INTERVAL", "StartupError", "bind_sockets", "build_app", "purge_interval", "serve"]
 
 log = logging.getLogger("ringline.server")
+
+
+class StartupError(RuntimeError):
+    """The server cannot start. ``str(exc)`` is one line for the operator that says what
+    is wrong and what to do; nothing of the server is left running."""
+
 
 HUB_KEY = web.AppKey("hub", Hub)
 DELIVERER_KEY = web.AppKey("deliverer", Deliverer)  # only without callback workers
@@ -55,6 +64,7 @@ def _worker_config(settings: Settings, identity: AppIdentity) -> WorkerConfig:
         retry_delays=settings.callback_retry_delays,
         give_up_after=settings.callback_give_up_after,
         log_level=settings.log_level,
+        db_schema=settings.db_schema,
     )
 
 
@@ -95,8 +105,14 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     if not settings.callback_token or not settings.webhook_secrets:
         cb = load_callback_secrets(settings.data_dir, settings.callback_token, settings.webhook_secrets)
         settings = dataclasses.replace(settings, callback_token=cb.token, webhook_secrets=cb.webhook_secrets)
-    store = open_store(settings.db_url)
-    await store.open()
+    try:
+        store = open_store(settings.db_url, pg_schema=settings.db_schema)
+    except ValueError as exc:
+        raise StartupError(f"--db: {exc}") from exc
+    try:
+        await store.open()
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from exc
     hub = Hub(settings, store, sdk_app_id=identity.sdk_app_id)
     config = _worker_config(settings, identity)
     deliverer: Deliverer | None = None
@@ -107,13 +123,20 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     else:
         deliverer = make_deliverer(store.outbox, config)
         hub.on_callbacks_queued = deliverer.wake
-    await hub.start()
-    await _release_stale_claims(store)
-    # Either also sends what a previous run left in the outbox.
-    if workers is not None:
-        await workers.start()
-    elif deliverer is not None:
-        await deliverer.start()
+    # Whatever fails from here on, stop what already runs: no half-started server.
+    async with contextlib.AsyncExitStack() as undo:
+        undo.push_async_callback(store.close)
+        await hub.start()
+        undo.push_async_callback(hub.close)
+        await _release_stale_claims(store)
+        # Either also sends what a previous run left in the outbox.
+        if workers is not None:
+            undo.push_async_callback(workers.close)
+            await workers.start()
+        elif deliverer is not None:
+            undo.push_async_callback(deliverer.close)
+            await deliverer.start()
+        undo.pop_all()
     purger = asyncio.create_task(_purge_delivered(settings, store), name="ringline-outbox-purge")
     app = web.Application(client_max_size=1 << 20)
     app[HUB_KEY] = hub
@@ -170,9 +193,67 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     return app
 
 
-async def serve(settings: Settings, identity: AppIdentity) -> None:
-    """Run until SIGINT/SIGTERM, then drain and return."""
-    app = await build_app(settings, identity)
+def bind_sockets(host: str, port: int) -> list[socket.socket]:
+    """Bind (not yet listen on) ``host``:``port`` for every address ``host`` names.
+    Raises StartupError naming the address and the fix, e.g. when the port is taken."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise StartupError(f"--host {host!r} is not an address of this machine ({exc})") from None
+    socks: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(socks) > 1:  # one free port for every address
+                addr = (addr[0], socks[0].getsockname()[1], *addr[2:])
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                h, p = str(addr[0]), str(addr[1])
+                where = f"[{h}]:{p}" if family == socket.AF_INET6 else f"{h}:{p}"
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(
+                        f"{where} is already in use: stop the program that listens there "
+                        "(another Ringline?) or pick another --port"
+                    ) from None
+                if exc.errno == errno.EACCES:
+                    raise StartupError(
+                        f"no permission to listen on {where}: ports below 1024 need root;"
+                        " pick --port 1024 or above"
+                    ) from None
+                raise StartupError(
+                    f"cannot listen on {where}: {exc.strerror}; check --host and --port"
+                ) from None
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+async def serve(
+    settings: Settings,
+    identity: AppIdentity,
+    *,
+    on_listening: Callable[[list[tuple[str, int]]], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then drain and return.
+
+    The address is bound first, then the store opens and the server starts; once it
+    listens, ``on_listening`` gets the bound (host, port) pairs (say so to the operator
+    there, not before). Raises StartupError, with nothing left running, if it cannot start.
+    """
+    socks = bind_sockets(settings.host, settings.port)
+    try:
+        app = await build_app(settings, identity)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
     # keepalive_timeout closes a connection whose request line and headers have not all
     # arrived that long after it opened (or after its previous response): slow headers
     # cannot hold sockets. A WebSocket, once upgraded, is not affected.
@@ -183,10 +264,23 @@ async def serve(settings: Settings, identity: AppIdentity) -> None:
         shutdown_timeout=5.0,
         keepalive_timeout=settings.header_timeout,
     )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
-    await site.start()
-    log.info("ringline serving on http://%s:%d (app %d)", settings.host, settings.port, identity.sdk_app_id)
+    try:
+        await runner.setup()
+        for sock in socks:
+            try:
+                await web.SockSite(runner, sock, backlog=4096).start()
+            except OSError as exc:  # another process bound it too and listened first
+                h, p = sock.getsockname()[:2]
+                raise StartupError(f"cannot listen on {h}:{p}: {exc.strerror}; pick another --port") from None
+    except BaseException:
+        await runner.cleanup()
+        for sock in socks:
+            sock.close()
+        raise
+    bound = [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in socks]
+    log.info("ringline serving on %s (app %d)", ", ".join(f"{h}:{p}" for h, p in bound), identity.sdk_app_id)
+    if on_listening is not None:
+        on_listening(bound)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

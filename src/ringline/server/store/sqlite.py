@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -791,7 +792,13 @@ class SqliteStore:
         try:
             conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
-            raise RuntimeError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
+            folder = os.path.dirname(os.path.abspath(self._path))
+            hint = (
+                f"; the folder {folder} does not exist: create it or fix the path"
+                if self._path != ":memory:" and not os.path.isdir(folder)
+                else ""
+            )
+            raise RuntimeError(f"cannot open SQLite database {self._path!r}: {exc}{hint}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")

@@ -1,0 +1,284 @@
+"""``ringline serve`` and ``ringline usersig`` as an operator runs them: every config
+error is one line on stderr and exit code 2, at once, with no traceback, no banner and
+nothing left running; the banner comes once the server listens and shows commands that
+work as typed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serverproc import free_port
+
+#: Bound on how long a refused start may take (it is well under a second; the machine
+#: may be loaded). A server that hangs after a fatal error fails on it.
+EXIT_BOUND = 60.0
+PG = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres").rsplit("/", 1)[0]
+
+
+def ringline(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``python -m ringline.cli ARGS`` and wait (bounded) for it to exit."""
+    r = subprocess.run(
+        [sys.executable, "-m", "ringline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=EXIT_BOUND,
+        cwd=cwd,
+        env=env,
+    )
+    return r.returncode, r.stdout, r.stderr
+
+
+def assert_refused(result: tuple[int, str, str], *needles: str) -> str:
+    code, out, err = result
+    assert code == 2, (code, err)
+    assert err.endswith("\n") and err.count("\n") == 1, err  # exactly one line
+    assert "Traceback" not in err and "Ringline on" not in err and out == "", err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_the_process_exits(tmp_path: Path, taken_port: int) -> None:
+    err = assert_refused(
+        ringline("serve", "--data-dir", str(tmp_path), "--port", str(taken_port)),
+        f"127.0.0.1:{taken_port} is already in use",
+        "--port",
+    )
+    assert err.startswith("ringline: ")
+
+
+def test_a_port_in_use_with_callback_workers_leaves_no_process(tmp_path: Path, taken_port: int) -> None:
+    assert_refused(
+        ringline("serve", "--data-dir", str(tmp_path), "--port", str(taken_port), "--callback-workers", "2"),
+        "already in use",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--db", "mysql://u@h/db"], ["--db: unknown store URL scheme 'mysql'", "sqlite:///"]),
+        (["--db", "sqlite://host/x.db"], ["--db: a SQLite URL has no host"]),
+        (["--db", "sqlite:////nonexistent-rl/dir/rl.db"], ["the folder /nonexistent-rl/dir does not exist"]),
+        (["--port", "abc"], ["--port: expected a whole number", "'abc'"]),
+        (["--port", "70000"], ["--port", "at most 65535"]),
+        (["--heartbeat-interval", "0"], ["--heartbeat-interval: expected a number above 0"]),
+        (["--heartbeat-grace", "nan"], ["--heartbeat-grace"]),
+        (["--sig-grace", "-1"], ["--sig-grace"]),
+        (["--sdk-app-id", "-5"], ["--sdk-app-id"]),
+        (["--log-level", "chatty"], ["--log-level", "DEBUG, INFO"]),
+        (["--callback-workers", "x"], ["--callback-workers"]),
+        (["--callback-retention", "soon"], ["--callback-retention"]),
+        (["--db-schema", "Bad-Name"], ["--db-schema", "lower-case letters"]),
+        (["--host", "no-such-host.invalid"], ["--host 'no-such-host.invalid'"]),
+        (["--ice-transport-policy", "relay"], ["--ice-transport-policy"]),
+        (["--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
+    ],
+)
+def test_config_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], needles: list[str]) -> None:
+    assert_refused(ringline("serve", "--data-dir", str(tmp_path), "--port", "0", *args), *needles)
+
+
+def test_a_bad_env_value_is_one_line_too(tmp_path: Path) -> None:
+    env = {**os.environ, "RINGLINE_PORT": "eighty"}
+    assert_refused(ringline("serve", "--data-dir", str(tmp_path), env=env), "--port", "'eighty'")
+
+
+def test_a_database_of_a_newer_ringline_stops_the_start_and_every_thread(tmp_path: Path) -> None:
+    db = tmp_path / "ringline.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (999, 0)")
+    assert_refused(ringline("serve", "--data-dir", str(tmp_path), "--port", "0"), "newer than this Ringline")
+
+
+def test_a_data_folder_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    assert_refused(ringline("serve", "--data-dir", str(tmp_path / "file"), "--port", "0"), "--data-dir")
+
+
+def _pg_or_fail() -> None:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=5):
+            pass
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not on 127.0.0.1:5432 ({exc})")
+
+
+@pytest.mark.parametrize(
+    ("url", "needles"),
+    [
+        (
+            f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+            ["cannot connect to PostgreSQL", "is PostgreSQL running"],
+        ),
+        (PG + "/rl_missing_" + uuid.uuid4().hex[:8], ["does not exist", "create the database"]),
+        (
+            PG.replace("postgres@", f"rl_norole_{uuid.uuid4().hex[:8]}@", 1) + "/postgres",
+            ["role", "create the role"],
+        ),
+    ],
+    ids=["unreachable", "no-database", "no-role"],
+)
+def test_postgresql_problems_are_one_line(tmp_path: Path, url: str, needles: list[str]) -> None:
+    if "unreachable" not in needles[0]:
+        _pg_or_fail()
+    assert_refused(ringline("serve", "--data-dir", str(tmp_path), "--port", "0", "--db", url), *needles)
+
+
+def test_usersig_errors_are_one_line(tmp_path: Path) -> None:
+    d = ["--data-dir", str(tmp_path), "--create"]
+    assert_refused(ringline("usersig", "alice", "--expire", "0", *d), "--expire", "at least 1")
+    assert_refused(ringline("usersig", "not a user id!", *d), "user_id must be 1-32 characters")
+    (tmp_path / "app.json").write_text("{broken")
+    assert_refused(ringline("usersig", "alice", "--data-dir", str(tmp_path)), "cannot read the app")
+
+
+# ------------------------------------------------------------------ usersig and the data folder
+
+
+def test_usersig_outside_the_data_folder_refuses_and_says_where_it_looked(tmp_path: Path) -> None:
+    err = assert_refused(
+        ringline("usersig", "alice", cwd=tmp_path), "--data-dir", "RINGLINE_DATA_DIR", "--create"
+    )
+    assert str(tmp_path / "ringline-data") in err
+    assert not (tmp_path / "ringline-data").exists()  # nothing made behind the user's back
+
+
+def test_usersig_create_makes_an_app_and_says_so(tmp_path: Path) -> None:
+    code, out, err = ringline("usersig", "alice", "--create", cwd=tmp_path)
+    assert code == 0, err
+    kept = json.loads((tmp_path / "ringline-data" / "app.json").read_text())
+    assert f"new app {kept['sdk_app_id']} of {tmp_path / 'ringline-data'}" in err
+    assert out.strip() and "\n" not in out.strip()
+    code, out2, err = ringline("usersig", "alice", cwd=tmp_path)  # now there is one: it is used
+    assert code == 0 and f"app {kept['sdk_app_id']} of" in err and "new app" not in err
+
+
+def test_usersig_with_the_app_given_by_flags_needs_no_folder(tmp_path: Path) -> None:
+    code, out, _ = ringline(
+        "usersig", "alice", "--sdk-app-id", "1400000001", "--secret-key", "k" * 32, cwd=tmp_path
+    )
+    assert code == 0 and out.strip()
+
+
+# ------------------------------------------------------------------ the banner
+
+
+def _venv_ringline() -> Path:
+    return Path(sys.executable).parent / "ringline"
+
+
+def test_the_banner_comes_once_the_server_listens_and_its_command_works(tmp_path: Path) -> None:
+    """Started the way scripts/run starts it (``.venv/bin/ringline serve`` from the folder
+    that holds the venv), the banner shows ``.venv/bin/ringline usersig …``, as the
+    README does, and that command, typed as shown, mints a sig the server accepts."""
+    exe = _venv_ringline()
+    assert exe.exists(), f"{exe}: run the tests with the project's venv (scripts/test)"
+    home = exe.parent.parent.parent  # the folder that holds the venv
+    prog = os.path.relpath(exe, home)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != exe.parent)
+    env = {**os.environ, "PATH": path}
+    port = free_port()
+    data = str(tmp_path / "data")
+    proc = subprocess.Popen(
+        [prog, "serve", "--port", str(port), "--data-dir", data, "--log-level", "WARNING"],
+        cwd=home,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+    reader: threading.Thread | None = None
+    try:
+
+        def read() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                lines.append(line.rstrip("\n"))
+                if line.startswith("Mint a user sig with: "):
+                    ready.set()
+            ready.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert ready.wait(EXIT_BOUND), lines
+        assert lines[0].startswith(f"Ringline on http://127.0.0.1:{port}  app "), lines
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+            assert r.status == 200  # the banner said it listens: it does
+        mint = lines[1].removeprefix("Mint a user sig with: ")
+        assert mint == f"{prog} usersig USER_ID --data-dir {data}", lines
+        if exe.parent.parent.name == ".venv":  # the README's setup: the README's words
+            assert mint.startswith(".venv/bin/ringline usersig "), mint
+        sig = subprocess.run(
+            shlex.split(mint.replace("USER_ID", "administrator")),
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=EXIT_BOUND,
+            check=True,
+        ).stdout.strip()
+        app = json.loads(Path(data, "app.json").read_text())["sdk_app_id"]
+        url = (
+            f"http://127.0.0.1:{port}/v4/call_config/get_callback?sdkappid={app}"
+            f"&identifier=administrator&usersig={sig}&random=1&contenttype=json"
+        )
+        req = urllib.request.Request(url, data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["ErrorCode"] == 0
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=EXIT_BOUND)
+        if reader is not None:
+            reader.join(EXIT_BOUND)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert code == 0, lines
+
+
+def test_docs_show_the_commands_as_the_banner_does() -> None:
+    """Shell lines in README.md and docs/ run ``.venv/bin/ringline`` (what ./scripts/run
+    made), as the banner shows it, not a bare ``ringline`` the README's setup has not
+    put on the PATH."""
+    root = Path(__file__).parents[2]
+    bad: list[str] = []
+    for page in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
+        fenced = False
+        for n, line in enumerate(page.read_text().splitlines(), 1):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+                continue
+            text = line.strip()
+            if fenced and re.search(r"(^|\$\(|\| |&& )ringline (serve|usersig|callback-secrets)(\s|$)", text):
+                bad.append(f"{page.relative_to(root)}:{n}: {text}")
+            if not fenced and not text.startswith(("#", "|")):
+                for cmd in ("`ringline usersig ", "`ringline callback-secrets", "(ringline usersig"):
+                    if cmd in line:
+                        bad.append(f"{page.relative_to(root)}:{n}: {text}")
+    assert bad == [], "write .venv/bin/ringline in commands to run:\n" + "\n".join(bad)
