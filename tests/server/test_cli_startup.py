@@ -18,15 +18,17 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from needs import PG_DSN, missing
 from serverproc import free_port
 
 #: Bound on how long a refused start may take (it is well under a second; the machine
 #: may be loaded). A server that hangs after a fatal error fails on it.
 EXIT_BOUND = 60.0
-PG = os.environ.get("RINGLINE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres").rsplit("/", 1)[0]
+PG = PG_DSN.rsplit("/", 1)[0]
 
 
 def ringline(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -119,14 +121,13 @@ def test_a_data_folder_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     assert_refused(ringline("serve", "--data-dir", str(tmp_path / "file"), "--port", "0"), "--data-dir")
 
 
-def _pg_or_fail() -> None:
+def _pg_or_missing() -> None:
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=5):
+        where = urlsplit(PG_DSN)
+        with socket.create_connection((where.hostname or "127.0.0.1", where.port or 5432), timeout=5):
             pass
     except OSError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL is not on 127.0.0.1:5432 ({exc})")
+        missing(f"PostgreSQL is absent at {PG_DSN} ({exc}); run ./scripts/test (it starts it)")
 
 
 @pytest.mark.parametrize(
@@ -146,7 +147,7 @@ def _pg_or_fail() -> None:
 )
 def test_postgresql_problems_are_one_line(tmp_path: Path, url: str, needles: list[str]) -> None:
     if "unreachable" not in needles[0]:
-        _pg_or_fail()
+        _pg_or_missing()
     assert_refused(ringline("serve", "--data-dir", str(tmp_path), "--port", "0", "--db", url), *needles)
 
 

@@ -25,6 +25,7 @@ from rawclient import Raw
 from ringline.server.config import Settings
 from ringline.server.hub import Hub
 from ringline.server.store import SqliteStore, open_store
+from ringline.server.store.postgres import DEFAULT_SCHEMA
 from ringline.server.ws import WsHandler
 from serverproc import SDK_APP_ID, ServerProcess, unique
 
@@ -131,7 +132,7 @@ class Db:
                 conn.close()
         import asyncpg
 
-        pg = await asyncpg.connect(self.url)
+        pg = await asyncpg.connect(self.url, server_settings={"search_path": DEFAULT_SCHEMA})
         try:
             return [r[0] for r in await pg.fetch(f"SELECT {column} FROM {table} WHERE {key} = $1", value)]
         finally:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from needs import import_or_missing
 from ringline.server.store import PostgresStore, open_store
 from ringline.server.store.postgres import DEFAULT_SCHEMA, SCHEMA_VERSION
 
-asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is part of the dev extra")
+asyncpg = import_or_missing("asyncpg", "asyncpg is part of the dev extra (pip install -e '.[dev]')")
 
 
 async def _tables(url: str, schema: str) -> set[str]:

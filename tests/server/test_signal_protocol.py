@@ -236,7 +236,7 @@ def _settings_from_cli(args: list[str], env: dict[str, str]) -> Settings:
     """The Settings ``ringline serve`` would run with (the server is not started)."""
     code = (
         "import sys, json, ringline.server.app as app\n"
-        "async def fake(settings, ident):\n"
+        "async def fake(settings, ident, **_):\n"
         "    print(json.dumps({'ice': settings.ice_servers, 'u': settings.ice_username,\n"
         "                      'p': settings.ice_transport_policy}))\n"
         "app.serve = fake\n"
