@@ -23,7 +23,16 @@ async def test_the_call_page_engine_and_types_are_served(server: ServerProcess) 
     status, headers, body = await get(server.url + "/sdk/ringline.js")
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
     assert headers["Access-Control-Allow-Origin"] == "*"  # importable from pages served elsewhere
-    assert b"export class CallEngine" in body and b"export const TUICallEvent" in body
+    assert b'export { CallEngine } from "./engine.js"' in body and b"TUICallEvent" in body
+    # The modules the entry point imports are served the same way (docs/web.md "Inside the engine").
+    for name in ("engine.js", "session.js", "peer.js", "events.js", "protocol.js"):
+        status, headers, body = await get(server.url + "/sdk/" + name)
+        assert status == 200 and headers["Content-Type"].startswith("text/javascript"), name
+        assert headers["Access-Control-Allow-Origin"] == "*", name
+    status, _, body = await get(server.url + "/sdk/engine.js")
+    assert b"export class CallEngine" in body
+    status, _, body = await get(server.url + "/sdk/events.js")
+    assert b"export const TUICallEvent" in body
     status, headers, body = await get(server.url + "/sdk/ringline.d.ts")
     assert status == 200 and headers["Content-Type"].startswith("application/typescript")
     assert b"export declare class CallEngine" in body

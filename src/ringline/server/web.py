@@ -4,7 +4,9 @@ Routes (docs/web.md):
 
 * ``GET /`` -- the call page (``ringline/web/index.html``);
 * ``GET /sdk/ringline.js``, ``/sdk/ringline.d.ts`` -- the browser engine and its types
-  (plain ES module, CORS-open so pages served elsewhere can import it);
+  (plain ES modules: ``ringline.js`` imports ``engine.js``, ``session.js``, ``peer.js``,
+  ``events.js``, ``protocol.js`` next to it; all CORS-open so pages served elsewhere can
+  import them);
   ``/sdk/tuicallkit.js``, ``/sdk/tuicallkit.d.ts`` -- the web kit (``TUICallKitServer``,
   the ``<tui-call-kit>`` element and its React/Vue wrappers);
 * ``GET /app/{file}`` -- the call page's own module and styles (CORS-open too, so

@@ -27,6 +27,7 @@ import {
 
 const QUALITY_NAMES = ["unknown", "excellent", "good", "poor", "bad", "very bad", "down"];
 const REASON_NAMES = Object.fromEntries(Object.entries(CallEndReason).map(([k, v]) => [v, k.toLowerCase().replace(/_/g, " ")]));
+/** @type {Set<string>} */
 const QUIET_EVENTS = new Set([TUICallEvent.USER_VOICE_VOLUME, TUICallEvent.ON_USER_NETWORK_QUALITY_CHANGED, RinglineEvent.STATUS_CHANGED, RinglineEvent.LOCAL_STREAM, RinglineEvent.REMOTE_STREAM]);
 
 /** Create an element: h("button.primary", {onclick}, "text", child...). */
@@ -180,7 +181,7 @@ export function mountCallPage(root, options = {}) {
   const logList = h("ol.rl-log", { id: "rl-log" });
   const recentList = h("ul.rl-recent", { id: "rl-recent" });
   let recentFilter = 0;
-  const tabs = [["All", 0], ["Missed", 1], ["Incoming", 2], ["Outgoing", 3]].map(([label, type]) =>
+  const tabs = /** @type {Array<[string, number]>} */ ([["All", 0], ["Missed", 1], ["Incoming", 2], ["Outgoing", 3]]).map(([label, type]) =>
     h("button.rl-tab", { dataset: { type }, onclick: () => { recentFilter = type; refreshRecent(); } }, label));
   const side = h("aside.rl-side", {},
     h("section.rl-card", { id: "rl-recent-card", hidden: true }, h("h2", {}, "Recent calls"), h("div.rl-row", {}, ...tabs), recentList),
@@ -437,8 +438,10 @@ export function mountCallPage(root, options = {}) {
   });
 
   // ---------------------------------------------------------------- engine events
-  for (const name of [...Object.values(TUICallEvent), RinglineEvent.CONNECTION_CHANGED]) {
-    engine.on(name, (p) => { if (!QUIET_EVENTS.has(name)) addLog(name, p); });
+  /** @type {import("/sdk/ringline.js").EventName[]} */
+  const logged = [...Object.values(TUICallEvent), RinglineEvent.CONNECTION_CHANGED];
+  for (const name of logged) {
+    engine.on(name, (/** @type {any} */ p) => { if (!QUIET_EVENTS.has(name)) addLog(name, p); });
   }
   engine.on(RinglineEvent.CONNECTION_CHANGED, ({ state }) => { setStatus(state); render(); });
   engine.on(RinglineEvent.STATUS_CHANGED, () => render());
@@ -522,7 +525,7 @@ export function mountCallPage(root, options = {}) {
     },
     /** What rings: {kind: "builtin" | "file", url, playing}. */
     get ringtone() {
-      return { kind: ring instanceof FileRing ? "file" : "builtin", url: ring.url || null, playing: ring.playing };
+      return { kind: ring instanceof FileRing ? "file" : "builtin", url: (ring instanceof FileRing && ring.url) || null, playing: ring.playing };
     },
     signIn,
     signOut,

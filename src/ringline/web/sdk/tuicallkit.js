@@ -56,6 +56,7 @@ class CallKitServer {
   /**
    * Log in: `{SDKAppID | sdkAppID | sdkAppId, userID | userId, userSig}`; Ringline also
    * takes `serverUrl` (default: the server that served this module) and `engineOptions`.
+   * @param {any} [params]
    */
   async init(params = {}) {
     if (!params || typeof params !== "object") throw bad("TUICallKitServer.init({SDKAppID, userID, userSig}) takes an object");
@@ -88,7 +89,8 @@ class CallKitServer {
     return this.getTUICallEngineInstance().calls(params);
   }
 
-  /** Deprecated by the vendor: `{userID, type, ...}`. */
+  /** Deprecated by the vendor: `{userID, type, ...}`.
+   * @param {any} [params] */
   call(params = {}) {
     const { userID, userId, ...rest } = params;
     return this.getTUICallEngineInstance().calls({ ...rest, userIDList: [userID ?? userId] });

@@ -1,0 +1,103 @@
+"""The browser engine's protocol constants (``web/sdk/protocol.js``) are the ones the
+Python side uses: the protocol version, the limits, the id patterns, the terminal
+events and every enum ordinal and error code. The JS module is parsed (no browser,
+no node), so a value changed on one side only fails here."""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ringline.client import _session as client_session
+from ringline.client import _state as client_state
+from ringline.client import engine as client_engine
+from ringline.core import enums, machine
+from ringline.core.errors import ErrorCode
+from ringline.server import ws
+
+PROTOCOL_JS = Path(__file__).resolve().parents[2] / "src" / "ringline" / "web" / "sdk" / "protocol.js"
+
+#: JS-only error codes: the browser's own devices (the Python SDK has no camera).
+JS_ONLY_ERRORS = {"DEVICE_ERROR"}
+
+
+def js_constants() -> dict[str, Any]:
+    """Every ``export const NAME = …;`` of protocol.js: numbers, regex sources (without
+    ^ and $), frozen arrays of strings and frozen ``{KEY: number}`` tables."""
+    text = PROTOCOL_JS.read_text()
+    out: dict[str, Any] = {}
+    for m in re.finditer(r"^export const (\w+) = (.*?);$", text, re.M | re.S):
+        name, value = m.group(1), m.group(2).strip()
+        if re.fullmatch(r"-?\d+", value):
+            out[name] = int(value)
+        elif regex := re.fullmatch(r"/\^(.*)\$/", value):
+            out[name] = regex.group(1)
+        elif array := re.fullmatch(r"Object\.freeze\(\[(.*)\]\)", value, re.S):
+            out[name] = re.findall(r'"([^"]*)"', array.group(1))
+        elif table := re.fullmatch(r"Object\.freeze\(\{(.*)\}\)", value, re.S):
+            out[name] = {k: int(v) for k, v in re.findall(r"(\w+):\s*(-?\d+)", table.group(1))}
+        else:
+            raise AssertionError(f"protocol.js: cannot read {name} = {value[:60]}; extend js_constants()")
+    return out
+
+
+JS = js_constants()
+
+
+def test_the_parser_reads_every_kind_of_constant() -> None:
+    # A sanity check of the parser itself, so an empty parse cannot pass the tests below.
+    assert JS["PROTOCOL_VERSION"] == 1 and JS["MediaType"] == {"UNKNOWN": 0, "AUDIO": 1, "VIDEO": 2}
+    assert "on_call_end" in JS["TERMINAL_EVENTS"] and JS["USER_ID"].startswith("[")
+
+
+def test_protocol_version() -> None:
+    assert JS["PROTOCOL_VERSION"] == ws.PROTOCOL_VERSION == client_session.PROTOCOL_VERSION
+
+
+def test_id_patterns() -> None:
+    assert JS["USER_ID"] == machine._USER_ID.pattern
+    assert JS["DEVICE_ID"] == ws._DEVICE_ID.pattern
+
+
+def test_limits_match_the_python_engine() -> None:
+    assert JS["MAX_CALLEES"] == machine.MAX_CALLEES
+    assert JS["MAX_USER_DATA_BYTES"] == machine.MAX_USER_DATA_BYTES
+    assert JS["MAX_CALL_ID"] == client_engine._MAX_CALL_ID
+    assert JS["MAX_RING_TIMEOUT"] == client_engine._MAX_RING_TIMEOUT
+    assert JS["MAX_RECENT"] == client_engine._MAX_RECENT
+
+
+def test_terminal_events_match_the_python_engine() -> None:
+    # The events after which this device is out of the call (the SDK's view; the
+    # switchboard also counts on_call_cancelled, which only reports another member).
+    assert set(JS["TERMINAL_EVENTS"]) == set(client_state._TERMINAL)
+    assert set(JS["TERMINAL_EVENTS"]) <= machine._TERMINAL
+
+
+@pytest.mark.parametrize(
+    "enum",
+    [
+        enums.MediaType,
+        enums.CallRole,
+        enums.CallStatus,
+        enums.CallScene,
+        enums.CallEndReason,
+        enums.NetworkQuality,
+        enums.CallResultType,
+    ],
+    ids=lambda e: e.__name__,
+)
+def test_enum_ordinals(enum: type[IntEnum]) -> None:
+    assert JS[enum.__name__] == {m.name: m.value for m in enum}
+
+
+def test_error_codes() -> None:
+    js = JS["ErrorCode"]
+    assert {name: code for name, code in js.items() if name not in JS_ONLY_ERRORS} == {
+        name: ErrorCode[name].value for name in js if name not in JS_ONLY_ERRORS
+    }
+    assert not {code for name, code in js.items() if name in JS_ONLY_ERRORS} & {e.value for e in ErrorCode}
