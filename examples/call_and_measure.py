@@ -26,7 +26,7 @@ from typing import Any
 from ringline import CallEndReason, CallEngine, CallObserver, MediaType, NetworkQualityInfo
 from ringline.core.types import CallObserverExtraInfo
 from ringline.core.usersig import gen_user_sig
-from ringline.media import MediaOptions, MediaSink, TestPattern, TestTone, WavRecorder
+from ringline.media import MediaOptions, MediaSink, PeerStats, TestPattern, TestTone, WavRecorder
 
 
 class Meter(CallObserver):
@@ -86,11 +86,22 @@ class Meter(CallObserver):
         self._ended(reason, user_id)
 
 
-def report_line(t: int, engine: CallEngine, meter: Meter) -> str:
+def measure(engine: CallEngine, last: dict[str, PeerStats]) -> dict[str, PeerStats]:
+    """Update ``last`` with the media session's current measures and return it.
+
+    A remote user's measures stay in ``last`` once their connection is closed: when the
+    callee hangs up, its media says goodbye a moment before the call's end reaches this
+    engine, and a line printed in between still shows what was last measured."""
+    session = engine.media
+    if session is not None:
+        last.update(session.stats())
+    return last
+
+
+def report_line(t: int, stats: dict[str, PeerStats], meter: Meter) -> str:
     vols = " ".join(f"{u}={v}" for u, v in meter.volumes.items())
     parts = [f"t={t}s", f" volume {vols}"]
-    session = engine.media
-    for user, st in (session.stats() if session is not None else {}).items():
+    for user, st in stats.items():
         rtt = "?" if st.rtt_ms is None else f"{st.rtt_ms:.1f}ms"
         loss = "?" if st.loss_pct is None else f"{st.loss_pct:.1f}%"
         jitter = "?" if st.jitter_ms is None else f"{st.jitter_ms:.1f}ms"
@@ -135,23 +146,23 @@ async def main() -> None:
         await asyncio.wait({begun, ended}, return_when=asyncio.FIRST_COMPLETED)
         begun.cancel()
         t = 0
+        last: dict[str, PeerStats] = {}
         while meter.begun.is_set() and not meter.ended.is_set() and t < args.seconds:
             await asyncio.wait({ended}, timeout=1.0)
             t += 1
             if not meter.ended.is_set():
-                print(report_line(t, engine, meter), flush=True)
-                session = engine.media
-                if session is not None:
-                    summary["stats"] = {
-                        u: {
-                            "rtt_ms": s.rtt_ms,
-                            "loss_pct": s.loss_pct,
-                            "jitter_ms": s.jitter_ms,
-                            "audio_frames": s.audio_frames,
-                            "video_frames": s.video_frames,
-                        }
-                        for u, s in session.stats().items()
+                measure(engine, last)
+                print(report_line(t, last, meter), flush=True)
+                summary["stats"] = {
+                    u: {
+                        "rtt_ms": s.rtt_ms,
+                        "loss_pct": s.loss_pct,
+                        "jitter_ms": s.jitter_ms,
+                        "audio_frames": s.audio_frames,
+                        "video_frames": s.video_frames,
                     }
+                    for u, s in last.items()
+                }
         if not meter.ended.is_set() and engine.call_id is not None:
             await engine.hangup()
             with contextlib.suppress(TimeoutError):

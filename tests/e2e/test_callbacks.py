@@ -588,6 +588,7 @@ async def test_delivered_callbacks_are_purged_after_the_retention_time_failing_o
         await b.ok("accept", call_id=cid)
         await a.ok("hangup", call_id=cid)
         await b.event("on_call_end", call_id=cid)
+
         def v4_end_delivered() -> bool:
             return any(h["path"].startswith("/v4") and "EndCall" in h["command"] for h in receiver.hits)
 

@@ -814,6 +814,61 @@ async def test_two_servers_never_claim_one_delivery_twice(durable: Backend) -> N
         await b.close()
 
 
+async def test_a_callback_queued_while_another_process_finishes_the_head_is_claimed(
+    open_backend: OpenBackend,
+) -> None:
+    """A server queues the next callback of a call while a callback worker (another
+    connection) records the call's in-flight one as delivered. Whatever the interleaving,
+    the new one must become the call's head and be claimed; before, the server decided
+    "not the head: one is open" from a snapshot taken before the worker's commit, the
+    worker's statement could not see the uncommitted row, and the callback waited
+    forever. Forced here: the server's write is held (a lock on ``webhook_gone``, which it
+    reads after deciding) until the worker's mark has run or is waiting."""
+    import asyncpg
+
+    async with open_backend("postgres") as backend:
+        server, worker = backend.make(), backend.make()
+        await server.open()
+        await worker.open()
+        assert isinstance(server, pg_module.PostgresStore)
+        holder = await asyncpg.connect(server.dsn)
+        try:
+            first, second = _d("race", 1, at=T0), _d("race", 2, at=T0)
+            await server.apply([QueueDeliveries((first,))])
+            [claimed] = await worker.outbox.claim_due(T0 + 1, 10)
+            assert claimed.event_id == first.event_id
+
+            async def waiting(n: int) -> bool:
+                """At least ``n`` backends wait for a lock."""
+                return int(await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")) >= n
+
+            async def until(condition: Callable[[], Awaitable[bool]]) -> None:
+                # Another process's lock wait has no event to await: ask PostgreSQL.
+                async with asyncio.timeout(30):
+                    while not await condition():  # noqa: ASYNC110 (no event for a lock wait)
+                        await asyncio.sleep(0.01)
+
+            tx = holder.transaction()
+            await tx.start()
+            await holder.execute("LOCK TABLE webhook_gone IN ACCESS EXCLUSIVE MODE")
+            queued = asyncio.create_task(server.apply([QueueDeliveries((second,))]))
+            await until(lambda: waiting(1))
+            marked = asyncio.create_task(worker.outbox.mark_delivered(first.event_id, T0 + 2, 200))
+
+            async def marked_or_waiting() -> bool:
+                return marked.done() or await waiting(2)
+
+            await until(marked_or_waiting)
+            await tx.rollback()
+            await asyncio.gather(queued, marked)
+
+            assert [d.event_id for d in await worker.outbox.claim_due(T0 + 3, 10)] == [second.event_id]
+        finally:
+            await holder.close()
+            await worker.close()
+            await server.close()
+
+
 def _plan(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> str:
     return " | ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
 

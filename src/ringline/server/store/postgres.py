@@ -370,6 +370,14 @@ _SQL_OUTBOX_GROUPS = """
                    WHERE o.url = g.url AND o.call_id = g.call_id AND o.state IN ('pending', 'in_flight'))
     FROM unnest($1::text[], $2::text[]) AS g (url, call_id)
 """
+# The outbox lock of this schema (a transaction-level advisory lock): every round of
+# outbox operations (claims, marks, releases) holds it shared, from its first statement
+# to its commit; queueing a delivery behind an open head takes it exclusively (see
+# _queue). So a server's insert and a deliverer's finishing of the same call's head
+# never overlap, whichever process each runs in.
+_OUTBOX_LOCK_KEY = "hashtext('ringline.outbox:' || coalesce(current_schema(), ''))"
+_SQL_LOCK_OUTBOX = f"SELECT pg_advisory_xact_lock({_OUTBOX_LOCK_KEY})"
+_SQL_LOCK_OUTBOX_SHARED = f"SELECT pg_advisory_xact_lock_shared({_OUTBOX_LOCK_KEY})"
 _SQL_GONE_URLS = "SELECT url, gone_at FROM webhook_gone WHERE url = ANY($1::text[])"
 _SQL_REVIVE = "DELETE FROM webhook_gone WHERE url = $1"
 _SQL_SET_GONE = """
@@ -522,14 +530,25 @@ async def _queue(conn: Any, deliveries: list[Delivery]) -> None:
     rows = await conn.fetch(_SQL_OUTBOX_IDS, [d.event_id for d in deliveries])
     existing = {str(r[0]) for r in rows}
     keys = list(dict.fromkeys((d.url, d.call_id) for d in deliveries))
-    rows = await conn.fetch(_SQL_OUTBOX_GROUPS, [k[0] for k in keys], [k[1] for k in keys])
-    groups = {
-        (str(r[0]), str(r[1])): GroupInfo(None if r[2] is None else int(r[2]), bool(r[3])) for r in rows
-    }
+    groups = await _groups(conn, keys)
+    if any(g.has_open for g in groups.values()):
+        # A new row behind an open head waits for that head to finish. A deliverer on
+        # another connection may be finishing it right now: its statement cannot see
+        # our uncommitted row, so it would promote nothing, and our row, decided
+        # against an old snapshot, would wait forever. The exclusive outbox lock waits
+        # for every ops round under way and keeps new ones out until we commit; the
+        # groups are then read again, so a head finished meanwhile is seen finished.
+        await conn.execute(_SQL_LOCK_OUTBOX)
+        groups = await _groups(conn, keys)
     rows = await conn.fetch(_SQL_GONE_URLS, list(dict.fromkeys(d.url for d in deliveries)))
     gone = {str(r[0]): float(r[1]) for r in rows}
     new = plan_inserts(deliveries, existing_ids=existing, groups=groups, gone=gone)
     await conn.execute(_SQL_OUTBOX_INSERT, *(list(column) for column in zip(*new, strict=True)))
+
+
+async def _groups(conn: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], GroupInfo]:
+    rows = await conn.fetch(_SQL_OUTBOX_GROUPS, [k[0] for k in keys], [k[1] for k in keys])
+    return {(str(r[0]), str(r[1])): GroupInfo(None if r[2] is None else int(r[2]), bool(r[3])) for r in rows}
 
 
 async def _recompute_head(conn: Any, url: str, call_id: str) -> None:
@@ -933,6 +952,9 @@ class PostgresStore:
 
     @staticmethod
     async def _run_ops(conn: Any, ops: list[Any]) -> list[Ok | BaseException]:
+        # Before any row lock: a queueing server holding the lock exclusively waits
+        # for nothing of ours (no deadlock), and our statements see its rows.
+        await conn.execute(_SQL_LOCK_OUTBOX_SHARED)
         results: list[Ok | BaseException] = []
         for op in ops:
             try:
