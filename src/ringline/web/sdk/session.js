@@ -254,8 +254,11 @@ export class Session {
       // `frame` is kept to send it again, unchanged, if the connection drops before
       // the answer and the session is resumed (onOnline).
       const frame = JSON.stringify({ id, op, ...args });
-      this.pending.set(id, { resolve, reject, timer, op, frame });
-      this.ws.send(frame);
+      // A socket still connecting (a drop not yet noticed, a reconnect under way)
+      // cannot take the frame: it stays pending, unsent, and goes out after the resume.
+      const sent = !!this.ws && this.ws.readyState === 1;
+      this.pending.set(id, { resolve, reject, timer, op, frame, unsent: !sent });
+      if (sent) this.ws.send(frame);
     });
   }
 
@@ -263,7 +266,16 @@ export class Session {
    * server's answers kept, send them again (same ids, oldest first: the server answers
    * one it already ran with its first answer); otherwise fail them with -1406. */
   afterDrop(result, resumed) {
-    const waiting = [...this.pending.entries()].filter(([, p]) => p.frame).sort(([x], [y]) => x - y);
+    const all = [...this.pending.entries()].filter(([, p]) => p.frame).sort(([x], [y]) => x - y);
+    // Frames the server never saw (sent while the socket was connecting) simply go out now.
+    for (const [, p] of all) {
+      if (p.unsent) {
+        p.unsent = false;
+        this.ws.send(p.frame);
+        p.frame = undefined;
+      }
+    }
+    const waiting = all.filter(([, p]) => p.frame);
     if (!waiting.length) return;
     if (resumed && result.answers_kept === true) {
       for (const [, p] of waiting) this.ws.send(p.frame);
