@@ -850,7 +850,7 @@ async def test_a_callback_queued_while_another_process_finishes_the_head_is_clai
 
             tx = holder.transaction()
             await tx.start()
-            await holder.execute("LOCK TABLE webhook_gone IN ACCESS EXCLUSIVE MODE")
+            await holder.execute(f"LOCK TABLE {server.schema}.webhook_gone IN ACCESS EXCLUSIVE MODE")
             queued = asyncio.create_task(server.apply([QueueDeliveries((second,))]))
             await until(lambda: waiting(1))
             marked = asyncio.create_task(worker.outbox.mark_delivered(first.event_id, T0 + 2, 200))
