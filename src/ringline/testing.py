@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ringline.client._codec import CURRENT_CALL_ID
+from ringline.client.observer import CURRENT_CALL_ID
 from ringline.core.enums import CallEndReason, MediaType
 from ringline.core.types import CallObserverExtraInfo, NetworkQualityInfo
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ringline.client._codec import CURRENT_CALL_ID
+from ringline.client.observer import CURRENT_CALL_ID
 from ringline.core.enums import CallEndReason, MediaType
 from ringline.core.types import CallObserverExtraInfo
 from ringline.testing import RecordedEvent, RecordingObserver

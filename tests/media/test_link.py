@@ -8,9 +8,9 @@ import pytest
 from aiortc import RTCIceTransportPolicy
 
 from ringline.client._codec import Event, decode_event
+from ringline.client._media_link import EngineMedia
 from ringline.core.enums import MediaType
 from ringline.media import MediaOptions, ice_configuration
-from ringline.media._link import EngineMedia
 
 
 def ev(name: str, **args: Any) -> Event:

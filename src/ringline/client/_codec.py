@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, TypeVar
@@ -33,7 +32,6 @@ from ringline.core.types import (
 )
 
 __all__ = [
-    "CURRENT_CALL_ID",
     "EVENT_ARGS",
     "Event",
     "decode_event",
@@ -275,8 +273,3 @@ def record_from_wire(d: Mapping[str, Any]) -> CallRecords:
         begin_time=_int(d.get("begin_time")),
         total_time=_int(d.get("total_time")),
     )
-
-
-#: The call id of the event being dispatched, for observers that want it without an
-#: argument (``ringline.testing.RecordingObserver``). ``None`` outside dispatch.
-CURRENT_CALL_ID: ContextVar[str | None] = ContextVar("ringline_current_call_id", default=None)

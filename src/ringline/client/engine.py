@@ -49,7 +49,6 @@ from ringline.core.machine import (
 from ringline.core.types import CallParams, CallRecords, RecentCallsFilter, RoomId
 
 from ._codec import (
-    CURRENT_CALL_ID,
     Event,
     decode_event,
     filter_to_wire,
@@ -59,11 +58,13 @@ from ._codec import (
 from ._forms import Form, forms_of
 from ._session import LoginParams, Phase, Reconnected, Session, SessionEnd, cancel_and_wait
 from ._state import CallState
+from .observer import CURRENT_CALL_ID
 from .transport import AiohttpTransport, Transport
 
 if TYPE_CHECKING:  # ringline.media needs the media extra (aiortc); imported when asked for
     from ringline.media import MediaOptions, MediaSession
-    from ringline.media._link import EngineMedia
+
+    from ._media_link import EngineMedia
 
 __all__ = ["CallEngine"]
 
@@ -191,7 +192,8 @@ def _media_link(engine: CallEngine, media: object) -> EngineMedia | None:
         return None
     try:
         from ringline.media import MediaOptions
-        from ringline.media._link import EngineMedia
+
+        from ._media_link import EngineMedia
     except ImportError as exc:
         _bad(f"media needs the media extra ({exc}): pip install 'ringline[media]'")
     if media is True:

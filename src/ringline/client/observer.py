@@ -22,12 +22,17 @@ extension for media engines: :meth:`CallObserver.on_signal` (docs/media.md).
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from contextvars import ContextVar
 from typing import Any
 
 from ringline.core.enums import CallEndReason, MediaType
 from ringline.core.types import CallObserverExtraInfo, NetworkQualityInfo
 
-__all__ = ["EVENT_NAMES", "CallObserver"]
+__all__ = ["CURRENT_CALL_ID", "EVENT_NAMES", "CallObserver"]
+
+#: The call id of the event being delivered, for observers that want it without an
+#: argument (:class:`ringline.testing.RecordingObserver`). ``None`` outside delivery.
+CURRENT_CALL_ID: ContextVar[str | None] = ContextVar("ringline_current_call_id", default=None)
 
 #: Every observer method, in the order of docs/spec.md §4.
 EVENT_NAMES: tuple[str, ...] = (

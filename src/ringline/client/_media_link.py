@@ -18,6 +18,10 @@ server's pushes on the same queue, so observers get them in order, never before
 ``on_call_begin`` nor after the terminal event of their call (docs/spec.md §4 I2).
 Availability from the server (the members' camera/microphone flags) and from the
 real tracks goes through one gate: an observer hears of a change only once.
+
+This module belongs to the client, which sits above :mod:`ringline.media`: the media
+package knows nothing of the engine, and the engine imports this module only when
+``media=`` asks for it (the media extra).
 """
 
 from __future__ import annotations
@@ -26,12 +30,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ringline.client._codec import Event, decode_event
 from ringline.core.enums import MediaType
 from ringline.core.errors import ErrorCode
+from ringline.media import MediaOptions, MediaSession
 
-from .options import MediaOptions
-from .session import MediaSession
+from ._codec import Event, decode_event
 
 __all__ = ["MADE_SEQ", "EngineMedia"]
 
