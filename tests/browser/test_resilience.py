@@ -102,3 +102,27 @@ async def test_a_request_whose_answer_is_lost_in_a_drop_is_answered_after_the_re
     assert (await b.names()).count("onCallReceived") == 1  # placed once
     await a.ok("hangup")
     await b.event("onCallEnd", callID=cid)
+
+
+async def test_a_request_made_while_reconnecting_survives_a_second_drop(users: Any) -> None:
+    a, b = await users(2)
+    # The first `set_self_info` frame any socket sends closes that socket at once: its
+    # answer is lost.
+    await a.js(
+        "(rl) => { const send = WebSocket.prototype.send; rl.cuts = 0;"
+        " WebSocket.prototype.send = function (t) { send.call(this, t);"
+        " if (JSON.parse(t).op === 'set_self_info' && rl.cuts++ === 0) this.close(); }; }"
+    )
+    # The socket is closing when the request is made, so it waits, unsent, for the
+    # resume; it goes out on the resumed session, whose socket then drops too; after the
+    # second resume it is sent once more and answered.
+    state = await a.js(
+        "(rl) => { rl.engine._ws.close(4000, 'test drop');"
+        " rl.answer = rl.engine._request('set_self_info', {nickname: 'Alice', avatar: ''})"
+        ".then(() => 'answered', (e) => e.message); return rl.engine._ws.readyState; }"
+    )
+    assert state == 2  # CLOSING: the request could not be sent on it
+    assert await a.js("(rl) => rl.answer") == "answered"
+    assert await a.js("(rl) => rl.cuts") == 2  # sent on the resumed socket, then again
+    resumes = [e for e in await a.js("(rl) => rl.events") if e["name"] == "onConnectionChanged"]
+    assert [e["p"].get("resumed") for e in resumes if e["p"].get("state") == "online"][-2:] == [True, True]

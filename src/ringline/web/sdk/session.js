@@ -267,22 +267,17 @@ export class Session {
    * one it already ran with its first answer); otherwise fail them with -1406. */
   afterDrop(result, resumed) {
     const all = [...this.pending.entries()].filter(([, p]) => p.frame).sort(([x], [y]) => x - y);
-    // Frames the server never saw (sent while the socket was connecting) simply go out now.
-    for (const [, p] of all) {
-      if (p.unsent) {
+    const replay = resumed && result.answers_kept === true;
+    const why = resumed ? "the server cannot replay its answer (it restarted, or is too old)" : "the session could not be resumed and a new one is opened";
+    for (const [id, p] of all) {
+      // Frames the server never saw (made while the socket was connecting) simply go
+      // out now; frames it may have seen go again only where it kept its answers.
+      // Either way the frame is kept until the answer comes: a second drop sends it again.
+      if (p.unsent || replay) {
         p.unsent = false;
         this.ws.send(p.frame);
-        p.frame = undefined;
+        continue;
       }
-    }
-    const waiting = all.filter(([, p]) => p.frame);
-    if (!waiting.length) return;
-    if (resumed && result.answers_kept === true) {
-      for (const [, p] of waiting) this.ws.send(p.frame);
-      return;
-    }
-    const why = resumed ? "the server cannot replay its answer (it restarted, or is too old)" : "the session could not be resumed and a new one is opened";
-    for (const [id, p] of waiting) {
       this.pending.delete(id);
       clearTimeout(p.timer);
       p.reject(new RinglineError(ErrorCode.SIGNALING_SEND_FAIL, `${p.op}(): the connection dropped before the server answered and ${why}; it may or may not have taken effect: check the call status or wait for the events, then retry`));
