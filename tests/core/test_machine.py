@@ -1388,6 +1388,13 @@ def test_bad_user_ids_are_parameter_errors(h: Harness, bad: str) -> None:
     h.refused(Login("dev", bad), ErrorCode.PARAM_INVALID)
 
 
+def test_a_device_key_of_another_user_is_refused_and_its_owner_stays(h: Harness) -> None:
+    h.login("dev", user="alice")
+    err = h.refused(Login("dev", "bob"), ErrorCode.PARAM_INVALID)
+    assert "another user" in err.message
+    assert h.sb.devices["dev"].user_id == "alice"
+
+
 def test_user_data_over_1000_bytes_is_a_parameter_error(h: Harness) -> None:
     err = h.refused(
         PlaceCall("A", ("B",), AUDIO, CallParams(user_data="é" * 501), "x", 1),

@@ -1020,11 +1020,15 @@ class Switchboard:
         old = self.devices.get(inp.device_id)
         if old is not None:
             if old.user_id != inp.user_id:
-                self._device_leaves(inp.device_id, now, out, touched, gone=False)
-            else:
-                # The same device logged in afresh: its app lost the session, so a
-                # leg it had connected is over (OFFLINE); ringing legs ring again.
-                self._drop_connected_legs(inp.device_id, now, out, touched)
+                # Device keys are per user (the server scopes them): one user can never
+                # take over another's device.
+                raise _refuse(
+                    ErrorCode.PARAM_INVALID,
+                    "this device id belongs to another user; scope device ids to their user",
+                )
+            # The same device logged in afresh: its app lost the session, so a
+            # leg it had connected is over (OFFLINE); ringing legs ring again.
+            self._drop_connected_legs(inp.device_id, now, out, touched)
         for other in list(self.user_devices.get(inp.user_id, [])):
             if other == inp.device_id:
                 continue
