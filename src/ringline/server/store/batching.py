@@ -1,5 +1,5 @@
-"""Rounds: what the stores' group commit (:class:`.sqlite.GroupCommitter`) and outbox
-operations (:class:`.outbox.OpBatcher`) share.
+"""Rounds: the stores' group commit (:class:`GroupCommitter`), and what it shares with
+the batching of outbox operations (:class:`.outbox.OpBatcher`).
 
 A :class:`RoundBatcher` runs one *round* at a time; everything submitted while a round
 runs goes into the next one, and a round is one call of the store's ``run_round`` (one
@@ -17,7 +17,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Ok", "RoundBatcher", "RunRound"]
+from .base import Write
+
+__all__ = ["CommitGroup", "CommitStats", "GroupCommitter", "Ok", "RoundBatcher", "RunRound"]
 
 _T = TypeVar("_T")
 
@@ -116,3 +118,51 @@ class RoundBatcher(Generic[_T]):
             raise
         finally:
             self._task = None
+
+
+# --------------------------------------------------------------------------- group commit
+
+#: Commits a list of batches; returns, per batch and in order, ``None`` (committed) or
+#: the exception that made that batch fail. Must not raise for a per-batch failure.
+CommitGroup = Callable[[list[tuple[Write, ...]]], Awaitable[list[BaseException | None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitStats:
+    """Counters of a :class:`GroupCommitter`.
+
+    ``batches``: ``apply`` calls handed to the committer and resolved.
+    ``groups``: merged commit rounds (one transaction each, unless a round fell back to
+    per-batch transactions). ``batches / groups`` is the average merge factor.
+    """
+
+    batches: int
+    groups: int
+
+
+class GroupCommitter(RoundBatcher[tuple[Write, ...]]):
+    """Merges concurrent batches of writes into one transaction (group commit).
+
+    Usage: create it with a ``commit`` coroutine function (see :data:`CommitGroup`),
+    ``await submit(writes)`` from any task of ONE event loop, ``await close()`` at
+    shutdown. At most one commit round runs at a time; batches submitted meanwhile wait
+    and are all committed by the next round. ``submit`` returns once its batch is
+    committed, or raises the exception that made that batch fail.
+
+    Cancelling a task waiting in ``submit`` does not withdraw its batch: the batch is
+    committed anyway (or fails) with the rest of its round.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, commit: CommitGroup) -> None:
+        super().__init__(
+            commit,
+            name="ringline-store-group-commit",
+            closed_error="the store is closed; open a new one to write again",
+        )
+
+    @property
+    def stats(self) -> CommitStats:
+        """Counters so far (cheap; for metrics and tests)."""
+        return CommitStats(batches=self.items, groups=self.rounds)

@@ -256,7 +256,7 @@ class OpBatcher(RoundBatcher[Any]):
     else fails, the store reruns each op in a transaction of its own, so a bad op fails
     only its own caller.
 
-    Like :class:`.sqlite.GroupCommitter`, cancelling a waiting caller does not withdraw
+    Like :class:`.batching.GroupCommitter`, cancelling a waiting caller does not withdraw
     its operation.
     """
 

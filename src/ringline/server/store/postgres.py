@@ -3,7 +3,7 @@
 Needs the optional extra: ``pip install 'ringline[postgres]'`` (asyncpg is imported
 only by :meth:`PostgresStore.open`, so this module imports without it).
 
-Writes use the same group commit as the SQLite store (:class:`.sqlite.GroupCommitter`):
+Writes use the same group commit as the SQLite store (:class:`.batching.GroupCommitter`):
 one commit round at a time, on one pooled connection; batches that arrive meanwhile are
 merged into the next round's single transaction, and if that transaction fails every
 batch is retried alone, so a bad batch fails only its own caller (unless the connection
@@ -59,6 +59,7 @@ from .base import (
     UserCallRow,
     Write,
 )
+from .batching import CommitStats, GroupCommitter
 from .outbox import (
     DEFAULT_LEASE,
     DROPPED_GONE,
@@ -86,6 +87,7 @@ from .sql import (
     config_json,
     deliveries_count,
     deliveries_page,
+    last_profiles,
     page_offset,
     record_from_json,
     records_count,
@@ -93,7 +95,6 @@ from .sql import (
     session_from_row,
     user_calls,
 )
-from .sqlite import CommitStats, GroupCommitter, last_profiles
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "PostgresOutbox", "PostgresStore", "check_schema_name"]
 

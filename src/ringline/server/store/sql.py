@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
-from .base import SessionRow
+from .base import SaveProfile, SessionRow
 from .outbox import OUTBOX_COLUMNS, check_page
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "config_json",
     "deliveries_count",
     "deliveries_page",
+    "last_profiles",
     "page_offset",
     "record_from_json",
     "record_json",
@@ -361,3 +362,18 @@ def session_from_row(r: Sequence[Any]) -> SessionRow:
         created_at=float(r[5]),
         last_seen=float(r[6]),
     )
+
+
+def last_profiles(run: list[SaveProfile]) -> tuple[list[tuple[str, str, str, float]], list[str]]:
+    """What a run of profile saves leaves, the last one per user winning: ``(rows to
+    upsert, user ids to delete)``; a profile saved with an empty nickname and avatar is
+    deleted. NUL characters become U+FFFD, in every store alike, since PostgreSQL text
+    cannot hold them."""
+    last = {w.user_id: w for w in run}
+    upserts = [
+        (w.user_id, w.nickname.replace("\x00", "\ufffd"), w.avatar.replace("\x00", "\ufffd"), w.updated_at)
+        for w in last.values()
+        if w.nickname or w.avatar
+    ]
+    deletes = [u for u, w in last.items() if not (w.nickname or w.avatar)]
+    return upserts, deletes

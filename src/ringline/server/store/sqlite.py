@@ -5,7 +5,7 @@ worker thread (a ``ThreadPoolExecutor(max_workers=1)``). Writes *and* reads go t
 that thread, so a read issued after :meth:`SqliteStore.apply` returned always sees that
 batch, and the event loop never blocks on disk I/O.
 
-Group commit: :meth:`SqliteStore.apply` hands its batch to a :class:`GroupCommitter`.
+Group commit: :meth:`SqliteStore.apply` hands its batch to a :class:`~.batching.GroupCommitter`.
 While one transaction is running on the worker thread, newly arriving batches queue up;
 when it finishes, every queued batch is merged into the next ``BEGIN IMMEDIATE ...
 COMMIT`` and each caller is resumed after that commit. If the merged transaction fails
@@ -13,8 +13,8 @@ because of what it contains (a constraint, a bad value), the batches are retried
 one, each in its own transaction, so a bad batch fails only its own caller. If it fails
 because of the database itself (:class:`sqlite3.OperationalError`: locked past the busy
 timeout, disk full, I/O error), every batch of the round fails with that error at once,
-without retrying each one against the same wall. :class:`GroupCommitter` is storage-agnostic and is reused by
-:mod:`.postgres`.
+without retrying each one against the same wall. The committer is storage-agnostic and
+shared with :mod:`.postgres`.
 
 Callback outbox: :attr:`SqliteStore.outbox` (a :class:`SqliteOutbox`) keeps callback
 deliveries in the ``outbox`` and ``webhook_gone`` tables (schema version 3; layout and
@@ -39,9 +39,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ...core.enums import CallResultType
@@ -63,7 +62,7 @@ from .base import (
     UserCallRow,
     Write,
 )
-from .batching import RoundBatcher
+from .batching import CommitStats, GroupCommitter
 from .outbox import (
     DEFAULT_LEASE,
     DROPPED_GONE,
@@ -92,6 +91,7 @@ from .sql import (
     config_json,
     deliveries_count,
     deliveries_page,
+    last_profiles,
     page_offset,
     record_from_json,
     records_count_by_day,
@@ -105,8 +105,6 @@ log = logging.getLogger("ringline.store")
 
 __all__ = [
     "SCHEMA_VERSION",
-    "CommitStats",
-    "GroupCommitter",
     "SqliteOutbox",
     "SqliteStore",
 ]
@@ -115,55 +113,6 @@ __all__ = [
 SCHEMA_VERSION = 7
 
 _T = TypeVar("_T")
-
-#: Commits a list of batches; returns, per batch and in order, ``None`` (committed) or
-#: the exception that made that batch fail. Must not raise for a per-batch failure.
-CommitGroup = Callable[[list[tuple[Write, ...]]], Awaitable[list[BaseException | None]]]
-
-
-# --------------------------------------------------------------------------- group commit
-
-
-@dataclass(frozen=True, slots=True)
-class CommitStats:
-    """Counters of a :class:`GroupCommitter`.
-
-    ``batches``: ``apply`` calls handed to the committer and resolved.
-    ``groups``: merged commit rounds (one transaction each, unless a round fell back to
-    per-batch transactions). ``batches / groups`` is the average merge factor.
-    """
-
-    batches: int
-    groups: int
-
-
-class GroupCommitter(RoundBatcher[tuple[Write, ...]]):
-    """Merges concurrent batches of writes into one transaction (group commit).
-
-    Usage: create it with a ``commit`` coroutine function (see :data:`CommitGroup`),
-    ``await submit(writes)`` from any task of ONE event loop, ``await close()`` at
-    shutdown. At most one commit round runs at a time; batches submitted meanwhile wait
-    and are all committed by the next round. ``submit`` returns once its batch is
-    committed, or raises the exception that made that batch fail.
-
-    Cancelling a task waiting in ``submit`` does not withdraw its batch: the batch is
-    committed anyway (or fails) with the rest of its round.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, commit: CommitGroup) -> None:
-        super().__init__(
-            commit,
-            name="ringline-store-group-commit",
-            closed_error="the store is closed; open a new one to write again",
-        )
-
-    @property
-    def stats(self) -> CommitStats:
-        """Counters so far (cheap; for metrics and tests)."""
-        return CommitStats(batches=self.items, groups=self.rounds)
-
 
 # --------------------------------------------------------------------------- schema
 
@@ -551,21 +500,6 @@ def _runs(writes: Iterable[Write]) -> Iterable[tuple[type, list[Write]]]:
 def _last_members(run: list[SetGroupMembers]) -> dict[str, tuple[str, ...]]:
     """The final member list per group of a run of replaces, members de-duplicated."""
     return {w.group_id: tuple(dict.fromkeys(w.members)) for w in run}
-
-
-def last_profiles(run: list[SaveProfile]) -> tuple[list[tuple[str, str, str, float]], list[str]]:
-    """What a run of profile saves leaves, the last one per user winning: ``(rows to
-    upsert, user ids to delete)``; a profile saved with an empty nickname and avatar is
-    deleted. NUL characters become U+FFFD, in every store alike, since PostgreSQL text
-    cannot hold them."""
-    last = {w.user_id: w for w in run}
-    upserts = [
-        (w.user_id, w.nickname.replace("\x00", "\ufffd"), w.avatar.replace("\x00", "\ufffd"), w.updated_at)
-        for w in last.values()
-        if w.nickname or w.avatar
-    ]
-    deletes = [u for u, w in last.items() if not (w.nickname or w.avatar)]
-    return upserts, deletes
 
 
 # --------------------------------------------------------------------------- the store
