@@ -461,7 +461,7 @@ def callbacks_phase(
     """Part 1 against a fresh server (``serve --callback-workers callback_workers``) and
     receiver. ``reuse``: the calls-baseline and receiver-baseline keys of an earlier run
     of this invocation; given, neither baseline is measured again and those are copied."""
-    from ringline.server.openapi import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
+    from ringline.server.rest_contract import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
     from ringline.server.webhooks import generate_secret
 
     n_pairs = max(1, args.users // 2)

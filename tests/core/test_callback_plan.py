@@ -12,7 +12,7 @@ from ringline.core.enums import MediaType
 from ringline.core.machine import AdminEndCall, CallFact, Ignore, Notify
 from ringline.core.types import RoomId
 from ringline.server.callbacks import CallbackTargets, Origin, plan_deliveries
-from ringline.server.openapi import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
+from ringline.server.rest_contract import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
 
 V4 = "http://127.0.0.1:9/v4"
 V1 = "http://127.0.0.1:9/v1"

@@ -29,7 +29,7 @@ import pytest
 from rawclient import Raw
 from ringline import CallEndReason, CallEngine, CallParams, MediaType
 from ringline.core.usersig import gen_user_sig
-from ringline.server.openapi import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
+from ringline.server.rest_contract import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
 from ringline.testing import RecordingObserver
 from serverproc import SDK_APP_ID, SECRET, ServerProcess, free_port, unique
 

@@ -24,7 +24,7 @@ from test_callbacks import Admin, Users, log_in, server_args
 
 from rawclient import Raw
 from ringline import CallEngine, CallParams, MediaType
-from ringline.server.openapi import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
+from ringline.server.rest_contract import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
 from ringline.testing import RecordingObserver
 from serverproc import SDK_APP_ID, ServerProcess, free_port, unique
 

@@ -29,7 +29,8 @@ from hypothesis import strategies as hst
 from rawclient import Raw
 from restclient import admin_post, fail_of
 from ringline.core.errors import ErrorCode
-from ringline.server.openapi import AUTH_ERRORS, E_BAD_FIELD, E_BAD_JSON, ENDPOINTS, Endpoint
+from ringline.server.openapi import ENDPOINTS, Endpoint
+from ringline.server.rest_contract import AUTH_ERRORS, E_BAD_FIELD, E_BAD_JSON
 from serverproc import ServerProcess, unique
 
 T = TypeVar("T")

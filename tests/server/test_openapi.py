@@ -17,8 +17,9 @@ from openapi_spec_validator import validate
 
 from ringline.server.app import build_app
 from ringline.server.config import AppIdentity, Settings
-from ringline.server.openapi import ENDPOINTS, ERRORS, build_document
+from ringline.server.openapi import ENDPOINTS, build_document
 from ringline.server.rest import AdminApi
+from ringline.server.rest_contract import ERRORS
 from serverproc import SDK_APP_ID, SECRET, ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]

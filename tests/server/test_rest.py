@@ -27,8 +27,9 @@ from ringline.core.enums import CallEndReason, CallRole, CallScene, MediaType
 from ringline.core.records import CallRecord, CallResult, MemberRecord, call_result_for, result_type_for
 from ringline.core.types import RoomId
 from ringline.core.usersig import gen_user_sig
-from ringline.server.openapi import ENDPOINTS, V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
-from ringline.server.rest import record_to_v1, record_to_v4
+from ringline.server.formats import record_to_v1, record_to_v4
+from ringline.server.openapi import ENDPOINTS
+from ringline.server.rest_contract import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
 from ringline.server.store import FinishCall, SqliteStore
 from serverproc import SDK_APP_ID, SECRET, ServerProcess, unique
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..core.enums import CallEndReason, CallRole, MediaType
 from ..core.records import CallRecord, MemberRecord
-from .openapi import V1_CALL_RESULTS
+from .rest_contract import V1_CALL_RESULTS
 
 __all__ = ["call_info_to_v4", "member_result", "record_room", "record_to_v1", "record_to_v4", "unix_s"]
 
@@ -108,7 +108,7 @@ def record_to_v4(record: CallRecord) -> dict[str, Any]:
 
 
 def record_to_v1(record: CallRecord) -> dict[str, Any]:
-    """A record with the v1 field names (``callResult`` from :data:`.openapi.V1_CALL_RESULTS`).
+    """A record with the v1 field names (``callResult`` from :data:`.rest_contract.V1_CALL_RESULTS`).
 
     ``callees`` are every callee ever invited or joined, without the caller (as in the
     vendor's v1 sample, which names the caller apart); ``totalUserNumber`` counts every

@@ -6,13 +6,14 @@ valid for it (docs/spec.md §1). v4 answers use the envelope ``{ActionStatus, Er
 ErrorInfo, RequestId, Response}``, v1 answers ``{errorCode, errorMessage, requestId,
 data}``; both with HTTP 200 for success and failure alike. A client mistake is never a
 5xx: a wrong method gets 405 with the envelope, anything else an error code and a
-message that says what to do (the codes are in :data:`.openapi.ERRORS` and docs/rest.md).
+message that says what to do (the codes are in :data:`.rest_contract.ERRORS` and
+docs/rest.md).
 
 The commands served are exactly the admin commands of :data:`.openapi.ENDPOINTS`
 (checked when :class:`AdminApi` is built), and ``GET /openapi.json`` describes them.
 
-:func:`record_to_v4` and :func:`record_to_v1` turn a :class:`~ringline.core.records.CallRecord`
-into the vendor JSON shapes; callbacks reuse them.
+Records and live calls are answered in the vendor JSON shapes of :mod:`.formats`
+(which the callbacks use too); :func:`delivery_to_v4` is the shape of one outbox entry.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from ..core.errors import LocalCallError
 from ..core.records import CallRecord
 from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import Origin
-from .formats import call_info_to_v4, member_result, record_to_v1, record_to_v4
+from .formats import call_info_to_v4, record_to_v1, record_to_v4
 from .hub import Hub
 from .inbound import InputError, parse_json
-from .openapi import (
+from .openapi import ENDPOINTS, openapi_handler
+from .rest_contract import (
     DELIVERY_STATES,
     E_BAD_FIELD,
     E_BAD_JSON,
@@ -50,7 +52,6 @@ from .openapi import (
     E_V1_NO_CONFIG,
     E_WRONG_APP,
     E_WRONG_METHOD,
-    ENDPOINTS,
     MAX_DELIVERIES_PER_PAGE,
     MAX_PAGE,
     MAX_PER_PAGE,
@@ -59,21 +60,11 @@ from .openapi import (
     V1_CALLBACK_ACTIONS,
     V4_CALL_RESULTS,
     V4_CALLBACK_COMMANDS,
-    openapi_handler,
 )
 from .store.base import SetCallbackConfig, Write
 from .webhooks.delivery import DeliveryState, OutboxEntry
 
-__all__ = [
-    "MAX_BODY",
-    "V1_CALLBACK_ACTIONS",
-    "V4_CALLBACK_COMMANDS",
-    "AdminApi",
-    "delivery_to_v4",
-    "member_result",
-    "record_to_v1",
-    "record_to_v4",
-]
+__all__ = ["MAX_BODY", "AdminApi", "delivery_to_v4"]
 
 log = logging.getLogger("ringline.rest")
 

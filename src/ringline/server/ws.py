@@ -38,7 +38,7 @@ from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import PLATFORMS
 from .hub import _CLOSE_MARK, Hub, Session, _cause, _dumps, device_key, record_to_recent
 from .inbound import InputError, parse_json, safe_utf8
-from .openapi import MAX_UNIX_S
+from .rest_contract import MAX_UNIX_S
 from .store import base as st
 
 __all__ = [
