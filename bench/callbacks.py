@@ -25,7 +25,7 @@ subprocess on a fresh temp data dir and a free port:
                 the same receiver, 32 in flight, for a few seconds.
 2. records   -- ``--records`` call records, spread over 30 days, seeded into a SQLite
                 store with the store's own schema, row builder and INSERTs (those of
-                ``SqliteStore.apply(FinishCall)``); then sequential admin REST
+                ``SqliteStore.apply(FinishedCallWrite)``); then sequential admin REST
                 ``get_record_by_filter`` calls with a mix of filters and deep pages,
                 each followed by ``GET /healthz`` on the same keep-alive connection
                 (the baseline: the HTTP round trip without the query). Every distinct
@@ -952,7 +952,7 @@ def _seed_chunk(
     """Worker process: build the records of ``spec`` = (seed, chunk index, app id, start
     times) and return the rows the store writes for them: ``calls`` rows from the store's
     own ``_call_row``, and per user of each call the ``user_calls`` row of
-    ``SqliteStore`` applying a ``FinishCall`` (user, call id, start, result type)."""
+    ``SqliteStore`` applying a ``FinishedCallWrite`` (user, call id, start, result type)."""
     from ringline.core.records import result_type_for
     from ringline.server.store.sqlite import _call_row
 
@@ -973,7 +973,7 @@ def _seed(
 ) -> dict[str, Any]:
     """Writes ``n`` records over ``days`` days as the server would: the schema comes from
     ``SqliteStore.open()``, the rows from the store's own row builder and INSERT
-    statements (those ``SqliteStore.apply(FinishCall)`` runs), in start-time order, one
+    statements (those ``SqliteStore.apply(FinishedCallWrite)`` runs), in start-time order, one
     transaction per chunk. Records are built in ``workers`` processes meanwhile. At the
     end the store is opened and closed once more, as a server restart would (its
     ``PRAGMA optimize`` on close included)."""

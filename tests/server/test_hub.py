@@ -37,20 +37,20 @@ class FlakyStore(SqliteStore):
         if self.down:
             self.gate.set()
             raise OSError("store down")
-        if self.locked and not all(isinstance(w, st.MarkAlive) for w in writes):
+        if self.locked and not all(isinstance(w, st.AliveWrite) for w in writes):
             self.locked -= 1
             raise sqlite3.OperationalError("database is locked")
         for w in writes:
-            if isinstance(w, st.SaveLiveCall) and w.call_id in self.broken:
+            if isinstance(w, st.LiveCallWrite) and w.call_id in self.broken:
                 raise RuntimeError("a bug in the store")
-            if isinstance(w, st.SaveProfile) and w.nickname == "poison":
+            if isinstance(w, st.ProfileWrite) and w.nickname == "poison":
                 raise ValueError("poison profile")
-        if self.lock_nth and any(isinstance(w, st.SaveLiveCall) for w in writes):
+        if self.lock_nth and any(isinstance(w, st.LiveCallWrite) for w in writes):
             self.lock_nth -= 1
             if self.lock_nth == 0:
                 raise sqlite3.OperationalError("database is locked")
         for w in writes:
-            if isinstance(w, st.FinishCall) and w.record.call_id in self.poison:
+            if isinstance(w, st.FinishedCallWrite) and w.record.call_id in self.poison:
                 raise ValueError("poison")
         await super().apply(writes)
 
@@ -159,7 +159,7 @@ async def test_start_loads_the_saved_profiles_into_the_switchboard(tmp_path: Pat
     path = str(tmp_path / "ringline.db")
     store = SqliteStore(path)
     await store.open()
-    await store.apply([st.SaveProfile("A", "Alice", "https://a.example/a.png", 1.0)])
+    await store.apply([st.ProfileWrite("A", "Alice", "https://a.example/a.png", 1.0)])
     await store.close()
     store = SqliteStore(path)
     await store.open()
@@ -306,7 +306,7 @@ async def test_a_refused_profile_and_callback_url_are_put_back(poison_hub: Hub) 
     h.submit(m.SetSelfInfo("a1", "poison", ""), **nick.kw())
     url = Answers()
     h.enqueue_write(
-        st.SetCallbackConfig("v4", {"Url": "http://127.0.0.1:9/poison", "CallbackCommandList": []}),
+        st.CallbackConfigWrite("v4", {"Url": "http://127.0.0.1:9/poison", "CallbackCommandList": []}),
         lambda: url.ok.append(None),
         url.refused.append,
     )

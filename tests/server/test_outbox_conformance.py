@@ -1,8 +1,8 @@
 """Conformance suite of the durable callback outbox (:class:`~ringline.server.store.DurableOutbox`).
 
 Every test taking ``box`` runs against ``memory`` (:class:`MemoryOutbox`, the reference
-semantics, behind a tiny adapter: ``add`` = ``apply(QueueDeliveries)``, revive =
-``apply(ReviveEndpoint)``) and the ``outbox`` of each store backend of
+semantics, behind a tiny adapter: ``add`` = ``apply(DeliveriesWrite)``, revive =
+``apply(EndpointRevive)``) and the ``outbox`` of each store backend of
 ``test_store_conformance.py`` (``sqlite-file``, ``sqlite-memory``, ``postgres``), with one
 body. Tests taking ``sql`` cover what only the stores have (``redeliver``,
 ``purge_finished``, atomic batches); ``durable`` ones reopen the same storage. No sleeps
@@ -28,10 +28,10 @@ import pytest
 from aiohttp import web
 
 from ringline.server.store import (
+    CallbackConfigWrite,
+    DeliveriesWrite,
     DurableOutbox,
-    QueueDeliveries,
-    ReviveEndpoint,
-    SetCallbackConfig,
+    EndpointRevive,
     SqliteStore,
     Store,
     Write,
@@ -91,10 +91,10 @@ class MemoryDurable:
 
     async def apply(self, writes: Sequence[Write]) -> None:
         for w in writes:
-            if isinstance(w, QueueDeliveries):
+            if isinstance(w, DeliveriesWrite):
                 for d in w.deliveries:
                     await self.box.add(d)
-            elif isinstance(w, ReviveEndpoint):
+            elif isinstance(w, EndpointRevive):
                 self.box.revive_endpoint(w.url)
             else:
                 raise TypeError(f"the memory outbox takes no {type(w).__name__}")
@@ -180,10 +180,10 @@ class Box:
     backend: Backend | None = None
 
     async def add(self, *deliveries: Delivery) -> None:
-        await self.apply([QueueDeliveries(deliveries)])
+        await self.apply([DeliveriesWrite(deliveries)])
 
     async def revive(self, url: str) -> None:
-        await self.apply([ReviveEndpoint(url)])
+        await self.apply([EndpointRevive(url)])
 
     async def get(self, event_id: str) -> OutboxEntry:
         entry = await self.outbox.get_delivery(event_id)
@@ -427,7 +427,7 @@ async def test_the_gone_url_rule_inside_one_batch(box: Box) -> None:
         assert (e.delivery.attempts, e.last_status, e.last_attempt_at) == (0, None, None)
     assert (await box.get(o1.event_id)).state is PENDING
     g4, g5 = _d("K", 4, gone, 4.0), _d("K", 5, gone, 4.0)
-    await box.apply([QueueDeliveries((g4,)), ReviveEndpoint(gone), QueueDeliveries((g5,))])
+    await box.apply([DeliveriesWrite((g4,)), EndpointRevive(gone), DeliveriesWrite((g5,))])
     assert (await box.get(g4.event_id)).state is GONE
     assert (await box.get(g5.event_id)).state is PENDING
     assert sorted(d.event_id for d in await box.outbox.claim_due(4.0, 10)) == sorted(
@@ -680,7 +680,9 @@ async def test_redeliver_each_state_and_the_errors(sql: Box) -> None:
     assert (e4.state, e4.next_at, e4.delivery.created_at) == (PENDING, 60.0, 13.0)
     assert [d.event_id for d in await ob.claim_due(60.0, 5)] == [d4.event_id]
     # the gone one, once its url is set again
-    await sql.apply([SetCallbackConfig("v1", {"address": gone_url, "actions": []}), ReviveEndpoint(gone_url)])
+    await sql.apply(
+        [CallbackConfigWrite("v1", {"address": gone_url, "actions": []}), EndpointRevive(gone_url)]
+    )
     eg = await ob.redeliver(g1.event_id, 70.0)
     assert (eg.state, eg.next_at, eg.finished_at) == (PENDING, 70.0, None)
     [cg] = await ob.claim_due(70.0, 5)
@@ -760,7 +762,7 @@ async def test_a_claim_survives_a_crash_until_its_lease_ends(durable: Backend) -
     try:
         crashed.outbox.lease = 60.0
         d1, d2 = _d("crash", 1, at=T0), _d("crash", 2, at=T0)
-        await crashed.apply([QueueDeliveries((d1, d2))])
+        await crashed.apply([DeliveriesWrite((d1, d2))])
         [claimed] = await crashed.outbox.claim_due(T0 + 1, 10)
         assert claimed.event_id == d1.event_id
 
@@ -804,7 +806,7 @@ async def test_two_servers_never_claim_one_delivery_twice(durable: Backend) -> N
     await b.open()
     try:
         ds = [_d(f"two-{i}", s, at=T0 + i) for s in (1, 2) for i in range(200)]
-        await a.apply([QueueDeliveries(tuple(ds))])
+        await a.apply([DeliveriesWrite(tuple(ds))])
         claims = await asyncio.gather(*(s.outbox.claim_due(T0 + 500, 16) for s in (a, b) * 20))
         ids = [d.event_id for batch in claims for d in batch]
         assert len(ids) == len(set(ids)) == 200
@@ -834,7 +836,7 @@ async def test_a_callback_queued_while_another_process_finishes_the_head_is_clai
         holder = await asyncpg.connect(server.dsn)
         try:
             first, second = _d("race", 1, at=T0), _d("race", 2, at=T0)
-            await server.apply([QueueDeliveries((first,))])
+            await server.apply([DeliveriesWrite((first,))])
             [claimed] = await worker.outbox.claim_due(T0 + 1, 10)
             assert claimed.event_id == first.event_id
 
@@ -851,7 +853,7 @@ async def test_a_callback_queued_while_another_process_finishes_the_head_is_clai
             tx = holder.transaction()
             await tx.start()
             await holder.execute(f"LOCK TABLE {server.schema}.webhook_gone IN ACCESS EXCLUSIVE MODE")
-            queued = asyncio.create_task(server.apply([QueueDeliveries((second,))]))
+            queued = asyncio.create_task(server.apply([DeliveriesWrite((second,))]))
             await until(lambda: waiting(1))
             marked = asyncio.create_task(worker.outbox.mark_delivered(first.event_id, T0 + 2, 200))
 
@@ -884,7 +886,7 @@ async def test_sqlite_outbox_statements_read_only_what_they_need(tmp_path: Path)
     path = str(tmp_path / "plan.db")
     s = SqliteStore(path)
     await s.open()
-    await s.apply([QueueDeliveries(tuple(_d(f"p{i}", q) for q in (1, 2, 3) for i in range(50)))])
+    await s.apply([DeliveriesWrite(tuple(_d(f"p{i}", q) for q in (1, 2, 3) for i in range(50)))])
     await s.close()
     conn = sqlite3.connect(path)
     try:

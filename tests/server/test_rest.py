@@ -30,7 +30,7 @@ from ringline.core.usersig import gen_user_sig
 from ringline.server.formats import record_to_v1, record_to_v4
 from ringline.server.openapi import ENDPOINTS
 from ringline.server.rest_contract import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
-from ringline.server.store import FinishCall, SqliteStore
+from ringline.server.store import FinishedCallWrite, SqliteStore
 from serverproc import SDK_APP_ID, SECRET, ServerProcess, unique
 
 ADMIN = "administrator"
@@ -848,7 +848,7 @@ async def _seed(path: Path, records: list[CallRecord]) -> None:
         for k in range(0, len(records), 1000):
             await store.apply(
                 [
-                    FinishCall(r, tuple((u, result_type_for(r, u)) for u in r.users()))
+                    FinishedCallWrite(r, tuple((u, result_type_for(r, u)) for u in r.users()))
                     for r in records[k : k + 1000]
                 ]
             )

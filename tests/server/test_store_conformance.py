@@ -32,26 +32,26 @@ from ringline.core.records import (
 )
 from ringline.core.types import RoomId
 from ringline.server.store import (
-    DeleteSession,
-    FinishCall,
-    HideUserCalls,
-    MarkAlive,
+    AliveWrite,
+    DeliveriesWrite,
+    EndpointRevive,
+    FinishedCallWrite,
+    GroupMembersWrite,
+    LiveCallWrite,
     PostgresStore,
-    QueueDeliveries,
-    ReviveEndpoint,
-    SaveLiveCall,
-    SaveProfile,
-    SaveSession,
+    ProfileWrite,
+    SessionDelete,
     SessionRow,
-    SetGroupMembers,
+    SessionWrite,
     SqliteStore,
     Store,
+    UserCallsHide,
     Write,
     open_store,
 )
 from ringline.server.store import postgres as postgres_store
 from ringline.server.store import sqlite as sqlite_store
-from ringline.server.store.base import SetCallbackConfig
+from ringline.server.store.base import CallbackConfigWrite
 from ringline.server.store.sqlite import SCHEMA_VERSION
 from ringline.server.webhooks import Delivery, DeliveryState, new_delivery
 
@@ -137,9 +137,9 @@ def make_record(
     )
 
 
-def finish(record: CallRecord) -> FinishCall:
-    """The FinishCall the server sends for ``record``."""
-    return FinishCall(
+def finish(record: CallRecord) -> FinishedCallWrite:
+    """The FinishedCallWrite the server sends for ``record``."""
+    return FinishedCallWrite(
         record=record,
         user_results=tuple((u, result_type_for(record, u)) for u in record.users()),
     )
@@ -208,15 +208,15 @@ async def test_round_trip_of_every_write_type(store: Store) -> None:
     d1, d2 = delivery("c-1", 1), delivery("c-1", 2, at=T0 + 1)
     await store.apply(
         [
-            SaveLiveCall("c-2", snapshot, T0 + 1.25),
+            LiveCallWrite("c-2", snapshot, T0 + 1.25),
             finish(rec),
-            SaveSession(s1),
-            SaveSession(s2),
-            SetGroupMembers("g-1", ("alice", "bob", "carol")),
-            SaveProfile("alice", "Alice ✨", "https://a.example/alice.png", T0 + 2),
-            MarkAlive(T0 + 2.5),
-            QueueDeliveries((d1, d2)),
-            ReviveEndpoint("http://never-gone.example"),
+            SessionWrite(s1),
+            SessionWrite(s2),
+            GroupMembersWrite("g-1", ("alice", "bob", "carol")),
+            ProfileWrite("alice", "Alice ✨", "https://a.example/alice.png", T0 + 2),
+            AliveWrite(T0 + 2.5),
+            DeliveriesWrite((d1, d2)),
+            EndpointRevive("http://never-gone.example"),
         ]
     )
     assert await store.load_live_calls() == [("c-2", snapshot, T0 + 1.25)]
@@ -239,7 +239,7 @@ async def test_round_trip_of_every_write_type(store: Store) -> None:
         )
         assert [(r.record, r.result_type) for r in rows] == [(rec, expected)]
 
-    await store.apply([DeleteSession("tok-1"), HideUserCalls("bob", ("c-1",))])
+    await store.apply([SessionDelete("tok-1"), UserCallsHide("bob", ("c-1",))])
     assert await store.load_sessions() == [s2]
     assert await _all_user_calls(store, "bob") == []
     assert await _all_user_calls(store, "alice") == ["c-1"]
@@ -252,22 +252,22 @@ async def test_empty_apply_is_a_no_op(store: Store) -> None:
 
 
 async def test_live_snapshot_upsert_keeps_the_latest(store: Store) -> None:
-    await store.apply([SaveLiveCall("c-1", '{"v":1}', T0)])
-    await store.apply([SaveLiveCall("c-1", '{"v":2}', T0 + 1), SaveLiveCall("c-0", "{}", T0 - 1)])
-    await store.apply([SaveLiveCall("c-1", '{"v":3}', T0 + 2)])
+    await store.apply([LiveCallWrite("c-1", '{"v":1}', T0)])
+    await store.apply([LiveCallWrite("c-1", '{"v":2}', T0 + 1), LiveCallWrite("c-0", "{}", T0 - 1)])
+    await store.apply([LiveCallWrite("c-1", '{"v":3}', T0 + 2)])
     assert await store.load_live_calls() == [("c-0", "{}", T0 - 1), ("c-1", '{"v":3}', T0 + 2)]
 
 
 # --------------------------------------------------------------------------- atomicity
 
 
-def _null_token_session() -> SaveSession:
+def _null_token_session() -> SessionWrite:
     """A write the database must refuse: a session whose primary key is NULL."""
-    return SaveSession(replace(session("x"), token=None))  # type: ignore[arg-type]
+    return SessionWrite(replace(session("x"), token=None))  # type: ignore[arg-type]
 
 
-def _duplicate_user_finish(call_id: str) -> FinishCall:
-    """A well-typed FinishCall that violates the (user_id, call_id) key of user_calls."""
+def _duplicate_user_finish(call_id: str) -> FinishedCallWrite:
+    """A well-typed FinishedCallWrite that violates the (user_id, call_id) key of user_calls."""
     good = finish(make_record(call_id, start=T0 + 50))
     return replace(good, user_results=(*good.user_results, good.user_results[0]))
 
@@ -277,14 +277,14 @@ async def test_a_failing_batch_applies_nothing(store: Store) -> None:
         with pytest.raises(Exception):  # noqa: B017 - each driver raises its own type
             await store.apply(
                 [
-                    SaveLiveCall("c-live", "{}", T0),
+                    LiveCallWrite("c-live", "{}", T0),
                     finish(make_record("c-ok", start=T0)),
-                    SaveSession(session("tok-1")),
-                    SetGroupMembers("g-1", ("alice",)),
-                    HideUserCalls("alice", ("c-old",)),
-                    QueueDeliveries((delivery("c-ok", 1),)),
+                    SessionWrite(session("tok-1")),
+                    GroupMembersWrite("g-1", ("alice",)),
+                    UserCallsHide("alice", ("c-old",)),
+                    DeliveriesWrite((delivery("c-ok", 1),)),
                     bad,
-                    MarkAlive(T0),
+                    AliveWrite(T0),
                 ]
             )
         assert await store.load_live_calls() == []
@@ -296,7 +296,7 @@ async def test_a_failing_batch_applies_nothing(store: Store) -> None:
         assert await store.load_groups() == {}
         assert await store.last_alive() is None
     # the store still works after a failed batch
-    await store.apply([SaveLiveCall("c-after", "{}", T0)])
+    await store.apply([LiveCallWrite("c-after", "{}", T0)])
     assert [c for c, _, _ in await store.load_live_calls()] == ["c-after"]
 
 
@@ -308,11 +308,11 @@ async def test_a_failing_batch_does_not_fail_concurrent_batches(store: Store) ->
         make_record("c-c", start=T0 + 2, caller="carol", callees=("dave",)),
     )
     outcomes = await asyncio.gather(
-        store.apply([SaveLiveCall("live-a", "{}", T0), finish(rec_a), SaveSession(session("a"))]),
-        store.apply([SaveLiveCall("live-bad", "{}", T0), finish(rec_bad), _null_token_session()]),
-        store.apply([finish(rec_c), SetGroupMembers("g", ("carol", "dave"))]),
-        store.apply([_duplicate_user_finish("c-bad-2"), MarkAlive(T0 + 99)]),
-        store.apply([MarkAlive(T0 + 5)]),
+        store.apply([LiveCallWrite("live-a", "{}", T0), finish(rec_a), SessionWrite(session("a"))]),
+        store.apply([LiveCallWrite("live-bad", "{}", T0), finish(rec_bad), _null_token_session()]),
+        store.apply([finish(rec_c), GroupMembersWrite("g", ("carol", "dave"))]),
+        store.apply([_duplicate_user_finish("c-bad-2"), AliveWrite(T0 + 99)]),
+        store.apply([AliveWrite(T0 + 5)]),
         return_exceptions=True,
     )
     assert outcomes[0] is None and outcomes[2] is None and outcomes[4] is None
@@ -340,12 +340,12 @@ async def test_values_the_database_cannot_hold_fail_only_their_own_batch(store: 
     huge = replace(make_record("c-huge", start=T0 + 3), sdk_app_id=10**20)
     rec_ok = make_record("c-ok", start=T0 + 4)
     outcomes = await asyncio.gather(
-        store.apply([SaveLiveCall("live-1", '{"n":1}', T0)]),
-        store.apply([SaveLiveCall("live-bad", '{"user_data":"' + surrogate + '"}', T0)]),
-        store.apply([SaveProfile("alice", "Alice", "", T0)]),
-        store.apply([SaveProfile("bob", "B" + surrogate, "", T0), MarkAlive(T0 + 50)]),
+        store.apply([LiveCallWrite("live-1", '{"n":1}', T0)]),
+        store.apply([LiveCallWrite("live-bad", '{"user_data":"' + surrogate + '"}', T0)]),
+        store.apply([ProfileWrite("alice", "Alice", "", T0)]),
+        store.apply([ProfileWrite("bob", "B" + surrogate, "", T0), AliveWrite(T0 + 50)]),
         store.apply([finish(huge)]),
-        store.apply([finish(rec_ok), MarkAlive(T0 + 5)]),
+        store.apply([finish(rec_ok), AliveWrite(T0 + 5)]),
         return_exceptions=True,
     )
     assert [o is None for o in outcomes] == [True, False, True, False, False, True]
@@ -356,10 +356,10 @@ async def test_values_the_database_cannot_hold_fail_only_their_own_batch(store: 
     assert await store.get_record("c-ok") == rec_ok
     assert await store.last_alive() == T0 + 5
     # and each of them, alone, fails without harming the next write
-    for bad in (SaveLiveCall("x", surrogate, T0), finish(huge)):
+    for bad in (LiveCallWrite("x", surrogate, T0), finish(huge)):
         with pytest.raises(Exception):  # noqa: B017 - each driver raises its own type
             await store.apply([bad])
-    await store.apply([SaveLiveCall("live-2", "{}", T0)])
+    await store.apply([LiveCallWrite("live-2", "{}", T0)])
     assert [c for c, _, _ in await store.load_live_calls()] == ["live-1", "live-2"]
 
 
@@ -368,16 +368,16 @@ async def test_values_the_database_cannot_hold_fail_only_their_own_batch(store: 
 
 async def test_finish_call_is_idempotent_and_deletes_the_live_snapshot(store: Store) -> None:
     rec = make_record("c-1", start=T0, callees=("bob",), outcome="no_answer")
-    await store.apply([SaveLiveCall("c-1", '{"state":"ringing"}', T0), SaveLiveCall("c-2", "{}", T0)])
+    await store.apply([LiveCallWrite("c-1", '{"state":"ringing"}', T0), LiveCallWrite("c-2", "{}", T0)])
     await store.apply([finish(rec)])
     assert [c for c, _, _ in await store.load_live_calls()] == ["c-2"]
     assert await store.get_record("c-1") == rec
 
-    await store.apply([HideUserCalls("bob", ("c-1",))])
+    await store.apply([UserCallsHide("bob", ("c-1",))])
     # finishing again, even with different content and a resurrected snapshot in the
     # same batch, changes nothing but the snapshot, which it deletes again
     changed = replace(rec, end_time=rec.end_time + 100, result=CallResult.END_BY_SERVER)
-    await store.apply([SaveLiveCall("c-1", "{}", T0 + 5), finish(changed), finish(changed)])
+    await store.apply([LiveCallWrite("c-1", "{}", T0 + 5), finish(changed), finish(changed)])
     assert await store.get_record("c-1") == rec
     assert [c for c, _, _ in await store.load_live_calls()] == ["c-2"]
     assert await _all_user_calls(store, "bob") == []  # still hidden
@@ -387,7 +387,7 @@ async def test_finish_call_is_idempotent_and_deletes_the_live_snapshot(store: St
     assert [(r.record, r.result_type) for r in rows] == [(rec, CallResultType.OUTGOING)]
 
     # a late snapshot of a finished call does not bring it back to life
-    await store.apply([SaveLiveCall("c-1", '{"state":"late"}', T0 + 9)])
+    await store.apply([LiveCallWrite("c-1", '{"state":"late"}', T0 + 9)])
     assert [c for c, _, _ in await store.load_live_calls()] == ["c-2"]
 
     # finishing twice within one batch, without a snapshot, is fine too
@@ -404,12 +404,12 @@ async def test_500_concurrent_applies_all_land(store: Store) -> None:
     before = _groups_of_commits(store)
 
     def batch(i: int) -> list[Write]:
-        writes: list[Write] = [SaveLiveCall(f"live-{i:03d}", f'{{"i":{i}}}', T0 + i)]
+        writes: list[Write] = [LiveCallWrite(f"live-{i:03d}", f'{{"i":{i}}}', T0 + i)]
         if i % 2 == 0:
             writes.append(finish(make_record(f"call-{i:03d}", start=T0 + i, caller=f"u{i % 7}")))
         if i % 5 == 0:
-            writes.append(SaveSession(session(f"tok-{i:03d}", last_seen=T0 + i)))
-        writes.append(MarkAlive(T0 + i))
+            writes.append(SessionWrite(session(f"tok-{i:03d}", last_seen=T0 + i)))
+        writes.append(AliveWrite(T0 + i))
         return writes
 
     await asyncio.gather(*(store.apply(batch(i)) for i in range(500)))
@@ -433,7 +433,7 @@ async def test_500_concurrent_applies_all_land(store: Store) -> None:
 async def test_close_commits_batches_already_handed_over(backend: Backend) -> None:
     s = backend.make()
     await s.open()
-    applies = [s.apply([SaveLiveCall(f"c-{i}", "{}", T0 + i)]) for i in range(50)]
+    applies = [s.apply([LiveCallWrite(f"c-{i}", "{}", T0 + i)]) for i in range(50)]
     await asyncio.gather(*applies, s.close())
     if not backend.persistent:
         return
@@ -504,7 +504,7 @@ async def test_query_user_calls_filters(store: Store) -> None:
     assert await _all_user_calls(store, "bob", limit=3) == expected("bob")[:3]
     assert await _all_user_calls(store, "bob", limit=0) == []
     # hidden rows disappear for that user only
-    await store.apply([HideUserCalls("bob", ("c-19", "c-10", "c-unknown"))])
+    await store.apply([UserCallsHide("bob", ("c-19", "c-10", "c-unknown"))])
     assert await _all_user_calls(store, "bob") == expected("bob", hidden=("c-19", "c-10"))
     assert await _all_user_calls(store, "bob", limit=1) == ["c-18"]
     assert await _all_user_calls(store, "alice") == expected("alice")
@@ -616,13 +616,13 @@ async def test_query_records_paging_and_filters_over_10000_records(store: Store)
 
 async def test_sessions_save_replace_and_delete(store: Store) -> None:
     a, b, c = session("a"), session("b-m", user="bob"), session("c", user="carol")
-    await store.apply([SaveSession(a), SaveSession(b), SaveSession(c)])
+    await store.apply([SessionWrite(a), SessionWrite(b), SessionWrite(c)])
     b2 = replace(b, last_seen=T0 + 60, sig_expires_at=T0 + 999.5, multi_device=False)
-    await store.apply([SaveSession(b2), DeleteSession("c"), DeleteSession("never-existed")])
+    await store.apply([SessionWrite(b2), SessionDelete("c"), SessionDelete("never-existed")])
     assert sorted(await store.load_sessions(), key=lambda s: s.token) == [a, b2]
     # delete then re-save within one batch: the order of writes is kept
-    await store.apply([DeleteSession("a"), SaveSession(replace(a, user_id="zed"))])
-    await store.apply([SaveSession(c), DeleteSession("c")])
+    await store.apply([SessionDelete("a"), SessionWrite(replace(a, user_id="zed"))])
+    await store.apply([SessionWrite(c), SessionDelete("c")])
     assert sorted(await store.load_sessions(), key=lambda s: s.token) == [
         replace(a, user_id="zed"),
         b2,
@@ -630,21 +630,21 @@ async def test_sessions_save_replace_and_delete(store: Store) -> None:
 
 
 async def test_groups_replace_and_delete(store: Store) -> None:
-    await store.apply([SetGroupMembers("g-1", ("carol", "alice", "bob")), SetGroupMembers("g-2", ("x",))])
+    await store.apply([GroupMembersWrite("g-1", ("carol", "alice", "bob")), GroupMembersWrite("g-2", ("x",))])
     assert await store.load_groups() == {"g-1": ("carol", "alice", "bob"), "g-2": ("x",)}
-    await store.apply([SetGroupMembers("g-1", ("bob", "dave", "bob")), SetGroupMembers("g-2", ())])
+    await store.apply([GroupMembersWrite("g-1", ("bob", "dave", "bob")), GroupMembersWrite("g-2", ())])
     assert await store.load_groups() == {"g-1": ("bob", "dave")}
     # several replaces of one group in one batch: the last one wins
     await store.apply(
         [
-            SetGroupMembers("g-3", ("a",)),
-            SetGroupMembers("g-3", ("b", "c")),
-            SetGroupMembers("g-1", ()),
-            SetGroupMembers("g-1", ("e",)),
+            GroupMembersWrite("g-3", ("a",)),
+            GroupMembersWrite("g-3", ("b", "c")),
+            GroupMembersWrite("g-1", ()),
+            GroupMembersWrite("g-1", ("e",)),
         ]
     )
     assert await store.load_groups() == {"g-1": ("e",), "g-3": ("b", "c")}
-    await store.apply([SetGroupMembers("g-1", ()), SetGroupMembers("g-3", ())])
+    await store.apply([GroupMembersWrite("g-1", ()), GroupMembersWrite("g-3", ())])
     assert await store.load_groups() == {}
 
 
@@ -656,9 +656,9 @@ async def test_profiles_save_overwrite_and_load_all(store: Store) -> None:
     avatar = "https://a.example/" + "x" * 2030  # 2048 bytes, the limit
     await store.apply(
         [
-            SaveProfile("alice", "Alice", "https://a.example/a.png", T0),
-            SaveProfile("bob", longest, avatar, T0),
-            SaveProfile("carol", "", "https://a.example/c.png", T0),
+            ProfileWrite("alice", "Alice", "https://a.example/a.png", T0),
+            ProfileWrite("bob", longest, avatar, T0),
+            ProfileWrite("carol", "", "https://a.example/c.png", T0),
         ]
     )
     assert await store.load_profiles() == {
@@ -669,9 +669,9 @@ async def test_profiles_save_overwrite_and_load_all(store: Store) -> None:
     # Overwrite in a later batch; the last save of a user in one batch wins.
     await store.apply(
         [
-            SaveProfile("alice", "Alice ✨", "", T0 + 1),
-            SaveProfile("dave", "D1", "", T0 + 1),
-            SaveProfile("dave", "D2", "https://a.example/d.png", T0 + 2),
+            ProfileWrite("alice", "Alice ✨", "", T0 + 1),
+            ProfileWrite("dave", "D1", "", T0 + 1),
+            ProfileWrite("dave", "D2", "https://a.example/d.png", T0 + 2),
         ]
     )
     assert await store.load_profiles() == {
@@ -683,27 +683,27 @@ async def test_profiles_save_overwrite_and_load_all(store: Store) -> None:
 
 
 async def test_an_empty_profile_deletes_it(store: Store) -> None:
-    await store.apply([SaveProfile("alice", "Alice", "", T0), SaveProfile("bob", "Bob", "", T0)])
-    await store.apply([SaveProfile("alice", "", "", T0 + 1), SaveProfile("nobody", "", "", T0 + 1)])
+    await store.apply([ProfileWrite("alice", "Alice", "", T0), ProfileWrite("bob", "Bob", "", T0)])
+    await store.apply([ProfileWrite("alice", "", "", T0 + 1), ProfileWrite("nobody", "", "", T0 + 1)])
     assert await store.load_profiles() == {"bob": ("Bob", "")}
     # deleted, then set again within one batch: the last one wins
-    await store.apply([SaveProfile("bob", "", "", T0 + 2), SaveProfile("bob", "Bobby", "", T0 + 3)])
+    await store.apply([ProfileWrite("bob", "", "", T0 + 2), ProfileWrite("bob", "Bobby", "", T0 + 3)])
     assert await store.load_profiles() == {"bob": ("Bobby", "")}
 
 
 async def test_a_nul_in_a_profile_is_stored_as_a_replacement_character(store: Store) -> None:
-    await store.apply([SaveProfile("alice", "A\x00lice", "x\x00", T0), MarkAlive(T0)])
+    await store.apply([ProfileWrite("alice", "A\x00lice", "x\x00", T0), AliveWrite(T0)])
     assert await store.load_profiles() == {"alice": ("A\ufffdlice", "x\ufffd")}
     assert await store.last_alive() == T0  # the rest of the batch applied
 
 
 async def test_last_alive_keeps_the_max(store: Store) -> None:
     assert await store.last_alive() is None
-    await store.apply([MarkAlive(T0 + 10), MarkAlive(T0 + 30.5), MarkAlive(T0 + 20)])
+    await store.apply([AliveWrite(T0 + 10), AliveWrite(T0 + 30.5), AliveWrite(T0 + 20)])
     assert await store.last_alive() == T0 + 30.5
-    await store.apply([MarkAlive(T0 + 5)])
+    await store.apply([AliveWrite(T0 + 5)])
     assert await store.last_alive() == T0 + 30.5
-    await asyncio.gather(*(store.apply([MarkAlive(T0 + i)]) for i in (40, 90, 60, 0)))
+    await asyncio.gather(*(store.apply([AliveWrite(T0 + i)]) for i in (40, 90, 60, 0)))
     assert await store.last_alive() == T0 + 90
 
 
@@ -715,7 +715,7 @@ async def test_reopen_keeps_everything(backend: Backend) -> None:
         # An in-memory SQLite store is gone with its connection: reopening starts empty.
         s = backend.make()
         await s.open()
-        await s.apply([SaveSession(session("tok"))])
+        await s.apply([SessionWrite(session("tok"))])
         await s.close()
         s = backend.make()
         await s.open()
@@ -730,14 +730,14 @@ async def test_reopen_keeps_everything(backend: Backend) -> None:
     await s.open()
     await s.apply(
         [
-            SaveLiveCall("c-2", '{"state":"ringing"}', T0 + 1),
+            LiveCallWrite("c-2", '{"state":"ringing"}', T0 + 1),
             finish(rec),
-            HideUserCalls("carol", ("c-1",)),
-            SaveSession(session("tok")),
-            SetGroupMembers("g", ("alice", "bob")),
-            SaveProfile("alice", "Alice", "https://a.example/a.png", T0 + 6),
-            MarkAlive(T0 + 7),
-            QueueDeliveries((d1, d2, d3)),
+            UserCallsHide("carol", ("c-1",)),
+            SessionWrite(session("tok")),
+            GroupMembersWrite("g", ("alice", "bob")),
+            ProfileWrite("alice", "Alice", "https://a.example/a.png", T0 + 6),
+            AliveWrite(T0 + 7),
+            DeliveriesWrite((d1, d2, d3)),
         ]
     )
     claimed = await s.outbox.claim_due(T0, 10)
@@ -774,7 +774,7 @@ async def test_reopen_keeps_everything(backend: Backend) -> None:
         assert (e3.state, e3.finished_at) == (DeliveryState.GONE, T0 + 2)
         assert await again.outbox.gone_endpoints() == {d3.url: T0 + 2}
         assert [d.event_id for d in await again.outbox.claim_due(T0 + 5, 10)] == [d1.event_id]
-        await again.apply([finish(rec), DeleteSession("tok")])  # still writable
+        await again.apply([finish(rec), SessionDelete("tok")])  # still writable
         assert await again.load_sessions() == []
     finally:
         await again.close()
@@ -795,7 +795,7 @@ async def test_schema_migration_is_idempotent(backend: Backend) -> None:
                 assert await version() == SCHEMA_VERSION
             expected = make_record("c-1", start=T0) if backend.persistent else None
             assert await s.get_record("c-1") == expected
-        await second.apply([MarkAlive(T0)])
+        await second.apply([AliveWrite(T0)])
         assert await third.last_alive() == (T0 if backend.persistent else None)
     finally:
         await second.close()
@@ -805,7 +805,7 @@ async def test_schema_migration_is_idempotent(backend: Backend) -> None:
 async def test_use_outside_open_raises(backend: Backend) -> None:
     s = backend.make()
     with pytest.raises(RuntimeError, match="open"):
-        await s.apply([MarkAlive(T0)])
+        await s.apply([AliveWrite(T0)])
     with pytest.raises(RuntimeError, match="open"):
         await s.load_sessions()
     await s.open()
@@ -813,7 +813,7 @@ async def test_use_outside_open_raises(backend: Backend) -> None:
         await s.open()
     await s.close()
     with pytest.raises(RuntimeError):
-        await s.apply([MarkAlive(T0)])
+        await s.apply([AliveWrite(T0)])
     with pytest.raises(RuntimeError):
         await s.last_alive()
     await s.close()
@@ -897,11 +897,11 @@ async def test_sqlite_locked_database_fails_the_round_then_recovers(tmp_path: Pa
     try:
         other.execute("BEGIN IMMEDIATE")
         outcomes = await asyncio.gather(
-            *(s.apply([SaveLiveCall(f"c-{i}", "{}", T0)]) for i in range(3)), return_exceptions=True
+            *(s.apply([LiveCallWrite(f"c-{i}", "{}", T0)]) for i in range(3)), return_exceptions=True
         )
         assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes), outcomes
         other.execute("ROLLBACK")
-        await s.apply([SaveLiveCall("c-ok", "{}", T0)])
+        await s.apply([LiveCallWrite("c-ok", "{}", T0)])
         assert [c for c, _, _ in await s.load_live_calls()] == ["c-ok"]
     finally:
         other.close()
@@ -919,33 +919,33 @@ async def test_callback_config_set_overwrite_delete_per_kind(store: Store) -> No
         "CallbackCommandList": ["Call.CallbackAfterEndCall"],
     }
     v1 = {"address": "http://example.com/cb", "actions": ["normal_end", "caller_start_call"]}
-    await store.apply([SetCallbackConfig("v4", v4), SetCallbackConfig("v1", v1)])
+    await store.apply([CallbackConfigWrite("v4", v4), CallbackConfigWrite("v1", v1)])
     assert await store.get_callback_config("v4") == v4
     assert await store.get_callback_config("v1") == v1
     # overwrite one kind: the other is untouched
     v4b = {"Url": "http://ünïcødé.example/☎", "CallbackCommandList": []}
-    await store.apply([SetCallbackConfig("v4", v4b)])
+    await store.apply([CallbackConfigWrite("v4", v4b)])
     assert await store.get_callback_config("v4") == v4b
     assert await store.get_callback_config("v1") == v1
     # delete one kind; deleting what is not there is a no-op
-    await store.apply([SetCallbackConfig("v1", None), SetCallbackConfig("nope", None)])
+    await store.apply([CallbackConfigWrite("v1", None), CallbackConfigWrite("nope", None)])
     assert await store.get_callback_config("v1") is None
     assert await store.get_callback_config("v4") == v4b
     # several writes of one kind in one batch, mixed with other writes: the last wins
     await store.apply(
         [
-            SetCallbackConfig("v1", v1),
-            MarkAlive(T0),
-            SetCallbackConfig("v1", None),
-            SetCallbackConfig("v4", v4),
-            SetCallbackConfig("v1", {"address": "http://last", "actions": ["reject"]}),
+            CallbackConfigWrite("v1", v1),
+            AliveWrite(T0),
+            CallbackConfigWrite("v1", None),
+            CallbackConfigWrite("v4", v4),
+            CallbackConfigWrite("v1", {"address": "http://last", "actions": ["reject"]}),
         ]
     )
     assert await store.get_callback_config("v1") == {"address": "http://last", "actions": ["reject"]}
     assert await store.get_callback_config("v4") == v4
     # concurrent batches all land
     await asyncio.gather(
-        *(store.apply([SetCallbackConfig(f"k{i}", {"n": i})]) for i in range(20)),
+        *(store.apply([CallbackConfigWrite(f"k{i}", {"n": i})]) for i in range(20)),
     )
     assert [await store.get_callback_config(f"k{i}") for i in range(20)] == [{"n": i} for i in range(20)]
 
@@ -956,7 +956,7 @@ async def test_callback_config_survives_reopen(backend: Backend) -> None:
     cfg = {"Url": "https://a.example/hook", "CallbackCommandList": ["Call.CallbackAfterStartCall"]}
     s = backend.make()
     await s.open()
-    await s.apply([SetCallbackConfig("v4", cfg)])
+    await s.apply([CallbackConfigWrite("v4", cfg)])
     await s.close()
     again = backend.make()
     await again.open()
@@ -1055,7 +1055,7 @@ async def test_a_version_1_database_upgrades_and_keeps_its_data(backend: Backend
     rec = make_record("c-1", start=T0, callees=("bob",))
     old = backend.make()
     await old.open()
-    await old.apply([finish(rec), SetGroupMembers("g", ("alice",)), MarkAlive(T0 + 1)])
+    await old.apply([finish(rec), GroupMembersWrite("g", ("alice",)), AliveWrite(T0 + 1)])
     await old.close()
     await _downgrade_to(old, 1)
 
@@ -1068,7 +1068,7 @@ async def test_a_version_1_database_upgrades_and_keeps_its_data(backend: Backend
         assert await new.load_groups() == {"g": ("alice",)}
         assert await new.last_alive() == T0 + 1
         assert await new.get_callback_config("v4") is None
-        await new.apply([SetCallbackConfig("v4", {"Url": "http://x", "CallbackCommandList": []})])
+        await new.apply([CallbackConfigWrite("v4", {"Url": "http://x", "CallbackCommandList": []})])
         assert await new.get_callback_config("v4") == {"Url": "http://x", "CallbackCommandList": []}
     finally:
         await new.close()
@@ -1080,7 +1080,7 @@ async def test_a_version_2_database_upgrades_to_the_outbox(backend: Backend) -> 
     cfg = {"Url": "http://x", "CallbackCommandList": []}
     old = backend.make()
     await old.open()
-    await old.apply([finish(make_record("c-1", start=T0)), SetCallbackConfig("v4", cfg)])
+    await old.apply([finish(make_record("c-1", start=T0)), CallbackConfigWrite("v4", cfg)])
     await old.close()
     await _downgrade_to(old, 2)
 
@@ -1092,7 +1092,7 @@ async def test_a_version_2_database_upgrades_to_the_outbox(backend: Backend) -> 
         assert await new.get_callback_config("v4") == cfg
         assert await new.outbox.counts() == dict.fromkeys(DeliveryState, 0)
         d = delivery("c-1", 1)
-        await new.apply([QueueDeliveries((d,))])
+        await new.apply([DeliveriesWrite((d,))])
         assert [c.event_id for c in await new.outbox.claim_due(T0, 5)] == [d.event_id]
     finally:
         await new.close()
@@ -1185,9 +1185,9 @@ async def test_a_version_4_database_made_by_the_old_code_upgrades_to_profiles(
     version 5 (its migrations up to 4), not by dropping tables afterwards."""
     rec = make_record("c-1", start=T0)
     async with old_version(backend, monkeypatch, 4) as old:
-        await old.apply([finish(rec), SetGroupMembers("g", ("alice",)), SaveSession(session("tok"))])
+        await old.apply([finish(rec), GroupMembersWrite("g", ("alice",)), SessionWrite(session("tok"))])
         with pytest.raises(Exception, match="profiles"):  # no such table yet
-            await old.apply([SaveProfile("alice", "Alice", "", T0)])
+            await old.apply([ProfileWrite("alice", "Alice", "", T0)])
 
     new = backend.make()
     await new.open()
@@ -1198,7 +1198,7 @@ async def test_a_version_4_database_made_by_the_old_code_upgrades_to_profiles(
         assert await new.load_groups() == {"g": ("alice",)}
         assert await new.load_sessions() == [session("tok")]
         assert await new.load_profiles() == {}
-        await new.apply([SaveProfile("alice", "Alice", "https://a.example/a.png", T0 + 1)])
+        await new.apply([ProfileWrite("alice", "Alice", "https://a.example/a.png", T0 + 1)])
     finally:
         await new.close()
     again = backend.make()
@@ -1273,7 +1273,7 @@ async def test_a_version_5_database_made_by_the_old_code_upgrades_to_claim_owner
     after the upgrade."""
     queued = [delivery("c-1", 1), delivery("c-1", 2), delivery("c-2", 1)]
     async with old_version(backend, monkeypatch, 5) as old:
-        await old.apply([finish(make_record("c-1", start=T0)), QueueDeliveries(tuple(queued))])
+        await old.apply([finish(make_record("c-1", start=T0)), DeliveriesWrite(tuple(queued))])
         with pytest.raises(Exception, match="claimed_by"):  # no such column yet
             await old.outbox.claim_owners()
 
@@ -1303,7 +1303,7 @@ async def test_a_version_6_database_upgrades_to_extra_query_parameters(
     ones keep theirs."""
     queued = [delivery("c-1", 1), delivery("c-2", 1)]
     async with old_version(backend, monkeypatch, 6) as old:
-        await old.apply([QueueDeliveries(tuple(queued))])
+        await old.apply([DeliveriesWrite(tuple(queued))])
 
     new = backend.make()
     await new.open()
@@ -1311,7 +1311,7 @@ async def test_a_version_6_database_upgrades_to_extra_query_parameters(
         assert isinstance(new, SqliteStore | PostgresStore)
         assert await new.schema_version() == SCHEMA_VERSION
         fresh = replace(delivery("c-3", 1), query="ClientIP=10.0.0.7&OptPlatform=Web")
-        await new.apply([QueueDeliveries((fresh,))])
+        await new.apply([DeliveriesWrite((fresh,))])
         claimed = {d.event_id: d.query for d in await new.outbox.claim_due(T0, 10)}
         assert claimed == {queued[0].event_id: "", queued[1].event_id: "", fresh.event_id: fresh.query}
     finally:
@@ -1321,7 +1321,7 @@ async def test_a_version_6_database_upgrades_to_extra_query_parameters(
 async def test_a_delivery_keeps_its_extra_query_parameters(store: Store) -> None:
     d = replace(delivery("c-1", 1), query="ClientIP=2001%3Adb8%3A%3A1&OptPlatform=RESTAPI")
     plain = delivery("c-2", 1)
-    await store.apply([QueueDeliveries((d, plain))])
+    await store.apply([DeliveriesWrite((d, plain))])
     claimed = {x.event_id: x for x in await store.outbox.claim_due(T0, 10)}
     assert claimed[d.event_id].query == d.query and claimed[plain.event_id].query == ""
     _, entries = await store.outbox.list_deliveries([DeliveryState.IN_FLIGHT])
@@ -1333,7 +1333,7 @@ async def test_claims_record_their_owner(store: Store) -> None:
     box = store.outbox
     assert box.owner  # a fresh one by default
     ds = [delivery("c-1", 1), delivery("c-1", 2), delivery("c-2", 1), delivery("c-3", 1)]
-    await store.apply([QueueDeliveries(tuple(ds))])
+    await store.apply([DeliveriesWrite(tuple(ds))])
     box.owner = "worker-a"
     a = await box.claim_due(T0, 2)
     box.owner = "worker-b"
@@ -1354,7 +1354,7 @@ async def test_releasing_an_owner_frees_only_its_claims(store: Store) -> None:
     box = store.outbox
     first, second = delivery("c-1", 1), delivery("c-1", 2)
     other, third = delivery("c-2", 1, at=T0 + 0.5), delivery("c-3", 1, at=T0 + 5)
-    await store.apply([QueueDeliveries((first, second, other, third))])
+    await store.apply([DeliveriesWrite((first, second, other, third))])
     box.owner = "dead"
     # One of the dead owner's claims had a failed attempt: its count and due time stay.
     assert [d.event_id for d in await box.claim_due(T0, 10)] == [first.event_id]

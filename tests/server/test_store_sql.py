@@ -17,7 +17,7 @@ import pytest
 from test_store_conformance import finish, make_record
 
 from ringline.core.enums import CallResultType
-from ringline.server.store import FinishCall, SessionRow, SqliteStore
+from ringline.server.store import FinishedCallWrite, SessionRow, SqliteStore
 from ringline.server.store.outbox import OUTBOX_COLUMNS
 from ringline.server.store.sql import (
     DAY,
@@ -261,7 +261,7 @@ async def test_count_by_day_equals_a_plain_count_on_a_real_sqlite_store(tmp_path
     store = SqliteStore(str(path))
     await store.open()
     outcomes = ("answered", "rejected", "no_answer", "canceled", "busy")
-    writes: list[FinishCall] = []
+    writes: list[FinishedCallWrite] = []
     for i in range(600):  # about 5 days, a call every 719 s, some at midnight exactly
         start = float(D0 + i * 719) if i % 50 else float(D0 + (i // 50) * DAY)
         callees = ("bob",) if i % 3 else ("bob", "carol")

@@ -248,7 +248,7 @@ class Hub:
         self._closing = True
         await self.drain()
         with contextlib.suppress(Exception):
-            await self.store.apply([st.MarkAlive(time.time())])
+            await self.store.apply([st.AliveWrite(time.time())])
         for t in self._timers.values():
             t.cancel()
         self._timers.clear()
@@ -312,7 +312,7 @@ class Hub:
                 self.stats["facts"] += 1
                 deliveries = plan_deliveries(a.fact, self.callback_targets, origin=origin)
                 if deliveries:
-                    batch_writes.append(st.QueueDeliveries(tuple(deliveries)))
+                    batch_writes.append(st.DeliveriesWrite(tuple(deliveries)))
                     self.stats["callbacks_queued"] += len(deliveries)
             else:
                 rest.append(a)
@@ -361,14 +361,14 @@ class Hub:
         """Persist one write in order with everything else; then call ``respond``, or
         ``refused(message)`` if the store refuses it (the write did not happen).
 
-        A :class:`~.store.SetCallbackConfig` takes effect for every call event from
+        A :class:`~.store.CallbackConfigWrite` takes effect for every call event from
         now on (their callbacks are planned with it), and setting a url again makes a
         url that answered ``410 Gone`` receive callbacks again. If the store refuses
         it, the configuration before it comes back.
         """
         writes: list[st.Write] = [write]
         undo: Callable[[], None] | None = None
-        if isinstance(write, st.SetCallbackConfig):
+        if isinstance(write, st.CallbackConfigWrite):
             kind, old = write.kind, self.callback_configs.get(write.kind)
 
             def undo() -> None:
@@ -381,7 +381,7 @@ class Hub:
             if write.config is not None:
                 url = write.config.get("Url") or write.config.get("address")
                 if url:
-                    writes.append(st.ReviveEndpoint(str(url)))
+                    writes.append(st.EndpointRevive(str(url)))
         self._enqueue(_Batch(writes, respond, [], refused, undo))
 
     def _retarget(self) -> None:
@@ -393,14 +393,14 @@ class Hub:
         if isinstance(what, m.SaveCall):
             if what.snapshot.get("ephemeral"):
                 return None  # ephemeral calls leave no trace, not even a snapshot
-            return st.SaveLiveCall(what.call_id, _dumps(what.snapshot), what.at)
+            return st.LiveCallWrite(what.call_id, _dumps(what.snapshot), what.at)
         if isinstance(what, m.FinishCall):
             if what.ephemeral:
                 return None
-            return st.FinishCall(what.record, what.user_results)
+            return st.FinishedCallWrite(what.record, what.user_results)
         if isinstance(what, m.SaveProfile):
-            return st.SaveProfile(what.user_id, what.nickname, what.avatar, what.at)
-        return st.SetGroupMembers(what.group_id, what.members)
+            return st.ProfileWrite(what.user_id, what.nickname, what.avatar, what.at)
+        return st.GroupMembersWrite(what.group_id, what.members)
 
     def _enqueue(self, batch: _Batch) -> None:
         if not batch.writes and not self._pending:
@@ -422,7 +422,7 @@ class Hub:
             outcomes = await self._persist(batches)
             self.stats["batches"] += 1
             if self.on_callbacks_queued is not None and any(
-                isinstance(w, st.QueueDeliveries) and err is None
+                isinstance(w, st.DeliveriesWrite) and err is None
                 for b, err in zip(batches, outcomes, strict=True)
                 for w in b.writes
             ):
@@ -499,19 +499,19 @@ class Hub:
         snapshots of calls that a later committed batch saved or finished (an older
         snapshot must not replace a newer one)."""
         later = {
-            w.call_id if isinstance(w, st.SaveLiveCall) else w.record.call_id
+            w.call_id if isinstance(w, st.LiveCallWrite) else w.record.call_id
             for j in committed
             if j > i
             for w in batches[j].writes
-            if isinstance(w, st.SaveLiveCall | st.FinishCall)
+            if isinstance(w, st.LiveCallWrite | st.FinishedCallWrite)
         }
         if not later:
             return batches[i].writes
-        return [w for w in batches[i].writes if not (isinstance(w, st.SaveLiveCall) and w.call_id in later)]
+        return [w for w in batches[i].writes if not (isinstance(w, st.LiveCallWrite) and w.call_id in later)]
 
     async def _store_alive(self) -> bool:
         try:
-            await self.store.apply([st.MarkAlive(time.time())])
+            await self.store.apply([st.AliveWrite(time.time())])
         except Exception:
             return False
         return True
@@ -538,8 +538,8 @@ class Hub:
         cause = _cause(error)
         kinds = ", ".join(sorted({type(w).__name__ for w in batch.writes}))
         calls = sorted(
-            {w.call_id for w in batch.writes if isinstance(w, st.SaveLiveCall)}
-            | {w.record.call_id for w in batch.writes if isinstance(w, st.FinishCall)}
+            {w.call_id for w in batch.writes if isinstance(w, st.LiveCallWrite)}
+            | {w.record.call_id for w in batch.writes if isinstance(w, st.FinishedCallWrite)}
         )
         log.error(
             "the store refused a batch (%s; writes: %s; calls: %s): its request is refused "
@@ -629,7 +629,7 @@ class Hub:
                 # (what it is owed moves to its mailbox).
                 log.warning("device %s: over %d unacknowledged pushes", device_id, len(s.buffer) - 1)
                 self._drop(s, 4009, "too many unacknowledged pushes; send 'ack' in pings", gone=True)
-                self.submit(m.DeviceGone(device_id), writes=[st.DeleteSession(s.token)])
+                self.submit(m.DeviceGone(device_id), writes=[st.SessionDelete(s.token)])
         elif terminal:
             box = self.mailbox.setdefault(device_id, [])
             box.append((time.time(), name, args))
@@ -705,7 +705,7 @@ class Hub:
         if s.closed:
             return
         self._drop(s, code, message, gone=gone)
-        self._enqueue(_Batch([st.DeleteSession(s.token)], None, []))
+        self._enqueue(_Batch([st.SessionDelete(s.token)], None, []))
 
     async def _sweeper(self) -> None:
         """Every second: sessions silent past the grace period are gone; the store
@@ -731,10 +731,10 @@ class Hub:
                     "device %s of %s: silent for %.1f s, gone", s.device_id, s.user_id, now - s.last_seen
                 )
                 self._drop(s, 4000, "heartbeat lost", gone=True)
-                self.submit(m.DeviceGone(s.device_id), writes=[st.DeleteSession(s.token)])
+                self.submit(m.DeviceGone(s.device_id), writes=[st.SessionDelete(s.token)])
             if now - last_mark >= 1.0:
                 last_mark = now
-                self._enqueue(_Batch([st.MarkAlive(now)], None, []))
+                self._enqueue(_Batch([st.AliveWrite(now)], None, []))
             if self.mailbox and int(now) % 60 == 0:
                 cutoff = now - self.settings.mailbox_ttl
                 for dev in [d for d, box in self.mailbox.items() if box[-1][0] < cutoff]:
@@ -769,27 +769,27 @@ _TERMINAL_EVENTS = frozenset({"on_call_end", "on_call_not_connected", "on_call_c
 
 def _coalesce(writes: list[st.Write]) -> list[st.Write]:
     """Keep only the last snapshot of each call, and none of a call finished in the
-    same flush (its FinishCall deletes the snapshot anyway); merge the flush's queued
+    same flush (its FinishedCallWrite deletes the snapshot anyway); merge the flush's queued
     callbacks into one write (same transaction, same order)."""
-    finished = {w.record.call_id for w in writes if isinstance(w, st.FinishCall)}
+    finished = {w.record.call_id for w in writes if isinstance(w, st.FinishedCallWrite)}
     last: dict[str, int] = {}
     for i, w in enumerate(writes):
-        if isinstance(w, st.SaveLiveCall):
+        if isinstance(w, st.LiveCallWrite):
             last[w.call_id] = i
-    # Callbacks: one QueueDeliveries for the whole flush (one insert round instead of
-    # one per event), in their order, unless a ReviveEndpoint between them must come first.
-    merge = not any(isinstance(w, st.ReviveEndpoint) for w in writes)
+    # Callbacks: one DeliveriesWrite for the whole flush (one insert round instead of
+    # one per event), in their order, unless an EndpointRevive between them must come first.
+    merge = not any(isinstance(w, st.EndpointRevive) for w in writes)
     deliveries: list[Delivery] = []
     out: list[st.Write] = []
     for i, w in enumerate(writes):
-        if isinstance(w, st.SaveLiveCall) and (w.call_id in finished or last[w.call_id] != i):
+        if isinstance(w, st.LiveCallWrite) and (w.call_id in finished or last[w.call_id] != i):
             continue
-        if merge and isinstance(w, st.QueueDeliveries):
+        if merge and isinstance(w, st.DeliveriesWrite):
             deliveries.extend(w.deliveries)
             continue
         out.append(w)
     if deliveries:
-        out.append(st.QueueDeliveries(tuple(deliveries)))
+        out.append(st.DeliveriesWrite(tuple(deliveries)))
     return out
 
 

@@ -61,7 +61,7 @@ from .rest_contract import (
     V4_CALL_RESULTS,
     V4_CALLBACK_COMMANDS,
 )
-from .store.base import SetCallbackConfig, Write
+from .store.base import CallbackConfigWrite, Write
 from .webhooks.delivery import DeliveryState, OutboxEntry
 
 __all__ = ["MAX_BODY", "AdminApi", "delivery_to_v4"]
@@ -489,7 +489,7 @@ class AdminApi:
                 f"field Url must be an http:// or https:// URL with a host, at most {_MAX_URL} characters",
             )
         commands = _choices(body, "CallbackCommandList", V4_CALLBACK_COMMANDS, required=True)
-        await self._write(SetCallbackConfig("v4", {"Url": url, "CallbackCommandList": commands}))
+        await self._write(CallbackConfigWrite("v4", {"Url": url, "CallbackCommandList": commands}))
         return {}
 
     async def get_callback(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -499,7 +499,7 @@ class AdminApi:
         return {"Url": config["Url"], "CallbackCommandList": list(config["CallbackCommandList"])}
 
     async def delete_callback(self, body: dict[str, Any]) -> dict[str, Any]:
-        await self._write(SetCallbackConfig("v4", None))
+        await self._write(CallbackConfigWrite("v4", None))
         return {}
 
     # ------------------------------------------------------------------ v4: callback deliveries
@@ -622,13 +622,13 @@ class AdminApi:
 
     async def v1_callback_set(self, body: dict[str, Any]) -> str:
         config = self._v1_config(body)
-        await self._write(SetCallbackConfig("v1", config))
+        await self._write(CallbackConfigWrite("v1", config))
         return str(config["address"])
 
     async def v1_callback_update(self, body: dict[str, Any]) -> str:
         config = self._v1_config(body)
         await self._v1_existing()
-        await self._write(SetCallbackConfig("v1", config))
+        await self._write(CallbackConfigWrite("v1", config))
         return str(config["address"])
 
     async def v1_callback_get(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -637,7 +637,7 @@ class AdminApi:
 
     async def v1_callback_delete(self, body: dict[str, Any]) -> str:
         await self._v1_existing()
-        await self._write(SetCallbackConfig("v1", None))
+        await self._write(CallbackConfigWrite("v1", None))
         return ""
 
     async def v1_get_record(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -662,7 +662,7 @@ class WsHandler:
             hub.submit(
                 m.Login(s.device_id, user_id, multi, float(info.expires_at)),
                 respond=lambda _v: self._reply(conn, rid, result),
-                writes=[st.SaveSession(s.row())],
+                writes=[st.SessionWrite(s.row())],
                 before=deliver_mailbox,
                 refused=refused,
             )
@@ -816,7 +816,7 @@ class WsHandler:
         self.hub.submit(
             m.SetMultiDevice(s.device_id, enable),
             respond=lambda _v: self._ok(conn, rid, {}),
-            writes=[st.SaveSession(s.row())],
+            writes=[st.SessionWrite(s.row())],
             refused=self._refused(conn, rid),
         )
 
@@ -831,7 +831,7 @@ class WsHandler:
         self.hub.submit(
             m.RenewSig(s.device_id, s.sig_expires_at),
             respond=lambda _v: self._ok(conn, rid, {"sig_expires_at": info.expires_at}),
-            writes=[st.SaveSession(s.row())],
+            writes=[st.SessionWrite(s.row())],
             refused=self._refused(conn, rid),
         )
 
@@ -880,7 +880,7 @@ class WsHandler:
         if not all(isinstance(x, str) and len(x) <= 64 for x in ids) or len(ids) > 500:
             raise BadParam("call_ids must be a list of at most 500 call id strings")
         self.hub.enqueue_write(
-            st.HideUserCalls(s.user_id, tuple(ids)),
+            st.UserCallsHide(s.user_id, tuple(ids)),
             lambda: self._ok(conn, rid, {"deleted": list(ids)}),
             self._refused(conn, rid),
         )

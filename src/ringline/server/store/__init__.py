@@ -6,7 +6,7 @@ store.open()`` before use and ``await store.close()`` at shutdown::
     store = open_store("sqlite:///ringline.db")
     await store.open()
 
-Callbacks live in the store too: queue them with the :class:`QueueDeliveries` write in
+Callbacks live in the store too: queue them with the :class:`DeliveriesWrite` write in
 the batch of their event, and drain ``store.outbox`` (a :class:`DurableOutbox`) with a
 :class:`~ringline.server.webhooks.Deliverer`.
 """
@@ -16,44 +16,44 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from .base import (
-    DeleteSession,
+    AliveWrite,
+    CallbackConfigWrite,
+    DeliveriesWrite,
     DurableOutbox,
-    FinishCall,
-    HideUserCalls,
-    MarkAlive,
-    QueueDeliveries,
-    ReviveEndpoint,
-    SaveLiveCall,
-    SaveProfile,
-    SaveSession,
+    EndpointRevive,
+    FinishedCallWrite,
+    GroupMembersWrite,
+    LiveCallWrite,
+    ProfileWrite,
+    SessionDelete,
     SessionRow,
-    SetCallbackConfig,
-    SetGroupMembers,
+    SessionWrite,
     Store,
     UserCallRow,
+    UserCallsHide,
     Write,
 )
 from .postgres import PostgresStore
 from .sqlite import SqliteStore
 
 __all__ = [
-    "DeleteSession",
+    "AliveWrite",
+    "CallbackConfigWrite",
+    "DeliveriesWrite",
     "DurableOutbox",
-    "FinishCall",
-    "HideUserCalls",
-    "MarkAlive",
+    "EndpointRevive",
+    "FinishedCallWrite",
+    "GroupMembersWrite",
+    "LiveCallWrite",
     "PostgresStore",
-    "QueueDeliveries",
-    "ReviveEndpoint",
-    "SaveLiveCall",
-    "SaveProfile",
-    "SaveSession",
+    "ProfileWrite",
+    "SessionDelete",
     "SessionRow",
-    "SetCallbackConfig",
-    "SetGroupMembers",
+    "SessionWrite",
     "SqliteStore",
     "Store",
     "UserCallRow",
+    "UserCallsHide",
     "Write",
     "open_store",
 ]

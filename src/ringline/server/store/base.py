@@ -6,13 +6,23 @@ apply the whole batch in ONE transaction (all or nothing) and return only once i
 durable. The server sends the events that depend on a batch only after ``apply``
 returns: that is how records are written before terminal events go out (docs/spec.md §6.8).
 
+Naming: a store write is named after what it changes, then how: ``…Write`` inserts,
+upserts or replaces (:class:`LiveCallWrite`, :class:`FinishedCallWrite`,
+:class:`SessionWrite`, :class:`GroupMembersWrite`, :class:`ProfileWrite`,
+:class:`AliveWrite`, :class:`CallbackConfigWrite`, :class:`DeliveriesWrite`),
+``…Delete`` deletes (:class:`SessionDelete`), and the two others say what they do
+(:class:`UserCallsHide`, :class:`EndpointRevive`). The core's persistence *intents*
+(``core.machine.SaveCall``, ``FinishCall``, ``SaveProfile``, ``SetGroup``, in a
+``Persist`` action) are verbs and never share a name with these: the hub turns each
+intent into its write.
+
 Callbacks: the store is also the durable *outbox* of server callbacks. The producer
-queues deliveries with the :class:`QueueDeliveries` write *in the same batch* as the
+queues deliveries with the :class:`DeliveriesWrite` *in the same batch* as the
 state change that caused them (so a callback exists exactly when its event was
 committed), then wakes the :class:`~ringline.server.webhooks.Deliverer`, which drains
 :attr:`Store.outbox` (a :class:`DurableOutbox`). After the callback url is set again,
-apply :class:`ReviveEndpoint` for it (in the batch with :class:`SetCallbackConfig`) so a
-url that answered ``410 Gone`` receives callbacks again.
+apply :class:`EndpointRevive` for it (in the batch with :class:`CallbackConfigWrite`) so
+a url that answered ``410 Gone`` receives callbacks again.
 
 Implementations: :mod:`.sqlite` (default) and :mod:`.postgres`. Both pass
 ``tests/server/test_store_conformance.py`` and ``tests/server/test_outbox_conformance.py``.
@@ -30,21 +40,21 @@ from ...core.records import CallRecord
 from ..webhooks.delivery import Delivery, DeliveryState, Outbox, OutboxEntry
 
 __all__ = [
-    "DeleteSession",
+    "AliveWrite",
+    "CallbackConfigWrite",
+    "DeliveriesWrite",
     "DurableOutbox",
-    "FinishCall",
-    "HideUserCalls",
-    "MarkAlive",
-    "QueueDeliveries",
-    "ReviveEndpoint",
-    "SaveLiveCall",
-    "SaveProfile",
-    "SaveSession",
+    "EndpointRevive",
+    "FinishedCallWrite",
+    "GroupMembersWrite",
+    "LiveCallWrite",
+    "ProfileWrite",
+    "SessionDelete",
     "SessionRow",
-    "SetCallbackConfig",
-    "SetGroupMembers",
+    "SessionWrite",
     "Store",
     "UserCallRow",
+    "UserCallsHide",
     "Write",
     "refuses_values",
 ]
@@ -88,7 +98,7 @@ class SessionRow:
 
 
 @dataclass(frozen=True, slots=True)
-class SaveLiveCall:
+class LiveCallWrite:
     """Upsert the snapshot (opaque JSON text from the core) of a call that is still live."""
 
     call_id: str
@@ -97,7 +107,7 @@ class SaveLiveCall:
 
 
 @dataclass(frozen=True, slots=True)
-class FinishCall:
+class FinishedCallWrite:
     """Insert the final record, index it for each of its users, delete the live snapshot.
 
     Idempotent: finishing a call whose record exists already changes nothing.
@@ -109,17 +119,17 @@ class FinishCall:
 
 
 @dataclass(frozen=True, slots=True)
-class SaveSession:
+class SessionWrite:
     session: SessionRow
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteSession:
+class SessionDelete:
     token: str
 
 
 @dataclass(frozen=True, slots=True)
-class SetGroupMembers:
+class GroupMembersWrite:
     """Replace the member list of a chat group (empty list deletes the group)."""
 
     group_id: str
@@ -127,7 +137,7 @@ class SetGroupMembers:
 
 
 @dataclass(frozen=True, slots=True)
-class SaveProfile:
+class ProfileWrite:
     """Upsert a user's profile (``set_self_info``: the nickname and avatar shown to the
     users they invite). Both empty deletes it. In one batch, the last one of a user wins.
     NUL characters are stored as U+FFFD (PostgreSQL text cannot hold them).
@@ -140,7 +150,7 @@ class SaveProfile:
 
 
 @dataclass(frozen=True, slots=True)
-class HideUserCalls:
+class UserCallsHide:
     """Hide calls from one user's own history (``delete_record_calls``); records stay."""
 
     user_id: str
@@ -148,14 +158,14 @@ class HideUserCalls:
 
 
 @dataclass(frozen=True, slots=True)
-class MarkAlive:
+class AliveWrite:
     """The server was alive at ``at``: the 'last known time' used after a crash."""
 
     at: float
 
 
 @dataclass(frozen=True, slots=True)
-class SetCallbackConfig:
+class CallbackConfigWrite:
     """Replace the app's callback configuration of one ``kind``; ``None`` deletes it.
 
     ``kind`` is ``"v4"`` (``{"Url", "CallbackCommandList"}``, set through
@@ -169,12 +179,12 @@ class SetCallbackConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class QueueDeliveries:
+class DeliveriesWrite:
     """Put callback deliveries in the outbox, in the transaction of their event.
 
     Each delivery is stored *pending*, due at its ``created_at`` (which also starts its
     24 h give-up window). A delivery to a url that answered ``410 Gone`` (and was not
-    revived since, see :class:`ReviveEndpoint`) is stored as *gone* at once, finished
+    revived since, see :class:`EndpointRevive`) is stored as *gone* at once, finished
     at the time the url went gone; it is listed for operators and never sent.
 
     The producer must queue the deliveries of one (url, call_id) in increasing
@@ -186,9 +196,9 @@ class QueueDeliveries:
 
 
 @dataclass(frozen=True, slots=True)
-class ReviveEndpoint:
+class EndpointRevive:
     """Forget that ``url`` answered ``410 Gone``: deliveries queued from now on are sent
-    again. Apply it with the :class:`SetCallbackConfig` that sets the url anew.
+    again. Apply it with the :class:`CallbackConfigWrite` that sets the url anew.
     Deliveries dropped meanwhile stay *gone* (an operator may
     :meth:`DurableOutbox.redeliver` them). Reviving a url that is not gone is a no-op."""
 
@@ -196,17 +206,17 @@ class ReviveEndpoint:
 
 
 Write = (
-    SaveLiveCall
-    | FinishCall
-    | SaveSession
-    | DeleteSession
-    | SetGroupMembers
-    | SaveProfile
-    | HideUserCalls
-    | MarkAlive
-    | SetCallbackConfig
-    | QueueDeliveries
-    | ReviveEndpoint
+    LiveCallWrite
+    | FinishedCallWrite
+    | SessionWrite
+    | SessionDelete
+    | GroupMembersWrite
+    | ProfileWrite
+    | UserCallsHide
+    | AliveWrite
+    | CallbackConfigWrite
+    | DeliveriesWrite
+    | EndpointRevive
 )
 
 
@@ -215,7 +225,7 @@ class DurableOutbox(Outbox, Protocol):
     :class:`~ringline.server.webhooks.Outbox` protocol, with the semantics of
     :class:`~ringline.server.webhooks.MemoryOutbox`, plus what operators need.
 
-    Deliveries enter through the :class:`QueueDeliveries` write (``Store.apply``), not
+    Deliveries enter through the :class:`DeliveriesWrite` write (``Store.apply``), not
     through this object. Times are unix seconds. Every method raises RuntimeError while
     the store is not open.
 
@@ -289,7 +299,7 @@ class DurableOutbox(Outbox, Protocol):
 
         Raises KeyError (naming the id) if unknown; ValueError if it is *in flight*
         (retry in a few seconds) or its url is still marked gone (set the callback url
-        again, which applies :class:`ReviveEndpoint`, first). The ValueError messages
+        again, which applies :class:`EndpointRevive`, first). The ValueError messages
         say why and what to do, without the id: prefix it when showing them.
         """
         ...
@@ -338,7 +348,7 @@ class Store(Protocol):
         ...
 
     async def last_alive(self) -> float | None:
-        """The latest :class:`MarkAlive` time, or None on a fresh store."""
+        """The latest :class:`AliveWrite` time, or None on a fresh store."""
         ...
 
     async def get_record(self, call_id: str) -> CallRecord | None: ...
@@ -352,7 +362,7 @@ class Store(Protocol):
     async def get_callback_config(self, kind: str) -> dict[str, Any] | None:
         """The callback configuration of ``kind`` (``"v4"`` or ``"v1"``), or None if unset.
 
-        Reflects every :class:`SetCallbackConfig` whose ``apply`` has returned.
+        Reflects every :class:`CallbackConfigWrite` whose ``apply`` has returned.
         """
         ...
 

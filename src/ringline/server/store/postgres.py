@@ -15,7 +15,7 @@ page in one REPEATABLE READ snapshot.
 Callback outbox: :attr:`PostgresStore.outbox` (a :class:`PostgresOutbox`) keeps callback
 deliveries in the ``outbox`` and ``webhook_gone`` tables (schema version 3; layout and
 the *head* invariant in :mod:`.outbox`). Deliveries enter with the
-:class:`~.base.QueueDeliveries` write, in the batch of their event. Claims are one
+:class:`~.base.DeliveriesWrite` write, in the batch of their event. Claims are one
 ``UPDATE … RETURNING`` over head rows picked ``FOR UPDATE SKIP LOCKED``, so several
 servers may drain one database without claiming a delivery twice; claims, marks and
 releases that arrive together share one transaction on one pooled connection
@@ -44,19 +44,19 @@ from ...core.enums import CallResultType
 from ...core.records import CallRecord
 from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry, new_claim_owner
 from .base import (
-    DeleteSession,
-    FinishCall,
-    HideUserCalls,
-    MarkAlive,
-    QueueDeliveries,
-    ReviveEndpoint,
-    SaveLiveCall,
-    SaveProfile,
-    SaveSession,
+    AliveWrite,
+    CallbackConfigWrite,
+    DeliveriesWrite,
+    EndpointRevive,
+    FinishedCallWrite,
+    GroupMembersWrite,
+    LiveCallWrite,
+    ProfileWrite,
+    SessionDelete,
     SessionRow,
-    SetCallbackConfig,
-    SetGroupMembers,
+    SessionWrite,
     UserCallRow,
+    UserCallsHide,
     Write,
 )
 from .batching import CommitStats, GroupCommitter
@@ -300,7 +300,7 @@ _SQL_SAVE_LIVE = """
     ON CONFLICT (call_id) DO UPDATE
         SET snapshot = EXCLUDED.snapshot, updated_at = EXCLUDED.updated_at
 """
-# One statement per FinishCall: insert the record unless it exists, index it for its
+# One statement per FinishedCallWrite: insert the record unless it exists, index it for its
 # users only if it was inserted now, and delete the live snapshot in any case.
 _SQL_FINISH = """
     WITH inserted AS (
@@ -525,7 +525,7 @@ def _rowcount(status: str) -> int:
 
 
 async def _queue(conn: Any, deliveries: list[Delivery]) -> None:
-    """Insert ``deliveries`` as QueueDeliveries says (pending, or gone at once)."""
+    """Insert ``deliveries`` as DeliveriesWrite says (pending, or gone at once)."""
     if not deliveries:
         return
     rows = await conn.fetch(_SQL_OUTBOX_IDS, [d.event_id for d in deliveries])
@@ -605,7 +605,7 @@ def _redact(dsn: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _finish_args(w: FinishCall) -> tuple[Any, ...]:
+def _finish_args(w: FinishedCallWrite) -> tuple[Any, ...]:
     return (
         *call_columns(w.record),
         [u for u, _ in w.user_results],
@@ -859,12 +859,14 @@ class PostgresStore:
     async def _apply_writes(conn: Any, writes: Any) -> None:
         for kind, group in itertools.groupby(writes, key=type):
             run: list[Write] = list(group)
-            if kind is SaveLiveCall:
-                lives = cast(list[SaveLiveCall], run)
+            if kind is LiveCallWrite:
+                lives = cast(list[LiveCallWrite], run)
                 await conn.executemany(_SQL_SAVE_LIVE, [(w.call_id, w.snapshot, w.updated_at) for w in lives])
-            elif kind is FinishCall:
-                await conn.executemany(_SQL_FINISH, [_finish_args(w) for w in cast(list[FinishCall], run)])
-            elif kind is SaveSession:
+            elif kind is FinishedCallWrite:
+                await conn.executemany(
+                    _SQL_FINISH, [_finish_args(w) for w in cast(list[FinishedCallWrite], run)]
+                )
+            elif kind is SessionWrite:
                 await conn.executemany(
                     _SQL_SAVE_SESSION,
                     [
@@ -877,41 +879,41 @@ class PostgresStore:
                             s.created_at,
                             s.last_seen,
                         )
-                        for s in (w.session for w in cast(list[SaveSession], run))
+                        for s in (w.session for w in cast(list[SessionWrite], run))
                     ],
                 )
-            elif kind is DeleteSession:
+            elif kind is SessionDelete:
                 await conn.executemany(
-                    _SQL_DELETE_SESSION, [(w.token,) for w in cast(list[DeleteSession], run)]
+                    _SQL_DELETE_SESSION, [(w.token,) for w in cast(list[SessionDelete], run)]
                 )
-            elif kind is SetGroupMembers:
+            elif kind is GroupMembersWrite:
                 # Only the last replace of each group in a run matters.
                 groups = {
-                    w.group_id: list(dict.fromkeys(w.members)) for w in cast(list[SetGroupMembers], run)
+                    w.group_id: list(dict.fromkeys(w.members)) for w in cast(list[GroupMembersWrite], run)
                 }
                 await conn.executemany(_SQL_DELETE_GROUP, [(g,) for g in groups])
                 await conn.executemany(_SQL_INSERT_MEMBERS, [(g, m) for g, m in groups.items() if m])
-            elif kind is SaveProfile:
-                upserts, deletes = last_profiles(cast(list[SaveProfile], run))
+            elif kind is ProfileWrite:
+                upserts, deletes = last_profiles(cast(list[ProfileWrite], run))
                 await conn.executemany(_SQL_DELETE_PROFILE, [(u,) for u in deletes])
                 await conn.executemany(_SQL_SAVE_PROFILE, upserts)
-            elif kind is HideUserCalls:
+            elif kind is UserCallsHide:
                 await conn.executemany(
                     _SQL_HIDE,
-                    [(w.user_id, list(w.call_ids)) for w in cast(list[HideUserCalls], run)],
+                    [(w.user_id, list(w.call_ids)) for w in cast(list[UserCallsHide], run)],
                 )
-            elif kind is MarkAlive:
-                await conn.execute(_SQL_MARK_ALIVE, max(w.at for w in cast(list[MarkAlive], run)))
-            elif kind is SetCallbackConfig:
-                for c in cast(list[SetCallbackConfig], run):  # in order: the last one of a kind wins
+            elif kind is AliveWrite:
+                await conn.execute(_SQL_MARK_ALIVE, max(w.at for w in cast(list[AliveWrite], run)))
+            elif kind is CallbackConfigWrite:
+                for c in cast(list[CallbackConfigWrite], run):  # in order: the last one of a kind wins
                     if c.config is None:
                         await conn.execute(_SQL_DELETE_CALLBACK, c.kind)
                     else:
                         await conn.execute(_SQL_SET_CALLBACK, c.kind, config_json(c.config))
-            elif kind is QueueDeliveries:
-                await _queue(conn, [d for w in cast(list[QueueDeliveries], run) for d in w.deliveries])
-            elif kind is ReviveEndpoint:
-                await conn.executemany(_SQL_REVIVE, [(w.url,) for w in cast(list[ReviveEndpoint], run)])
+            elif kind is DeliveriesWrite:
+                await _queue(conn, [d for w in cast(list[DeliveriesWrite], run) for d in w.deliveries])
+            elif kind is EndpointRevive:
+                await conn.executemany(_SQL_REVIVE, [(w.url,) for w in cast(list[EndpointRevive], run)])
             else:
                 raise TypeError(f"not a store write: {run[0]!r}")
 
@@ -996,7 +998,7 @@ class PostgresStore:
         return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
 
     async def last_alive(self) -> float | None:
-        """The latest :class:`~.base.MarkAlive` time, or None on a fresh store."""
+        """The latest :class:`~.base.AliveWrite` time, or None on a fresh store."""
         self._check_open()
         at = await self._pool.fetchval("SELECT at FROM alive WHERE id = 1")
         return None if at is None else float(at)

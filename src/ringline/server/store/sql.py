@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
-from .base import SaveProfile, SessionRow
+from .base import ProfileWrite, SessionRow
 from .outbox import OUTBOX_COLUMNS, check_page
 
 __all__ = [
@@ -364,7 +364,7 @@ def session_from_row(r: Sequence[Any]) -> SessionRow:
     )
 
 
-def last_profiles(run: list[SaveProfile]) -> tuple[list[tuple[str, str, str, float]], list[str]]:
+def last_profiles(run: list[ProfileWrite]) -> tuple[list[tuple[str, str, str, float]], list[str]]:
     """What a run of profile saves leaves, the last one per user winning: ``(rows to
     upsert, user ids to delete)``; a profile saved with an empty nickname and avatar is
     deleted. NUL characters become U+FFFD, in every store alike, since PostgreSQL text

@@ -19,7 +19,7 @@ shared with :mod:`.postgres`.
 Callback outbox: :attr:`SqliteStore.outbox` (a :class:`SqliteOutbox`) keeps callback
 deliveries in the ``outbox`` and ``webhook_gone`` tables (schema version 3; layout and
 the *head* invariant in :mod:`.outbox`). Deliveries enter with the
-:class:`~.base.QueueDeliveries` write, in the batch of their event. The deliverer's
+:class:`~.base.DeliveriesWrite` write, in the batch of their event. The deliverer's
 claims, marks and releases run on the same worker thread as every write, each round in
 one ``BEGIN IMMEDIATE`` transaction; operations that arrive while a round runs are merged
 into the next one (:class:`~.outbox.OpBatcher`), like batches of writes.
@@ -47,19 +47,19 @@ from ...core.enums import CallResultType
 from ...core.records import CallRecord
 from ..webhooks.delivery import Delivery, DeliveryState, OutboxEntry, new_claim_owner
 from .base import (
-    DeleteSession,
-    FinishCall,
-    HideUserCalls,
-    MarkAlive,
-    QueueDeliveries,
-    ReviveEndpoint,
-    SaveLiveCall,
-    SaveProfile,
-    SaveSession,
+    AliveWrite,
+    CallbackConfigWrite,
+    DeliveriesWrite,
+    EndpointRevive,
+    FinishedCallWrite,
+    GroupMembersWrite,
+    LiveCallWrite,
+    ProfileWrite,
+    SessionDelete,
     SessionRow,
-    SetCallbackConfig,
-    SetGroupMembers,
+    SessionWrite,
     UserCallRow,
+    UserCallsHide,
     Write,
 )
 from .batching import CommitStats, GroupCommitter
@@ -466,7 +466,7 @@ _SQL_ENTRY = f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_id = ?"
 
 
 def _queue_sync(conn: sqlite3.Connection, deliveries: list[Delivery]) -> None:
-    """Insert ``deliveries`` as QueueDeliveries says (pending, or gone at once)."""
+    """Insert ``deliveries`` as DeliveriesWrite says (pending, or gone at once)."""
     if not deliveries:
         return
     ids = [d.event_id for d in deliveries]
@@ -497,7 +497,7 @@ def _runs(writes: Iterable[Write]) -> Iterable[tuple[type, list[Write]]]:
         yield kind, list(run)
 
 
-def _last_members(run: list[SetGroupMembers]) -> dict[str, tuple[str, ...]]:
+def _last_members(run: list[GroupMembersWrite]) -> dict[str, tuple[str, ...]]:
     """The final member list per group of a run of replaces, members de-duplicated."""
     return {w.group_id: tuple(dict.fromkeys(w.members)) for w in run}
 
@@ -643,7 +643,7 @@ class SqliteStore:
         return {str(r[0]): (str(r[1]), str(r[2])) for r in rows}
 
     async def last_alive(self) -> float | None:
-        """The latest :class:`~.base.MarkAlive` time, or None on a fresh store."""
+        """The latest :class:`~.base.AliveWrite` time, or None on a fresh store."""
         rows = await self._read(self._fetchall, "SELECT at FROM alive WHERE id = 1", ())
         return float(rows[0][0]) if rows else None
 
@@ -854,11 +854,11 @@ class SqliteStore:
 
     @staticmethod
     def _apply_run_sync(conn: sqlite3.Connection, kind: type, run: list[Write]) -> None:
-        if kind is SaveLiveCall:
-            lives = cast(list[SaveLiveCall], run)
+        if kind is LiveCallWrite:
+            lives = cast(list[LiveCallWrite], run)
             conn.executemany(_SQL_SAVE_LIVE, [(w.call_id, w.snapshot, w.updated_at) for w in lives])
-        elif kind is FinishCall:
-            for w in cast(list[FinishCall], run):
+        elif kind is FinishedCallWrite:
+            for w in cast(list[FinishedCallWrite], run):
                 record = w.record
                 if conn.execute(_SQL_INSERT_CALL, _call_row(record)).rowcount == 1:
                     conn.executemany(
@@ -869,7 +869,7 @@ class SqliteStore:
                         ],
                     )
                 conn.execute(_SQL_DELETE_LIVE, (record.call_id,))
-        elif kind is SaveSession:
+        elif kind is SessionWrite:
             conn.executemany(
                 _SQL_SAVE_SESSION,
                 [
@@ -882,39 +882,39 @@ class SqliteStore:
                         s.created_at,
                         s.last_seen,
                     )
-                    for s in (w.session for w in cast(list[SaveSession], run))
+                    for s in (w.session for w in cast(list[SessionWrite], run))
                 ],
             )
-        elif kind is DeleteSession:
-            conn.executemany(_SQL_DELETE_SESSION, [(w.token,) for w in cast(list[DeleteSession], run)])
-        elif kind is SetGroupMembers:
-            groups = _last_members(cast(list[SetGroupMembers], run))
+        elif kind is SessionDelete:
+            conn.executemany(_SQL_DELETE_SESSION, [(w.token,) for w in cast(list[SessionDelete], run)])
+        elif kind is GroupMembersWrite:
+            groups = _last_members(cast(list[GroupMembersWrite], run))
             conn.executemany(_SQL_DELETE_GROUP, [(g,) for g in groups])
             conn.executemany(
                 _SQL_INSERT_MEMBER,
                 [(g, m, i) for g, members in groups.items() for i, m in enumerate(members)],
             )
-        elif kind is SaveProfile:
-            upserts, deletes = last_profiles(cast(list[SaveProfile], run))
+        elif kind is ProfileWrite:
+            upserts, deletes = last_profiles(cast(list[ProfileWrite], run))
             conn.executemany(_SQL_DELETE_PROFILE, [(u,) for u in deletes])
             conn.executemany(_SQL_SAVE_PROFILE, upserts)
-        elif kind is HideUserCalls:
+        elif kind is UserCallsHide:
             conn.executemany(
                 _SQL_HIDE,
-                [(w.user_id, c) for w in cast(list[HideUserCalls], run) for c in w.call_ids],
+                [(w.user_id, c) for w in cast(list[UserCallsHide], run) for c in w.call_ids],
             )
-        elif kind is MarkAlive:
-            conn.execute(_SQL_MARK_ALIVE, (max(w.at for w in cast(list[MarkAlive], run)),))
-        elif kind is SetCallbackConfig:
-            for c in cast(list[SetCallbackConfig], run):  # in order: the last one of a kind wins
+        elif kind is AliveWrite:
+            conn.execute(_SQL_MARK_ALIVE, (max(w.at for w in cast(list[AliveWrite], run)),))
+        elif kind is CallbackConfigWrite:
+            for c in cast(list[CallbackConfigWrite], run):  # in order: the last one of a kind wins
                 if c.config is None:
                     conn.execute(_SQL_DELETE_CALLBACK, (c.kind,))
                 else:
                     conn.execute(_SQL_SET_CALLBACK, (c.kind, config_json(c.config)))
-        elif kind is QueueDeliveries:
-            _queue_sync(conn, [d for w in cast(list[QueueDeliveries], run) for d in w.deliveries])
-        elif kind is ReviveEndpoint:
-            conn.executemany(_SQL_REVIVE, [(w.url,) for w in cast(list[ReviveEndpoint], run)])
+        elif kind is DeliveriesWrite:
+            _queue_sync(conn, [d for w in cast(list[DeliveriesWrite], run) for d in w.deliveries])
+        elif kind is EndpointRevive:
+            conn.executemany(_SQL_REVIVE, [(w.url,) for w in cast(list[EndpointRevive], run)])
         else:
             raise TypeError(f"not a store write: {run[0]!r}")
 
