@@ -309,8 +309,13 @@ def h() -> Harness:
 
 
 def test_row1_calls_rings_the_callee_and_tells_the_caller_who_is_invited(h: Harness) -> None:
+    h.req(SetSelfInfo("B", "Bob", "https://b/me.png"))
     cid = h.call("A", ["B"])
     assert h.ev("A") == [inviting("B")]
+    # ... with what the caller's screen shows: B's profile, and that a device of B rings.
+    assert h.raw("A", "on_user_inviting") == [
+        {"call_id": cid, "user_id": "B", "online": True, "nickname": "Bob", "avatar": "https://b/me.png"}
+    ]
     assert h.ev("B") == [received("A", ["B"])]
     (args,) = h.raw("B", "on_call_received")
     assert args["call_id"] == cid
@@ -325,6 +330,8 @@ def test_row1_offline_callee_logging_in_before_the_timeout_gets_the_time_left() 
     h.login("A")
     cid = h.call("A", ["B"])
     assert h.ev("A") == [inviting("B")]
+    # The caller's screen can say so: no device of B is logged in.
+    assert h.raw("A", "on_user_inviting")[0]["online"] is False
     h.advance(12)
     h.login("B")
     assert h.ev("B") == [received("A", ["B"])]

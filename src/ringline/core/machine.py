@@ -1313,7 +1313,9 @@ class Switchboard:
         if not initial and call.scene is CallScene.SINGLE_CALL and len(call.callees) > 1:
             call.scene = CallScene.MULTI_CALL
         # Tell the members about every invitee (initial invitees learn of each other
-        # from their on_call_received instead).
+        # from their on_call_received instead), with what the caller's screen shows:
+        # the invitee's profile, and whether any of its devices is logged in now (an
+        # invitee without one rings only when a device logs in before the timeout).
         new = set(user_ids)
         for u in user_ids:
             targets = (
@@ -1321,7 +1323,15 @@ class Switchboard:
                 if initial
                 else self._member_devices_except(call, new)
             )
-            self._emit(out, targets, "on_user_inviting", {"call_id": call.call_id, "user_id": u})
+            nick, avatar = self.profiles.get(u, ("", ""))
+            args = {
+                "call_id": call.call_id,
+                "user_id": u,
+                "online": bool(self.user_devices.get(u)),
+                "nickname": nick,
+                "avatar": avatar,
+            }
+            self._emit(out, targets, "on_user_inviting", args)
         for u in ringing:
             m = call.members[u]
             self._emit(out, m.devices, "on_call_received", self._received_args(call, m, now))

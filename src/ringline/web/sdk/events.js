@@ -243,7 +243,11 @@ export function memberEvent(name, a, me) {
   const base = { callID: a.call_id || "", userID: a.user_id };
   switch (name) {
     case "on_user_inviting":
-      return [TUICallEvent.ON_USER_INVITING, base];
+      // Ringline adds what the caller's screen shows: the invitee's profile and whether
+      // any of its devices is logged in (false: it rings only if one logs in in time).
+      return [TUICallEvent.ON_USER_INVITING, {
+        ...base, nickname: a.nickname || "", avatar: a.avatar || "", isOnline: a.online !== false,
+      }];
     case "on_user_reject":
       return [TUICallEvent.REJECT, base];
     case "on_user_no_response":

@@ -178,7 +178,12 @@ export interface EventPayloads {
     reason: "cancel" | "reject" | "timeout" | "busyline" | "otherDeviceAccepted" | "otherDeviceReject" | "offline" | "endByServer" | "normal";
     callMediaType?: MediaTypeValue; callRole?: CallRoleValue;
   };
-  onUserInviting: WithUser;
+  onUserInviting: WithUser & {
+    /** The invitee's profile (setSelfInfo), "" when it has none. */
+    nickname: string; avatar: string;
+    /** Whether any device of the invitee was logged in when invited (false: it rings only if one logs in before the timeout). */
+    isOnline: boolean;
+  };
   onUserEnter: WithUser;
   onUserLeave: WithUser;
   onReject: WithUser;
