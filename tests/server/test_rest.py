@@ -661,6 +661,77 @@ async def test_get_call_info_shows_a_live_call_as_it_changes(
         assert (await v4_fail(server, "call_engine_http_srv/get_call_info", body))[0] == want, body
 
 
+async def test_get_live_calls_lists_calls_and_member_states_as_they_change(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    a, ua = await logged_in(server, clients, "a")
+    b, ub = await logged_in(server, clients, "b")
+    c, uc = await logged_in(server, clients, "c")
+    d, ud = await logged_in(server, clients, "d")
+    t0 = int(time.time())
+    cid = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+    await b.event("on_call_received", call_id=cid)
+
+    def states(page: dict[str, Any], call_id: str) -> dict[str, tuple[str, str]]:
+        (entry,) = [x for x in page["CallList"] if x["CallInfo"]["CallId"] == call_id]
+        return {x["User_Account"]: (x["Role"], x["State"]) for x in entry["MemberList"]}
+
+    page = await v4(server, "call_engine_http_srv/get_live_calls", {})
+    (entry,) = [x for x in page["CallList"] if x["CallInfo"]["CallId"] == cid]
+    assert page["TotalNum"] >= 1 and page["Page"] == 1
+    # The same call as get_call_info answers it, plus the members' states.
+    info = await v4(server, "call_engine_http_srv/get_call_info", {"CallId": cid})
+    assert {k: entry[k] for k in ("CallInfo", "UserList")} == info
+    assert entry["CallInfo"]["CallType"] == "SingleCall" and entry["CallInfo"]["CallMediaType"] == "Audio"
+    assert entry["MemberList"] == [
+        {
+            "User_Account": ua,
+            "Role": "Caller",
+            "State": "Dialing",
+            "InviteTime": entry["MemberList"][0]["InviteTime"],
+            "AcceptTime": 0,
+        },
+        {
+            "User_Account": ub,
+            "Role": "Callee",
+            "State": "Ringing",
+            "InviteTime": entry["MemberList"][1]["InviteTime"],
+            "AcceptTime": 0,
+        },
+    ]
+    assert all(t0 <= x["InviteTime"] <= time.time() for x in entry["MemberList"])
+
+    await b.ok("accept", call_id=cid)
+    await a.event("on_call_begin", call_id=cid)
+    page = await v4(server, "call_engine_http_srv/get_live_calls", {})
+    assert states(page, cid) == {ua: ("Caller", "Connected"), ub: ("Callee", "Connected")}
+
+    # A newer call is listed first; User_Account keeps the calls of one member.
+    cid2 = (await c.ok("calls", user_ids=[ud], media_type=2))["call_id"]
+    await d.event("on_call_received", call_id=cid2)
+    page = await v4(server, "call_engine_http_srv/get_live_calls", {"User_Account": ud})
+    assert [x["CallInfo"]["CallId"] for x in page["CallList"]] == [cid2] and page["TotalNum"] == 1
+    both = await v4(server, "call_engine_http_srv/get_live_calls", {"NumberPerPage": 100})
+    ids = [x["CallInfo"]["CallId"] for x in both["CallList"]]
+    assert ids.index(cid2) < ids.index(cid) or (
+        both["CallList"][ids.index(cid2)]["CallInfo"]["StartTime"]
+        == both["CallList"][ids.index(cid)]["CallInfo"]["StartTime"]
+    )
+    one = await v4(server, "call_engine_http_srv/get_live_calls", {"NumberPerPage": 1, "Page": 2})
+    assert one["TotalNum"] == both["TotalNum"] and len(one["CallList"]) == 1
+    assert one["CallList"][0]["CallInfo"]["CallId"] == ids[1]
+
+    # Ended calls leave the list.
+    assert await v4(server, "call_engine_http_srv/end_call", {"CallId": cid}) == {}
+    await b.event("on_call_end", call_id=cid)
+    await c.ok("hangup", call_id=cid2)
+    await d.event("on_call_cancelled", call_id=cid2)
+    page = await v4(server, "call_engine_http_srv/get_live_calls", {"NumberPerPage": 100})
+    assert not {cid, cid2} & {x["CallInfo"]["CallId"] for x in page["CallList"]}
+    for body in ({"User_Account": "no spaces"}, {"User_Account": 7}, {"NumberPerPage": 0}, {"Page": "1"}):
+        assert (await v4_fail(server, "call_engine_http_srv/get_live_calls", body))[0] == 90005, body
+
+
 async def test_record_lookups_refuse_bad_ids(server: ServerProcess) -> None:
     for body, code in (
         ({"CallId": "no-such-call"}, 20001),

@@ -710,7 +710,9 @@ class Switchboard:
         ``start_time``, ``accept_time`` (0 = nobody connected yet), ``phase``
         (``ringing`` / ``connected``), ``callees`` (every callee so far) and ``users``:
         the members still in the call, with ``status`` ``Calling`` (connected, or the
-        caller) or ``Waiting`` (ringing), as in the callbacks.
+        caller) or ``Waiting`` (ringing), as in the callbacks; ``members``: the same
+        members in detail, ``user_id, role`` (ordinal), ``state`` (``dialing`` /
+        ``ringing`` / ``connected``), ``invite_time``, ``accept_time`` (0 = not yet).
         """
         call = self.calls.get(call_id)
         if call is None:
@@ -727,6 +729,17 @@ class Switchboard:
             "phase": call.phase.value,
             "callees": list(call.callees),
             "users": self._users(call),
+            "members": [
+                {
+                    "user_id": m.user_id,
+                    "role": int(m.role),
+                    "state": m.state.value,
+                    "invite_time": m.invite_time,
+                    "accept_time": m.accept_time,
+                }
+                for m in call.members.values()
+                if m.state is not MemberState.ABSENT
+            ],
         }
 
     def snapshot(self, call_id: str) -> dict[str, Any]:

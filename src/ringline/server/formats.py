@@ -3,7 +3,8 @@
 Pure functions, no I/O: :func:`record_to_v4` (``CallRecord`` of ``get_record_by_callid``
 and of ``Call.CallbackAfterEndCall``), :func:`record_to_v1` (v1 field names),
 :func:`member_result` (the readable ``Result`` of one stint in ``MemberList``) and
-:func:`call_info_to_v4` (a live call, as ``get_call_info`` answers it).
+:func:`call_info_to_v4` (a live call, as ``get_call_info`` answers it) and
+:func:`live_call_to_v4` (one entry of ``get_live_calls``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from ..core.enums import CallEndReason, CallRole, MediaType
 from ..core.records import CallRecord, MemberRecord
 from .rest_contract import V1_CALL_RESULTS
 
-__all__ = ["call_info_to_v4", "member_result", "record_room", "record_to_v1", "record_to_v4", "unix_s"]
+__all__ = [
+    "call_info_to_v4",
+    "live_call_to_v4",
+    "member_result",
+    "record_room",
+    "record_to_v1",
+    "record_to_v4",
+    "unix_s",
+]
 
 
 def unix_s(t: float) -> int:
@@ -163,4 +172,27 @@ def call_info_to_v4(info: dict[str, Any]) -> dict[str, Any]:
             "AcceptTime": unix_s(info["accept_time"]),
         },
         "UserList": [{"User_Account": u["user_id"], "Status": u["status"]} for u in info["users"]],
+    }
+
+
+_MEMBER_STATES = {"dialing": "Dialing", "ringing": "Ringing", "connected": "Connected"}
+
+
+def live_call_to_v4(info: dict[str, Any]) -> dict[str, Any]:
+    """A live call as one entry of ``v4/call_engine_http_srv/get_live_calls``: what
+    :func:`call_info_to_v4` gives, plus Ringline's ``MemberList`` ``[{User_Account,
+    Role, State, InviteTime, AcceptTime}]`` (``State``: ``Dialing`` for a caller nobody
+    answered yet, ``Ringing``, ``Connected``; times in unix seconds, 0 = not yet)."""
+    return {
+        **call_info_to_v4(info),
+        "MemberList": [
+            {
+                "User_Account": x["user_id"],
+                "Role": "Caller" if x["role"] == CallRole.CALLER else "Callee",
+                "State": _MEMBER_STATES[x["state"]],
+                "InviteTime": unix_s(x["invite_time"]),
+                "AcceptTime": unix_s(x["accept_time"]),
+            }
+            for x in info["members"]
+        ],
     }

@@ -177,6 +177,31 @@ _COMPONENT_SCHEMAS: Final[dict[str, Schema]] = {
         ),
         description="a live call; the vendor's CallInfo fields plus Ringline's",
     ),
+    "LiveCallV4": _obj(
+        {
+            "CallInfo": _ref("LiveCallInfoV4"),
+            "UserList": _ref("UserListV4"),
+            "MemberList": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "User_Account": _STR,
+                        "Role": {"enum": ["Caller", "Callee"]},
+                        "State": {
+                            "enum": ["Dialing", "Ringing", "Connected"],
+                            "description": "Dialing: the caller, before anyone connected",
+                        },
+                        "InviteTime": _UNIX_S,
+                        "AcceptTime": {**_UNIX_S, "description": "0 = not connected (yet)"},
+                    },
+                    ("User_Account", "Role", "State", "InviteTime", "AcceptTime"),
+                ),
+                "description": "Ringline's: the members still in the call, caller first, with their state",
+            },
+        },
+        ("CallInfo", "UserList", "MemberList"),
+        description="a live call: what get_call_info answers, plus MemberList",
+    ),
     "UserListV4": {
         "type": "array",
         "items": _obj(
@@ -395,6 +420,29 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         _obj({"CallInfo": _ref("LiveCallInfoV4"), "UserList": _ref("UserListV4")}, ("CallInfo", "UserList")),
         (E_BAD_FIELD, E_NOT_FOUND),
         {"CallId": _CID_EXAMPLE},
+        "v4 calls",
+    ),
+    _v4(
+        "call_engine_http_srv/get_live_calls",
+        "The live calls, newest first, with their members' states",
+        "rest/get_live_calls.md",
+        _obj(
+            {
+                "User_Account": {**_USER_ID, "description": "only the calls this user is a member of"},
+                "NumberPerPage": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 100},
+                "Page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+            }
+        ),
+        _obj(
+            {
+                "TotalNum": {"type": "integer", "minimum": 0},
+                "Page": {"type": "integer", "minimum": 1},
+                "CallList": {"type": "array", "items": _ref("LiveCallV4")},
+            },
+            ("TotalNum", "Page", "CallList"),
+        ),
+        (E_BAD_FIELD,),
+        {"NumberPerPage": 20, "Page": 1},
         "v4 calls",
     ),
     _v4(

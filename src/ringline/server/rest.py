@@ -36,7 +36,7 @@ from ..core.errors import LocalCallError
 from ..core.records import CallRecord
 from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import Origin
-from .formats import call_info_to_v4, record_to_v1, record_to_v4
+from .formats import call_info_to_v4, live_call_to_v4, record_to_v1, record_to_v4
 from .hub import Hub
 from .inbound import InputError, parse_json
 from .openapi import ENDPOINTS, openapi_handler
@@ -253,6 +253,7 @@ class AdminApi:
         self.v4: dict[str, Handler] = {
             "call_engine_http_srv/end_call": self.end_call,
             "call_engine_http_srv/get_call_info": self.get_call_info,
+            "call_engine_http_srv/get_live_calls": self.get_live_calls,
             "call_record_http_srv/get_record_by_callid": self.get_record_by_callid,
             "call_record_http_srv/get_record_by_filter": self.get_record_by_filter,
             "call_config/set_callback": self.set_callback,
@@ -419,6 +420,31 @@ class AdminApi:
                 " existed; check the call id",
             )
         return call_info_to_v4(info)
+
+    async def get_live_calls(self, body: dict[str, Any]) -> dict[str, Any]:
+        user = body.get("User_Account")
+        if "User_Account" in body and not m.valid_user_id(user):
+            raise _Fail(
+                E_BAD_FIELD,
+                "field User_Account must be a user id (1-32 characters of [A-Za-z0-9_-]),"
+                f" not {_short(user)}",
+            )
+        per_page = _int(body, "NumberPerPage", 1, MAX_PER_PAGE, "a page size") or MAX_PER_PAGE
+        page = _int(body, "Page", 1, MAX_PAGE, "a page number") or 1
+        # Answer with what is durable: the batches queued so far are written first.
+        await self.hub.drain()
+        sb = self.hub.sb
+        infos = [info for cid in list(sb.calls) if (info := sb.call_info(cid)) is not None]
+        if user is not None:
+            infos = [i for i in infos if any(x["user_id"] == user for x in i["members"])]
+        # Newest first, as records are listed; ties by call id, descending.
+        infos.sort(key=lambda i: (i["start_time"], i["call_id"]), reverse=True)
+        first = (page - 1) * per_page
+        return {
+            "TotalNum": len(infos),
+            "Page": page,
+            "CallList": [live_call_to_v4(i) for i in infos[first : first + per_page]],
+        }
 
     async def _record(self, cid: str) -> CallRecord:
         record = await self.hub.store.get_record(cid)
