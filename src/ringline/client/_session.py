@@ -233,11 +233,13 @@ class Session:
         self.heartbeat_interval = heartbeat_interval or _DEFAULT_INTERVAL
         self.heartbeat_grace = _DEFAULT_GRACE
         self.sig_expires_at: float | None = None
+        #: The server's STUN/TURN servers (``{urls, username?, credential?}``, entries
+        #: without ``urls`` dropped) from the last login or resume that sent them; empty
+        #: = host candidates only.
         self.ice_servers: list[dict[str, Any]] = []
-        #: ``"all"`` or ``"relay"`` (media only through TURN), from the login/resume result.
+        #: ``"all"`` or ``"relay"`` (media only through TURN), from the last login or resume
+        #: (``"all"`` when the server does not say).
         self.ice_transport_policy: str = "all"
-        """The server's STUN/TURN servers (``{urls, username?, credential?}``) from the
-        last login or resume; empty = host candidates only."""
         self.phase = Phase.CONNECTING
         self.end: SessionEnd | None = None
         self._transport = transport
