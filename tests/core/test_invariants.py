@@ -219,7 +219,7 @@ class Calls(RuleBasedStateMachine):
     def update_view(v: View, name: str, args: dict[str, Any], where: str) -> None:
         u = args.get("user_id")
         if name == "on_user_join":
-            assert u not in v.members, f"double join: {where}"
+            assert u is not None and u not in v.members, f"double join: {where}"
             v.members.add(u)
         elif name == "on_user_leave":
             assert u in v.members, f"leave of a non-member: {where}"

@@ -518,7 +518,8 @@ class _ScriptedReceiver(Receiver):
 
     _runner: Any = None
 
-    async def start(self, *, delay: float | None = None) -> Receiver:
+    async def start(self, *, delay: float | None = None, hold_after: int = -1) -> Receiver:
+        assert delay is None and hold_after < 0, "the scripted receiver neither delays nor holds"
         from aiohttp import web
         from standardwebhooks import Webhook
 

@@ -149,7 +149,7 @@ async def video_switch(srv: ServerProcess) -> dict[str, Any]:
             )
             session = m.engine.media
             assert session is not None
-            await m.rec.wait_until(lambda s=session, o=other: not s.stats()[o].receiving_video, timeout=WAIT)
+            await m.rec.wait_until(lambda: not session.stats()[other].receiving_video, timeout=WAIT)  # noqa: B023
             before = m.probe.count(other, "audio")
             await m.probe.wait_frames(other, "audio", 25, WAIT)
             out[f"{m.user}_after_switch"] = {
@@ -190,7 +190,7 @@ async def mesh3(srv: ServerProcess) -> dict[str, Any]:
             await members[u].rec.wait_for("on_user_leave", user_id="carol", timeout=WAIT)
             session = members[u].engine.media
             assert session is not None
-            await members[u].rec.wait_until(lambda s=session: "carol" not in s.stats(), timeout=WAIT)
+            await members[u].rec.wait_until(lambda: "carol" not in session.stats(), timeout=WAIT)  # noqa: B023
             out[f"{u}_peers_after_carol_left"] = sorted(session.stats())
         await members["alice"].engine.hangup()
         for u in ("alice", "bob"):

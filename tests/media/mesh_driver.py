@@ -9,6 +9,7 @@ VIDEO, then switches to AUDIO. Prints one JSON object with what each member saw.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from typing import Any
@@ -61,7 +62,7 @@ async def main(users: list[str]) -> dict[str, Any]:
             media_type=MediaType.VIDEO,
             options=opts,
             ice_servers=[],
-            send_signal=lambda to, d, u=u: relay(u, to, d),
+            send_signal=functools.partial(relay, u),
             emit=emitter(u),
         )
     for s in sessions.values():

@@ -20,6 +20,7 @@ was seen, or ``{"error": ...}``. Scenarios (all by default):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -96,7 +97,7 @@ class Call:
                     sink=self.probes[u],
                 ),
                 ice_servers=[],
-                send_signal=lambda to, d, u=u: self.relay(u, to, d),
+                send_signal=functools.partial(self.relay, u),
                 emit=self._emitter(u),
             )
         for s in self.sessions.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from aiortc import RTCIceTransportPolicy
 from ringline.client._codec import Event, decode_event
 from ringline.client._media_link import EngineMedia
 from ringline.core.enums import MediaType
-from ringline.media import MediaOptions, ice_configuration
+from ringline.media import IceTransportPolicy, MediaOptions, ice_configuration
 
 
 def ev(name: str, **args: Any) -> Event:
@@ -126,8 +127,8 @@ async def test_the_stricter_of_the_server_and_app_ice_transport_policies_wins() 
     async def send(to: str, data: dict[str, Any]) -> None:
         pass
 
-    turn = [{"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "c"}]
-    cases = [
+    turn: list[Mapping[str, Any]] = [{"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "c"}]
+    cases: list[tuple[str, IceTransportPolicy | None, str]] = [
         ("all", None, "all"),
         ("relay", None, "relay"),
         ("all", "relay", "relay"),
@@ -139,7 +140,7 @@ async def test_the_stricter_of_the_server_and_app_ice_transport_policies_wins() 
             user_id=lambda: "alice",
             ice_servers=lambda: turn,
             send_signal=send,
-            ice_transport_policy=lambda s=server: s,
+            ice_transport_policy=lambda: server,  # noqa: B023 (used in this iteration only)
         )
         assert await link.on_event(ev("on_call_begin", call_id="c1", media_type=1, info={}))
         s = link.session

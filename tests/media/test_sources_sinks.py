@@ -110,7 +110,7 @@ async def test_pattern_video_moves_and_has_the_asked_size() -> None:
     track = PatternVideoTrack(width=320, height=240, fps=30)
     a, b = await track.recv(), await track.recv()
     assert (a.width, a.height) == (320, 240)
-    assert b.pts > a.pts
+    assert a.pts is not None and b.pts is not None and b.pts > a.pts
     assert not np.array_equal(a.to_ndarray(format="rgb24"), b.to_ndarray(format="rgb24"))
     track.stop()
 
@@ -209,6 +209,7 @@ async def test_media_options_sources_resolve_to_tracks(tmp_path: Path) -> None:
     played = _video_track(video)  # a file, played in a loop by aiortc's MediaPlayer
     assert played is not None
     frame = await asyncio.wait_for(played.recv(), timeout=10)
+    assert isinstance(frame, av.VideoFrame)
     assert (frame.width, frame.height) == (64, 48)
     played.stop()
     with pytest.raises(TypeError, match=r"MediaOptions\.audio"):

@@ -6,7 +6,8 @@ Fixtures: ``backend`` runs a test against ``sqlite-file`` (a file under ``tmp_pa
 ``RINGLINE_TEST_PG_DSN`` or ``postgresql://postgres@127.0.0.1:5432/postgres``; each test
 gets its own schema, dropped afterwards); ``store`` is an open store of that backend;
 ``open_backend(name)`` builds one backend by name for fixtures with other backend
-lists. If PostgreSQL is unreachable the suite tries to start the local cluster once,
+lists (their types, ``Backend`` and ``OpenBackend``, are in backends.py, for the tests to
+import). If PostgreSQL is unreachable the suite tries to start the local cluster once,
 and otherwise skips the ``postgres`` param with a message saying how to start it
 (under CI it fails: tests/needs.py).
 """
@@ -22,11 +23,11 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from backends import Backend, OpenBackend
 
 from needs import PG_DSN, missing
 from ringline.server.store import PostgresStore, SqliteStore, Store
@@ -37,16 +38,6 @@ PG_START_HINT = (
 )
 
 # --------------------------------------------------------------------------- backends
-
-
-@dataclass(frozen=True)
-class Backend:
-    """How to build stores of one kind. ``make()`` returns a new, unopened store on the
-    same backing storage each time (for ``sqlite-memory``: a new empty database)."""
-
-    name: str
-    persistent: bool
-    make: Callable[[], Store]
 
 
 async def _pg_probe(dsn: str) -> None:
@@ -119,10 +110,6 @@ async def _open_backend(name: str, tmp_path: Path, pg_unavailable: str | None) -
         finally:
             await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             await admin.close()
-
-
-#: ``open_backend(name)``: an async context manager giving the backend ``name``.
-OpenBackend = Callable[[str], contextlib.AbstractAsyncContextManager[Backend]]
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ PENDING, IN_FLIGHT, DELIVERED, GIVEN_UP, GONE = (
 )
 T0 = 1_700_000_000.0
 if TYPE_CHECKING:
-    from conftest import Backend, OpenBackend
+    from backends import Backend, OpenBackend
 
 GONE_AT_INSERT = "not sent: the endpoint answered 410 Gone earlier"
 
@@ -527,9 +527,10 @@ async def test_list_deliveries_paging_filters_and_total(box: Box) -> None:
     # entries show the creation time and the stored body byte for byte
     _, [entry] = await box.outbox.list_deliveries([], call_id="a-twin")
     assert dataclasses.replace(entry.delivery, attempts=0) == twins[1]
-    for bad in ({"page": 0}, {"per_page": 0}):
-        with pytest.raises(ValueError):
-            await box.outbox.list_deliveries([], **bad)
+    with pytest.raises(ValueError):
+        await box.outbox.list_deliveries([], page=0)
+    with pytest.raises(ValueError):
+        await box.outbox.list_deliveries([], per_page=0)
 
 
 async def test_counts_have_every_state(box: Box) -> None:
@@ -869,10 +870,6 @@ async def test_a_callback_queued_while_another_process_finishes_the_head_is_clai
             await holder.close()
             await worker.close()
             await server.close()
-
-
-def _plan(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> str:
-    return " | ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
 
 
 def _plan(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> str:

@@ -56,7 +56,7 @@ from ringline.server.store.sqlite import SCHEMA_VERSION
 from ringline.server.webhooks import Delivery, DeliveryState, new_delivery
 
 if TYPE_CHECKING:
-    from conftest import Backend
+    from backends import Backend
 
 T0 = 1_700_000_000.0
 

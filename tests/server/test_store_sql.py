@@ -280,12 +280,12 @@ async def test_count_by_day_equals_a_plain_count_on_a_real_sqlite_store(tmp_path
             (None, "MultiCall"),
         )
         checked = 0
-        for start, end in itertools.product(bounds, bounds):
+        for lo, hi in itertools.product(bounds, bounds):
             for results, call_type in kinds:
-                f = f_of(start, end, results, call_type)
+                f = f_of(lo, hi, results, call_type)
                 want = conn.execute(*records_count(SQLITE, f)).fetchone()[0]
                 got = sum(conn.execute(*s).fetchone()[0] for s in records_count_by_day(SQLITE, f))
-                assert got == want, (start, end, results, call_type)
+                assert got == want, (lo, hi, results, call_type)
                 checked += want > 0
         assert checked > 50  # most windows select something
     finally:

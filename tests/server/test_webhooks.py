@@ -505,7 +505,7 @@ def all_done(box: MemoryOutbox, n: int) -> Callable[[], bool]:
 
 async def test_every_delivery_arrives_signed_both_ways(receiver: Receiver) -> None:
     box = MemoryOutbox()
-    sent = []
+    sent: list[Delivery] = []
     for call in ("c1", "c2", "c3"):
         for seq, command in enumerate(("Call.CallbackAfterStartCall", "callee_accept_call", "normal_end"), 1):
             d = new_delivery(
@@ -518,10 +518,10 @@ async def test_every_delivery_arrives_signed_both_ways(receiver: Receiver) -> No
             )
             sent.append(d)
             await box.add(d)
-    async with deliverer(box) as d:
-        d.wake()
+    async with deliverer(box) as worker:
+        worker.wake()
         await box.wait_until(all_done(box, len(sent)))
-        assert d.stats.delivered == len(sent) and d.stats.failed_attempts == 0
+        assert worker.stats.delivered == len(sent) and worker.stats.failed_attempts == 0
     assert box.counts()[DeliveryState.DELIVERED] == len(sent)
     assert sorted(h.event_id for h in receiver.hits) == sorted(x.event_id for x in sent)
     for hit in receiver.hits:

@@ -373,9 +373,9 @@ async def test_a_real_server_keeps_at_most_32_kib_of_answers(
     while total <= 2 * cap:
         rid, text = frame(a, "calls", user_ids=["!" * 2500 + str(len(sent))], media_type=1)
         await a.send(text)
-        answer = await a.response(rid)
-        assert answer["ok"] is False and answer["code"] == -1202, answer
-        sent.append((rid, text, _text(answer)))
+        refused = await a.response(rid)
+        assert refused["ok"] is False and refused["code"] == -1202, refused
+        sent.append((rid, text, _text(refused)))
         total += len(sent[-1][2])
     assert len(sent) < 128, "answers too small to reach the byte cap before the count cap"
     # The answers the server must still keep: the newest whose sizes add up to 32 KiB.
