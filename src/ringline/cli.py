@@ -290,25 +290,47 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _no_app(data_dir: str, consequence: str, fix: str = "") -> str | None:
+    """The one-line refusal of a command that needs the server's data folder, when
+    ``data_dir`` holds no app (``app.json``); None when it does. Such a command never
+    makes an app behind the operator's back (only ``serve`` and ``usersig --create`` do)."""
+    app_json = Path(data_dir, "app.json").resolve()
+    if app_json.exists():
+        return None
+    return (
+        f"no app in {app_json.parent} ({app_json.name} is missing), so {consequence}: pass the "
+        f"server's data folder with --data-dir (or RINGLINE_DATA_DIR){fix}"
+    )
+
+
 def _usersig(args: argparse.Namespace) -> int:
-    app_json = Path(args.data_dir, "app.json").resolve()
-    if not (args.sdk_app_id and args.secret_key) and not app_json.exists() and not args.create:
-        return _fail(
-            f"no app in {app_json.parent} ({app_json.name} is missing), so a sig from here would not "
-            "work on your server: pass the server's data folder with --data-dir (or RINGLINE_DATA_DIR), "
-            "or --create to make a new app there"
+    folder = Path(args.data_dir).resolve()
+    given = bool(args.sdk_app_id and args.secret_key)
+    if not given and not args.create:
+        refused = _no_app(
+            args.data_dir,
+            "a sig from here would not work on your server",
+            ", or --create to make a new app there",
         )
+        if refused is not None:
+            return _fail(refused)
     try:
-        ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
+        # An app given by flags needs no folder: none is read or written.
+        ident = (
+            AppIdentity(args.sdk_app_id, args.secret_key)
+            if given
+            else load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
+        )
         sig = gen_user_sig(
             ident.sdk_app_id, ident.secret_key, args.user_id, args.expire, now=int(time.time())
         )
     except (OSError, ValueError) as exc:
-        return _fail(f"cannot read the app of {app_json.parent}: {exc}")
+        return _fail(f"cannot read the app of {folder}: {exc}")
     except LocalCallError as exc:
         return _fail(exc.message)
     made = "new app" if ident.generated else "app"
-    print(f"ringline usersig: {made} {ident.sdk_app_id} of {app_json.parent}", file=sys.stderr)
+    where = "given by --sdk-app-id/--secret-key" if given else f"of {folder}"
+    print(f"ringline usersig: {made} {ident.sdk_app_id} {where}", file=sys.stderr)
     print(sig)
     return 0
 
@@ -330,8 +352,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "usersig":
         return _usersig(args)
+    if args.cmd == "callback-secrets" and not (args.callback_token and _webhook_secrets(args)):
+        refused = _no_app(args.data_dir, "it is not where your server keeps its callback secrets")
+        if refused is not None:
+            return _fail(refused)
     try:
-        ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
+        ident = None
+        if args.cmd == "serve":  # the server makes its app on its first start
+            ident = load_identity(args.data_dir, args.sdk_app_id, args.secret_key)
         cb = load_callback_secrets(args.data_dir, args.callback_token, _webhook_secrets(args))
     except OSError as exc:
         return _fail(f"--data-dir {args.data_dir}: {exc.strerror or exc} ({exc.filename or args.data_dir})")
@@ -383,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sec in cb.webhook_secrets:
             print(f"webhook secret:  {sec}")
         return 0
+    assert ident is not None  # serve
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -434,6 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(serve(settings, ident, on_listening=listening))
     except StartupError as exc:
         return _fail(str(exc))
+    except KeyboardInterrupt:
+        # Ctrl-C before the server listened (once it listens, SIGINT drains and returns):
+        # serve() has undone what it started; say so in one line, as for any stop.
+        print("ringline: interrupted before the server started; nothing is left running", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ringline.cli import main
-from ringline.server.config import load_callback_secrets
+from ringline.server.config import load_callback_secrets, load_identity
 from ringline.server.webhooks.signing import decode_secret
 
 GIVEN = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -48,6 +48,7 @@ def test_a_bad_secret_is_refused_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_cli_prints_flags_and_env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_identity(str(tmp_path))  # a server's data folder (the CLI refuses any other)
     assert main(["callback-secrets", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     kept = json.loads((tmp_path / "callbacks.json").read_text())
@@ -69,6 +70,7 @@ def test_cli_prints_flags_and_env(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_cli_refuses_bad_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = str(tmp_path)
+    load_identity(d)
     assert main(["callback-secrets", "--data-dir", d, "--webhook-secret", "nope!"]) == 2
     assert "bad webhook secret" in capsys.readouterr().err
     assert main(["callback-secrets", "--data-dir", d, "--callback-retry-delays", "5,1"]) == 2

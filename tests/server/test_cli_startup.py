@@ -1,14 +1,16 @@
-"""``ringline serve`` and ``ringline usersig`` as an operator runs them: every config
-error is one line on stderr and exit code 2, at once, with no traceback, no banner and
-nothing left running; the banner comes once the server listens and shows commands that
-work as typed."""
+"""``ringline serve``, ``usersig`` and ``callback-secrets`` as an operator runs them: every
+config error is one line on stderr and exit code 2, at once, with no traceback, no banner
+and nothing left running (Ctrl-C before the server listens: one line, exit code 130); the
+banner comes once the server listens and shows commands that work as typed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shlex
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -116,6 +118,67 @@ def test_a_database_of_a_newer_ringline_stops_the_start_and_every_thread(tmp_pat
     assert_refused(ringline("serve", "--data-dir", str(tmp_path), "--port", "0"), "newer than this Ringline")
 
 
+async def test_a_postgresql_database_of_a_newer_ringline_stops_the_start(tmp_path: Path, pg_url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "CREATE SCHEMA ringline;"
+            " CREATE TABLE ringline.schema_version (version INTEGER PRIMARY KEY, applied_at FLOAT8);"
+            " INSERT INTO ringline.schema_version VALUES (999, 0)"
+        )
+    finally:
+        await conn.close()
+    result = await asyncio.to_thread(
+        ringline, "serve", "--data-dir", str(tmp_path), "--port", "0", "--db", pg_url
+    )
+    assert_refused(result, "newer than this Ringline")
+
+
+async def test_ctrl_c_before_the_server_listens_is_one_line_and_leaves_nothing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """SIGINT while the start waits (here: for the schema lock of another opener of the
+    same database, which the test holds; seen waiting in pg_locks, no timing) ends the
+    process at once with one line and exit code 130, no traceback."""
+    import asyncpg
+
+    holder = await asyncpg.connect(pg_url)
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('ringline.schema:' || $1::text))", "ringline"
+            )
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ringline.cli",
+                "serve",
+                *("--data-dir", str(tmp_path), "--port", "0", "--db", pg_url),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                async with asyncio.timeout(EXIT_BOUND):
+                    while not await holder.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                        assert proc.returncode is None, "the server did not wait for the schema lock"
+                        await asyncio.sleep(0.05)  # polling the database, not a synchronisation
+                proc.send_signal(signal.SIGINT)
+                async with asyncio.timeout(EXIT_BOUND):
+                    out, err = await proc.communicate()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    finally:
+        await holder.close()
+    text = err.decode()
+    assert proc.returncode == 130, text
+    assert text.count("\n") == 1 and "Traceback" not in text and out == b"", text
+    assert text.startswith("ringline: interrupted before the server started"), text
+
+
 def test_a_data_folder_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     assert_refused(ringline("serve", "--data-dir", str(tmp_path / "file"), "--port", "0"), "--data-dir")
@@ -181,10 +244,40 @@ def test_usersig_create_makes_an_app_and_says_so(tmp_path: Path) -> None:
 
 
 def test_usersig_with_the_app_given_by_flags_needs_no_folder(tmp_path: Path) -> None:
-    code, out, _ = ringline(
+    code, out, err = ringline(
         "usersig", "alice", "--sdk-app-id", "1400000001", "--secret-key", "k" * 32, cwd=tmp_path
     )
     assert code == 0 and out.strip()
+    assert "app 1400000001 given by --sdk-app-id/--secret-key" in err
+    assert list(tmp_path.iterdir()) == []  # no folder, no app.json made
+
+
+# ------------------------------------------------------------------ callback-secrets and the data folder
+
+
+def test_callback_secrets_outside_the_data_folder_refuses_and_makes_nothing(tmp_path: Path) -> None:
+    err = assert_refused(ringline("callback-secrets", cwd=tmp_path), "--data-dir", "RINGLINE_DATA_DIR")
+    assert f"no app in {tmp_path / 'ringline-data'}" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_callback_secrets_given_by_flags_need_no_folder(tmp_path: Path) -> None:
+    secret = "whsec_" + "a" * 43 + "="
+    code, out, err = ringline(
+        "callback-secrets", "--callback-token", "tok", "--webhook-secret", secret, cwd=tmp_path
+    )
+    assert code == 0, err
+    assert out == f"callback token:  tok\nwebhook secret:  {secret}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_callback_secrets_print_what_the_server_signs_with(tmp_path: Path) -> None:
+    code, _, err = ringline("usersig", "alice", "--create", cwd=tmp_path)  # an app, as a server makes
+    assert code == 0, err
+    code, out, err = ringline("callback-secrets", cwd=tmp_path)
+    assert code == 0, err
+    kept = json.loads((tmp_path / "ringline-data" / "callbacks.json").read_text())
+    assert out.startswith(f"callback token:  {kept['callback_token']}\n")
 
 
 # ------------------------------------------------------------------ the banner
