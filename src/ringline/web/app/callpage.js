@@ -1,12 +1,16 @@
-// The Ringline call page: sign in, call one or several users, answer, talk with video
-// tiles, volume bars and network-quality marks, a live event log and recent calls.
+// The Ringline call page: sign in, call one or several people, answer, talk. Whom you
+// call is named (their profile, or their id), an offline callee is said to be offline,
+// ringback and ringtone are made with Web Audio (and can be muted); video fills the
+// window in 1v1 with your own preview as a picture-in-picture, a grid in groups, and an
+// avatar stands in for a camera that is off. Errors are sentences for people; the raw
+// events and the technical messages are in the folded developer log.
 // Built only on the public engine API (/sdk/ringline.js); docs/web.md.
 //
 //   import { mountCallPage } from "/app/callpage.js";
 //   const page = mountCallPage(document.getElementById("app"), {
 //     beforeCalling: () => {...},   // this user starts a call or receives one
 //     afterCalling: () => {...},    // the call ended, did not connect, or failed
-//     ringtone: "/sounds/ring.mp3", // replace the built-in ring (setCallingBell too)
+//     ringtone: "/sounds/ring.mp3", // replace the built-in ringtone (setCallingBell too)
 //     engine,                       // optional: an existing CallEngine to drive
 //     layout: "kit",                // optional: only the call UI, hidden while idle
 //   });
@@ -19,6 +23,7 @@ import {
   CallEndReason,
   CallRole,
   CallStatus,
+  ErrorCode,
   MediaType,
   NetworkQuality,
   RinglineEvent,
@@ -26,9 +31,25 @@ import {
 } from "/sdk/ringline.js";
 
 const QUALITY_NAMES = ["unknown", "excellent", "good", "poor", "bad", "very bad", "down"];
-const REASON_NAMES = Object.fromEntries(Object.entries(CallEndReason).map(([k, v]) => [v, k.toLowerCase().replace(/_/g, " ")]));
+const USER_ID = /^[A-Za-z0-9_-]{1,32}$/;
+const MAX_CALLEES = 8;
 /** @type {Set<string>} */
 const QUIET_EVENTS = new Set([TUICallEvent.USER_VOICE_VOLUME, TUICallEvent.ON_USER_NETWORK_QUALITY_CHANGED, RinglineEvent.STATUS_CHANGED, RinglineEvent.LOCAL_STREAM, RinglineEvent.REMOTE_STREAM]);
+const TONE_MUTED_KEY = "ringline.toneMuted";
+
+// Icons (24×24 strokes), drawn inline so the page needs no image files.
+const ICONS = {
+  video: '<path d="M3 7h11a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1H3a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1z"/><path d="M15 10l6-3v10l-6-3"/>',
+  phone: '<path d="M5 3h3l2 5-2.5 1.5a11 11 0 0 0 5 5L14 12l5 2v3a2 2 0 0 1-2 2A15 15 0 0 1 3 5a2 2 0 0 1 2-2z"/>',
+  hangup: '<path d="M3 14.5c5-4.7 13-4.7 18 0l-2.2 2.6-3.6-1.4v-2.6a11 11 0 0 0-6.4 0v2.6l-3.6 1.4z"/>',
+  mic: '<rect x="9" y="3" width="6" height="11" rx="3"/><path d="M5 11a7 7 0 0 0 14 0M12 18v3"/>',
+  micOff: '<rect x="9" y="3" width="6" height="11" rx="3"/><path d="M5 11a7 7 0 0 0 14 0M12 18v3M3 3l18 18"/>',
+  camOff: '<path d="M3 7h11a1 1 0 0 1 1 1v8a1 1 0 0 1-1 1H3a1 1 0 0 1-1-1V8a1 1 0 0 1 1-1z"/><path d="M15 10l6-3v10l-6-3M2 3l20 18"/>',
+  audio: '<path d="M4 10v4M8 7v10M12 4v16M16 8v8M20 11v2"/>',
+  addUser: '<circle cx="9" cy="8" r="4"/><path d="M2 21a7 7 0 0 1 14 0M19 8v6M16 11h6"/>',
+  bell: '<path d="M6 16V11a6 6 0 0 1 12 0v5l2 2H4z"/><path d="M10 21h4"/>',
+  bellOff: '<path d="M6 16V11a6 6 0 0 1 12 0v5l2 2H4z"/><path d="M10 21h4M3 3l18 18"/>',
+};
 
 /** Create an element: h("button.primary", {onclick}, "text", child...). */
 function h(tag, attrs = {}, ...children) {
@@ -45,6 +66,13 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** An inline icon (decorative: the button around it carries the words). */
+function icon(name) {
+  const span = h("span.rl-icon", { "aria-hidden": "true" });
+  span.innerHTML = `<svg viewBox="0 0 24 24" width="24" height="24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">${ICONS[name]}</svg>`;
+  return span;
+}
+
 function clock(seconds) {
   const s = Math.max(0, Math.floor(seconds));
   const hh = Math.floor(s / 3600);
@@ -53,49 +81,126 @@ function clock(seconds) {
   return hh ? `${hh}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
-/** The built-in ring: two tones, 2 s on, 4 s off, made with Web Audio (no file). */
-class SynthRing {
+/** "Ann Lee" -> "AL", "bob" -> "BO". */
+function initials(name) {
+  const words = String(name).trim().split(/[\s._-]+/).filter(Boolean);
+  const text = words.length > 1 ? words[0][0] + words[1][0] : String(name).slice(0, 2);
+  return text.toUpperCase();
+}
+
+/** A stable colour per user (dark enough for white initials). */
+function hue(userId) {
+  let n = 0;
+  for (const ch of userId) n = (n * 31 + ch.charCodeAt(0)) % 360;
+  return n;
+}
+
+/** A list in words: ["a"] -> "a", ["a", "b", "c"] -> "a, b and c". */
+function words(list) {
+  return list.length < 2 ? list.join("") : `${list.slice(0, -1).join(", ")} and ${list[list.length - 1]}`;
+}
+
+// ---------------------------------------------------------------- tones
+
+/** One AudioContext per page, resumed on the first click or key (browsers only let a
+ * page make sound after a gesture, unless told otherwise). */
+let sharedAudio = null;
+function audioContext() {
+  if (!sharedAudio) {
+    try {
+      sharedAudio = new AudioContext();
+    } catch {
+      return null;
+    }
+  }
+  if (sharedAudio.state === "suspended") sharedAudio.resume().catch(() => {});
+  return sharedAudio;
+}
+
+/** The patterns: ringback (the caller hears it while the other side rings: 440+480 Hz,
+ * 2 s on, 4 s off) and the ringtone (the callee's: three rising notes, twice, every 3 s). */
+const PATTERNS = {
+  ringback: { period: 6, level: 0.07, notes: [{ freqs: [440, 480], at: 0, len: 2 }] },
+  ringtone: {
+    period: 3,
+    level: 0.09,
+    notes: [0, 0.9].flatMap((t) => [
+      { freqs: [659.3], at: t, len: 0.16 },
+      { freqs: [784], at: t + 0.2, len: 0.16 },
+      { freqs: [987.8], at: t + 0.4, len: 0.3 },
+    ]),
+  },
+};
+
+/** A tone made with Web Audio, no file: `start()`, `stop()`, `muted`. */
+class SynthTone {
+  constructor(kind) {
+    this.kind = kind;
+    this.pattern = PATTERNS[kind];
+    this.muted = false;
+    this.nodes = null;
+  }
+
   get playing() {
-    return !!this.ctx;
+    return !!this.nodes && !!sharedAudio && sharedAudio.state === "running";
   }
 
   start() {
-    if (this.ctx) return;
-    try {
-      this.ctx = new AudioContext();
-    } catch {
-      return;
-    }
-    const ctx = this.ctx;
-    this.gain = ctx.createGain();
-    this.gain.gain.value = 0;
-    this.gain.connect(ctx.destination);
-    for (const f of [440, 480]) {
-      const o = ctx.createOscillator();
-      o.frequency.value = f;
-      o.connect(this.gain);
-      o.start();
-    }
-    const ring = () => {
-      const t = ctx.currentTime;
-      this.gain.gain.setValueAtTime(0.08, t);
-      this.gain.gain.setValueAtTime(0, t + 2);
+    if (this.nodes) return;
+    const ctx = audioContext();
+    if (!ctx) return;
+    const master = ctx.createGain();
+    master.gain.value = this.muted ? 0 : 1;
+    master.connect(ctx.destination);
+    const voices = this.pattern.notes.map((note) => {
+      const gain = ctx.createGain();
+      gain.gain.value = 0;
+      gain.connect(master);
+      const oscs = note.freqs.map((f) => {
+        const o = ctx.createOscillator();
+        o.frequency.value = f;
+        o.connect(gain);
+        o.start();
+        return o;
+      });
+      return { note, gain, oscs };
+    });
+    const level = this.pattern.level;
+    const schedule = () => {
+      const t0 = ctx.currentTime + 0.02;
+      for (const { note, gain } of voices) {
+        const g = gain.gain;
+        g.setValueAtTime(0, t0 + note.at);
+        g.linearRampToValueAtTime(level, t0 + note.at + 0.02);
+        g.setValueAtTime(level, t0 + note.at + note.len - 0.03);
+        g.linearRampToValueAtTime(0, t0 + note.at + note.len);
+      }
     };
-    ring();
-    this.timer = setInterval(ring, 6000);
+    schedule();
+    this.nodes = { master, voices, timer: setInterval(schedule, this.pattern.period * 1000) };
+  }
+
+  setMuted(muted) {
+    this.muted = muted;
+    if (this.nodes) this.nodes.master.gain.value = muted ? 0 : 1;
   }
 
   stop() {
-    clearInterval(this.timer);
-    if (this.ctx) this.ctx.close().catch(() => {});
-    this.ctx = null;
+    if (!this.nodes) return;
+    clearInterval(this.nodes.timer);
+    for (const { oscs } of this.nodes.voices) for (const o of oscs) o.stop();
+    this.nodes.master.disconnect();
+    this.nodes = null;
   }
 }
 
 /** A ringtone from a URL (setCallingBell / options.ringtone). */
-class FileRing {
+class FileTone {
   constructor(url) {
+    this.kind = "ringtone";
     this.url = url;
+    this.muted = false;
+    this.audio = null;
   }
 
   get playing() {
@@ -106,7 +211,13 @@ class FileRing {
     if (this.audio) return;
     this.audio = new Audio(this.url);
     this.audio.loop = true;
+    this.audio.muted = this.muted;
     this.audio.play().catch(() => {});
+  }
+
+  setMuted(muted) {
+    this.muted = muted;
+    if (this.audio) this.audio.muted = muted;
   }
 
   stop() {
@@ -114,6 +225,52 @@ class FileRing {
       this.audio.pause();
       this.audio = null;
     }
+  }
+}
+
+// ---------------------------------------------------------------- errors in words
+
+/**
+ * What went wrong, for a person: `err` is a RinglineError (or any Error), `action`
+ * what they tried ("call", "sign-in", "answer", ...). The technical text goes to the
+ * developer log, never here.
+ */
+function humanError(err, action) {
+  const code = err && err.code;
+  const raw = String((err && (err.msg || err.message)) || "");
+  switch (code) {
+    case ErrorCode.DEVICE_ERROR:
+      return "Your camera or microphone could not be started. Check that this site may use them and that no other app holds them.";
+    case ErrorCode.INIT_FAIL:
+    case ErrorCode.SESSION_UNKNOWN:
+      return "You are signed out. Sign in again.";
+    case ErrorCode.PARAM_INVALID:
+      if (action === "call" || action === "invite") return "Ringline could not place that call. Check the user ids and try again.";
+      if (action === "name") return "That name is too long. Use a shorter one.";
+      return "Ringline could not do that. Try again.";
+    case ErrorCode.REQUEST_REFUSED:
+      if (action === "call") return "You are already in a call. Hang up first.";
+      return "That is not possible at this moment of the call.";
+    case ErrorCode.REQUEST_REPEATED:
+      return "That is already done.";
+    case ErrorCode.SCENE_NOT_SUPPORTED:
+      return "This is an audio call: switch to video first.";
+    case ErrorCode.NO_PERMISSION:
+      return "You were not invited to that call.";
+    case ErrorCode.SIGNALING_SEND_FAIL:
+      return "The server did not answer in time. Check your connection and try again.";
+    case ErrorCode.RATE_LIMITED:
+      return "Too many requests at once. Wait a moment and try again.";
+    case ErrorCode.CALL_NOT_FOUND:
+      return "That call is already over.";
+    case 70001:
+      return "Your sign-in has expired. Sign in again.";
+    default:
+      if (typeof code === "number" && code >= 70000 && code < 71000) {
+        return "This sign-in key does not work for this user. Ask for a new one.";
+      }
+      if (err instanceof TypeError || /fetch|network/i.test(raw)) return "The Ringline server cannot be reached. Check your connection.";
+      return "Something went wrong. Try again.";
   }
 }
 
@@ -126,68 +283,126 @@ export function mountCallPage(root, options = {}) {
   const base = new URL("/", options.serverUrl || import.meta.url).href;
   const engine = options.engine || new CallEngine({ serverUrl: base, ...(options.engineOptions || {}) });
   const hooks = { beforeCalling: options.beforeCalling, afterCalling: options.afterCalling };
-  let ring = options.ringtone ? new FileRing(options.ringtone) : new SynthRing();
+  const kit = options.layout === "kit";
+  let bell = options.ringtone ? new FileTone(options.ringtone) : new SynthTone("ringtone");
+  const ringback = new SynthTone("ringback");
+  /** @type {SynthTone | FileTone | null} */
+  let tone = null;
+  let toneMuted = false;
+  try {
+    toneMuted = localStorage.getItem(TONE_MUTED_KEY) === "true";
+  } catch {
+    // storage may be off: the tones start unmuted
+  }
   let config = { sdkAppId: 0, devSignIn: false };
   let beganAt = 0;
   let inCallFlow = false;
-  const tiles = new Map(); // userId -> {el, video, bar, quality, mic, cam}
+  /** Whom this call is about, by user id: profile and presence as the server told us. */
+  const people = new Map(); // userId -> {nickname, avatar, online}
+  /** Invitees of the current call not connected yet, in order. */
+  const pending = new Map(); // userId -> "ringing" | "offline"
+  const tiles = new Map(); // userId -> {el, video, bar, quality, mic, cam, avatar}
   const log = [];
+
+  const nameOf = (u) => (u === engine.userId ? "You" : (people.get(u) && people.get(u).nickname) || u);
 
   // ---------------------------------------------------------------- layout
   root.classList.add("rl-page");
-  if (options.layout === "kit") root.classList.add("rl-kit");
-  const status = h("span.rl-status", {}, "offline");
-  const who = h("span.rl-who");
-  const signOutBtn = h("button", { onclick: () => signOut(), hidden: true, id: "rl-signout" }, "Sign out");
-  const header = h("header.rl-header", {}, h("strong", {}, "Ringline"), who, status, signOutBtn);
+  if (kit) root.classList.add("rl-kit");
+  const statusText = h("span.rl-status-text", {}, "Offline");
+  const status = h("span.rl-status", { id: "rl-connection", role: "status" }, statusText);
+  const whoAvatar = h("span.rl-who-avatar", { "aria-hidden": "true" });
+  const who = h("span.rl-who", {});
+  const signOutBtn = h("button.rl-ghost", { onclick: () => signOut(), hidden: true, id: "rl-signout", type: "button" }, "Sign out");
+  const brand = h("span.rl-brand", {}, h("span.rl-logo", { "aria-hidden": "true" }), "Ringline");
+  const header = h("header.rl-header", {}, brand, status, h("span.rl-me", {}, whoAvatar, who), signOutBtn);
 
-  const userInput = h("input", { id: "rl-user", placeholder: "your user id", autocomplete: "username" });
-  const sigInput = h("input", { id: "rl-sig", placeholder: "user sig (from your backend)", hidden: true });
-  const signInBtn = h("button.primary", { id: "rl-signin", type: "submit" }, "Sign in");
-  const signInMsg = h("p.rl-hint");
-  const signInForm = h("form.rl-card", { id: "rl-signin-form", onsubmit: (e) => { e.preventDefault(); signIn(userInput.value.trim(), sigInput.value.trim()); } },
-    h("h2", {}, "Sign in"), userInput, sigInput, signInBtn, signInMsg);
+  // Sign-in.
+  const userInput = h("input", { id: "rl-user", name: "user", autocomplete: "username", required: true, spellcheck: "false", autocapitalize: "off" });
+  const nameInput = h("input", { id: "rl-name", name: "nickname", autocomplete: "nickname", maxlength: 100 });
+  const sigInput = h("input", { id: "rl-sig", name: "usersig", autocomplete: "off", spellcheck: "false" });
+  const sigField = h("div.rl-field", { hidden: true }, h("label", { for: "rl-sig" }, "Sign-in key (user sig from your backend)"), sigInput);
+  const signInBtn = h("button.primary.rl-wide", { id: "rl-signin", type: "submit" }, "Sign in");
+  const signInMsg = h("p.rl-hint", { id: "rl-signin-msg", role: "status" });
+  const signInForm = h("form.rl-card.rl-signin", {
+    id: "rl-signin-form",
+    "aria-labelledby": "rl-signin-title",
+    onsubmit: (e) => { e.preventDefault(); signIn(userInput.value.trim(), sigInput.value.trim(), nameInput.value.trim()); },
+  },
+  h("h1", { id: "rl-signin-title" }, "Sign in to Ringline"),
+  h("p.rl-lead", {}, "Audio and video calls in your browser."),
+  h("div.rl-field", {}, h("label", { for: "rl-user" }, "User id"), userInput),
+  h("div.rl-field", {}, h("label", { for: "rl-name" }, "Your name ", h("span.rl-optional", {}, "(optional, shown to the people you call)")), nameInput),
+  sigField, signInBtn, signInMsg);
 
-  const calleeInput = h("input", { id: "rl-callees", placeholder: "user ids to call, comma separated" });
-  const dialMsg = h("p.rl-hint");
-  const dial = h("section.rl-card", { id: "rl-dial", hidden: true },
-    h("h2", {}, "Call"), calleeInput,
-    h("div.rl-row", {},
-      h("button.primary", { id: "rl-call-audio", onclick: () => dialOut(MediaType.AUDIO) }, "Audio call"),
-      h("button.primary", { id: "rl-call-video", onclick: () => dialOut(MediaType.VIDEO) }, "Video call")),
-    dialMsg);
+  // Dial.
+  const calleeInput = h("input", { id: "rl-callees", name: "callees", autocomplete: "off", spellcheck: "false", autocapitalize: "off", "aria-describedby": "rl-dial-help" });
+  const dialMsg = h("p.rl-notice", { id: "rl-dial-msg", role: "status", "aria-live": "polite" });
+  const dial = h("form.rl-card.rl-dial", {
+    id: "rl-dial",
+    hidden: true,
+    "aria-labelledby": "rl-dial-title",
+    onsubmit: (e) => {
+      e.preventDefault();
+      const media = e.submitter && e.submitter.dataset.media === "audio" ? MediaType.AUDIO : MediaType.VIDEO;
+      dialOut(media);
+    },
+  },
+  h("h1", { id: "rl-dial-title" }, "Start a call"),
+  h("div.rl-field", {}, h("label", { for: "rl-callees" }, "Who do you want to call?"), calleeInput,
+    h("small.rl-hint", { id: "rl-dial-help" }, "A user id, or several separated by commas for a group call. Enter places a video call.")),
+  h("div.rl-row.rl-dial-buttons", {},
+    h("button.primary", { id: "rl-call-video", type: "submit", dataset: { media: "video" } }, icon("video"), "Video call"),
+    h("button.secondary", { id: "rl-call-audio", type: "submit", dataset: { media: "audio" } }, icon("phone"), "Audio call")),
+  dialMsg);
 
-  const incomingText = h("p", { id: "rl-incoming-text" });
-  const incoming = h("section.rl-card.rl-incoming", { id: "rl-incoming", hidden: true },
-    h("h2", {}, "Incoming call"), incomingText,
-    h("div.rl-row", {},
-      h("button.accept", { id: "rl-accept", onclick: () => act("accept") }, "Accept"),
-      h("button.reject", { id: "rl-reject", onclick: () => act("reject") }, "Reject")));
+  // Incoming call (a full-window screen).
+  const incomingAvatar = h("div.rl-big-avatar.rl-pulse", { "aria-hidden": "true" });
+  const incomingName = h("h2.rl-incoming-name", { id: "rl-incoming-name" });
+  const incomingText = h("p.rl-incoming-text", { id: "rl-incoming-text" });
+  const acceptBtn = h("button.rl-round.accept", { id: "rl-accept", type: "button", onclick: () => act("accept", "answer") }, icon("phone"), h("span.rl-round-label", {}, "Accept"));
+  const rejectBtn = h("button.rl-round.reject", { id: "rl-reject", type: "button", onclick: () => act("reject", "decline") }, icon("hangup"), h("span.rl-round-label", {}, "Decline"));
+  const incomingMute = h("button.rl-chip", { id: "rl-tone-mute-incoming", type: "button", "aria-pressed": "false", onclick: () => muteTones(!toneMuted) });
+  const incoming = h("section.rl-incoming", { id: "rl-incoming", hidden: true, role: "dialog", "aria-modal": "true", "aria-labelledby": "rl-incoming-name", "aria-describedby": "rl-incoming-text" },
+    h("div.rl-incoming-body", {}, incomingAvatar, incomingName, incomingText, incomingMute),
+    h("div.rl-incoming-actions", {}, rejectBtn, acceptBtn));
 
-  const timer = h("span.rl-timer", { id: "rl-timer" }, "00:00");
-  const callTitle = h("span.rl-call-title", { id: "rl-call-title" });
-  const grid = h("div.rl-grid", { id: "rl-grid" });
-  const micBtn = h("button", { id: "rl-mic", onclick: () => toggleMic() }, "Mute");
-  const camBtn = h("button", { id: "rl-cam", onclick: () => toggleCam() }, "Camera off");
-  const audioBtn = h("button", { id: "rl-to-audio", onclick: () => act("switchCallMediaType", MediaType.AUDIO) }, "Switch to audio");
-  const inviteInput = h("input", { id: "rl-invite-ids", placeholder: "invite user ids" });
-  const inviteBtn = h("button", { id: "rl-invite", onclick: () => invite() }, "Invite");
-  const hangupBtn = h("button.reject", { id: "rl-hangup", onclick: () => act("hangup") }, "Hang up");
-  const callView = h("section.rl-call", { id: "rl-call", hidden: true },
-    h("div.rl-row.rl-call-head", {}, callTitle, timer),
-    grid,
-    h("div.rl-row.rl-controls", {}, micBtn, camBtn, audioBtn, inviteInput, inviteBtn, hangupBtn));
+  // The call (a full-window stage).
+  const timer = h("span.rl-timer", { id: "rl-timer", "aria-label": "call time" }, "00:00");
+  const callTitle = h("h2.rl-call-title", { id: "rl-call-title" });
+  const callState = h("p.rl-call-state", { id: "rl-call-state", role: "status", "aria-live": "polite" });
+  const grid = h("div.rl-grid", { id: "rl-grid", dataset: { layout: "solo" } });
+  const dialing = h("div.rl-dialing", { id: "rl-dialing", hidden: true });
+  const toast = h("p.rl-toast", { id: "rl-toast", role: "status", "aria-live": "polite", hidden: true });
+  const banner = h("p.rl-banner", { id: "rl-reconnecting", role: "alert", hidden: true }, "Connection lost — reconnecting…");
+  const control = (id, ic, label, onclick, cls = "") =>
+    h(`button.rl-control${cls}`, { id, type: "button", onclick }, icon(ic), h("span.rl-control-label", {}, label));
+  const micBtn = control("rl-mic", "micOff", "Mute", () => toggleMic());
+  const camBtn = control("rl-cam", "camOff", "Camera off", () => toggleCam());
+  const audioBtn = control("rl-to-audio", "audio", "Audio only", () => act("switchCallMediaType", "switch", MediaType.AUDIO));
+  const addBtn = control("rl-add", "addUser", "Add people", () => toggleInvite());
+  const toneBtn = control("rl-tone-mute", "bellOff", "Mute ringing", () => muteTones(!toneMuted));
+  const hangupBtn = control("rl-hangup", "hangup", "Hang up", () => act("hangup", "hang up"), ".hangup");
+  const inviteInput = h("input", { id: "rl-invite-ids", name: "invite", autocomplete: "off", spellcheck: "false", autocapitalize: "off" });
+  const inviteBtn = h("button.primary", { id: "rl-invite", type: "submit" }, "Invite");
+  const inviteForm = h("form.rl-invite", { id: "rl-invite-form", hidden: true, onsubmit: (e) => { e.preventDefault(); invite(); } },
+    h("label", { for: "rl-invite-ids" }, "Add people (user ids)"), h("div.rl-row", {}, inviteInput, inviteBtn));
+  const callView = h("section.rl-call", { id: "rl-call", hidden: true, "aria-labelledby": "rl-call-title" },
+    h("div.rl-call-head", {}, h("div.rl-call-heading", {}, callTitle, callState), timer),
+    banner, dialing, grid, toast, inviteForm,
+    h("div.rl-controls", { role: "toolbar", "aria-label": "call controls" }, micBtn, camBtn, audioBtn, addBtn, toneBtn, hangupBtn));
 
+  // Recent calls and the developer log.
   const logList = h("ol.rl-log", { id: "rl-log" });
   const recentList = h("ul.rl-recent", { id: "rl-recent" });
   let recentFilter = 0;
   const tabs = /** @type {Array<[string, number]>} */ ([["All", 0], ["Missed", 1], ["Incoming", 2], ["Outgoing", 3]]).map(([label, type]) =>
-    h("button.rl-tab", { dataset: { type }, onclick: () => { recentFilter = type; refreshRecent(); } }, label));
-  const side = h("aside.rl-side", {},
-    h("section.rl-card", { id: "rl-recent-card", hidden: true }, h("h2", {}, "Recent calls"), h("div.rl-row", {}, ...tabs), recentList),
-    h("section.rl-card", {}, h("h2", {}, "Event log"), logList));
+    h("button.rl-tab", { type: "button", "aria-pressed": "false", dataset: { type }, onclick: () => { recentFilter = type; refreshRecent(); } }, label));
+  const recentCard = h("section.rl-card", { id: "rl-recent-card", hidden: true, "aria-labelledby": "rl-recent-title" },
+    h("h2", { id: "rl-recent-title" }, "Recent calls"), h("div.rl-tabs", { role: "group", "aria-label": "show" }, ...tabs), recentList);
+  const devLog = h("details.rl-devlog", { id: "rl-devlog" }, h("summary", {}, "Developer log"), logList);
 
-  root.append(header, h("main.rl-main", {}, h("div.rl-center", {}, signInForm, dial, incoming, callView), side));
+  root.append(header, h("main.rl-main", {}, signInForm, dial, recentCard, devLog), incoming, callView);
 
   // ---------------------------------------------------------------- helpers
   const show = (el, on) => { el.hidden = !on; };
@@ -212,55 +427,221 @@ export function mountCallPage(root, options = {}) {
     while (logList.children.length > 200) logList.lastChild.remove();
   }
 
-  function setStatus(text) {
-    status.textContent = text;
-    root.dataset.connection = text;
+  /** Tell the person what went wrong (`where`: an element) and the developer why. */
+  function report(where, err, action) {
+    addLog("error", { action, code: err && err.code, message: String((err && (err.msg || err.message)) || err) });
+    where.textContent = humanError(err, action);
+    where.dataset.kind = "error";
+  }
+
+  function notice(where, text, kind = "info") {
+    where.textContent = text;
+    where.dataset.kind = kind;
+  }
+
+  function setStatus(state) {
+    statusText.textContent = { online: "Online", reconnecting: "Reconnecting…", offline: "Offline" }[state] || state;
+    root.dataset.connection = state;
+  }
+
+  /** An avatar: the profile picture, else initials on the user's colour. */
+  function avatar(userId, cls = "rl-avatar") {
+    const el = h(`div.${cls}`, { "aria-hidden": "true" });
+    fillAvatar(el, userId);
+    return el;
+  }
+
+  function fillAvatar(el, userId) {
+    const p = people.get(userId);
+    el.textContent = "";
+    el.style.setProperty("--hue", String(hue(userId)));
+    const label = initials(userId === engine.userId ? (p && p.nickname) || userId : nameOf(userId));
+    if (p && p.avatar) {
+      const img = h("img", { src: p.avatar, alt: "" });
+      img.addEventListener("error", () => { img.remove(); el.textContent = label; });
+      el.append(img);
+    } else {
+      el.textContent = label;
+    }
+  }
+
+  function setTone(kind) {
+    const want = kind === "ringback" ? ringback : kind === "ringtone" ? bell : null;
+    if (tone !== want) {
+      if (tone) tone.stop();
+      tone = want;
+      if (tone) {
+        tone.setMuted(toneMuted);
+        tone.start();
+      }
+    }
+    root.dataset.tone = tone ? tone.kind : "none";
+    root.dataset.ringing = kind === "ringtone" ? "true" : "false";
+  }
+
+  function muteTones(muted) {
+    toneMuted = muted;
+    try {
+      localStorage.setItem(TONE_MUTED_KEY, String(muted));
+    } catch {
+      // not kept: fine
+    }
+    if (tone) tone.setMuted(muted);
+    renderToneButtons();
+  }
+
+  function renderToneButtons() {
+    root.dataset.toneMuted = String(toneMuted);
+    for (const b of [toneBtn, incomingMute]) b.setAttribute("aria-pressed", String(toneMuted));
+    incomingMute.textContent = "";
+    incomingMute.append(icon(toneMuted ? "bellOff" : "bell"), toneMuted ? "Ringtone muted" : "Mute ringtone");
+    toneBtn.querySelector(".rl-control-label").textContent = toneMuted ? "Unmute ringing" : "Mute ringing";
+    toneBtn.replaceChild(icon(toneMuted ? "bell" : "bellOff"), toneBtn.querySelector(".rl-icon"));
   }
 
   function render() {
     const signedIn = engine.isInitialized;
     const st = engine.callStatus;
+    const caller = engine.callRole === CallRole.CALLER;
+    const ringingHere = signedIn && st === CallStatus.WAITING && !caller;
+    const dialingOut = signedIn && st === CallStatus.WAITING && caller;
+    const connected = signedIn && st === CallStatus.ACCEPT;
+    const wasIncomingHidden = incoming.hidden;
     show(signInForm, !signedIn);
     show(signOutBtn, signedIn);
     show(dial, signedIn && st === CallStatus.NONE);
-    show(incoming, signedIn && st === CallStatus.WAITING && engine.callRole === CallRole.CALLED);
-    show(callView, signedIn && (st === CallStatus.ACCEPT || (st === CallStatus.WAITING && engine.callRole === CallRole.CALLER)));
-    show(root.querySelector("#rl-recent-card"), signedIn);
+    show(incoming, ringingHere);
+    show(callView, dialingOut || connected);
+    show(recentCard, signedIn);
+    show(devLog, !kit);
     const video = engine.mediaType === MediaType.VIDEO;
     show(camBtn, video);
-    show(audioBtn, video && st === CallStatus.ACCEPT);
-    for (const b of [micBtn, inviteBtn, inviteInput]) b.disabled = st !== CallStatus.ACCEPT;
+    show(audioBtn, video && connected);
+    show(addBtn, connected);
+    show(toneBtn, dialingOut);
+    if (!connected) inviteForm.hidden = true;
+    micBtn.disabled = !connected;
+    inviteBtn.disabled = !connected;
+    inviteInput.disabled = !connected;
+    hangupBtn.querySelector(".rl-control-label").textContent = dialingOut ? "Cancel" : "Hang up";
+    hangupBtn.setAttribute("aria-label", dialingOut ? "Cancel the call" : "Hang up");
     root.dataset.status = ["idle", "waiting", "connected"][st];
+    root.dataset.view = !signedIn ? "signin" : ringingHere ? "incoming" : dialingOut ? "dialing" : connected ? "call" : "home";
+    document.documentElement.classList.toggle("rl-in-call", !kit && (ringingHere || dialingOut || connected));
     who.textContent = signedIn ? engine.userId : "";
-    if (st === CallStatus.WAITING && engine.callRole === CallRole.CALLER) callTitle.textContent = "Calling…";
+    if (signedIn) fillAvatar(whoAvatar, engine.userId);
+    show(whoAvatar, signedIn);
+    setTone(dialingOut ? "ringback" : ringingHere ? "ringtone" : null);
+    renderToneButtons();
+    renderDialing(dialingOut);
+    layoutGrid();
+    if (ringingHere && wasIncomingHidden) acceptBtn.focus();
   }
+
+  /** The caller's screen while it rings: whom you are calling, and whether they can hear it. */
+  function renderDialing(on) {
+    show(dialing, on && pending.size > 0);
+    if (!on) return;
+    const ids = [...pending.keys()];
+    const names = ids.map(nameOf);
+    callTitle.textContent = ids.length ? `Calling ${words(names)}` : "Calling…";
+    const offline = ids.filter((u) => pending.get(u) === "offline");
+    callState.textContent = !ids.length
+      ? "Ringing…"
+      : offline.length === ids.length && ids.length === 1
+        ? `${names[0]} is offline — ringing until the timeout`
+        : offline.length
+          ? `Ringing… ${words(offline.map(nameOf))} ${offline.length > 1 ? "are" : "is"} offline — ringing until the timeout`
+          : "Ringing…";
+    callState.dataset.offline = offline.length ? "true" : "false";
+    dialing.textContent = "";
+    for (const u of ids) {
+      const off = pending.get(u) === "offline";
+      dialing.append(h("div.rl-callee", { dataset: { user: u, presence: off ? "offline" : "ringing" } },
+        avatar(u, "rl-big-avatar" + (off ? "" : ".rl-pulse")),
+        h("span.rl-callee-name", {}, nameOf(u)),
+        h("span.rl-callee-state", {}, off ? "Offline — ringing until the timeout" : "Ringing…")));
+    }
+  }
+
+  /** 1v1: the other person fills the stage, you are the picture-in-picture; 3+: a grid. */
+  function layoutGrid() {
+    const remote = [...tiles.keys()].filter((u) => u !== engine.userId);
+    const connected = engine.callStatus === CallStatus.ACCEPT;
+    const mode = !connected || remote.length === 0 ? "solo" : remote.length === 1 && pendingTiles() === 0 ? "pip" : "grid";
+    grid.dataset.layout = mode;
+    grid.dataset.count = String(tiles.size);
+    for (const [u, t] of tiles) t.el.classList.toggle("rl-self", u === engine.userId);
+    // While dialing only the own preview shows, small, beside the callee's avatar.
+    grid.hidden = !connected && !(tiles.has(engine.userId) && engine.mediaType === MediaType.VIDEO);
+  }
+
+  const pendingTiles = () => grid.querySelectorAll(".rl-tile.rl-waiting").length;
 
   function tile(userId, isLocal) {
     let t = tiles.get(userId);
     if (t) return t;
+    grid.querySelector(`.rl-waiting[data-user="${userId}"]`)?.remove();
     const video = h("video", { autoplay: true, playsinline: true, muted: true });
     video.muted = true;
     const bar = h("div.rl-volume-fill");
-    const quality = h("span.rl-quality", { dataset: { quality: 0 }, title: "network quality" }, "●●●●");
-    const mic = h("span.rl-flag", { title: "microphone" }, "mic");
-    const cam = h("span.rl-flag", { title: "camera" }, "cam");
-    const el = h("figure.rl-tile", { dataset: { user: userId } }, video,
-      h("figcaption", {}, h("span.rl-name", {}, isLocal ? `${userId} (you)` : userId), mic, cam, quality,
-        h("div.rl-volume", { title: "volume" }, bar)));
-    grid.append(el);
-    t = { el, video, bar, quality, mic, cam };
+    const quality = h("span.rl-quality", { dataset: { quality: 0 }, title: "network quality", role: "img", "aria-label": "network quality: unknown" }, "●●●●");
+    const mic = h("span.rl-flag", { title: "microphone on", role: "img", "aria-label": "microphone on" }, icon("micOff"));
+    const cam = h("span.rl-flag", { title: "camera on", role: "img", "aria-label": "camera on" }, icon("camOff"));
+    const av = h("div.rl-tile-avatar", { "aria-hidden": "true" }, avatar(userId, "rl-big-avatar"));
+    const el = h("figure.rl-tile", { dataset: { user: userId, video: "off" } }, av, video,
+      h("figcaption", {}, h("span.rl-name", {}, isLocal ? "You" : nameOf(userId)), mic, cam, quality,
+        h("div.rl-volume", { title: "volume", "aria-hidden": "true" }, bar)));
+    if (isLocal) grid.append(el);
+    else grid.insertBefore(el, grid.querySelector(".rl-self"));
+    t = { el, video, bar, quality, mic, cam, avatar: av, camOn: true, frames: false };
     tiles.set(userId, t);
+    const tt = t;
+    const seen = () => { tt.frames = video.videoWidth > 0; videoState(userId); };
+    video.addEventListener("loadeddata", seen);
+    video.addEventListener("resize", seen);
     if (isLocal) engine.startLocalView(video);
     else engine.startRemoteView(userId, video);
+    videoState(userId);
+    layoutGrid();
     return t;
+  }
+
+  /** A tile shows video when the call is a video call, the camera is on and frames come; else the avatar. */
+  function videoState(userId) {
+    const t = tiles.get(userId);
+    if (!t) return;
+    const on = engine.mediaType === MediaType.VIDEO && t.camOn && t.frames;
+    t.el.dataset.video = on ? "on" : "off";
+  }
+
+  function setFlag(flag, on, what) {
+    flag.classList.toggle("off", !on);
+    const text = `${what} ${on ? "on" : "off"}`;
+    flag.title = text;
+    flag.setAttribute("aria-label", text);
+  }
+
+  /** An invitee not in the call yet, shown in the grid (group calls) with its avatar. */
+  function waitingTile(userId) {
+    if (tiles.has(userId) || grid.querySelector(`.rl-waiting[data-user="${userId}"]`)) return;
+    const off = pending.get(userId) === "offline";
+    grid.insertBefore(h("figure.rl-tile.rl-waiting", { dataset: { user: userId, video: "off" } }, h("div.rl-tile-avatar", { "aria-hidden": "true" }, avatar(userId, "rl-big-avatar.rl-pulse")),
+      h("figcaption", {}, h("span.rl-name", {}, nameOf(userId)), h("span.rl-flag.rl-note", {}, off ? "offline" : "ringing"))), grid.querySelector(".rl-self"));
+    layoutGrid();
   }
 
   function dropTile(userId) {
     const t = tiles.get(userId);
-    if (!t) return;
-    engine.stopRemoteView(userId);
+    grid.querySelector(`.rl-waiting[data-user="${userId}"]`)?.remove();
+    if (!t) {
+      layoutGrid();
+      return;
+    }
+    if (userId !== engine.userId) engine.stopRemoteView(userId);
     t.el.remove();
     tiles.delete(userId);
+    layoutGrid();
   }
 
   function clearTiles() {
@@ -268,10 +649,12 @@ export function mountCallPage(root, options = {}) {
     grid.textContent = "";
   }
 
-  function ringOn(on) {
-    root.dataset.ringing = on ? "true" : "false";
-    if (on) ring.start();
-    else ring.stop();
+  let toastTimer = null;
+  function flash(text) {
+    toast.textContent = text;
+    toast.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { toast.hidden = true; }, 6000);
   }
 
   /** A call of this user starts: beforeCalling, once per call, before its UI shows. */
@@ -282,13 +665,16 @@ export function mountCallPage(root, options = {}) {
     return true;
   }
 
-  function endFlow(message) {
-    ringOn(false);
+  function endFlow(message, kind = "info") {
     clearInterval(timerHandle);
     timerHandle = null;
     clearTiles();
-    if (message) dialMsg.textContent = message;
+    pending.clear();
+    toast.hidden = true;
+    if (message) notice(dialMsg, message, kind);
+    const hadFocusInCall = callView.contains(document.activeElement) || incoming.contains(document.activeElement);
     render(); // the call UI goes first, as in the vendor's kit; then the hook
+    if (hadFocusInCall && !dial.hidden) calleeInput.focus();
     if (inCallFlow) {
       inCallFlow = false;
       fire("afterCalling");
@@ -306,39 +692,60 @@ export function mountCallPage(root, options = {}) {
 
   async function refreshRecent() {
     if (!engine.isInitialized) return;
-    for (const tab of tabs) tab.classList.toggle("active", Number(tab.dataset.type) === recentFilter);
+    for (const tab of tabs) {
+      const on = Number(tab.dataset.type) === recentFilter;
+      tab.classList.toggle("active", on);
+      tab.setAttribute("aria-pressed", String(on));
+    }
     let records;
     try {
       records = await engine.queryRecentCalls({ resultType: recentFilter, limit: 20 });
     } catch (err) {
+      addLog("error", { action: "recent calls", code: err.code, message: err.msg || err.message });
       return;
     }
     recentList.textContent = "";
     for (const r of records) {
       const kind = { 1: "missed", 2: "incoming", 3: "outgoing" }[r.result] || "call";
       const peers = r.inviter === engine.userId ? r.inviteList : [r.inviter, ...r.inviteList.filter((u) => u !== engine.userId)];
-      const when = new Date(r.beginTime).toLocaleString();
-      const callBack = h("button.small", { onclick: () => { calleeInput.value = peers.join(", "); dialOut(r.mediaType || MediaType.AUDIO); } }, "Call");
+      const when = new Date(r.beginTime).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+      const media = r.mediaType === MediaType.VIDEO ? "video" : "audio";
+      const callBack = h("button.rl-small", {
+        type: "button",
+        "aria-label": `Call ${words(peers)} (${media})`,
+        onclick: () => { calleeInput.value = peers.join(", "); dialOut(r.mediaType || MediaType.AUDIO); },
+      }, icon(media === "video" ? "video" : "phone"), "Call");
       recentList.append(h("li", { dataset: { result: kind, callId: r.callId } },
-        h("span.rl-kind", {}, kind), " ", h("span", {}, peers.join(", ")), " ",
-        h("small", {}, `${r.mediaType === MediaType.VIDEO ? "video" : "audio"} · ${when} · ${clock(r.totalTime)}`), " ", callBack));
+        avatar(peers[0] || "?", "rl-avatar"),
+        h("div.rl-recent-text", {},
+          h("span.rl-recent-peers", {}, words(peers)),
+          h("small", {}, h("span.rl-kind", {}, kind), ` · ${media} · ${when}${r.totalTime ? ` · ${clock(r.totalTime)}` : ""}`)),
+        callBack));
     }
-    if (!records.length) recentList.append(h("li.rl-hint", {}, "no calls yet"));
+    if (!records.length) recentList.append(h("li.rl-empty", {}, "No calls yet."));
   }
 
   // ---------------------------------------------------------------- actions
-  async function signIn(userId, userSig) {
-    signInMsg.textContent = "";
+  async function signIn(userId, userSig, nickname = "") {
+    notice(signInMsg, "");
     if (!userId) {
-      signInMsg.textContent = "Enter your user id.";
+      notice(signInMsg, "Enter your user id.", "error");
+      userInput.focus();
       return;
     }
+    if (!USER_ID.test(userId)) {
+      notice(signInMsg, "A user id is 1 to 32 letters, digits, - or _ (no spaces).", "error");
+      userInput.focus();
+      return;
+    }
+    signInBtn.disabled = true;
     try {
       let sdkAppId = config.sdkAppId;
       if (!userSig) {
         if (!config.devSignIn) {
-          signInMsg.textContent = "Paste a user sig minted by your backend (ringline usersig USER_ID).";
-          sigInput.hidden = false;
+          notice(signInMsg, "Paste the sign-in key your service gave you.", "error");
+          sigField.hidden = false;
+          sigInput.focus();
           return;
         }
         const r = await fetch(new URL("dev/usersig", base), { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ userId }) });
@@ -348,71 +755,129 @@ export function mountCallPage(root, options = {}) {
         sdkAppId = body.sdkAppId;
       }
       await engine.init({ sdkAppId, userId, userSig });
+      if (nickname) {
+        try {
+          await engine.setSelfInfo(nickname, "");
+          people.set(userId, { nickname, avatar: "", online: true });
+        } catch (err) {
+          report(signInMsg, err, "name");
+        }
+      }
       render();
       refreshRecent();
+      calleeInput.focus();
     } catch (err) {
-      signInMsg.textContent = `Sign-in failed: ${err.message}`;
+      report(signInMsg, err, "sign-in");
+      if (!err.code && !(err instanceof TypeError)) signInMsg.textContent = "Sign-in failed. Check your user id and try again.";
+    } finally {
+      signInBtn.disabled = false;
     }
   }
 
   async function signOut() {
     await engine.uninit();
     endFlow();
+    notice(dialMsg, "");
     render();
+  }
+
+  /** The ids typed in `input`, checked as a person would want: null (and a message) if unusable. */
+  function idsFrom(input, msg) {
+    const raw = input.value.split(/[\s,;]+/).filter(Boolean);
+    const bad = raw.filter((u) => !USER_ID.test(u));
+    const ids = [...new Set(raw.filter((u) => USER_ID.test(u) && u !== engine.userId))];
+    if (!raw.length) notice(msg, "Type the user id of the person to call.", "error");
+    else if (bad.length) notice(msg, `“${bad[0]}” is not a user id: use letters, digits, - or _ (up to 32).`, "error");
+    else if (!ids.length) notice(msg, "That is you. Type someone else's user id.", "error");
+    else if (ids.length > MAX_CALLEES) notice(msg, `A call can have at most ${MAX_CALLEES} other people.`, "error");
+    else return ids;
+    input.focus();
+    return null;
   }
 
   async function dialOut(media) {
-    dialMsg.textContent = "";
-    const ids = calleeInput.value.split(/[\s,]+/).filter(Boolean);
-    if (!ids.length) {
-      dialMsg.textContent = "Enter at least one user id.";
-      return;
-    }
+    notice(dialMsg, "");
+    const ids = idsFrom(calleeInput, dialMsg);
+    if (!ids) return;
+    pending.clear();
+    for (const u of ids) pending.set(u, "ringing");
     try {
       await engine.calls(ids, media); // starts the flow (see placing below)
-      callTitle.textContent = `Calling ${ids.join(", ")}…`;
-      tile(engine.userId, true);
+      if (media === MediaType.VIDEO || engine.mediaType === MediaType.VIDEO) tile(engine.userId, true);
     } catch (err) {
-      const message = `Call failed: ${err.msg || err.message}`;
-      if (engine.callId) dialMsg.textContent = message; // still in another call: its flow goes on
-      else endFlow(message);
+      pending.clear();
+      if (engine.callId) report(toast, err, "call"); // still in another call: its flow goes on
+      else {
+        endFlow();
+        report(dialMsg, err, "call");
+      }
     }
     render();
   }
 
-  async function act(method, ...args) {
+  async function act(method, what, ...args) {
     try {
       await engine[method](...args);
     } catch (err) {
-      addLog("error", { method, code: err.code, message: err.msg || err.message });
+      if (engine.callStatus === CallStatus.NONE) report(dialMsg, err, what);
+      else {
+        report(toast, err, what);
+        toast.hidden = false;
+      }
     }
-    if (method === "reject" || method === "hangup") endFlow();
+    // The call's own end event says more (who, how long) and may come first or next.
+    if ((method === "reject" || method === "hangup") && inCallFlow) endFlow(method === "reject" ? "You declined the call." : "Call ended.");
     render();
   }
 
   async function toggleMic() {
     const muted = micBtn.dataset.muted === "true";
-    await act(muted ? "openMicrophone" : "closeMicrophone");
+    await act(muted ? "openMicrophone" : "closeMicrophone", "microphone");
     micBtn.dataset.muted = String(!muted);
-    micBtn.textContent = muted ? "Mute" : "Unmute";
+    micBtn.setAttribute("aria-pressed", String(!muted));
+    micBtn.querySelector(".rl-control-label").textContent = muted ? "Mute" : "Unmute";
     const t = tiles.get(engine.userId);
-    if (t) t.mic.classList.toggle("off", !muted);
+    if (t) setFlag(t.mic, muted, "microphone");
   }
 
   async function toggleCam() {
     const off = camBtn.dataset.off === "true";
-    await act(off ? "openCamera" : "closeCamera");
+    await act(off ? "openCamera" : "closeCamera", "camera");
     camBtn.dataset.off = String(!off);
-    camBtn.textContent = off ? "Camera off" : "Camera on";
+    camBtn.setAttribute("aria-pressed", String(!off));
+    camBtn.querySelector(".rl-control-label").textContent = off ? "Camera off" : "Camera on";
     const t = tiles.get(engine.userId);
-    if (t) t.cam.classList.toggle("off", !off);
+    if (t) {
+      setFlag(t.cam, off, "camera");
+      t.camOn = off;
+      if (off) engine.startLocalView(t.video);
+      videoState(engine.userId);
+    }
+  }
+
+  function toggleInvite() {
+    inviteForm.hidden = !inviteForm.hidden;
+    addBtn.setAttribute("aria-expanded", String(!inviteForm.hidden));
+    if (!inviteForm.hidden) inviteInput.focus();
   }
 
   async function invite() {
-    const ids = inviteInput.value.split(/[\s,]+/).filter(Boolean);
-    if (!ids.length) return;
-    await act("inviteUser", ids);
-    inviteInput.value = "";
+    const ids = idsFrom(inviteInput, toast);
+    if (!ids) {
+      toast.hidden = false;
+      return;
+    }
+    for (const u of ids) if (!tiles.has(u)) pending.set(u, "ringing");
+    try {
+      await engine.inviteUser(ids);
+      inviteInput.value = "";
+      inviteForm.hidden = true;
+      flash(`Calling ${words(ids.map(nameOf))}…`);
+    } catch (err) {
+      for (const u of ids) if (!tiles.has(u)) pending.delete(u);
+      report(toast, err, "invite");
+      toast.hidden = false;
+    }
   }
 
   // ---------------------------------------------------------------- every call's hooks
@@ -428,7 +893,10 @@ export function mountCallPage(root, options = {}) {
       try {
         return await placing.apply(engine, args);
       } catch (err) {
-        if (started && !engine.callId) endFlow(`Call failed: ${err.msg || err.message}`);
+        if (started && !engine.callId) {
+          endFlow();
+          report(dialMsg, err, "call");
+        }
         throw err;
       }
     };
@@ -443,42 +911,80 @@ export function mountCallPage(root, options = {}) {
   for (const name of logged) {
     engine.on(name, (/** @type {any} */ p) => { if (!QUIET_EVENTS.has(name)) addLog(name, p); });
   }
-  engine.on(RinglineEvent.CONNECTION_CHANGED, ({ state }) => { setStatus(state); render(); });
+  engine.on(RinglineEvent.CONNECTION_CHANGED, ({ state }) => {
+    setStatus(state);
+    banner.hidden = state === "online";
+    render();
+  });
   engine.on(RinglineEvent.STATUS_CHANGED, () => render());
+  engine.on(TUICallEvent.ON_USER_INVITING, (p) => {
+    if (p.callID !== engine.callId) return;
+    people.set(p.userID, { nickname: p.nickname || "", avatar: p.avatar || "", online: p.isOnline !== false });
+    if (!tiles.has(p.userID)) pending.set(p.userID, p.isOnline === false ? "offline" : "ringing");
+    if (engine.callStatus === CallStatus.ACCEPT) waitingTile(p.userID);
+    render();
+  });
   engine.on(TUICallEvent.ON_CALL_RECEIVED, (p) => {
     if (engine.callId !== p.callID) return; // busy elsewhere: the server does not ring us
     startFlow(); // already started by the status change; kept for clarity
+    people.set(p.callerId, { nickname: p.inviterNickname || "", avatar: p.inviterAvatar || "", online: true });
     const others = p.calleeIdList.filter((u) => u !== engine.userId);
-    incomingText.textContent = `${p.inviterNickname || p.callerId} is calling you (${p.callMediaType === MediaType.VIDEO ? "video" : "audio"})` +
-      (others.length ? ` with ${others.join(", ")}` : "");
-    ringOn(true);
+    fillAvatar(incomingAvatar, p.callerId);
+    incomingName.textContent = nameOf(p.callerId);
+    const kind = p.callMediaType === MediaType.VIDEO ? "video" : "audio";
+    incomingText.textContent = `${nameOf(p.callerId)}${nameOf(p.callerId) !== p.callerId ? ` (${p.callerId})` : ""} is calling you — ${kind} call` +
+      (others.length ? `, with ${words(others.map(nameOf))}` : "");
+    incoming.dataset.media = kind;
     render();
   });
   engine.on(TUICallEvent.ON_CALL_BEGIN, (p) => {
-    ringOn(false);
     callTitle.textContent = p.callMediaType === MediaType.VIDEO ? "Video call" : "Audio call";
+    callState.textContent = "";
     tile(engine.userId, true);
     startTimer();
     render();
+    for (const u of pending.keys()) if (!tiles.has(u)) waitingTile(u);
+    if (callView.contains(document.activeElement) || incoming.contains(document.activeElement) || document.activeElement === document.body) hangupBtn.focus();
   });
-  engine.on(TUICallEvent.USER_ENTER, ({ userID }) => tile(userID, false));
-  engine.on(TUICallEvent.USER_LEAVE, ({ userID }) => dropTile(userID));
+  engine.on(TUICallEvent.USER_ENTER, ({ userID }) => {
+    pending.delete(userID);
+    tile(userID, false);
+    if (engine.callStatus === CallStatus.ACCEPT && tiles.size > 2) flash(`${nameOf(userID)} joined`);
+  });
+  engine.on(TUICallEvent.USER_LEAVE, ({ userID }) => {
+    dropTile(userID);
+    if (engine.callStatus === CallStatus.ACCEPT) flash(`${nameOf(userID)} left the call`);
+  });
+  const memberGone = { [TUICallEvent.REJECT]: "declined", [TUICallEvent.NO_RESP]: "did not answer", [TUICallEvent.LINE_BUSY]: "is busy in another call" };
   for (const ev of [TUICallEvent.REJECT, TUICallEvent.NO_RESP, TUICallEvent.LINE_BUSY]) {
-    engine.on(ev, ({ userID }) => { dialMsg.textContent = `${userID}: ${ev.slice(2)}`; });
+    engine.on(ev, ({ userID }) => {
+      pending.delete(userID);
+      dropTile(userID);
+      flash(`${nameOf(userID)} ${memberGone[ev]}`);
+      render();
+    });
   }
-  engine.on(TUICallEvent.CALL_END, (p) => endFlow(`Call ended (${REASON_NAMES[p.reason]} by ${p.userID}) after ${clock(p.totalTime)}`));
-  engine.on(TUICallEvent.ON_CALL_NOT_CONNECTED, (p) => endFlow(`Not connected: ${REASON_NAMES[p.reason]} (${p.userID})`));
+  engine.on(TUICallEvent.CALL_END, (p) => {
+    const by = p.userID === engine.userId ? "You hung up" : p.reason === CallEndReason.OFFLINE ? `The connection to ${nameOf(p.userID)} was lost` : `${nameOf(p.userID)} hung up`;
+    const text = p.reason === CallEndReason.END_BY_SERVER ? "The call was ended by the service" : by;
+    endFlow(`Call ended · ${text} · ${clock(p.totalTime)}`);
+  });
+  engine.on(TUICallEvent.ON_CALL_NOT_CONNECTED, (p) => endFlow(notConnected(p), "warn"));
   engine.on(TUICallEvent.CALL_TYPE_CHANGED, ({ newCallType }) => {
     callTitle.textContent = newCallType === MediaType.VIDEO ? "Video call" : "Audio call";
+    for (const u of tiles.keys()) videoState(u);
     render();
   });
   engine.on(TUICallEvent.USER_VIDEO_AVAILABLE, ({ userID, isVideoAvailable }) => {
     const t = tiles.get(userID);
-    if (t) t.cam.classList.toggle("off", !isVideoAvailable);
+    if (!t) return;
+    setFlag(t.cam, isVideoAvailable, "camera");
+    t.camOn = isVideoAvailable;
+    videoState(userID);
   });
   engine.on(TUICallEvent.USER_AUDIO_AVAILABLE, ({ userID, isAudioAvailable }) => {
     const t = tiles.get(userID);
-    if (t) t.mic.classList.toggle("off", !isAudioAvailable);
+    if (t) setFlag(t.mic, isAudioAvailable, "microphone");
   });
   engine.on(TUICallEvent.USER_VOICE_VOLUME, ({ volumeMap }) => {
     for (const { userId, audioVolume } of volumeMap) {
@@ -486,6 +992,7 @@ export function mountCallPage(root, options = {}) {
       if (!t) continue;
       t.bar.style.width = `${audioVolume}%`;
       t.el.dataset.volume = String(audioVolume);
+      t.el.classList.toggle("rl-speaking", audioVolume > 20);
     }
   });
   engine.on(TUICallEvent.ON_USER_NETWORK_QUALITY_CHANGED, ({ networkQualityList }) => {
@@ -494,19 +1001,55 @@ export function mountCallPage(root, options = {}) {
       if (!t) continue;
       t.quality.dataset.quality = String(quality);
       t.quality.title = `network: ${QUALITY_NAMES[quality] || quality}`;
+      t.quality.setAttribute("aria-label", t.quality.title);
     }
   });
-  engine.on(TUICallEvent.KICKED_OUT, () => { signInMsg.textContent = "Signed out: this user signed in elsewhere."; endFlow(); });
-  engine.on(TUICallEvent.USER_SIG_EXPIRED, () => { signInMsg.textContent = "Your sign-in expired; sign in again."; });
-  engine.on(TUICallEvent.ERROR, () => { if (inCallFlow && !engine.callId) endFlow(); });
+  engine.on(TUICallEvent.KICKED_OUT, () => {
+    endFlow();
+    notice(signInMsg, "You were signed out because this user signed in somewhere else.", "warn");
+    render();
+  });
+  engine.on(TUICallEvent.USER_SIG_EXPIRED, () => notice(signInMsg, "Your sign-in has expired. Sign in again.", "warn"));
+  engine.on(TUICallEvent.ERROR, (p) => {
+    if (inCallFlow && !engine.callId) {
+      endFlow();
+      notice(dialMsg, humanError(p, "call"), "error");
+    } else if (inCallFlow) flash(humanError(p, "call"));
+  });
+
+  /** Why a call did not connect, in words, from this device's side. */
+  function notConnected(p) {
+    const them = nameOf(p.userID);
+    const caller = p.callRole === CallRole.CALLER;
+    switch (p.reason) {
+      case CallEndReason.REJECT:
+        return caller ? `${them} declined the call.` : "You declined the call.";
+      case CallEndReason.NO_RESPONSE:
+        return caller ? `${them} did not answer.` : "You missed a call.";
+      case CallEndReason.LINE_BUSY:
+        return `${them} is busy in another call.`;
+      case CallEndReason.OFFLINE:
+        return caller ? `${them} could not be reached.` : "The call was lost: the connection dropped.";
+      case CallEndReason.CANCELED:
+        return caller ? "Call cancelled." : `${them} cancelled the call — you missed it.`;
+      case CallEndReason.OTHER_DEVICE_ACCEPTED:
+        return "Answered on another of your devices.";
+      case CallEndReason.OTHER_DEVICE_REJECT:
+        return "Declined on another of your devices.";
+      case CallEndReason.END_BY_SERVER:
+        return "The call was ended by the service.";
+      default:
+        return "The call did not connect.";
+    }
+  }
 
   fetch(new URL("app/config.json", base)).then((r) => r.json()).then((c) => {
     config = c;
-    sigInput.hidden = !!c.devSignIn;
-    signInMsg.textContent = c.devSignIn ? "Development sign-in: any user id works (server runs with --dev)." : "";
+    sigField.hidden = !!c.devSignIn;
+    notice(signInMsg, c.devSignIn ? "Development sign-in: any user id works (the server runs with --dev)." : "");
     const q = new URLSearchParams(location.search);
-    if (q.get("user") && c.devSignIn && options.layout !== "kit") signIn(q.get("user"), "");
-  }).catch(() => {});
+    if (q.get("user") && c.devSignIn && !kit) signIn(q.get("user"), "", q.get("name") || "");
+  }).catch((err) => report(signInMsg, err, "sign-in"));
   setStatus("offline");
   render();
 
@@ -517,16 +1060,26 @@ export function mountCallPage(root, options = {}) {
       if ("beforeCalling" in cb) hooks.beforeCalling = cb.beforeCalling;
       if ("afterCalling" in cb) hooks.afterCalling = cb.afterCalling;
     },
-    /** Replace the ringtone with an audio file URL (null: the built-in ring). */
+    /** Replace the ringtone with an audio file URL (null: the built-in one). */
     setCallingBell(url) {
-      ring.stop();
-      ring = url ? new FileRing(url) : new SynthRing();
-      if (root.dataset.ringing === "true") ring.start();
+      const ringing = tone === bell;
+      bell.stop();
+      bell = url ? new FileTone(url) : new SynthTone("ringtone");
+      if (ringing) {
+        tone = null;
+        setTone("ringtone");
+      }
     },
-    /** What rings: {kind: "builtin" | "file", url, playing}. */
+    /** What rings for an incoming call: {kind: "builtin" | "file", url, playing}. */
     get ringtone() {
-      return { kind: ring instanceof FileRing ? "file" : "builtin", url: (ring instanceof FileRing && ring.url) || null, playing: ring.playing };
+      return { kind: bell instanceof FileTone ? "file" : "builtin", url: (bell instanceof FileTone && bell.url) || null, playing: bell.playing };
     },
+    /** The tone playing now: {kind: "ringback" | "ringtone" | "none", playing, muted}. */
+    get tone() {
+      return { kind: tone ? tone.kind : "none", playing: !!tone && tone.playing, muted: toneMuted };
+    },
+    /** Mute or unmute the ringback and the ringtone (kept across calls in this browser). */
+    muteTones,
     signIn,
     signOut,
     /** Call `userIds` as if typed in the page. */
