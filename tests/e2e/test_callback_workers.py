@@ -21,23 +21,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 import pytest
-from test_callbacks import (
-    Admin,
-    Receiver,
-    _all_delivered,
-    check_order_and_signatures,
-    day_of_calls,
-    log_in,
-    server_args,
-    talk,
-)
+from callbackkit import Admin, Receiver, log_in, server_args, talk
+from test_callbacks import _all_delivered, check_order_and_signatures, day_of_calls
 
 from ringline.cli import main
 from ringline.client import CallEngine
@@ -112,12 +103,6 @@ def healthz(server: ServerProcess) -> dict[str, Any]:
     with urllib.request.urlopen(server.url + "/healthz", timeout=5) as r:
         data: dict[str, Any] = json.loads(r.read())
         return data
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
-        yield s
 
 
 def start_server(tmp_path: Path, workers: int, db: str = "") -> ServerProcess:

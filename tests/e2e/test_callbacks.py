@@ -11,246 +11,19 @@ the same event id (and body); ``410 Gone`` stops an endpoint until it is set aga
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
-import signal
-import sys
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
+from callbackkit import WHSEC, Admin, Receiver, Users, log_in, server_args, talk
 
 from rawclient import Raw
 from ringline import CallEndReason, CallEngine, CallParams, MediaType
-from ringline.core.usersig import gen_user_sig
 from ringline.server.rest_contract import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
-from ringline.testing import RecordingObserver
-from serverproc import SDK_APP_ID, SECRET, ServerProcess, free_port, unique
-
-RECEIVER = str(Path(__file__).parent.parent / "callback_receiver.py")
-TOKEN = "ringline-callback-token-for-tests"
-WHSEC = "whsec_" + base64.b64encode(bytes(range(32))).decode()
-ALL_STATES = ["Pending", "InFlight", "Delivered", "GivenUp", "Gone"]
-WAIT = 60.0
-
-
-def server_args() -> list[str]:
-    return [
-        "--callback-token",
-        TOKEN,
-        "--webhook-secret",
-        WHSEC,
-        "--callback-retry-delays",
-        "0.2,0.5,1,2",
-    ]
-
-
-@dataclass
-class Receiver:
-    """The receiver process; ``hits`` are its JSON lines, in arrival order."""
-
-    port: int
-    delay: float = 0.0
-    gone: bool = True
-    hits: list[dict[str, Any]] = field(default_factory=list)
-    proc: asyncio.subprocess.Process | None = None
-    _reader: asyncio.Task[None] | None = None
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self, *, delay: float | None = None, hold_after: int = -1) -> Receiver:
-        """Start the process; ``hold_after`` >= 0 holds every request after that many
-        until :meth:`release`."""
-        if delay is not None:
-            self.delay = delay
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            RECEIVER,
-            "--port",
-            str(self.port),
-            "--token",
-            TOKEN,
-            "--secret",
-            WHSEC,
-            "--app-id",
-            str(SDK_APP_ID),
-            "--delay",
-            str(self.delay),
-            "--hold-after",
-            str(hold_after),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(20):
-            line = await self.proc.stdout.readline()
-        assert line.strip() == b"READY", line
-        self._reader = asyncio.create_task(self._read(self.proc.stdout))
-        return self
-
-    async def _read(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            hit = json.loads(line)
-            hit["event"] = json.loads(hit["body"])
-            self.hits.append(hit)
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    def release(self) -> None:
-        """Answer the requests held since ``start(hold_after=…)``, and every later one."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGUSR1)
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
-        if self._reader is not None:
-            await self._reader
-
-    def ids(self) -> set[str]:
-        return {h["id"] for h in self.hits}
-
-    async def wait_until(self, predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate():
-                    await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(f"receiver: {what} not within {timeout} s ({len(self.hits)} hits)") from None
-
-
-class Admin:
-    def __init__(self, server: ServerProcess, session: aiohttp.ClientSession) -> None:
-        self.server = server
-        self.session = session
-
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        q = {
-            "sdkappid": str(SDK_APP_ID),
-            "identifier": "administrator",
-            "usersig": gen_user_sig(SDK_APP_ID, SECRET, "administrator", 3600, now=int(time.time())),
-            "random": "1",
-            "contenttype": "json",
-        }
-        async with self.session.post(self.server.url + path, params=q, json=body) as r:
-            assert r.status == 200, await r.text()
-            data: dict[str, Any] = await r.json()
-            return data
-
-    async def v4(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = await self._post(f"/v4/{command}", body)
-        assert data["ActionStatus"] == "OK", data
-        response: dict[str, Any] = data["Response"]
-        return response
-
-    async def v4_fail(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = await self._post(f"/v4/{command}", body)
-        assert data["ActionStatus"] == "FAIL", data
-        return data
-
-    async def v1(self, command: str, body: dict[str, Any]) -> Any:
-        data = await self._post(f"/v1/{command}", body)
-        assert data["errorCode"] == 0, data
-        return data["data"]
-
-    async def subscribe(self, base: str) -> None:
-        await self.v4(
-            "call_config/set_callback",
-            {"Url": base + "/v4", "CallbackCommandList": list(V4_CALLBACK_COMMANDS)},
-        )
-        await self.v1("callback/set", {"address": base + "/v1", "actions": list(V1_CALLBACK_ACTIONS)})
-
-    async def deliveries(self, states: list[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            body = {"State": states or ALL_STATES, "NumberPerPage": 100, "Page": page, **filters}
-            r = await self.v4("call_callback_http_srv/get_deliveries", body)
-            out += r["DeliveryList"]
-            if len(out) >= r["TotalNum"] or not r["DeliveryList"]:
-                return out
-            page += 1
-
-    async def counts(self) -> dict[str, int]:
-        r = await self.v4("call_callback_http_srv/get_deliveries", {"NumberPerPage": 1})
-        counts: dict[str, int] = r["Counts"]
-        return counts
-
-    async def eventually(
-        self, check: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT
-    ) -> None:
-        """For server state no event announces (the outbox seen over REST): re-check,
-        bounded in time."""
-        deadline = time.monotonic() + timeout
-        while not await check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server: {what} not within {timeout} s")
-            await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    # No keep-alive: one test restarts the server on the same port.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
-        yield s
-
-
-@pytest.fixture
-def srv(tmp_path: Path) -> Any:
-    server = ServerProcess(tmp_path / "srv", extra_args=server_args()).start()
-    yield server
-    server.kill()
-
-
-Users = Callable[[int], Awaitable[list[tuple[CallEngine, RecordingObserver, str]]]]
-
-
-async def log_in(
-    server: ServerProcess, n: int, engines: list[CallEngine]
-) -> list[tuple[CallEngine, RecordingObserver, str]]:
-    """``n`` fresh users logged in with SDK engines (kept in ``engines`` to uninit)."""
-    out = []
-    for _ in range(n):
-        u = unique("cb")
-        e = CallEngine(server.url, device_id=f"{u}-dev")
-        rec = RecordingObserver()
-        e.add_observer(rec)
-        await e.init(SDK_APP_ID, u, server.sig(u))
-        engines.append(e)
-        out.append((e, rec, u))
-    return out
-
-
-async def talk(a: CallEngine, ra: RecordingObserver, b: CallEngine, rb: RecordingObserver, ub: str) -> str:
-    """One 1v1 call from ``a`` to ``ub``, accepted by ``b``, hung up by ``b``; its id."""
-    cid = await a.calls([ub], MediaType.AUDIO)
-    await rb.wait_for("on_call_received", call_id=cid)
-    await b.accept()
-    await ra.wait_for("on_call_begin", call_id=cid)
-    await b.hangup()
-    await ra.wait_for("on_call_end", call_id=cid)
-    return cid
-
-
-@pytest.fixture
-async def users(srv: ServerProcess) -> AsyncIterator[Users]:
-    engines: list[CallEngine] = []
-
-    async def make(n: int) -> list[tuple[CallEngine, RecordingObserver, str]]:
-        return await log_in(srv, n, engines)
-
-    yield make
-    for e in engines:
-        await e.uninit()
+from serverproc import ServerProcess, free_port, unique
 
 
 async def day_of_calls(users: Users, admin: Admin) -> dict[str, str]:
@@ -533,7 +306,7 @@ class _ScriptedReceiver(Receiver):
                 ok = True
             except Exception:
                 ok = False
-            self.hits.append(
+            self.add(
                 {
                     "id": request.headers.get("webhook-id", ""),
                     "command": request.query.get("CallbackCommand", ""),
@@ -544,8 +317,6 @@ class _ScriptedReceiver(Receiver):
                     "tencent_ok": True,
                 }
             )
-            self._changed.set()
-            self._changed = asyncio.Event()
             return web.Response(status=410 if self.gone else 200)
 
         app = web.Application()

@@ -13,19 +13,17 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from test_callbacks import Admin, Users, log_in, server_args
+from callbackkit import Admin, LineProcess, Users
 
 from rawclient import Raw
-from ringline import CallEngine, CallParams, MediaType
-from ringline.server.rest_contract import V1_CALLBACK_ACTIONS, V4_CALLBACK_COMMANDS
-from ringline.testing import RecordingObserver
+from ringline import CallParams, MediaType
 from serverproc import SDK_APP_ID, ServerProcess, free_port, unique
 
 HERE = Path(__file__).parent.parent
@@ -40,57 +38,15 @@ SERVER_END = "CallRecord.CallResult 'EndByServer' not in the vendor's"
 
 
 @dataclass
-class VendorHandler:
-    port: int
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    proc: asyncio.subprocess.Process | None = None
-    _reader: asyncio.Task[None] | None = None
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class VendorHandler(LineProcess):
+    """tests/vendor_webhook_handler.py: a line per callback it took, with what it noted."""
 
     async def start(self) -> VendorHandler:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            HANDLER,
-            "--port",
-            str(self.port),
-            "--app-id",
-            str(SDK_APP_ID),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(20):
-            line = await self.proc.stdout.readline()
-        assert line.strip() == b"READY", line
-        self._reader = asyncio.create_task(self._read(self.proc.stdout))
+        await self.spawn(HANDLER, "--app-id", str(SDK_APP_ID))
         return self
-
-    async def _read(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            self.lines.append(json.loads(line))
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
-        if self._reader is not None:
-            await self._reader
 
     def of(self, cid: str) -> list[dict[str, Any]]:
         return [x for x in self.lines if x["call_id"] == cid]
-
-    async def wait_until(self, predicate: Callable[[], bool], what: str) -> None:
-        try:
-            async with asyncio.timeout(WAIT):
-                while not predicate():
-                    await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(f"vendor handler: {what} not within {WAIT} s") from None
 
     async def call_done(self, cid: str) -> list[dict[str, Any]]:
         """The lines of call ``cid`` once its end callback and its v1 status callbacks came."""
@@ -106,33 +62,8 @@ class VendorHandler:
             }
             return status >= members
 
-        await self.wait_until(done, f"the end of call {cid}")
+        await self.wait_until(done, f"the end of call {cid}", WAIT)
         return self.of(cid)
-
-
-@pytest.fixture
-def srv(tmp_path: Path) -> Any:
-    server = ServerProcess(tmp_path / "srv", extra_args=server_args()).start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-async def users(srv: ServerProcess) -> AsyncIterator[Users]:
-    engines: list[CallEngine] = []
-
-    async def make(n: int) -> list[tuple[CallEngine, RecordingObserver, str]]:
-        return await log_in(srv, n, engines)
-
-    yield make
-    for e in engines:
-        await e.uninit()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture
@@ -140,13 +71,6 @@ async def handler() -> AsyncIterator[VendorHandler]:
     h = await VendorHandler(free_port()).start()
     yield h
     await h.stop()
-
-
-async def subscribe(admin: Admin, base: str) -> None:
-    await admin.v4(
-        "call_config/set_callback", {"Url": base + "/v4", "CallbackCommandList": list(V4_CALLBACK_COMMANDS)}
-    )
-    await admin.v1("callback/set", {"address": base + "/v1", "actions": list(V1_CALLBACK_ACTIONS)})
 
 
 def summary(lines: list[dict[str, Any]]) -> tuple[str, list[str], list[list[str]], set[str]]:
@@ -163,7 +87,7 @@ async def test_a_handler_written_from_the_vendor_pages_takes_every_scenario(
     srv: ServerProcess, users: Users, session: aiohttp.ClientSession, handler: VendorHandler
 ) -> None:
     admin = Admin(srv, session)
-    await subscribe(admin, handler.url)
+    await admin.subscribe(handler.url)
     (a, ra, ua), (b, rb, ub), (c, rc, uc), (d, rd, ud) = await users(4)
     results: dict[str, tuple[str, list[str], list[list[str]], set[str]]] = {}
 
@@ -292,7 +216,7 @@ async def test_callbacks_name_the_device_that_caused_them(
     srv: ServerProcess, session: aiohttp.ClientSession, handler: VendorHandler
 ) -> None:
     admin = Admin(srv, session)
-    await subscribe(admin, handler.url)
+    await admin.subscribe(handler.url)
     clients: list[Raw] = []
     try:
         a, ua = await login_raw(srv, clients, "Android")

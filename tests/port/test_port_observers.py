@@ -29,7 +29,11 @@ from serverproc import SDK_APP_ID, ServerProcess, unique
 
 
 class Seen:
-    """What a ported observer's methods were called with, awaitable by name."""
+    """What a ported observer's methods were called with, awaitable by name.
+
+    Not :class:`ringline.testing.RecordingObserver`: that one has every method, in the
+    2025 form, while a sample must have only its own methods, with its own signatures
+    (which form the engine picks is what these tests check)."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[Any, ...]] = []
