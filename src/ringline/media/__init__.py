@@ -6,6 +6,10 @@ chooses the sources and sinks. See docs/media-python.md.
 
 The pure parts (:mod:`.levels`, :mod:`.quality`) need only numpy; importing this
 package imports aiortc.
+
+Layers: this package depends on :mod:`ringline.core` only. The client sits above it: the
+engine drives a :class:`MediaSession` per call through ``ringline.client._media_link``,
+imported only when ``media=`` asks for it.
 """
 
 from .levels import LevelMeter, rms_level, volume_from_level
