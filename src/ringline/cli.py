@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import logging
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +25,7 @@ from .server.config import (
     load_identity,
     parse_ice_servers,
 )
+from .server.logs import LOG_FORMATS, configure_logging
 
 __all__ = ["main"]
 
@@ -71,6 +72,13 @@ def _log_level(text: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise argparse.ArgumentTypeError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {text!r}")
     return level
+
+
+def _log_format(text: str) -> str:
+    fmt = text.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(LOG_FORMATS)}, got {text!r}")
+    return fmt
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,6 +138,28 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a device may stay after its sig expired (default 60)",
     )
     s.add_argument("--log-level", type=_log_level, default=_env("log_level", d.log_level))
+    s.add_argument(
+        "--log-format",
+        type=_log_format,
+        default=_env("log_format", d.log_format),
+        help="console (readable lines, default) or json (one JSON object per line)",
+    )
+    s.add_argument(
+        "--node-id",
+        default=_env("node_id", d.node_id),
+        help="this server's name in logs and metrics (default: <host name>:<port>)",
+    )
+    s.add_argument(
+        "--metrics",
+        action="store_true",
+        default=_env("metrics", "").lower() in ("1", "true", "yes"),
+        help="serve Prometheus metrics at GET /metrics (see docs/operations.md)",
+    )
+    s.add_argument(
+        "--metrics-token",
+        default=_env("metrics_token", ""),
+        help="with --metrics: GET /metrics needs the header 'Authorization: Bearer <token>'",
+    )
     _callback_flags(s)
     s.add_argument(
         "--callback-workers",
@@ -412,11 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"webhook secret:  {sec}")
         return 0
     assert ident is not None  # serve
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    node_id = args.node_id or f"{socket.gethostname()}:{args.port}"
+    configure_logging(args.log_level, args.log_format, node_id=node_id)
     settings = Settings(
         host=args.host,
         port=args.port,
@@ -430,6 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         heartbeat_grace=args.heartbeat_grace,
         sig_grace=args.sig_grace,
         log_level=args.log_level,
+        log_format=args.log_format,
+        node_id=node_id,
+        metrics=args.metrics or bool(args.metrics_token),
+        metrics_token=args.metrics_token,
         callback_token=cb.token,
         webhook_secrets=cb.webhook_secrets,
         callback_give_up_after=args.callback_give_up_after * 3600,

@@ -10,16 +10,18 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import hmac
 import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from .config import AppIdentity, Settings, load_callback_secrets
 from .hub import Hub
+from .metrics import CONTENT_TYPE, Metrics, Reading
 from .rest import AdminApi
 from .store import Store, open_store
 from .web import add_web_routes
@@ -114,6 +116,8 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     except RuntimeError as exc:
         raise StartupError(str(exc)) from exc
     hub = Hub(settings, store, sdk_app_id=identity.sdk_app_id)
+    metrics = Metrics(settings.node_id) if settings.metrics else None
+    hub.metrics = metrics
     config = _worker_config(settings, identity)
     deliverer: Deliverer | None = None
     workers: WorkerPool | None = None
@@ -123,6 +127,8 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     else:
         deliverer = make_deliverer(store.outbox, config)
         hub.on_callbacks_queued = deliverer.wake
+        if metrics is not None:
+            deliverer.on_attempt = metrics.callback_attempt
     # Whatever fails from here on, stop what already runs: no half-started server.
     async with contextlib.AsyncExitStack() as undo:
         undo.push_async_callback(store.close)
@@ -145,6 +151,8 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     if workers is not None:
         app[WORKERS_KEY] = workers
     ws = WsHandler(hub, secret_key=identity.secret_key, sdk_app_id=identity.sdk_app_id)
+    if metrics is not None:
+        metrics.read_with(_reader(hub, store, workers))
     admin = AdminApi(
         hub,
         sdk_app_id=identity.sdk_app_id,
@@ -169,6 +177,8 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
         )
 
     app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        app.router.add_get("/metrics", _metrics_handler(metrics, settings.metrics_token))
     app.router.add_get("/v1/ws", ws.handle)
     app.router.add_routes(admin.routes())
     add_web_routes(app, settings, identity)
@@ -191,6 +201,47 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return app
+
+
+def _reader(hub: Hub, store: Store, workers: WorkerPool | None) -> Callable[[], Awaitable[Reading]]:
+    """How ``/metrics`` reads the present: the hub's state and the outbox's counts."""
+
+    async def read() -> Reading:
+        counts = await store.outbox.counts()
+        _, oldest = await store.outbox.list_deliveries(
+            [DeliveryState.PENDING, DeliveryState.IN_FLIGHT], page=1, per_page=1
+        )
+        waited = time.time() - oldest[0].delivery.created_at if oldest else 0.0
+        return Reading(
+            live_calls=len(hub.sb.calls),
+            devices=len(hub.sb.devices),
+            sessions=len(hub.sessions),
+            connections=hub.connections(),
+            push_queue=hub.queued_frames(),
+            outbox={str(state): n for state, n in counts.items()},
+            oldest_pending_age=max(0.0, waited),
+            callback_workers=workers.running if workers is not None else 0,
+        )
+
+    return read
+
+
+def _metrics_handler(metrics: Metrics, token: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /metrics``: the Prometheus text format; with a token, only for
+    ``Authorization: Bearer <token>`` (compared in constant time)."""
+    expected = f"Bearer {token}".encode()
+
+    async def handler(request: web.Request) -> web.Response:
+        if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return web.Response(
+                status=401,
+                text="metrics need the header 'Authorization: Bearer <token>' with the --metrics-token\n",
+                headers={"WWW-Authenticate": 'Bearer realm="ringline-metrics"'},
+            )
+        body = await metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    return handler
 
 
 def bind_sockets(host: str, port: int) -> list[socket.socket]:

@@ -48,6 +48,14 @@ class Settings:
     heartbeat_grace: float = 15.0
     sig_grace: float = 60.0
     log_level: str = "INFO"
+    log_format: str = "console"
+    """``console`` (readable lines) or ``json`` (one object per line), ``--log-format``."""
+    node_id: str = ""
+    """This server's name in logs and metrics (``--node-id``; empty: ``<host name>:<port>``)."""
+    metrics: bool = False
+    """Serve Prometheus metrics at ``GET /metrics`` (``--metrics``)."""
+    metrics_token: str = ""
+    """If set, ``GET /metrics`` needs ``Authorization: Bearer <token>`` (``--metrics-token``)."""
     max_frame_bytes: int = 64 * 1024
     rate_limit_per_s: float = 100.0
     mailbox_ttl: float = 7 * 86400.0

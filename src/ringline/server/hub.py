@@ -51,6 +51,7 @@ from .store import base as st
 from .webhooks.delivery import Delivery
 
 if TYPE_CHECKING:
+    from .metrics import Metrics
     from .ws import RequestAnswers
 
 __all__ = ["Hub", "Session", "device_key"]
@@ -163,6 +164,8 @@ class _Batch:
     undo: Callable[[], None] | None = None
     #: the call this batch started (a ``calls`` request's new call)
     created: str | None = None
+    #: the call facts it holds (counted in the metrics once durable)
+    facts: list[m.CallFact] | None = None
 
 
 class Hub:
@@ -189,6 +192,16 @@ class Hub:
         self.on_callbacks_queued: Callable[[], None] | None = None
         """Called after a batch that queued callbacks is durable (the server wakes its
         deliverer here)."""
+        self.metrics: Metrics | None = None
+        """Where to count calls and commits (``ringline serve --metrics``), or None."""
+
+    def connections(self) -> int:
+        """Sessions with a connection attached now."""
+        return sum(1 for s in self.sessions.values() if s.ws is not None)
+
+    def queued_frames(self) -> int:
+        """Frames waiting for their connection's writer, all sessions together."""
+        return sum(len(s.outq) for s in self.sessions.values())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -302,6 +315,7 @@ class Hub:
         self.stats["inputs"] += 1
         batch_writes = list(writes or ())
         rest: list[m.Action] = []
+        facts: list[m.CallFact] | None = None
         for a in actions:
             if isinstance(a, m.Persist):
                 w = self._write_for(a.what)
@@ -310,6 +324,8 @@ class Hub:
             elif isinstance(a, m.Notify):
                 # Callbacks go into the outbox in the same transaction as the change.
                 self.stats["facts"] += 1
+                if self.metrics is not None and a.fact.kind in ("start", "end"):
+                    facts = [*(facts or ()), a.fact]
                 deliveries = plan_deliveries(a.fact, self.callback_targets, origin=origin)
                 if deliveries:
                     batch_writes.append(st.DeliveriesWrite(tuple(deliveries)))
@@ -324,7 +340,7 @@ class Hub:
                 before()
 
         created = value if isinstance(inp, m.PlaceCall) and value == inp.new_call_id else None
-        self._enqueue(_Batch(batch_writes, do_respond, rest, refused, undo, created))
+        self._enqueue(_Batch(batch_writes, do_respond, rest, refused, undo, created, facts))
         return value
 
     def _origin(self, inp: m.Input) -> Origin:
@@ -455,12 +471,17 @@ class Hub:
         failures = 0
         while todo:
             writes = _coalesce([w for i in todo for w in self._writes_after(batches, i, committed)])
+            t0 = time.perf_counter()
             try:
                 await self.store.apply(writes)
                 self.stats["writes"] += len(writes)
+                if self.metrics is not None:
+                    self.metrics.commit(time.perf_counter() - t0, len(writes), ok=True)
                 return outcomes
             except Exception as exc:
                 error: BaseException = exc
+                if self.metrics is not None:
+                    self.metrics.commit(time.perf_counter() - t0, len(writes), ok=False)
             failures += 1
             refused = st.refuses_values(error)
             stuck = not refused and failures >= 3 and await self._store_alive()
@@ -593,6 +614,9 @@ class Hub:
                 log.exception("ending call %s failed", call_id)
 
     def _run_batch(self, batch: _Batch) -> None:
+        if batch.facts and self.metrics is not None:
+            for fact in batch.facts:
+                self.metrics.call_fact(fact.kind, fact.data)
         if batch.respond is not None:
             try:
                 batch.respond()

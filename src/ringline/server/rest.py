@@ -327,10 +327,12 @@ class AdminApi:
         return _answer(api, _request_id(api), fail=fail)
 
     async def _serve(self, request: web.Request, api: str, table: dict[str, Handler]) -> web.Response:
+        t0 = time.perf_counter()
         rid = _request_id(api)
+        name = f"{request.match_info['service']}/{request.match_info['command']}"
+        fail: _Fail | None = None
         try:
             self._auth(request)
-            name = f"{request.match_info['service']}/{request.match_info['command']}"
             handler = table.get(name)
             if handler is None:
                 raise _Fail(
@@ -340,17 +342,32 @@ class AdminApi:
                 )
             body = await _read_body(request)
             _CLIENT_IP.set(request.remote or "")
-            return _answer(api, rid, data=await handler(body))
+            resp = _answer(api, rid, data=await handler(body))
         except _Fail as f:
-            return _answer(api, rid, fail=f)
+            fail = f
         except LocalCallError as e:
-            return _answer(api, rid, fail=_Fail(e.code, e.message))
+            fail = _Fail(e.code, e.message)
         except Exception:
-            log.exception("admin command %s failed", request.path)
+            log.exception("admin command %s failed", request.path, extra={"command": name})
             fail = _Fail(
                 E_INTERNAL, "internal error; the command may not have been carried out: retry", status=500
             )
-            return _answer(api, rid, fail=fail)
+        if fail is not None:
+            resp = _answer(api, rid, fail=fail)
+            log.info(
+                "admin request refused: %s",
+                fail.info,
+                extra={
+                    "command": f"{api}/{name}",
+                    "code": fail.code,
+                    "status": fail.status,
+                    "remote": request.remote or "",
+                },
+            )
+        metrics = self.hub.metrics
+        if metrics is not None:
+            metrics.rest_seconds.labels(f"{api}/{name}", str(resp.status)).observe(time.perf_counter() - t0)
+        return resp
 
     def _auth(self, request: web.Request) -> None:
         q = request.query

@@ -375,6 +375,10 @@ class Deliverer:
         self._close_task: asyncio.Task[None] | None = None
         self._stopping = False
         self.stats = DelivererStats()
+        #: Called after each attempt with the receiver's status (None: no answer), the
+        #: request's duration in seconds and, when delivered, the lag from the event
+        #: (``ringline serve --metrics`` sets it). It must not raise.
+        self.on_attempt: Callable[[int | None, float, float | None], None] | None = None
 
     # -- lifecycle
 
@@ -493,7 +497,12 @@ class Deliverer:
 
     async def _attempt(self, delivery: Delivery) -> None:
         try:
+            t0 = time.perf_counter()
             result = await self._post(delivery)
+            if self.on_attempt is not None:
+                ok = result.status is not None and 200 <= result.status < 300
+                lag = self._clock() - delivery.created_at if ok else None
+                self.on_attempt(result.status, time.perf_counter() - t0, lag)
             await self._record(delivery, result)
         except asyncio.CancelledError:
             raise
