@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -74,7 +74,7 @@ async def receiver() -> AsyncIterator[tuple[str, list[bytes], asyncio.Event]]:
 
 
 @pytest.fixture
-def ops_server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+def ops_server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(
         tmp_path / "srv",
         extra_args=[
@@ -92,7 +92,7 @@ def ops_server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     )
     srv.start()
     try:
-        yield srv  # type: ignore[misc]
+        yield srv
     finally:
         srv.kill()
 
