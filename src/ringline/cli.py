@@ -379,6 +379,15 @@ def _program() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command of ``argv`` (default: the process's arguments); its exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while reading the configuration: nothing started yet
+        print("ringline: interrupted; nothing is left running", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "usersig":
         return _usersig(args)
