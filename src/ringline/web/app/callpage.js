@@ -570,7 +570,13 @@ export function mountCallPage(root, options = {}) {
     const connected = engine.callStatus === CallStatus.ACCEPT;
     const mode = !connected || remote.length === 0 ? "solo" : remote.length === 1 && pendingTiles() === 0 ? "pip" : "grid";
     grid.dataset.layout = mode;
-    grid.dataset.count = String(tiles.size);
+    const n = grid.children.length;
+    grid.dataset.count = String(n);
+    // Columns: 2 (stacked when narrow), 2 for 3-4 people, then 3 (from 7 people when narrow).
+    const wide = (grid.clientWidth || root.clientWidth || 0) >= 700;
+    const cols = n <= 1 ? 1 : n === 2 ? (wide ? 2 : 1) : n <= 4 ? 2 : wide || n > 6 ? 3 : 2;
+    grid.style.setProperty("--cols", String(cols));
+    grid.style.setProperty("--rows", String(Math.max(1, Math.ceil(n / cols))));
     for (const [u, t] of tiles) t.el.classList.toggle("rl-self", u === engine.userId);
     // While dialing only the own preview shows, small, beside the callee's avatar.
     grid.hidden = !connected && !(tiles.has(engine.userId) && engine.mediaType === MediaType.VIDEO);
@@ -1042,6 +1048,8 @@ export function mountCallPage(root, options = {}) {
         return "The call did not connect.";
     }
   }
+
+  addEventListener("resize", () => { if (engine.callStatus === CallStatus.ACCEPT) layoutGrid(); });
 
   fetch(new URL("app/config.json", base)).then((r) => r.json()).then((c) => {
     config = c;
