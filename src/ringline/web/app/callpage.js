@@ -1050,6 +1050,9 @@ export function mountCallPage(root, options = {}) {
   }
 
   addEventListener("resize", () => { if (engine.callStatus === CallStatus.ACCEPT) layoutGrid(); });
+  // Browsers let a page make sound only after a click or a key: get the tones' audio
+  // ready then, so that a call arriving later can ring.
+  for (const ev of ["pointerdown", "keydown"]) addEventListener(ev, () => audioContext(), { once: true, capture: true });
 
   fetch(new URL("app/config.json", base)).then((r) => r.json()).then((c) => {
     config = c;
