@@ -23,7 +23,7 @@ from ringline.core.usersig import gen_user_sig
 from ringline.server.app import HUB_KEY, build_app
 from ringline.server.config import AppIdentity, Settings
 from ringline.server.hub import Hub
-from ringline.server.ws import ANSWER_BYTES_KEPT, ANSWERS_KEPT, RequestAnswers
+from ringline.server.session import ANSWER_BYTES_KEPT, ANSWERS_KEPT, RequestAnswers
 from serverproc import SDK_APP_ID, SECRET, ServerProcess, free_port, unique
 
 
@@ -265,7 +265,7 @@ async def test_an_answer_made_while_disconnected_is_sent_when_the_request_comes_
     # (Were the answer made before that, it would go to the dead connection, and the
     # assertions below would hold all the same.)
     async with asyncio.timeout(5):
-        while session.ws is not None:  # noqa: ASYNC110
+        while session.link is not None:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     gate.armed = False
     gate.open.set()

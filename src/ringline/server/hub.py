@@ -24,7 +24,8 @@ Sessions: a session outlives its WebSocket for ``heartbeat_grace`` seconds so th
 device can ``resume`` and get every unacknowledged push again, in order. A session
 silent for longer is *gone*: the core hears :class:`DeviceGone`, and from then on only
 terminal events for that device are kept (its *mailbox*), delivered when it logs in
-again with the same device id.
+again with the same device id. A session itself (its pushes, its connection, the
+answers it was given) is :class:`~.session.Session`; the hub never touches a socket.
 """
 
 from __future__ import annotations
@@ -37,116 +38,26 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
 
 from ..core import machine as m
 from ..core.errors import ErrorCode, LocalCallError
 from ..core.records import CallRecord
 from .callbacks import CallbackTargets, Origin, plan_deliveries
 from .config import Settings
+from .session import Session, dumps
 from .store import base as st
 from .webhooks.delivery import Delivery
 
 if TYPE_CHECKING:
     from .metrics import Metrics
-    from .ws import RequestAnswers
 
-__all__ = ["Hub", "Session", "device_key"]
+__all__ = ["Hub", "record_to_recent"]
 
 log = logging.getLogger("ringline.server")
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
 MAILBOX_MAX = 100
-
-
-def device_key(user_id: str, device_id: str) -> str:
-    """The key of a device inside the server: its ``device_id`` scoped to its user, so
-    that another user who logs in with the same ``device_id`` is another device (it
-    cannot replace, kick, resume or read this one's session or mailbox). ``/`` appears
-    in neither a user id nor a device id."""
-    return f"{user_id}/{device_id}"
-
-
-@dataclass(slots=True, eq=False)
-class Session:
-    """One logged-in device. ``ws`` is its current connection, or None between
-    connections. ``device_id`` is the device's key, scoped to its user
-    (:func:`device_key`); :attr:`client_device_id` is the id its client chose."""
-
-    token: str
-    device_id: str
-    user_id: str
-    multi_device: bool
-    sig_expires_at: float
-    created_at: float
-    last_seen: float
-    seq: int = 0
-    buffer: deque[tuple[int, str, dict[str, Any]]] = field(default_factory=deque)
-    ws: web.WebSocketResponse | None = None
-    outq: list[str] = field(default_factory=list)
-    wake: asyncio.Event | None = None
-    restored: bool = False
-    closed: bool = False
-    #: answers kept for requests sent again after a resume (``ws.RequestAnswers``;
-    #: made at the session's first request that changes state)
-    answers: RequestAnswers | None = None
-    #: the address of its current (or last) connection, and the platform it named at
-    #: login or resume: the ``ClientIP`` / ``OptPlatform`` of the callbacks it causes
-    client_ip: str = ""
-    platform: str = "Unknown"
-
-    @property
-    def client_device_id(self) -> str:
-        """The ``device_id`` the client logged in with (the key without its user)."""
-        user, sep, dev = self.device_id.partition("/")
-        return dev if sep and user == self.user_id else self.device_id
-
-    def row(self) -> st.SessionRow:
-        return st.SessionRow(
-            token=self.token,
-            device_id=self.device_id,
-            user_id=self.user_id,
-            multi_device=self.multi_device,
-            sig_expires_at=self.sig_expires_at,
-            created_at=self.created_at,
-            last_seen=self.last_seen,
-        )
-
-    def send(self, text: str) -> None:
-        """Queue one frame for the connection's writer (dropped if none is attached)."""
-        if self.ws is not None and self.wake is not None:
-            self.outq.append(text)
-            self.wake.set()
-
-    def push(self, name: str, args: dict[str, Any]) -> None:
-        self.seq += 1
-        self.buffer.append((self.seq, name, args))
-        self.send(_dumps({"ev": name, "seq": self.seq, "args": args}))
-
-    def ack(self, upto: int) -> None:
-        buf = self.buffer
-        while buf and buf[0][0] <= upto:
-            buf.popleft()
-
-    def replay_after(self, ack: int) -> int:
-        if not self.restored:
-            self.ack(ack)
-        else:
-            # The server restarted: this session's numbering continues from the
-            # client's own ack; pushes queued since the restart are renumbered.
-            renum: deque[tuple[int, str, dict[str, Any]]] = deque()
-            for i, (_, name, args) in enumerate(self.buffer, start=ack + 1):
-                renum.append((i, name, args))
-            self.buffer = renum
-            self.seq = ack + len(renum)
-            self.restored = False
-        for seq, name, args in self.buffer:
-            self.send(_dumps({"ev": name, "seq": seq, "args": args}))
-        return len(self.buffer)
 
 
 #: Called, instead of the answer, when the store refused a request's writes: with a
@@ -197,11 +108,11 @@ class Hub:
 
     def connections(self) -> int:
         """Sessions with a connection attached now."""
-        return sum(1 for s in self.sessions.values() if s.ws is not None)
+        return sum(1 for s in self.sessions.values() if s.link is not None)
 
     def queued_frames(self) -> int:
         """Frames waiting for their connection's writer, all sessions together."""
-        return sum(len(s.outq) for s in self.sessions.values())
+        return sum(s.queued() for s in self.sessions.values())
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -266,9 +177,8 @@ class Hub:
             t.cancel()
         self._timers.clear()
         for s in list(self.sessions.values()):
-            if s.ws is not None:
-                with contextlib.suppress(Exception):
-                    await s.ws.close(code=1001, message=b"server shutting down; resume later")
+            with contextlib.suppress(Exception):
+                await s.disconnect(1001, "server shutting down; resume later")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -409,7 +319,7 @@ class Hub:
         if isinstance(what, m.SaveCall):
             if what.snapshot.get("ephemeral"):
                 return None  # ephemeral calls leave no trace, not even a snapshot
-            return st.LiveCallWrite(what.call_id, _dumps(what.snapshot), what.at)
+            return st.LiveCallWrite(what.call_id, dumps(what.snapshot), what.at)
         if isinstance(what, m.FinishCall):
             if what.ephemeral:
                 return None
@@ -719,9 +629,7 @@ class Hub:
         self.sessions.pop(s.token, None)
         if self.by_device.get(s.device_id) is s:
             del self.by_device[s.device_id]
-        ws = s.ws
-        if ws is not None:
-            s.send(_CLOSE_MARK + _dumps({"code": code, "message": message}))
+        s.end(code, message)
 
     def end_session(self, s: Session, code: int, message: str, *, gone: bool = False) -> None:
         """Close the session for good (after its queued frames) and forget it.
@@ -775,9 +683,6 @@ class Hub:
         )
         for s in self.sessions.values():
             s.last_seen = max(s.last_seen, now)
-
-
-_CLOSE_MARK = "\x00close:"
 
 
 def _cause(error: BaseException) -> str:

@@ -8,7 +8,7 @@ cause once and closes the connection with :data:`SEND_FAILED_CLOSE` (1011): the 
 lives on, and the device resumes it and gets every unacknowledged push again.
 
 Answers to a logged-in session's requests are remembered by request ``id`` (the last
-:data:`ANSWERS_KEPT`, for as long as the session lives) so that a client which lost
+:data:`~.session.ANSWERS_KEPT`, for as long as the session lives) so that a client which lost
 an answer with its connection can send the request again after ``resume``: it gets
 the same answer and the request does not run twice (docs/protocol.md "Requests").
 """
@@ -36,14 +36,14 @@ from ..core.errors import ErrorCode, LocalCallError
 from ..core.types import CallParams, OfflinePushInfo, RoomId
 from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import PLATFORMS
-from .hub import _CLOSE_MARK, Hub, Session, _cause, _dumps, device_key, record_to_recent
+from .hub import Hub, _cause, record_to_recent
 from .inbound import InputError, parse_json, safe_utf8
 from .rest_contract import MAX_UNIX_S
+from .session import ANSWERS_KEPT, Close, Link, RequestAnswers, Session, device_key
+from .session import dumps as _dumps
 from .store import base as st
 
 __all__ = [
-    "ANSWERS_KEPT",
-    "ANSWER_BYTES_KEPT",
     "FLOOD_REFUSALS",
     "FLOOD_WINDOW",
     "PROTOCOL_VERSION",
@@ -60,12 +60,6 @@ _DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: :data:`FLOOD_WINDOW` seconds is closed with 4008 (docs/protocol.md "Limits").
 FLOOD_REFUSALS = 100
 FLOOD_WINDOW = 10.0
-#: Answers remembered per session for requests sent again after a resume (the oldest
-#: are forgotten first), and at most this many bytes of them. The answers of requests
-#: that change state are small (``{}``, a call id); the large ones, of
-#: :data:`RERUNNABLE_OPS`, are not kept.
-ANSWERS_KEPT = 128
-ANSWER_BYTES_KEPT = 32 * 1024
 #: Requests that only read: one sent again simply runs again (its answer, up to 200
 #: call records, would be costly to keep for every session).
 RERUNNABLE_OPS = frozenset({"query_recent_calls", "get_state"})
@@ -162,8 +156,9 @@ def _params(d: dict[str, Any]) -> CallParams:
     )
 
 
-class _Conn:
-    """Per-connection state: the session once logged in, and the flood meter."""
+class _Conn(Link):
+    """Per-connection state: the socket and its queue of frames (:class:`Link`), the
+    session once logged in, and the flood meter."""
 
     __slots__ = (
         "addr",
@@ -172,17 +167,14 @@ class _Conn:
         "flooded",
         "last",
         "login_timer",
-        "outq",
         "refused",
         "session",
-        "wake",
         "ws",
     )
 
     def __init__(self, ws: web.WebSocketResponse, rate: float) -> None:
+        super().__init__()
         self.ws = ws
-        self.outq: list[str] = []
-        self.wake = asyncio.Event()
         self.session: Session | None = None
         self.allowance = rate
         self.last = time.monotonic()
@@ -192,37 +184,13 @@ class _Conn:
         self.counted = False
         self.login_timer: asyncio.TimerHandle | None = None
 
+    async def close(self, code: int, message: str) -> None:
+        await self.ws.close(code=code, message=_close_reason(message))
 
-class RequestAnswers:
-    """The answers one session's requests got, by request ``id`` (``Session.answers``,
-    made at its first request that changes state, gone with the session).
 
-    ``running``: requests being processed, with a fingerprint of the frame and the
-    connection its latest copy came on (the answer goes there, if that connection is
-    still the session's). ``done``: the last :data:`ANSWERS_KEPT` answers (as sent),
-    oldest first in ``order``. ``floor``: the highest id forgotten; a request at or
-    below it that is not remembered may have run already, so it is refused.
-    """
-
-    __slots__ = ("done", "floor", "order", "running", "size")
-
-    def __init__(self) -> None:
-        self.running: dict[int, tuple[int, _Conn]] = {}
-        self.done: dict[int, tuple[int, str]] = {}
-        self.order: deque[int] = deque()
-        self.size = 0
-        self.floor: int | None = None
-
-    def keep(self, rid: int, fingerprint: int, text: str) -> None:
-        self.done[rid] = (fingerprint, text)
-        self.order.append(rid)
-        self.size += len(text)
-        order = self.order
-        while len(order) > ANSWERS_KEPT or (self.size > ANSWER_BYTES_KEPT and len(order) > 1):
-            old = order.popleft()
-            self.size -= len(self.done.pop(old)[1])
-            if self.floor is None or old > self.floor:
-                self.floor = old
+def _close_reason(message: str) -> bytes:
+    """A close frame's reason: at most 120 characters of ``message``, as UTF-8."""
+    return message[:120].encode("utf-8", "backslashreplace")
 
 
 class WsHandler:
@@ -320,11 +288,8 @@ class WsHandler:
                     break
         finally:
             self._authenticated(conn)
-            s = conn.session
-            if s is not None and s.ws is ws:
-                s.ws = None
-                s.wake = None
-                s.outq = []
+            if conn.session is not None:
+                conn.session.detach(conn)
             conn.wake.set()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -350,24 +315,20 @@ class WsHandler:
         if conn.session is None and not conn.ws.closed:
             timeout = self.hub.settings.login_timeout
             message = f"no login or resume within {timeout:g} s"
-            self._send(conn, _CLOSE_MARK + _dumps({"code": 4010, "message": message}))
+            conn.put(Close(4010, message))
 
     async def _writer(self, conn: _Conn) -> None:
-        ws, q = conn.ws, conn.outq
+        ws = conn.ws
         try:
             while True:
                 await conn.wake.wait()
                 conn.wake.clear()
-                while q:
-                    frames = q[:]
-                    q.clear()
-                    for text in frames:
-                        if text.startswith(_CLOSE_MARK):
-                            info = json.loads(text[len(_CLOSE_MARK) :])
-                            reason = info["message"][:120].encode("utf-8", "backslashreplace")
-                            await ws.close(code=info["code"], message=reason)
+                while frames := conn.take():
+                    for frame in frames:
+                        if isinstance(frame, Close):
+                            await ws.close(code=frame.code, message=_close_reason(frame.message))
                             return
-                        await self._send_frame(ws, text)
+                        await self._send_frame(ws, frame)
                 if ws.closed:
                     return
         except asyncio.CancelledError:
@@ -407,8 +368,7 @@ class WsHandler:
             )
 
     def _send(self, conn: _Conn, text: str) -> None:
-        conn.outq.append(text)
-        conn.wake.set()
+        conn.put(text)
 
     def _reply(self, conn: _Conn, rid: int | None, result: Any) -> None:
         self._send(conn, _dumps({"re": rid, "ok": True, "result": result}))
@@ -437,8 +397,8 @@ class WsHandler:
         # Not sent if the session has no connection now, or a newer one than the one
         # the latest copy came on: the client sends the request again after resuming,
         # and gets the kept answer then (once).
-        if latest.ws is s.ws:
-            self._send(latest, text)
+        if s.link is latest:
+            latest.put(text)
 
     def _seen(self, conn: _Conn, answers: RequestAnswers, rid: int, fingerprint: int) -> bool:
         """True if request ``rid`` was received before in this session (it is answered
@@ -584,7 +544,7 @@ class WsHandler:
                 len(refused),
                 FLOOD_WINDOW,
             )
-            self._send(conn, _CLOSE_MARK + _dumps({"code": 4008, "message": "flooding: over the rate limit"}))
+            conn.put(Close(4008, "flooding: over the rate limit"))
 
     # ------------------------------------------------------------------ session ops
 
@@ -629,7 +589,7 @@ class WsHandler:
         s = hub.new_session(device_key(user_id, device_id), user_id, multi, float(info.expires_at))
         s.client_ip, s.platform = ("" if conn.addr == "?" else conn.addr), platform
         mailbox = hub.attach(s)
-        s.ws, s.outq, s.wake = conn.ws, conn.outq, conn.wake
+        s.attach(conn)
         conn.session = s
         result = {
             "session": s.token,
@@ -673,7 +633,7 @@ class WsHandler:
 
     def _close_after_error(self, conn: _Conn, rid: int | None, code: int, message: str) -> None:
         self._error(conn, rid, code, message)
-        self._send(conn, _CLOSE_MARK + _dumps({"code": 4003, "message": "login failed"}))
+        conn.put(Close(4003, "login failed"))
 
     def _op_resume(self, conn: _Conn, rid: int | None, req: dict[str, Any]) -> None:
         self._check_version(req)
@@ -687,15 +647,14 @@ class WsHandler:
                 ErrorCode.SESSION_UNKNOWN,
                 "session unknown or expired; log in again with the same device_id",
             )
-        old = s.ws
-        s.ws, s.outq, s.wake = conn.ws, conn.outq, conn.wake
+        old = s.attach(conn)
         s.client_ip = "" if conn.addr == "?" else conn.addr
         if platform is not None:
             s.platform = platform
         s.last_seen = time.time()
         conn.session = s
-        if old is not None and old is not conn.ws:
-            self._spawn(old.close(code=4000, message=b"resumed elsewhere"))
+        if old is not None and old is not conn:
+            self._spawn(old.close(4000, "resumed elsewhere"))
         restored = s.restored
         self._reply(
             conn,
