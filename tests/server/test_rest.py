@@ -763,6 +763,16 @@ async def test_live_records_show_up_in_filters(server: ServerProcess, clients: l
         {"StartTime": since, "CallResult": ["Reject"], "CallType": "SingleCall", "NumberPerPage": 100},
     )
     assert cid in [r["CallId"] for r in page["CallRecordList"]]
+    # Ringline's User_Account: the calls one member was in.
+    for user, found in ((ua, True), (ub, True), (unique("nobody"), False)):
+        page = await v4(
+            server, "call_record_http_srv/get_record_by_filter", {"StartTime": since, "User_Account": user}
+        )
+        assert (cid in [r["CallId"] for r in page["CallRecordList"]]) is found, user
+        assert all(user in r["CalleeList_Account"] for r in page["CallRecordList"])
+    for bad in ("no spaces", 7, None):
+        body = {"User_Account": bad}
+        assert (await v4_fail(server, "call_record_http_srv/get_record_by_filter", body))[0] == 90005
     data = await v1(
         server, "records/get_records_by_filter", {"startTimestamp": since, "callResult": "reject"}
     )

@@ -597,6 +597,14 @@ async def test_query_records_paging_and_filters_over_10000_records(store: Store)
             ),
         ),
         ({"results": ["EndByServer"]}, lambda r: False),
+        # a member: the caller, or any callee
+        ({"user_id": "user-7"}, lambda r: "user-7" in r.users()),
+        ({"user_id": "user-57"}, lambda r: "user-57" in r.users()),
+        (
+            {"user_id": "user-57", "results": ["Reject"], "start_time": lo, "end_time": hi},
+            lambda r: "user-57" in r.users() and r.result is CallResult.REJECT and lo <= r.start_time <= hi,
+        ),
+        ({"user_id": "nobody"}, lambda r: False),
     ]
     for filters, keep in cases:
         want = newest_first([r for r in records if keep(r)])

@@ -465,6 +465,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
                 "EndTime": {**_UNIX_S, "description": "latest start time (inclusive); default: none"},
                 "CallResult": _FILTER_RESULTS_V4,
                 "CallType": {"enum": ["SingleCall", "MultiCall"]},
+                "User_Account": {**_USER_ID, "description": "Ringline's: only calls with this member"},
                 "NumberPerPage": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE, "default": 10},
                 "Page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
             }

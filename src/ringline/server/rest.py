@@ -439,13 +439,7 @@ class AdminApi:
         return call_info_to_v4(info)
 
     async def get_live_calls(self, body: dict[str, Any]) -> dict[str, Any]:
-        user = body.get("User_Account")
-        if "User_Account" in body and not m.valid_user_id(user):
-            raise _Fail(
-                E_BAD_FIELD,
-                "field User_Account must be a user id (1-32 characters of [A-Za-z0-9_-]),"
-                f" not {_short(user)}",
-            )
+        user = self._user_filter(body)
         per_page = _int(body, "NumberPerPage", 1, MAX_PER_PAGE, "a page size") or MAX_PER_PAGE
         page = _int(body, "Page", 1, MAX_PAGE, "a page number") or 1
         # Answer with what is durable: the batches queued so far are written first.
@@ -489,6 +483,7 @@ class AdminApi:
         results: list[str] | None,
         call_type: str | None,
         start_required: bool = False,
+        user_id: str | None = None,
     ) -> tuple[int, int, list[CallRecord]]:
         if start_required and start_key not in body:
             raise _Fail(E_BAD_FIELD, f"field {start_key} is missing: give the earliest start time (unix s)")
@@ -506,6 +501,7 @@ class AdminApi:
             call_type=call_type,
             page=page,
             per_page=default_per_page if per_page is None else per_page,
+            user_id=user_id,
         )
         return total, page, records
 
@@ -519,8 +515,23 @@ class AdminApi:
             default_per_page=10,
             results=_one_or_many(body, "CallResult", V4_CALL_RESULTS),
             call_type=_enum(body, "CallType", ("SingleCall", "MultiCall")),
+            user_id=self._user_filter(body),
         )
         return {"TotalNum": total, "Page": page, "CallRecordList": [record_to_v4(r) for r in records]}
+
+    @staticmethod
+    def _user_filter(body: dict[str, Any]) -> str | None:
+        """The optional ``User_Account`` filter (Ringline's): a user id."""
+        if "User_Account" not in body:
+            return None
+        user = body["User_Account"]
+        if not m.valid_user_id(user):
+            raise _Fail(
+                E_BAD_FIELD,
+                "field User_Account must be a user id (1-32 characters of [A-Za-z0-9_-]),"
+                f" not {_short(user)}",
+            )
+        return str(user)
 
     # ------------------------------------------------------------------ v4: callback configuration
 

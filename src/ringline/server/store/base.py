@@ -390,10 +390,12 @@ class Store(Protocol):
         call_type: str | None,
         page: int,
         per_page: int,
+        user_id: str | None = None,
     ) -> tuple[int, list[CallRecord]]:
         """Exact total count and one page (1-based) of records, newest start time first.
 
         ``start_time``/``end_time`` bound the start time (inclusive); ``results`` are
-        v4 ``CallResult`` strings; ``call_type`` is ``SingleCall`` or ``MultiCall``.
+        v4 ``CallResult`` strings; ``call_type`` is ``SingleCall`` or ``MultiCall``;
+        ``user_id``: only calls this user was a member of (caller or callee).
         """
         ...

@@ -1055,6 +1055,7 @@ class PostgresStore:
         call_type: str | None,
         page: int,
         per_page: int,
+        user_id: str | None = None,
     ) -> tuple[int, list[CallRecord]]:
         """Exact total count and one page (1-based) of records, newest start time first.
 
@@ -1069,6 +1070,7 @@ class PostgresStore:
             end_time=None if end_time is None else float(end_time),
             results=results,
             call_type=call_type,
+            user_id=user_id,
         )
         count_sql, count_args = records_count(POSTGRES, f)
         page_sql, page_args = records_page(POSTGRES, f, limit=per_page, offset=offset)

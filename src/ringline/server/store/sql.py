@@ -137,13 +137,15 @@ class RecordFilter:
     ``start_time``/``end_time`` bound the start time (inclusive), None = unbounded, and
     are bound as given (the caller converts them if its driver needs floats);
     ``results``: distinct v4 ``CallResult`` strings, empty = every result;
-    ``call_type``: ``SingleCall``, ``MultiCall`` or None = both.
+    ``call_type``: ``SingleCall``, ``MultiCall`` or None = both; ``user_id``: only the
+    calls this user was a member of (caller or callee), None = everyone's.
     """
 
     start_time: Any
     end_time: Any
     results: tuple[str, ...]
     call_type: str | None
+    user_id: str | None = None
 
     @classmethod
     def of(
@@ -153,10 +155,18 @@ class RecordFilter:
         end_time: Any,
         results: Sequence[str] | None,
         call_type: str | None,
+        user_id: str | None = None,
     ) -> RecordFilter:
         """The filter of ``query_records``' arguments: ``results`` None or empty = every
         result; duplicates are dropped, first occurrence kept."""
-        return cls(start_time, end_time, tuple(dict.fromkeys(str(r) for r in results or ())), call_type)
+        results_ = tuple(dict.fromkeys(str(r) for r in results or ()))
+        return cls(start_time, end_time, results_, call_type, user_id)
+
+    def _user(self, p: Params) -> list[str]:
+        """The filter on a member (``user_calls`` has a row per user of every call)."""
+        if self.user_id is None:
+            return []
+        return [f"call_id IN (SELECT call_id FROM user_calls WHERE user_id = {p(self.user_id)})"]
 
     def _time(self, p: Params) -> list[str]:
         where: list[str] = []
@@ -179,7 +189,7 @@ class RecordFilter:
 def records_count(d: Dialect, f: RecordFilter) -> Statement:
     """``SELECT count(*)`` of the calls ``f`` selects, straight from ``calls``."""
     p = Params(d)
-    where = f._time(p) + f._kind(p)
+    where = f._time(p) + f._kind(p) + f._user(p)
     return p.statement(f"SELECT count(*) FROM calls{_where(where)}")
 
 
@@ -188,7 +198,7 @@ def records_page(d: Dialect, f: RecordFilter, *, limit: int, offset: int) -> Sta
     time first, ties by call id descending (so pages never overlap). Get ``offset`` from
     :func:`page_offset`."""
     p = Params(d)
-    where = _where(f._time(p) + f._kind(p))
+    where = _where(f._time(p) + f._kind(p) + f._user(p))
     return p.statement(
         f"SELECT record FROM calls{where}"
         f" ORDER BY start_time DESC, call_id DESC LIMIT {p(limit)} OFFSET {p(offset)}"
@@ -200,7 +210,10 @@ def records_count_by_day(d: Dialect, f: RecordFilter) -> list[Statement]:
     exact number of calls ``f`` selects, using the per-UTC-day ``call_counts`` table
     (kept by triggers; only the SQLite schema has it): whole days are summed from
     ``call_counts``, and only the partial days at the ends of the window are counted in
-    ``calls``. Costs a few thousand index entries at most, however many calls match."""
+    ``calls``. Costs a few thousand index entries at most, however many calls match.
+    ``call_counts`` knows no members: a filter on a user is counted in ``calls``."""
+    if f.user_id is not None:
+        return [records_count(d, f)]
     start, end = f.start_time, f.end_time
     first = None if start is None else int(start // DAY) + (0 if start % DAY == 0 else 1)
     last = None if end is None else int(end // DAY) - 1  # whole days end before `end`

@@ -688,6 +688,7 @@ class SqliteStore:
         call_type: str | None,
         page: int,
         per_page: int,
+        user_id: str | None = None,
     ) -> tuple[int, list[CallRecord]]:
         """Exact total count and one page (1-based) of records, newest start time first.
 
@@ -696,7 +697,9 @@ class SqliteStore:
         ``per_page`` is below 1.
         """
         offset = page_offset(page, per_page)
-        f = RecordFilter.of(start_time=start_time, end_time=end_time, results=results, call_type=call_type)
+        f = RecordFilter.of(
+            start_time=start_time, end_time=end_time, results=results, call_type=call_type, user_id=user_id
+        )
         count = records_count_by_day(SQLITE, f)  # exact, from call_counts (schema 4)
         rows = records_page(SQLITE, f, limit=per_page, offset=offset)
         total, texts = await self._read(self._query_records_sync, count, rows, offset)
