@@ -50,6 +50,26 @@ async def test_page_config_names_the_app_and_says_dev_sign_in_is_off(server: Ser
         assert await r.json() == {"sdkAppId": SDK_APP_ID, "devSignIn": False}
 
 
+async def test_the_admin_console_is_served_static_and_never_framed(server: ServerProcess) -> None:
+    for path in ("/admin", "/admin/"):
+        status, headers, body = await get(server.url + path)
+        assert status == 200 and headers["Content-Type"].startswith("text/html"), path
+        assert b'import { mountAdmin } from "/admin/admin.js"' in body
+        assert headers["X-Frame-Options"] == "DENY" and "Access-Control-Allow-Origin" not in headers
+    for name, kind in (
+        ("admin.js", "text/javascript"),
+        ("api.js", "text/javascript"),
+        ("admin.css", "text/css"),
+    ):
+        status, headers, body = await get(server.url + "/admin/" + name)
+        assert status == 200 and headers["Content-Type"].startswith(kind), name
+        assert headers["X-Frame-Options"] == "DENY" and "Access-Control-Allow-Origin" not in headers
+    # The files hold no data of the server: it all comes from the admin REST API, signed.
+    _, _, js = await get(server.url + "/admin/api.js")
+    assert b"usersig" in js and b"sessionStorage" in js and b"localStorage" not in js
+    assert (await get(server.url + "/admin/../server.log"))[0] == 404
+
+
 @pytest.mark.parametrize(
     "path",
     ["/sdk/nope.js", "/sdk/..%2Fserver%2Fweb.py", "/sdk/.hidden", "/app/..%2F..%2Fcli.py", "/app/x%00.js"],

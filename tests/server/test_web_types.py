@@ -178,7 +178,7 @@ def check_js(tmp_path: Path, edit: Callable[[Path], None] | None = None) -> subp
 
 
 def served_js() -> list[Path]:
-    return sorted([*SDK.glob("*.js"), *(WEB / "app").glob("*.js")])
+    return sorted([*SDK.glob("*.js"), *(WEB / "app").glob("*.js"), *(WEB / "admin").glob("*.js")])
 
 
 def test_every_served_js_file_parses(tmp_path: Path) -> None:

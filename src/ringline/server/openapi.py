@@ -797,6 +797,37 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     Endpoint(
         api="web",
         method="get",
+        path="/admin",
+        operation_id="admin_console",
+        summary="The admin console (HTML): live calls, records, callback deliveries, nodes",
+        doc="admin.md",
+        response=_STR,
+        description="Holds no data: every figure comes from the admin REST API, signed with the admin sig.",
+        tags=("web",),
+    ),
+    Endpoint(
+        api="web",
+        method="get",
+        path="/admin/",
+        operation_id="admin_console_slash",
+        summary="The admin console, as /admin",
+        doc="admin.md",
+        response=_STR,
+        tags=("web",),
+    ),
+    Endpoint(
+        api="web",
+        method="get",
+        path="/admin/{name}",
+        operation_id="admin_files",
+        summary="The admin console's modules and styles",
+        doc="admin.md",
+        response=_STR,
+        tags=("web",),
+    ),
+    Endpoint(
+        api="web",
+        method="get",
         path="/app/{name}",
         operation_id="web_app",
         summary="The call page's modules and styles",
@@ -824,6 +855,9 @@ _WEB_TYPES: Final[dict[str, tuple[str, ...]]] = {
     "/": ("text/html",),
     "/sdk/{name}": ("text/javascript", "application/typescript"),
     "/app/{name}": ("text/javascript", "text/css", "text/html"),
+    "/admin": ("text/html",),
+    "/admin/": ("text/html",),
+    "/admin/{name}": ("text/javascript", "text/css", "text/html"),
 }
 
 # --------------------------------------------------------------------------- the document

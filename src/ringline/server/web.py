@@ -13,12 +13,16 @@ Routes (docs/web.md):
   other sites can embed the page);
 * ``GET /app/config.json`` -- what the page needs to sign in: the app id, and whether
   the development sign-in exists;
+* ``GET /admin`` -- the admin console (``ringline/web/admin/index.html``, docs/admin.md)
+  and ``GET /admin/{file}`` its module and styles. The page holds no data: everything it
+  shows it reads from the admin REST API with the admin user sig the operator signs in
+  with. Not CORS-open, and not to be framed by other sites;
 * ``POST /dev/usersig`` ``{"userId"}`` -> ``{"sdkAppId", "userId", "userSig"}`` -- only
   with ``--dev``. It hands a valid sig to anyone who asks, so it must never be on in
   production: there, your backend mints sigs for users it has authenticated.
 
 Static files are read from the package on every request (they are small, and a
-developer editing them sees the change on reload); nothing outside the two folders is
+developer editing them sees the change on reload); nothing outside those folders is
 ever served.
 """
 
@@ -84,6 +88,14 @@ def _serve(path: Path, *, cors: bool = False) -> web.Response:
     return web.Response(body=path.read_bytes(), headers=headers)
 
 
+# The admin console: same-origin only, never framed, no referrer (docs/admin.md).
+_ADMIN_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=_DEV_HEADERS)
 
@@ -111,7 +123,22 @@ def add_web_routes(app: web.Application, settings: Settings, identity: AppIdenti
             headers={**_HEADERS, "Access-Control-Allow-Origin": "*"},
         )
 
+    admin_dir = WEB_ROOT / "admin"
+
+    async def admin_page(_request: web.Request) -> web.Response:
+        resp = _serve(admin_dir / "index.html")
+        resp.headers.update(_ADMIN_HEADERS)
+        return resp
+
+    async def admin_file(request: web.Request) -> web.Response:
+        resp = _serve(_file(admin_dir, request.match_info["name"]))
+        resp.headers.update(_ADMIN_HEADERS)
+        return resp
+
     app.router.add_get("/", index)
+    app.router.add_get("/admin", admin_page)
+    app.router.add_get("/admin/", admin_page)
+    app.router.add_get("/admin/{name}", admin_file)
     app.router.add_get("/app/config.json", config)
     app.router.add_get("/sdk/{name}", sdk)
     app.router.add_get("/app/{name}", page_file)
