@@ -24,8 +24,10 @@ committed), then wakes the :class:`~ringline.server.webhooks.Deliverer`, which d
 apply :class:`EndpointRevive` for it (in the batch with :class:`CallbackConfigWrite`) so
 a url that answered ``410 Gone`` receives callbacks again.
 
-Implementations: :mod:`.sqlite` (default) and :mod:`.postgres`. Both pass
-``tests/server/test_store_conformance.py`` and ``tests/server/test_outbox_conformance.py``.
+Implementations: :mod:`.sqlite` (default) and :mod:`.postgres`, two dialects of one
+engine (:mod:`.engine`: every operation written once; :mod:`.schema`: one schema version
+and one list of migrations). Both pass ``tests/server/test_store_conformance.py`` and
+``tests/server/test_outbox_conformance.py``.
 """
 
 from __future__ import annotations
