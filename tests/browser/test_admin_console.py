@@ -245,6 +245,8 @@ async def test_operator_watches_a_call_ends_it_finds_its_record_and_redelivers_a
     # The node list: this one node, as /healthz describes it.
     await until(page, "() => document.querySelectorAll('#ad-nodes tr').length === 1")
     assert await page.text_content("#ad-nodes-mode") == "single node"
+    node = await page.get_attribute("#ad-nodes tr", "data-node")
+    assert node and node.endswith(f":{admin_server.port}")  # --node-id's default, from /healthz
 
     # A call appears, its members' states change live.
     a, b = await users(2)

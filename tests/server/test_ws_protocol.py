@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from rawclient import Raw
+from ringline import __version__
 from ringline.core.usersig import gen_user_sig
 from serverproc import SDK_APP_ID, ServerProcess, unique
 
@@ -42,7 +43,9 @@ async def connected_call(server: ServerProcess, clients: list[Raw]) -> tuple[Raw
 async def test_healthz_answers_ok(server: ServerProcess) -> None:
     async with aiohttp.ClientSession() as http, http.get(server.url + "/healthz") as r:
         assert r.status == 200
-        assert (await r.json())["status"] == "ok"
+        body = await r.json()
+    assert body["status"] == "ok" and body["version"] == __version__
+    assert body["node_id"].endswith(f":{server.port}")  # --node-id's default: host name:port
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from .. import __version__
 from .config import AppIdentity, Settings, load_callback_secrets
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics, Reading
@@ -165,6 +166,8 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
         return web.json_response(
             {
                 "status": "ok",
+                "node_id": settings.node_id,
+                "version": __version__,
                 "uptime_s": round(time.time() - started, 3),
                 "sessions": len(hub.sessions),
                 "live_calls": len(hub.sb.calls),

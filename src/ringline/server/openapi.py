@@ -730,6 +730,8 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         response=_obj(
             {
                 "status": {"const": "ok"},
+                "node_id": {**_STR, "description": "this server's name (--node-id; default host name:port)"},
+                "version": {**_STR, "description": "the Ringline version it runs"},
                 "uptime_s": {"type": "number", "minimum": 0},
                 "sessions": {"type": "integer", "minimum": 0},
                 "live_calls": {"type": "integer", "minimum": 0},
@@ -742,7 +744,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
                     ("configured", "running", "restarts"),
                 ),
             },
-            ("status", "uptime_s", "sessions", "live_calls", "callback_workers"),
+            ("status", "node_id", "version", "uptime_s", "sessions", "live_calls", "callback_workers"),
         ),
         tags=("server",),
     ),

@@ -362,11 +362,13 @@ export function mountAdmin(root, options = {}) {
   async function refreshNodes() {
     const r = await fetch(new URL("healthz", base), { cache: "no-store" });
     const hz = await r.json();
-    const node = { origin: new URL(base).host, ...hz };
+    const origin = new URL(base).host;
+    const node = { origin, ...hz, uptime_s: Math.floor(hz.uptime_s) };
     if (!changed("nodes", node)) return;
     const w = hz.callback_workers || { configured: 0, running: 0, restarts: 0 };
-    nodesBody.replaceChildren(h("tr", { dataset: { node: node.origin } },
-      h("td", {}, node.origin, h("div.ad-sub", {}, "this node")),
+    const name = hz.node_id || origin;
+    nodesBody.replaceChildren(h("tr", { dataset: { node: name } },
+      h("td", {}, name, h("div.ad-sub", {}, `this node · ${origin}${hz.version ? ` · Ringline ${hz.version}` : ""}`)),
       h("td", {}, h("span.ad-badge", { dataset: { state: hz.status === "ok" ? "Delivered" : "GivenUp" } }, hz.status)),
       h("td", {}, span(hz.uptime_s)),
       h("td", {}, String(hz.sessions)),
