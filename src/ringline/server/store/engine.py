@@ -5,11 +5,10 @@ The SQLite and PostgreSQL stores differ in their driver (the stdlib's blocking
 (placeholders, lists bound as ``IN (…)`` rows or as arrays, ``max`` or ``GREATEST``,
 locking, ``UPDATE … RETURNING``). Everything else is here, once:
 
-* **Operations are sans-I/O.** An operation (:data:`Op`) is a generator that yields the
-  statements it needs (:class:`Execute`, :class:`ExecuteMany`, :class:`Fetch`) and is
-  sent each one's result back, so the same operation runs on SQLite's worker thread and
-  on a pooled PostgreSQL connection; each backend module has the few lines that drive
-  one on its connection.
+* **Operations are sans-I/O** (:mod:`.ops`): generators that yield the statements they
+  need and are sent each one's result back, so the same operation runs on SQLite's
+  worker thread and on a pooled PostgreSQL connection; each backend module has the few
+  lines that drive one on its connection.
 * **A dialect** (:class:`StoreDialect`, one per backend module) gives the texts of the
   statements that differ, and the few steps whose shape differs: claiming (a select
   then an update, or one ``UPDATE … RETURNING`` over rows locked ``FOR UPDATE SKIP
@@ -40,8 +39,8 @@ import re
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
-from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
@@ -63,6 +62,7 @@ from .base import (
     Write,
 )
 from .batching import CommitStats, GroupCommitter
+from .ops import Execute, ExecuteMany, Fetch, Op, Query, fetch_one, fetch_value
 from .outbox import (
     DEFAULT_LEASE,
     DROPPED_GONE,
@@ -99,19 +99,12 @@ from .sql import (
 )
 
 __all__ = [
-    "Execute",
-    "ExecuteMany",
-    "Fetch",
-    "Op",
-    "Query",
     "Runner",
     "SqlOutbox",
     "SqlStore",
     "StoreDialect",
     "Transition",
     "apply_writes",
-    "fetch_one",
-    "fetch_value",
     "in_rounds",
     "migrate",
 ]
@@ -119,48 +112,6 @@ __all__ = [
 _T = TypeVar("_T")
 _X = TypeVar("_X")
 _R = TypeVar("_R")
-
-
-# --------------------------------------------------------------------------- statements
-
-
-class Execute(NamedTuple):
-    """Run ``sql`` once with ``args``; the operation is sent the number of rows changed."""
-
-    sql: str
-    args: tuple[Any, ...] = ()
-
-
-class ExecuteMany(NamedTuple):
-    """Run ``sql`` once per row of ``rows``; the operation is sent None."""
-
-    sql: str
-    rows: list[tuple[Any, ...]]
-
-
-class Fetch(NamedTuple):
-    """Run the query ``sql`` with ``args``; the operation is sent its rows (a list of
-    sequences, indexed by column position)."""
-
-    sql: str
-    args: tuple[Any, ...] = ()
-
-
-Query = Execute | ExecuteMany | Fetch
-#: An operation: yields the statements it needs, is sent their results, returns its value.
-Op = Generator[Query, Any, _T]
-
-
-def fetch_one(sql: str, *args: Any) -> Op[Any]:
-    """The first row of the query (None if it has none)."""
-    rows = yield Fetch(sql, args)
-    return rows[0] if rows else None
-
-
-def fetch_value(sql: str, *args: Any) -> Op[Any]:
-    """The first column of the first row of the query (None if it has no row)."""
-    row = yield from fetch_one(sql, *args)
-    return None if row is None else row[0]
 
 
 #: How a delivery in flight ends an attempt: delivered (also a delivery finished

@@ -45,22 +45,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from . import outbox
 from .base import FinishedCallWrite, UserCallsHide
 from .batching import Ok
-from .engine import (
-    Execute,
-    ExecuteMany,
-    Fetch,
-    Op,
-    Query,
-    Runner,
-    SqlOutbox,
-    SqlStore,
-    StoreDialect,
-    Transition,
-    fetch_one,
-    fetch_value,
-    in_rounds,
-    migrate,
-)
+from .engine import Runner, SqlOutbox, SqlStore, StoreDialect, Transition, in_rounds, migrate
+from .ops import Execute, ExecuteMany, Fetch, Op, Query, fetch_one, fetch_value
 from .outbox import (
     DEFAULT_LEASE,
     OUTBOX_COLUMNS,

@@ -50,21 +50,8 @@ from ..webhooks.delivery import DeliveryState
 from . import outbox
 from .base import FinishedCallWrite, UserCallsHide
 from .batching import Ok
-from .engine import (
-    Execute,
-    ExecuteMany,
-    Fetch,
-    Op,
-    Query,
-    Runner,
-    SqlOutbox,
-    SqlStore,
-    StoreDialect,
-    Transition,
-    fetch_one,
-    in_rounds,
-    migrate,
-)
+from .engine import Runner, SqlOutbox, SqlStore, StoreDialect, Transition, in_rounds, migrate
+from .ops import Execute, ExecuteMany, Fetch, Op, Query, fetch_one
 from .outbox import (
     DEFAULT_LEASE,
     OPEN_STATES,
