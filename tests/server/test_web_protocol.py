@@ -1,7 +1,9 @@
 """The browser engine's protocol constants (``web/sdk/protocol.js``) are the ones the
 Python side uses: the protocol version, the limits, the id patterns, the terminal
-events and every enum ordinal and error code. The JS module is parsed (no browser,
-no node), so a value changed on one side only fails here."""
+events and every enum ordinal and error code. Its constants are generated from
+``core/protocol.py`` (``python -m ringline.server.protocol_js``): the checked-in file
+must be what the generator writes, and, parsed (no browser, no node), hold the values
+of the Python side."""
 
 from __future__ import annotations
 
@@ -12,12 +14,9 @@ from typing import Any
 
 import pytest
 
-from ringline.client import _session as client_session
-from ringline.client import _state as client_state
-from ringline.client import engine as client_engine
-from ringline.core import enums, machine
+from ringline.core import enums, protocol
 from ringline.core.errors import ErrorCode
-from ringline.server import ws
+from ringline.server import protocol_js
 
 PROTOCOL_JS = Path(__file__).resolve().parents[2] / "src" / "ringline" / "web" / "sdk" / "protocol.js"
 
@@ -48,6 +47,27 @@ def js_constants() -> dict[str, Any]:
 JS = js_constants()
 
 
+def test_the_checked_in_module_is_what_the_generator_writes() -> None:
+    assert protocol_js.PROTOCOL_JS.resolve() == PROTOCOL_JS
+    text = PROTOCOL_JS.read_text()
+    assert protocol_js.render(text) == text, (
+        "web/sdk/protocol.js is stale: run python -m ringline.server.protocol_js and commit it"
+    )
+
+
+def test_the_generator_replaces_only_its_block() -> None:
+    stale = (
+        f"// mine\n{protocol_js.BEGIN}\nexport const OLD = 1;\n{protocol_js.END}\nexport const KEPT = 2;\n"
+    )
+    fresh = protocol_js.render(stale)
+    assert fresh.startswith(f"// mine\n{protocol_js.BEGIN}\n") and fresh.endswith(
+        f"{protocol_js.END}\nexport const KEPT = 2;\n"
+    )
+    assert "OLD" not in fresh and "export const PROTOCOL_VERSION = 1;" in fresh
+    with pytest.raises(ValueError, match="BEGIN"):
+        protocol_js.render("export const X = 1;\n")
+
+
 def test_the_parser_reads_every_kind_of_constant() -> None:
     # A sanity check of the parser itself, so an empty parse cannot pass the tests below.
     assert JS["PROTOCOL_VERSION"] == 1 and JS["MediaType"] == {"UNKNOWN": 0, "AUDIO": 1, "VIDEO": 2}
@@ -55,27 +75,27 @@ def test_the_parser_reads_every_kind_of_constant() -> None:
 
 
 def test_protocol_version() -> None:
-    assert JS["PROTOCOL_VERSION"] == ws.PROTOCOL_VERSION == client_session.PROTOCOL_VERSION
+    assert JS["PROTOCOL_VERSION"] == protocol.PROTOCOL_VERSION
 
 
 def test_id_patterns() -> None:
-    assert JS["USER_ID"] == machine._USER_ID.pattern
-    assert JS["DEVICE_ID"] == ws._DEVICE_ID.pattern
+    assert JS["USER_ID"] == protocol.USER_ID.pattern
+    assert JS["DEVICE_ID"] == protocol.DEVICE_ID.pattern
 
 
 def test_limits_match_the_python_engine() -> None:
-    assert JS["MAX_CALLEES"] == machine.MAX_CALLEES
-    assert JS["MAX_USER_DATA_BYTES"] == machine.MAX_USER_DATA_BYTES
-    assert JS["MAX_CALL_ID"] == client_engine._MAX_CALL_ID
-    assert JS["MAX_RING_TIMEOUT"] == client_engine._MAX_RING_TIMEOUT
-    assert JS["MAX_RECENT"] == client_engine._MAX_RECENT
+    assert JS["MAX_CALLEES"] == protocol.MAX_CALLEES
+    assert JS["MAX_USER_DATA_BYTES"] == protocol.MAX_USER_DATA_BYTES
+    assert JS["MAX_CALL_ID"] == protocol.MAX_CALL_ID
+    assert JS["MAX_RING_TIMEOUT"] == protocol.MAX_RING_TIMEOUT
+    assert JS["MAX_RECENT"] == protocol.MAX_RECENT
 
 
 def test_terminal_events_match_the_python_engine() -> None:
-    # The events after which this device is out of the call (the SDK's view; the
-    # switchboard also counts on_call_cancelled, which only reports another member).
-    assert set(JS["TERMINAL_EVENTS"]) == set(client_state._TERMINAL)
-    assert set(JS["TERMINAL_EVENTS"]) <= machine._TERMINAL
+    # The events after which this device is out of the call (the SDKs' view); the
+    # server also owes a device on_call_cancelled, their companion (OWED_EVENTS).
+    assert set(JS["TERMINAL_EVENTS"]) == protocol.TERMINAL_EVENTS
+    assert protocol.TERMINAL_EVENTS | {"on_call_cancelled"} == protocol.OWED_EVENTS
 
 
 @pytest.mark.parametrize(

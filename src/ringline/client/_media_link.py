@@ -32,6 +32,7 @@ from typing import Any
 
 from ringline.core.enums import MediaType
 from ringline.core.errors import ErrorCode
+from ringline.core.protocol import TERMINAL_EVENTS
 from ringline.media import MediaOptions, MediaSession
 
 from ._codec import Event, decode_event
@@ -40,7 +41,6 @@ __all__ = ["MADE_SEQ", "EngineMedia"]
 
 log = logging.getLogger("ringline.media")
 
-_TERMINAL = frozenset({"on_call_end", "on_call_not_connected"})
 _AVAILABILITY = {"on_user_audio_available": "audio", "on_user_video_available": "video"}
 _MADE_HERE = frozenset(
     {"on_user_voice_volume_changed", "on_user_network_quality_changed", "on_error", *_AVAILABILITY}
@@ -108,7 +108,7 @@ class EngineMedia:
             await s.drop_peer(user)
             self._available.pop((user, "audio"), None)
             self._available.pop((user, "video"), None)
-        elif name in _TERMINAL:
+        elif name in TERMINAL_EVENTS:
             await self.close()
         elif name in _AVAILABILITY:
             key = (ev.args[0], _AVAILABILITY[name])

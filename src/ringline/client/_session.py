@@ -58,6 +58,7 @@ from enum import Enum
 from typing import Any, Final
 
 from ringline.core.errors import CallError, ErrorCode, LocalCallError, RemoteCallError
+from ringline.core.protocol import MAX_FRAME_BYTES, PROTOCOL_VERSION
 
 from .transport import Connection, ConnectionClosed, Transport
 
@@ -73,8 +74,6 @@ __all__ = [
 
 log = logging.getLogger("ringline.client")
 
-PROTOCOL_VERSION: Final = 1
-MAX_FRAME_BYTES: Final = 64 * 1024
 _DEFAULT_INTERVAL: Final = 5.0
 _DEFAULT_GRACE: Final = 15.0
 _CLOSE_TIMEOUT: Final = 3.0

@@ -30,14 +30,13 @@ from __future__ import annotations
 import logging
 
 from ringline.core.enums import CallRole, CallStatus, MediaType
+from ringline.core.protocol import TERMINAL_EVENTS
 
 from ._codec import Event
 
 __all__ = ["CallState"]
 
 log = logging.getLogger("ringline.client")
-
-_TERMINAL = frozenset({"on_call_end", "on_call_not_connected"})
 
 
 class CallState:
@@ -92,7 +91,7 @@ class CallState:
                 new = ev.kwargs["new_call_media_type"]
                 log.info("call %s: media %s -> %s", cid, self.media_type.name, new.name)
                 self.media_type = new
-        elif ev.name in _TERMINAL and cid is not None:
+        elif ev.name in TERMINAL_EVENTS and cid is not None:
             self._received.discard(cid)
             if cid == self.call_id:
                 self._idle(ev.name)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import re
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
@@ -46,6 +45,7 @@ from ringline.core.machine import (
     check_signal_data,
     valid_user_id,
 )
+from ringline.core.protocol import DEVICE_ID, MAX_CALL_ID, MAX_DEVICE_ID, MAX_RECENT, MAX_RING_TIMEOUT
 from ringline.core.types import CallParams, CallRecords, RecentCallsFilter, RoomId
 
 from ._codec import (
@@ -70,11 +70,7 @@ __all__ = ["CallEngine"]
 
 log = logging.getLogger("ringline.client")
 
-_DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _UINT32_MAX = 2**32 - 1
-_MAX_RING_TIMEOUT = 600
-_MAX_CALL_ID = 128
-_MAX_RECENT = 200
 _LOGOUT_TIMEOUT = 2.0
 
 
@@ -140,8 +136,8 @@ def _params(op: str, params: object) -> CallParams | None:
     if not isinstance(params, CallParams):
         _bad(f"{op}(): params must be a CallParams or None, got {_type(params)}")
     t = params.timeout
-    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= _MAX_RING_TIMEOUT:
-        _bad(f"{op}(): params.timeout must be 0..{_MAX_RING_TIMEOUT} seconds (0 = 30), got {t!r}")
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= MAX_RING_TIMEOUT:
+        _bad(f"{op}(): params.timeout must be 0..{MAX_RING_TIMEOUT} seconds (0 = 30), got {t!r}")
     if not isinstance(params.user_data, str):
         _bad(f"{op}(): params.user_data must be a str, got {_type(params.user_data)}")
     if _utf8_len(params.user_data) > MAX_USER_DATA_BYTES:
@@ -169,8 +165,8 @@ def _text(op: str, name: str, value: object, *, empty_ok: bool = False) -> str:
 
 def _call_id_arg(op: str, call_id: object) -> str:
     cid = _text(op, "call_id", call_id)
-    if len(cid) > _MAX_CALL_ID:
-        _bad(f"{op}(): call_id is over {_MAX_CALL_ID} characters; pass the id from the events")
+    if len(cid) > MAX_CALL_ID:
+        _bad(f"{op}(): call_id is over {MAX_CALL_ID} characters; pass the id from the events")
     return cid
 
 
@@ -251,9 +247,9 @@ class CallEngine:
         self._ws_url = _ws_url(server_url)
         self._server_url = server_url
         if device_id is not None and (
-            not isinstance(device_id, str) or _DEVICE_ID.fullmatch(device_id) is None
+            not isinstance(device_id, str) or DEVICE_ID.fullmatch(device_id) is None
         ):
-            _bad(f"device_id must be 1-64 characters of [A-Za-z0-9_.:-], got {device_id!r}")
+            _bad(f"device_id must be 1-{MAX_DEVICE_ID} characters of [A-Za-z0-9_.:-], got {device_id!r}")
         for name, value in (
             ("heartbeat_interval", heartbeat_interval),
             ("request_timeout", request_timeout),
@@ -625,9 +621,9 @@ class CallEngine:
         if (
             isinstance(flt.limit, bool)
             or not isinstance(flt.limit, int)
-            or not (1 <= flt.limit <= _MAX_RECENT)
+            or not (1 <= flt.limit <= MAX_RECENT)
         ):
-            _bad(f"query_recent_calls(): filter.limit must be 1..{_MAX_RECENT}, got {flt.limit!r}")
+            _bad(f"query_recent_calls(): filter.limit must be 1..{MAX_RECENT}, got {flt.limit!r}")
         result = await session.request("query_recent_calls", filter_to_wire(flt))
         records = result.get("records")
         if not isinstance(records, list):

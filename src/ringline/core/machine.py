@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -34,6 +33,15 @@ from typing import Any, ClassVar, assert_never
 
 from .enums import CallEndReason, CallResultType, CallRole, CallScene, MediaType
 from .errors import ErrorCode, LocalCallError
+from .protocol import (
+    DEFAULT_RING_TIMEOUT,
+    MAX_CALLEES,
+    MAX_MEMBERS,
+    MAX_RING_TIMEOUT,
+    MAX_USER_DATA_BYTES,
+    OWED_EVENTS,
+    USER_ID,
+)
 from .records import CallRecord, MemberRecord, call_result_for, result_type_for
 from .transitions import MemberState, Op, Outcome, outcome
 from .types import CallParams, RoomId
@@ -84,23 +92,17 @@ __all__ = [
 
 log = logging.getLogger("ringline.core")
 
-MAX_MEMBERS = 9
-MAX_CALLEES = MAX_MEMBERS - 1
-MAX_USER_DATA_BYTES = 1000
 MAX_NICKNAME_BYTES = 500
 MAX_AVATAR_BYTES = 2048
 MAX_ROOM_STR = 64
-DEFAULT_RING_TIMEOUT = 30
-MAX_RING_TIMEOUT = 600
 #: A signal's ``data`` serialised as compact JSON may not exceed this (docs/media.md).
 MAX_SIGNAL_BYTES = 16 * 1024
 SIGNAL_TYPES = ("offer", "answer", "candidate", "renegotiate", "bye")
-_USER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def valid_user_id(user_id: object) -> bool:
     """True for 1-32 characters of ``[A-Za-z0-9_-]``."""
-    return isinstance(user_id, str) and _USER_ID.fullmatch(user_id) is not None
+    return isinstance(user_id, str) and USER_ID.fullmatch(user_id) is not None
 
 
 def check_signal_data(data: object) -> None:
@@ -330,8 +332,9 @@ Input = (
 class Emit:
     """Deliver event ``name`` with ``args`` (wire-ready, JSON-able) to ``device_id``.
 
-    ``terminal`` marks on_call_end / on_call_not_connected / on_call_cancelled: these
-    must reach the device even if it only comes back much later.
+    ``terminal`` marks the pushes in :data:`~.protocol.OWED_EVENTS` (the terminal events
+    and on_call_cancelled): these must reach the device even if it only comes back much
+    later.
     """
 
     device_id: str
@@ -644,8 +647,6 @@ _REFUSALS: dict[Outcome, ErrorCode] = {
     Outcome.NOT_FOUND: ErrorCode.CALL_NOT_FOUND,
 }
 
-_TERMINAL = frozenset({"on_call_end", "on_call_not_connected", "on_call_cancelled"})
-
 
 class Switchboard:
     """All calls and devices of one app. Drive it with :meth:`handle`, or with
@@ -921,7 +922,7 @@ class Switchboard:
         return f"{op.value} is not allowed while {state.value}: {hint}"
 
     def _emit(self, out: list[Action], devices: Iterable[str], name: str, args: dict[str, Any]) -> None:
-        terminal = name in _TERMINAL
+        terminal = name in OWED_EVENTS
         for d in devices:
             out.append(Emit(d, name, args, terminal))
 

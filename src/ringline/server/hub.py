@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import machine as m
 from ..core.errors import ErrorCode, LocalCallError
+from ..core.protocol import OWED_EVENTS
 from ..core.records import CallRecord
 from .callbacks import CallbackTargets, Origin, plan_deliveries
 from .config import Settings
@@ -621,7 +622,7 @@ class Hub:
             # Unacknowledged terminal events are still owed to this device (I1).
             now = time.time()
             box = self.mailbox.setdefault(s.device_id, [])
-            box.extend((now, n, a) for _, n, a in s.buffer if n in _TERMINAL_EVENTS)
+            box.extend((now, n, a) for _, n, a in s.buffer if n in OWED_EVENTS)
             del box[:-MAILBOX_MAX]
             if not box:
                 del self.mailbox[s.device_id]
@@ -691,9 +692,6 @@ def _cause(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     line = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
     return line if len(line) <= 200 else line[:197] + "..."
-
-
-_TERMINAL_EVENTS = frozenset({"on_call_end", "on_call_not_connected", "on_call_cancelled"})
 
 
 def _coalesce(writes: list[st.Write]) -> list[st.Write]:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..core.enums import CallEndReason
+from ..core.protocol import MAX_CALL_ID, USER_ID
 from .rest_contract import (
     AUTH_ERRORS,
     DELIVERY_STATES,
@@ -55,10 +56,10 @@ _INT: Final[Schema] = {"type": "integer"}
 _UNIX_S: Final[Schema] = {"type": "integer", "minimum": 0, "maximum": MAX_UNIX_S}
 _USER_ID: Final[Schema] = {
     "type": "string",
-    "pattern": "^[A-Za-z0-9_-]{1,32}$",
+    "pattern": f"^{USER_ID.pattern}$",
     "description": "1-32 characters of [A-Za-z0-9_-]",
 }
-_CALL_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": 128}
+_CALL_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": MAX_CALL_ID}
 _GROUP_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": 64}
 _HTTP_URL: Final[Schema] = {
     "type": "string",

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from ..core import machine as m
 from ..core.errors import LocalCallError
+from ..core.protocol import MAX_CALL_ID
 from ..core.records import CallRecord
 from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import Origin
@@ -71,7 +72,6 @@ log = logging.getLogger("ringline.rest")
 #: Largest request body accepted, in bytes.
 MAX_BODY = 1 << 20
 _MAX_URL = 2048
-_MAX_CALL_ID = 128
 _MAX_GROUP_ID = 64
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -417,7 +417,7 @@ class AdminApi:
     # ------------------------------------------------------------------ v4: calls and records
 
     async def end_call(self, body: dict[str, Any]) -> dict[str, Any]:
-        cid = _text(body, "CallId", _MAX_CALL_ID)
+        cid = _text(body, "CallId", MAX_CALL_ID)
         try:
             self.hub.submit(m.AdminEndCall(cid, self.admin), origin=Origin(_CLIENT_IP.get(), "RESTAPI"))
         except LocalCallError as e:
@@ -426,7 +426,7 @@ class AdminApi:
         return {}
 
     async def get_call_info(self, body: dict[str, Any]) -> dict[str, Any]:
-        cid = _text(body, "CallId", _MAX_CALL_ID)
+        cid = _text(body, "CallId", MAX_CALL_ID)
         # Answer with what is durable: the batches queued so far are written first.
         await self.hub.drain()
         info = self.hub.sb.call_info(cid)
@@ -468,7 +468,7 @@ class AdminApi:
         return record
 
     async def get_record_by_callid(self, body: dict[str, Any]) -> dict[str, Any]:
-        record = await self._record(_text(body, "CallId", _MAX_CALL_ID))
+        record = await self._record(_text(body, "CallId", MAX_CALL_ID))
         return {"CallRecord": record_to_v4(record)}
 
     async def _query(
@@ -562,7 +562,7 @@ class AdminApi:
         states = _one_or_many(body, "State", tuple(DELIVERY_STATES))
         if states is None:
             states = [k for k in DELIVERY_STATES if k != "Delivered"]
-        call_id = _text(body, "CallId", _MAX_CALL_ID) if "CallId" in body else None
+        call_id = _text(body, "CallId", MAX_CALL_ID) if "CallId" in body else None
         url = _text(body, "Url", _MAX_URL) if "Url" in body else None
         per_page = _int(body, "NumberPerPage", 1, MAX_DELIVERIES_PER_PAGE, "a page size")
         page = _int(body, "Page", 1, MAX_PAGE, "a page number") or 1
@@ -695,7 +695,7 @@ class AdminApi:
         return ""
 
     async def v1_get_record(self, body: dict[str, Any]) -> dict[str, Any]:
-        return record_to_v1(await self._record(_text(body, "callId", _MAX_CALL_ID)))
+        return record_to_v1(await self._record(_text(body, "callId", MAX_CALL_ID)))
 
     async def v1_get_records(self, body: dict[str, Any]) -> dict[str, Any]:
         v1_results = _one_or_many(body, "callResult", tuple(V1_CALL_RESULTS.values()))

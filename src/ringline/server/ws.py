@@ -33,6 +33,15 @@ from aiohttp import WebSocketError, WSMsgType, web
 from ..core import machine as m
 from ..core.enums import CallResultType, MediaType
 from ..core.errors import ErrorCode, LocalCallError
+from ..core.protocol import (
+    DEVICE_ID,
+    MAX_CALL_ID,
+    MAX_DEVICE_ID,
+    MAX_RECENT,
+    PROTOCOL_VERSION,
+    login_result,
+    resume_result,
+)
 from ..core.types import CallParams, OfflinePushInfo, RoomId
 from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import PLATFORMS
@@ -54,8 +63,6 @@ __all__ = [
 
 log = logging.getLogger("ringline.server")
 
-PROTOCOL_VERSION = 1
-_DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: A connection whose frames are refused for the rate limit this many times within
 #: :data:`FLOOD_WINDOW` seconds is closed with 4008 (docs/protocol.md "Limits").
 FLOOD_REFUSALS = 100
@@ -102,6 +109,11 @@ def _str(d: dict[str, Any], key: str, default: Any = ..., max_len: int = 4096) -
 
 #: What a device may name as its ``platform`` (the callbacks' ``OptPlatform``).
 DEVICE_PLATFORMS = tuple(p for p in PLATFORMS if p != "RESTAPI")
+
+
+def _call_id(d: dict[str, Any]) -> str:
+    """The request's ``call_id`` (at most :data:`~ringline.core.protocol.MAX_CALL_ID` characters)."""
+    return _str(d, "call_id", max_len=MAX_CALL_ID)
 
 
 def _platform(d: dict[str, Any], default: str | None) -> str | None:
@@ -552,7 +564,8 @@ class WsHandler:
         v = req.get("v", PROTOCOL_VERSION)
         if v != PROTOCOL_VERSION:
             raise LocalCallError(
-                ErrorCode.PROTOCOL_VERSION, f"protocol version {v!r} is not supported; this server speaks 1"
+                ErrorCode.PROTOCOL_VERSION,
+                f"protocol version {v!r} is not supported; this server speaks {PROTOCOL_VERSION}",
             )
 
     def _op_login(self, conn: _Conn, rid: int | None, req: dict[str, Any]) -> None:
@@ -562,9 +575,9 @@ class WsHandler:
         app_id = _get(req, "sdk_app_id", int)
         user_id = _str(req, "user_id", max_len=64)
         sig = _str(req, "user_sig", max_len=8192)
-        device_id = _str(req, "device_id", "", max_len=64) or "d_" + _rand()
-        if not _DEVICE_ID.fullmatch(device_id):
-            raise BadParam("device_id must be 1-64 chars of [A-Za-z0-9_.:-]")
+        device_id = _str(req, "device_id", "", max_len=MAX_DEVICE_ID) or "d_" + _rand()
+        if not DEVICE_ID.fullmatch(device_id):
+            raise BadParam(f"device_id must be 1-{MAX_DEVICE_ID} chars of [A-Za-z0-9_.:-]")
         multi = _get(req, "multi_device", bool, False)
         platform = _platform(req, "Unknown") or "Unknown"
         if not m.valid_user_id(user_id):
@@ -591,18 +604,17 @@ class WsHandler:
         mailbox = hub.attach(s)
         s.attach(conn)
         conn.session = s
-        result = {
-            "session": s.token,
-            "device_id": device_id,
-            "user_id": user_id,
-            "heartbeat_interval": hub.settings.heartbeat_interval,
-            "heartbeat_grace": hub.settings.heartbeat_grace,
-            "server_time": time.time(),
-            "sig_expires_at": info.expires_at,
-            "protocol": PROTOCOL_VERSION,
-            "ice_servers": hub.settings.ice_server_list(),
-            "ice_transport_policy": hub.settings.ice_transport_policy,
-        }
+        result = login_result(
+            session=s.token,
+            device_id=device_id,
+            user_id=user_id,
+            sig_expires_at=info.expires_at,
+            server_time=time.time(),
+            heartbeat_interval=hub.settings.heartbeat_interval,
+            heartbeat_grace=hub.settings.heartbeat_grace,
+            ice_servers=hub.settings.ice_server_list(),
+            ice_transport_policy=hub.settings.ice_transport_policy,
+        )
 
         def deliver_mailbox() -> None:
             for name, args in mailbox:
@@ -659,23 +671,21 @@ class WsHandler:
         self._reply(
             conn,
             rid,
-            {
-                "session": s.token,
-                "resumed": True,
+            resume_result(
+                session=s.token,
                 # False after a server restart: answers given before it are not known,
                 # so requests still waiting for theirs must not be sent again.
-                "answers_kept": not restored,
-                "device_id": s.client_device_id,
-                "user_id": s.user_id,
-                "next_seq": ack + 1,
-                "heartbeat_interval": hub.settings.heartbeat_interval,
-                "heartbeat_grace": hub.settings.heartbeat_grace,
-                "server_time": time.time(),
-                "sig_expires_at": s.sig_expires_at,
-                "protocol": PROTOCOL_VERSION,
-                "ice_servers": hub.settings.ice_server_list(),
-                "ice_transport_policy": hub.settings.ice_transport_policy,
-            },
+                answers_kept=not restored,
+                device_id=s.client_device_id,
+                user_id=s.user_id,
+                next_seq=ack + 1,
+                sig_expires_at=s.sig_expires_at,
+                server_time=time.time(),
+                heartbeat_interval=hub.settings.heartbeat_interval,
+                heartbeat_grace=hub.settings.heartbeat_grace,
+                ice_servers=hub.settings.ice_server_list(),
+                ice_transport_policy=hub.settings.ice_transport_policy,
+            ),
         )
         s.replay_after(ack)
         if restored:
@@ -721,13 +731,13 @@ class WsHandler:
 
     def _simple(self, cls: Any) -> Callable[[_Conn, int, dict[str, Any]], None]:
         def op(conn: _Conn, rid: int, req: dict[str, Any]) -> None:
-            self._run(conn, rid, cls(self._dev(conn), _str(req, "call_id", max_len=64)))
+            self._run(conn, rid, cls(self._dev(conn), _call_id(req)))
 
         return op
 
     def _flag(self, kind: str, on: bool) -> Callable[[_Conn, int, dict[str, Any]], None]:
         def op(conn: _Conn, rid: int, req: dict[str, Any]) -> None:
-            self._run(conn, rid, m.SetDeviceFlag(self._dev(conn), _str(req, "call_id", max_len=64), kind, on))
+            self._run(conn, rid, m.SetDeviceFlag(self._dev(conn), _call_id(req), kind, on))
 
         return op
 
@@ -743,21 +753,17 @@ class WsHandler:
         self._run(conn, rid, inp, lambda v: {"call_id": v})
 
     def _op_invite(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
-        inp = m.InviteUser(
-            self._dev(conn), _str(req, "call_id", max_len=64), _ids(req, "user_ids"), _params(req)
-        )
+        inp = m.InviteUser(self._dev(conn), _call_id(req), _ids(req, "user_ids"), _params(req))
         self._run(conn, rid, inp, lambda v: {"user_ids": list(v or [])})
 
     def _op_switch(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
-        self._run(
-            conn, rid, m.SwitchMediaType(self._dev(conn), _str(req, "call_id", max_len=64), _media(req))
-        )
+        self._run(conn, rid, m.SwitchMediaType(self._dev(conn), _call_id(req), _media(req)))
 
     def _op_signal(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
         # Relayed, never persisted: the answer and the push go out at once (docs/media.md).
         inp = m.Signal(
             self._dev(conn),
-            _str(req, "call_id", max_len=64),
+            _call_id(req),
             _str(req, "to_user_id", max_len=64),
             _get(req, "data", dict),
         )
@@ -815,8 +821,8 @@ class WsHandler:
                 )
         if not 0 <= rt <= 3:
             raise BadParam("result_type must be 0 (all), 1 (missed), 2 (incoming) or 3 (outgoing)")
-        if not 1 <= limit <= 200:
-            raise BadParam("limit must be 1..200")
+        if not 1 <= limit <= MAX_RECENT:
+            raise BadParam(f"limit must be 1..{MAX_RECENT}")
 
         async def run() -> None:
             try:
@@ -836,7 +842,7 @@ class WsHandler:
         s = conn.session
         assert s is not None
         ids = _get(req, "call_ids", list)
-        if not all(isinstance(x, str) and len(x) <= 64 for x in ids) or len(ids) > 500:
+        if not all(isinstance(x, str) and len(x) <= MAX_CALL_ID for x in ids) or len(ids) > 500:
             raise BadParam("call_ids must be a list of at most 500 call id strings")
         self.hub.enqueue_write(
             st.UserCallsHide(s.user_id, tuple(ids)),
