@@ -17,6 +17,7 @@ from ringline.server.inbound import (
     InputError,
     check_value,
     parse_json,
+    request_id,
     safe_utf8,
 )
 
@@ -82,6 +83,21 @@ def test_a_frame_that_is_not_json_still_names_its_request_id_when_it_can() -> No
     assert refusal('{"id": 12, "op": "calls", "params": {"title": , "x": 1}}').request_id == 12
     assert refusal(b'{"op": "x", "id": 13, "a": tru}').request_id == 13
     assert refusal('{"id": "12", "op": }').request_id is None
+
+
+def test_request_id_reads_a_long_document_only_from_its_start() -> None:
+    # What a frame refused unread (rate limit, size) is answered with: the whole
+    # document when it is short, else only an "id" that is its first key.
+    short = '{"op": "ping", "pad": "x", "id": 8}'
+    assert request_id(short) == 8 and request_id(short.encode()) == 8
+    assert request_id(short, read_up_to=len(short)) == 8
+    assert request_id(short, read_up_to=len(short) - 1) is None
+    long = '{"id": 9, "op": "calls", "pad": "' + "x" * 500 + '"}'
+    assert request_id(long, read_up_to=100) == 9 and request_id(long.encode(), read_up_to=100) == 9
+    assert request_id(' { "id" : -4 , "op": "x"}', read_up_to=1) == -4
+    assert request_id('{"id": 99999999999999999999, "op": "x"}', read_up_to=1) is None
+    assert request_id('{"id": "9", "op": "x"}', read_up_to=1) is None
+    assert request_id('{"id": true}') is None
 
 
 def test_not_json_is_structural() -> None:

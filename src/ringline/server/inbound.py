@@ -24,7 +24,16 @@ import math
 import re
 from typing import Any, Final
 
-__all__ = ["INT_MAX", "INT_MIN", "MAX_DEPTH", "InputError", "check_value", "parse_json", "safe_utf8"]
+__all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "MAX_DEPTH",
+    "InputError",
+    "check_value",
+    "parse_json",
+    "request_id",
+    "safe_utf8",
+]
 
 #: Deepest nesting of arrays and objects accepted (the frame or body itself is level 1).
 MAX_DEPTH: Final = 32
@@ -36,6 +45,8 @@ _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _TOKEN_B = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _ID_AFTER = re.compile(r"\s*:\s*(-?\d{1,19})\s*[,}]")
 _ID_AFTER_B = re.compile(rb"\s*:\s*(-?\d{1,19})\s*[,}]")
+_LEADING_ID = re.compile(r'\s*\{\s*"id"\s*:\s*(-?\d{1,19})\s*[,}]')
+_LEADING_ID_B = re.compile(rb'\s*\{\s*"id"\s*:\s*(-?\d{1,19})\s*[,}]')
 
 
 class InputError(ValueError):
@@ -85,7 +96,7 @@ def parse_json(text: str | bytes, *, what: str = "frame") -> Any:
             "",
             f"{what} is not valid JSON ({_short_reason(e)}); send one JSON object",
             structural=True,
-            request_id=_top_level_id(text),
+            request_id=request_id(text),
         ) from None
     try:
         check_value(value)
@@ -234,14 +245,24 @@ def _check_depth(text: str | bytes, what: str) -> None:
         if tok in opens:
             depth += 1
             if depth > MAX_DEPTH:
-                raise InputError("", _too_deep(what), structural=True, request_id=_top_level_id(text))
+                raise InputError("", _too_deep(what), structural=True, request_id=request_id(text))
         elif len(tok) == 1:
             depth -= 1
 
 
-def _top_level_id(text: str | bytes) -> int | None:
-    """The integer value of the top-level ``"id"`` key of ``text``, found without parsing
-    (``text`` may not even be JSON: best effort, for answering a refused request)."""
+def request_id(text: str | bytes, *, read_up_to: int | None = None) -> int | None:
+    """The integer value (64 bits) of the top-level ``"id"`` key of ``text``, found
+    without parsing it (``text`` may not even be JSON: best effort, for answering a
+    refused request), or None. The one reader of a refused document's request id.
+
+    ``read_up_to``: a document longer than this many characters is not read through:
+    only an ``"id"`` that is its first key is found (both SDKs send it first), so that a
+    frame refused unread for its size costs nothing more to answer.
+    """
+    if read_up_to is not None and len(text) > read_up_to:
+        head = text[:64]
+        found = _LEADING_ID_B.match(head) if isinstance(head, bytes) else _LEADING_ID.match(head)
+        return _in_range(int(found.group(1))) if found is not None else None
     if isinstance(text, bytes):
         key: Any = b'"id"'
         tokens: Any = _TOKEN_B
@@ -259,6 +280,9 @@ def _top_level_id(text: str | bytes) -> int | None:
         elif depth == 1 and tok == key:
             found = after.match(text, m.end())
             if found is not None:
-                rid = int(found.group(1))
-                return rid if INT_MIN <= rid <= INT_MAX else None
+                return _in_range(int(found.group(1)))
     return None
+
+
+def _in_range(rid: int) -> int | None:
+    return rid if INT_MIN <= rid <= INT_MAX else None

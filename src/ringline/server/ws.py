@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import re
 import secrets
 import time
 import uuid
@@ -46,7 +44,7 @@ from ..core.types import CallParams, OfflinePushInfo, RoomId
 from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import PLATFORMS
 from .hub import Hub, _cause, record_to_recent
-from .inbound import InputError, parse_json, safe_utf8
+from .inbound import InputError, parse_json, request_id, safe_utf8
 from .rest_contract import MAX_UNIX_S
 from .session import ANSWERS_KEPT, Close, Link, RequestAnswers, Session, device_key
 from .session import dumps as _dumps
@@ -460,7 +458,7 @@ class WsHandler:
         if _utf8_size(data, self.max_frame) > self.max_frame:
             self._error(
                 conn,
-                _request_id(data, self.max_frame),
+                request_id(data, read_up_to=self.max_frame),
                 ErrorCode.FRAME_TOO_LARGE,
                 f"frame over {self.max_frame} bytes (UTF-8); this request did not run: send less per frame",
             )
@@ -542,7 +540,7 @@ class WsHandler:
             refused.popleft()
         self._error(
             conn,
-            _request_id(data, self.max_frame),
+            request_id(data, read_up_to=self.max_frame),
             ErrorCode.RATE_LIMITED,
             f"over {self.rate:g} frames/s; this request did not run: slow down and send it again "
             f"({FLOOD_REFUSALS} refusals within {FLOOD_WINDOW:g} s close the connection with 4008)",
@@ -858,24 +856,6 @@ def _utf8_size(data: str, limit: int) -> int:
     if n > limit or n * 4 <= limit:
         return n
     return len(data.encode("utf-8", "surrogatepass"))
-
-
-_LEADING_ID = re.compile(r'\s*\{\s*"id"\s*:\s*(\d{1,18})\s*[,}]')
-
-
-def _request_id(data: str, max_bytes: int) -> int | None:
-    """The ``id`` of a frame that is refused unread (rate limit, size), so that the
-    answer reaches the request that waits for it: parsed if the frame is small enough,
-    else read from its start when ``id`` is the first key (both SDKs send it first)."""
-    if len(data) <= max_bytes:
-        try:
-            req = json.loads(data)
-        except (ValueError, RecursionError):
-            return None
-        rid = req.get("id") if isinstance(req, dict) else None
-        return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
-    found = _LEADING_ID.match(data[:64])
-    return int(found.group(1)) if found else None
 
 
 class _MaskedFramesOnly:
