@@ -275,6 +275,11 @@ async def test_operator_watches_a_call_ends_it_finds_its_record_and_redelivers_a
         {"row": row},
     )
     assert await page.get_attribute(row, "data-status") == "connected"
+    # The "connected for" clock moves while nothing else changes.
+    clock = f"{row} [data-since]"
+    first = await page.text_content(clock)
+    moved = "(a) => document.querySelector(a.sel)?.textContent !== a.first"
+    await until(page, moved, {"sel": clock, "first": first})
     await page.screenshot(path=str(artifact("admin-console-live-call.png")), full_page=True)
 
     # Ended from the console: both members get the end, by the server (END_BY_SERVER, 9).

@@ -189,7 +189,7 @@ export function mountAdmin(root, options = {}) {
       await api.v4("call_engine_http_srv/get_live_calls", { NumberPerPage: 1 });
     } catch (err) {
       api = null;
-      forgetCredentials();
+      if (err instanceof AdminError && err.auth) forgetCredentials(); // refused; a server that is down: keep them
       const why = err instanceof AdminError && err.auth ? `The server refused these credentials: ${explain(err)}` : `Cannot sign in: ${explain(err)}`;
       signInMsg.textContent = why;
       root.dataset.state = "refused";
@@ -235,8 +235,12 @@ export function mountAdmin(root, options = {}) {
   function drawCalls(res) {
     callsCount.textContent = String(res.TotalNum);
     callsEmpty.hidden = res.CallList.length > 0;
-    if (!changed("calls", res.CallList)) return;
     const now = Date.now() / 1000;
+    if (!changed("calls", res.CallList)) {
+      // Same calls: only the "connected for" clocks move.
+      for (const el of callsBody.querySelectorAll("[data-since]")) el.textContent = `for ${span(now - Number(el.dataset.since))}`;
+      return;
+    }
     callsBody.replaceChildren(...res.CallList.map((c) => {
       const i = c.CallInfo;
       const endBtn = h("button.danger.small", { dataset: { action: "end" }, onclick: () => endCall(i.CallId, endBtn) }, "End call");
@@ -246,7 +250,7 @@ export function mountAdmin(root, options = {}) {
         h("td", {}, i.Caller_Account),
         h("td", {}, h("div.ad-members", {}, ...c.MemberList.map(stateChip))),
         h("td", {}, when(i.StartTime)),
-        h("td", {}, i.AcceptTime ? `${when(i.AcceptTime)}` : "—", i.AcceptTime ? h("div.ad-sub", {}, `for ${span(now - i.AcceptTime)}`) : null),
+        h("td", {}, i.AcceptTime ? `${when(i.AcceptTime)}` : "—", i.AcceptTime ? h("div.ad-sub", { dataset: { since: i.AcceptTime } }, `for ${span(now - i.AcceptTime)}`) : null),
         h("td.ad-actions", {}, endBtn));
     }));
   }
