@@ -857,7 +857,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
 _WEB_TYPES: Final[dict[str, tuple[str, ...]]] = {
     "/": ("text/html",),
     "/sdk/{name}": ("text/javascript", "application/typescript"),
-    "/app/{name}": ("text/javascript", "text/css", "text/html"),
+    "/app/{name}": ("text/javascript", "text/css", "text/html", "image/svg+xml"),
     "/admin": ("text/html",),
     "/admin/": ("text/html",),
     "/admin/{name}": ("text/javascript", "text/css", "text/html"),
