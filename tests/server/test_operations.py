@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rawclient import Raw
 from restclient import admin_post
-from serverproc import ServerProcess, free_port, unique
+from ringline.server.logs import redact
+from serverproc import SECRET, ServerProcess, free_port, unique
 
 TOKEN = "metrics-token-for-tests"
 WHSEC = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
@@ -77,6 +79,7 @@ async def receiver() -> AsyncIterator[tuple[str, list[bytes], asyncio.Event]]:
 def ops_server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(
         tmp_path / "srv",
+        heartbeat_grace=30.0,  # a client below pings once only, so that nothing is acked
         extra_args=[
             "--metrics-token",
             TOKEN,
@@ -123,7 +126,9 @@ async def test_metrics_count_calls_requests_commits_and_callbacks(
         ),
     )
     assert status == 200 and answer["ErrorCode"] == 0, answer
-    a, b = Raw(ops_server), Raw(ops_server)
+    # a pings (and so acknowledges pushes) only once, at connect: its pushes stay
+    # unacknowledged and a resume with ack 0 gets them all again.
+    a, b = Raw(ops_server, heartbeat=60.0), Raw(ops_server)
     try:
         ua, ub = unique("a"), unique("b")
         await a.login(ua)
@@ -139,6 +144,10 @@ async def test_metrics_count_calls_requests_commits_and_callbacks(
         assert not refused["ok"]
         await b.ok("accept", call_id=cid)
         await a.event("on_call_begin", call_id=cid)
+        await a.drop()
+        await a.connect()
+        resumed = await a.ok("resume", v=1, session=a.session, ack=0)
+        assert resumed["resumed"] is True
         await a.ok("hangup", call_id=cid)
         await b.event("on_call_end", call_id=cid)
         await asyncio.wait_for(two.wait(), 30)
@@ -152,6 +161,13 @@ async def test_metrics_count_calls_requests_commits_and_callbacks(
         assert sample(text, "ringline_calls_started_total", media_type="video", kind="1v1") == 1
         assert sample(text, "ringline_calls_ended_total", reason="HANGUP", result="NormalEnd") == 1
         assert sample(text, "ringline_live_calls") == 0
+        assert sample(text, "ringline_request_duration_seconds_count", op="calls") == 1
+        assert sample(text, "ringline_request_duration_seconds_count", op="accept") == 2
+        code = str(refused["code"])
+        assert sample(text, "ringline_requests_refused_total", op="accept", code=code) == 1
+        assert sample(text, "ringline_resumes_total", outcome="resumed") == 1
+        assert sample(text, "ringline_replayed_events_total") >= 1  # the call's events, not acked
+        assert sample(text, "ringline_connections_closed_total") >= 1
         assert sample(text, "ringline_store_commit_seconds_count") >= 3
         assert sample(text, "ringline_store_batch_writes_sum") >= 3
         assert sample(text, "ringline_callback_lag_seconds_count") >= 2
@@ -170,3 +186,83 @@ async def test_metrics_count_calls_requests_commits_and_callbacks(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_json_logs_name_each_refusal_and_drop_once_and_hold_no_secret(
+    ops_server: ServerProcess,
+) -> None:
+    c, d = Raw(ops_server), Raw(ops_server)
+    user = unique("log")
+    sig = ops_server.sig(user)
+    await c.login(user, device_id="phone")
+    r = await c.request("accept", call_id="no-such-call")
+    assert not r["ok"]
+    code = r["code"]
+    await c.drop()
+    # a bad sig: refused, and the connection closed
+    await d.connect()
+    bad = ops_server.sig(user)[:-4] + "AAAA"
+    r = await d.request("login", v=1, sdk_app_id=1400000001, user_id=user, user_sig=bad)
+    assert not r["ok"]
+    await d.wait_closed()
+    # a REST call with a wrong sig in its query
+    async with aiohttp.ClientSession() as http:
+        q = {
+            "sdkappid": "1400000001",
+            "identifier": "administrator",
+            "usersig": bad,
+            "random": "1",
+            "contenttype": "json",
+        }
+        async with http.post(ops_server.url + "/v4/call_config/get_callback", params=q, data="{}") as resp:
+            assert (await resp.json())["ErrorCode"] != 0
+    await d.close()
+    await c.close()
+    assert ops_server.stop() == 0
+    text = ops_server.log_path.read_text()
+    # stderr is the log, one JSON object a line; stdout (the same file here) has the banner
+    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+    assert "Traceback" not in text
+    events = [json.loads(ln) for ln in lines]
+    assert all({"ts", "level", "logger", "event"} <= e.keys() for e in events)
+    assert all(e.get("node_id") == "node-a" for e in events)
+
+    def find(**match: Any) -> list[dict[str, Any]]:
+        return [e for e in events if all(e.get(k) == v for k, v in match.items())]
+
+    refused = find(op="accept", user_id=user)
+    assert len(refused) == 1 and refused[0]["code"] == code, refused
+    drops = [e for e in find(user_id=user) if "close_code" in e]
+    assert len(drops) == 2, drops  # the dropped connection and the refused login
+    assert any(e.get("device_id") == "phone" and e["cause"] == "closed by the client" for e in drops)
+    assert any(e["close_code"] == 4003 and "device_id" not in e for e in drops)  # the refused login
+    assert find(command="v4/call_config/get_callback")
+    for secret in (sig, bad, SECRET, WHSEC, TOKEN):
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "POST /v4/x?sdkappid=1&identifier=admin&usersig="
+        "eJyrVkrOSSxSslIqSS0uMTQwMDAyNdEzMDDQM7BUqgUAh-YIkA__&random=1",
+        'login {"user_sig": "abc.def", "user_id": "alice"}',
+        "secret_key=0123456789abcdef token: tok-123",
+        "webhook secret whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=",
+        "Authorization: Bearer metrics-token-for-tests",
+        "the sig eJyrVkrOSSxSslIqSS0uMTQwMDAyNdEzMDDQM7BUqgUAh-YIkA__ expired",
+    ],
+)
+def test_credentials_are_scrubbed_from_log_text(text: str) -> None:
+    cleaned = redact(text)
+    assert "[redacted]" in cleaned
+    for secret in (
+        "eJyrVkrOSSxSslIqSS0uMTQw",
+        "abc.def",
+        "0123456789abcdef",
+        "tok-123",
+        "whsec_",
+        "metrics-token",
+    ):
+        assert secret not in cleaned
+    assert redact("alice called bob: call c1 ended (Hangup)") == "alice called bob: call c1 ended (Hangup)"

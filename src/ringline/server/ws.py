@@ -173,12 +173,16 @@ class _Conn(Link):
     __slots__ = (
         "addr",
         "allowance",
+        "cause",
+        "close_code",
         "counted",
         "flooded",
         "last",
         "login_timer",
+        "ops",
         "refused",
         "session",
+        "user",
         "ws",
     )
 
@@ -193,9 +197,24 @@ class _Conn(Link):
         self.addr = ""  # the remote address, counted in WsHandler._unauthenticated until login
         self.counted = False
         self.login_timer: asyncio.TimerHandle | None = None
+        #: requests being processed: id -> (op, arrival), for the logs and metrics
+        self.ops: dict[int, tuple[str, float]] = {}
+        #: the user a login named (refused or not), for the logs
+        self.user = ""
+        #: why the server closed the connection, for the logs ("" if it did not)
+        self.cause = ""
+        #: the close code the server sent (None: the client closed, or the connection broke)
+        self.close_code: int | None = None
 
     async def close(self, code: int, message: str) -> None:
+        self.ended_by_server(code, message)
         await self.ws.close(code=code, message=_close_reason(message))
+
+    def ended_by_server(self, code: int, cause: str) -> None:
+        """The server closes the connection with ``code`` because of ``cause`` (the
+        first reason given is the one logged)."""
+        if self.close_code is None:
+            self.close_code, self.cause = code, cause
 
 
 def _close_reason(message: str) -> bytes:
@@ -298,6 +317,7 @@ class WsHandler:
                     break
         finally:
             self._authenticated(conn)
+            self._ended(conn)
             if conn.session is not None:
                 conn.session.detach(conn)
             conn.wake.set()
@@ -336,6 +356,7 @@ class WsHandler:
                 while frames := conn.take():
                     for frame in frames:
                         if isinstance(frame, Close):
+                            conn.ended_by_server(frame.code, frame.message)
                             await ws.close(code=frame.code, message=_close_reason(frame.message))
                             return
                         await self._send_frame(ws, frame)
@@ -372,6 +393,7 @@ class WsHandler:
             _cause(exc),
             SEND_FAILED_CLOSE,
         )
+        conn.ended_by_server(SEND_FAILED_CLOSE, f"sending failed ({_cause(exc)})")
         with contextlib.suppress(Exception):
             await conn.ws.close(
                 code=SEND_FAILED_CLOSE, message=b"sending failed; resume to get the events again"
@@ -381,18 +403,77 @@ class WsHandler:
         conn.put(text)
 
     def _reply(self, conn: _Conn, rid: int | None, result: Any) -> None:
+        self._finished(conn, rid)
         self._send(conn, _dumps({"re": rid, "ok": True, "result": result}))
 
     def _error(self, conn: _Conn, rid: int | None, code: int, message: str) -> None:
+        self._finished(conn, rid, int(code), message)
         self._send(conn, _dumps({"re": rid, "ok": False, "code": int(code), "message": message}))
+
+    def _finished(self, conn: _Conn, rid: int | None, code: int = 0, message: str = "") -> None:
+        """Request ``rid`` is answered (``code`` ≠ 0: refused): log a refusal once, with
+        its cause, and time the request for the metrics."""
+        entry = conn.ops.pop(rid, None) if rid is not None else None
+        op = entry[0] if entry is not None else None
+        if code:
+            s = conn.session
+            log.info(
+                "request refused: %s",
+                message,
+                extra={
+                    "op": op,
+                    "code": code,
+                    "user_id": s.user_id if s is not None else (conn.user or None),
+                    "device_id": s.client_device_id if s is not None else None,
+                    "remote": conn.addr,
+                },
+            )
+        metrics = self.hub.metrics
+        if metrics is not None and entry is not None:
+            metrics.request_done(entry[0], time.perf_counter() - entry[1], code)
+            if entry[0] == "resume":
+                metrics.resumes.labels("refused" if code else "resumed").inc()
+
+    def _ended(self, conn: _Conn) -> None:
+        """The connection is over: log it once, with its close code and cause."""
+        code = conn.close_code if conn.close_code is not None else conn.ws.close_code
+        if conn.cause:
+            cause = conn.cause
+        elif code is None or code == 1006:
+            cause = "connection lost"
+        else:
+            cause = "closed by the client"
+        s = conn.session
+        if s is not None or conn.user:
+            log.info(
+                "connection closed: %s",
+                cause,
+                extra={
+                    "close_code": code,
+                    "cause": cause,
+                    "user_id": s.user_id if s is not None else conn.user,
+                    "device_id": s.client_device_id if s is not None else None,
+                    "remote": conn.addr,
+                },
+            )
+        else:
+            log.info(
+                "connection closed before a login: %s",
+                cause,
+                extra={"close_code": code, "cause": cause, "remote": conn.addr},
+            )
+        if self.hub.metrics is not None:
+            self.hub.metrics.closed.labels(str(code if code is not None else 1006)).inc()
 
     # Answers to the ops of a logged-in session go through these two: they are
     # remembered for a copy of the request sent again (see RequestAnswers).
 
     def _ok(self, conn: _Conn, rid: int, result: Any) -> None:
+        self._finished(conn, rid)
         self._answer(conn, rid, _dumps({"re": rid, "ok": True, "result": result}))
 
     def _fail(self, conn: _Conn, rid: int, code: int, message: str) -> None:
+        self._finished(conn, rid, int(code), message)
         self._answer(conn, rid, _dumps({"re": rid, "ok": False, "code": int(code), "message": message}))
 
     def _answer(self, conn: _Conn, rid: int, text: str) -> None:
@@ -487,6 +568,8 @@ class WsHandler:
         if not isinstance(op, str):
             self._error(conn, rid, ErrorCode.MALFORMED_FRAME, "missing 'op' (a string)")
             return
+        if rid is not None:
+            conn.ops[rid] = (op, time.perf_counter())
         kept = False  # the answer is remembered for copies of this request
         try:
             if op in ("login", "resume"):
@@ -580,6 +663,7 @@ class WsHandler:
         platform = _platform(req, "Unknown") or "Unknown"
         if not m.valid_user_id(user_id):
             raise BadParam("user_id must be 1-32 chars of [A-Za-z0-9_-]")
+        conn.user = user_id
         if app_id != self.sdk_app_id:
             self._close_after_error(
                 conn,
@@ -685,7 +769,9 @@ class WsHandler:
                 ice_transport_policy=hub.settings.ice_transport_policy,
             ),
         )
-        s.replay_after(ack)
+        replayed = s.replay_after(ack)
+        if hub.metrics is not None and replayed:
+            hub.metrics.replayed.inc(replayed)
         if restored:
             hub.submit(m.Login(s.device_id, s.user_id, s.multi_device, s.sig_expires_at, resumed=True))
 
