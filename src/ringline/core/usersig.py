@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal, NoReturn, TypeVar
 
 from ringline.core.errors import ErrorCode, LocalCallError
+from ringline.core.protocol import USER_ID
 
 __all__ = [
     "DEFAULT_EXPIRE",
@@ -75,7 +76,6 @@ _UINT32_MAX: Final = 2**32 - 1
 # Go's verifier keeps time and expire in int64; anything outside is not a real sig.
 _INT64_MAX: Final = 2**63 - 1
 _B64X_RE: Final = re.compile(r"[A-Za-z0-9*\-]*_{0,2}")
-_USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _WHITESPACE: Final = " \t\r\n"
 _T = TypeVar("_T")
 
@@ -146,7 +146,7 @@ def gen_user_sig(
         _bad_param(f"sdk_app_id must be in 1..{_UINT32_MAX}, got {sdk_app_id}")
     if not isinstance(secret_key, str) or not secret_key:
         _bad_param("secret_key must be the app's non-empty secret key (text)")
-    if not isinstance(user_id, str) or _USER_ID_RE.fullmatch(user_id) is None:
+    if not isinstance(user_id, str) or USER_ID.fullmatch(user_id) is None:
         _bad_param(f"user_id must be 1-32 characters of [A-Za-z0-9_-], got {_show(user_id)}")
     if isinstance(expire, bool) or not isinstance(expire, int) or not 1 <= expire <= _INT64_MAX:
         _bad_param(f"expire must be a positive int number of seconds, got {_show(expire)}")
