@@ -21,6 +21,7 @@ from .server.config import (
     AppIdentity,
     Settings,
     check_ice_transport_policy,
+    check_turn,
     load_callback_secrets,
     load_identity,
     parse_ice_servers,
@@ -276,6 +277,28 @@ def _media_flags(sp: argparse.ArgumentParser) -> None:
         "each other; needs a turn: --ice-server) (env RINGLINE_ICE_TRANSPORT_POLICY; default all)",
     )
     sp.add_argument(
+        "--turn-url",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="TURN server (turn:, turns:) run with coturn's use-auth-secret: each device gets its own "
+        "credential for it at login and resume; repeat for several (env RINGLINE_TURN_URLS: comma-separated)",
+    )
+    sp.add_argument(
+        "--turn-secret",
+        default=_env("turn_secret", ""),
+        metavar="SECRET",
+        help="the TURN server's static-auth-secret; needs --turn-url (env RINGLINE_TURN_SECRET)",
+    )
+    sp.add_argument(
+        "--turn-ttl",
+        type=_positive(float, "--turn-ttl"),
+        default=_env("turn_ttl", "86400"),
+        metavar="SECONDS",
+        help="how long a TURN credential stays valid after the login or resume that gave it; at least "
+        "the longest call (env RINGLINE_TURN_TTL; default 86400)",
+    )
+    sp.add_argument(
         "--dev",
         action="store_true",
         default=_env("dev", "").lower() in ("1", "true", "yes"),
@@ -430,8 +453,13 @@ def _main(argv: Sequence[str] | None) -> int:
         except ValueError as exc:
             print(f"ringline: --ice-server: {exc}", file=sys.stderr)
             return 2
+        turn = tuple(u.strip() for u in args.turn_url or _env("turn_urls", "").split(",") if u.strip())
         try:
-            policy = check_ice_transport_policy(args.ice_transport_policy, ice)
+            check_turn(turn, args.turn_secret)
+        except ValueError as exc:
+            return _fail(str(exc))
+        try:
+            policy = check_ice_transport_policy(args.ice_transport_policy, ice + turn)
         except ValueError as exc:
             print(f"ringline: --ice-transport-policy: {exc}", file=sys.stderr)
             return 2
@@ -480,6 +508,9 @@ def _main(argv: Sequence[str] | None) -> int:
         ice_username=args.ice_username,
         ice_credential=args.ice_credential,
         ice_transport_policy=policy,
+        turn_urls=tuple(dict.fromkeys(turn)),
+        turn_secret=args.turn_secret,
+        turn_ttl=args.turn_ttl,
         dev=args.dev,
         login_timeout=args.login_timeout,
         max_unauthenticated=args.max_unauthenticated,

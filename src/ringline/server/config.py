@@ -6,10 +6,14 @@ key; later starts (and ``ringline usersig``) read it back, so sigs stay valid.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .webhooks.signing import decode_secret, generate_secret
@@ -20,9 +24,11 @@ __all__ = [
     "CallbackSecrets",
     "Settings",
     "check_ice_transport_policy",
+    "check_turn",
     "load_callback_secrets",
     "load_identity",
     "parse_ice_servers",
+    "turn_credential",
 ]
 
 
@@ -88,14 +94,27 @@ class Settings:
     ice_transport_policy: str = "all"
     """``all`` or ``relay`` (``--ice-transport-policy``): with ``relay`` clients send media
     only through the TURN servers, so members never learn each other's addresses."""
+    turn_urls: tuple[str, ...] = ()
+    """``turn:``/``turns:`` URLs of TURN servers that share :attr:`turn_secret` (``--turn-url``):
+    each device gets its own short-lived credential for them at login and resume."""
+    turn_secret: str = field(default="", repr=False)
+    """coturn's ``static-auth-secret`` (``--turn-secret``); never shown or sent."""
+    turn_ttl: float = 24 * 3600.0
+    """Seconds a TURN credential stays valid after the login or resume that handed it out
+    (``--turn-ttl``); at least as long as the longest call."""
     dev: bool = False
     """Development mode (``--dev``): ``POST /dev/usersig`` mints a sig for anyone. Never in production."""
 
-    def ice_server_list(self) -> list[dict[str, str]]:
-        """The ``ice_servers`` of the login result: one ``{urls, username?, credential?}`` per
-        URL (RTCIceServer shape); TURN entries carry the username and credential."""
+    def ice_server_list(self, user_id: str = "", now: float | None = None) -> list[dict[str, str]]:
+        """The ``ice_servers`` of the login and resume results: one ``{urls, username?,
+        credential?}`` per URL (RTCIceServer shape). ``--ice-server`` TURN entries carry the
+        static username and credential; ``--turn-url`` entries a credential of ``user_id``
+        valid ``turn_ttl`` seconds from ``now`` (:func:`turn_credential`), and win over an
+        ``--ice-server`` entry with the same URL."""
         out: list[dict[str, str]] = []
         for url in self.ice_servers:
+            if url in self.turn_urls:
+                continue
             entry = {"urls": url}
             if url.startswith(("turn:", "turns:")):
                 if self.ice_username:
@@ -103,6 +122,10 @@ class Settings:
                 if self.ice_credential:
                     entry["credential"] = self.ice_credential
             out.append(entry)
+        if self.turn_urls:
+            expires = (time.time() if now is None else now) + self.turn_ttl
+            username, credential = turn_credential(self.turn_secret, user_id, expires)
+            out += [{"urls": u, "username": username, "credential": credential} for u in self.turn_urls]
         return out
 
     @property
@@ -131,6 +154,35 @@ def check_ice_transport_policy(policy: str, ice_servers: tuple[str, ...]) -> str
             "--ice-username USER --ice-credential SECRET"
         )
     return value
+
+
+def turn_credential(secret: str, user_id: str, expires_at: float) -> tuple[str, str]:
+    """The TURN username and credential of ``user_id`` until ``expires_at`` (unix seconds),
+    in coturn's ``use-auth-secret`` scheme (the TURN REST API draft): username
+    ``"<expiry>:<user_id>"``, credential base64(HMAC-SHA1(secret, username))."""
+    username = f"{int(expires_at)}:{user_id}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode("ascii")
+
+
+def check_turn(urls: tuple[str, ...], secret: str) -> None:
+    """Check ``--turn-url``/``--turn-secret`` together; raise ValueError saying what to fix."""
+    for url in urls:
+        scheme, _, rest = url.partition(":")
+        if scheme not in ("turn", "turns") or not rest or any(c.isspace() for c in url):
+            raise ValueError(
+                f"--turn-url {url!r} must be a turn: or turns: URL, e.g. turn:turn.example.org:3478"
+            )
+    if urls and not secret:
+        raise ValueError(
+            "--turn-url needs --turn-secret (the static-auth-secret of the TURN server) "
+            "to hand out credentials"
+        )
+    if secret and not urls:
+        raise ValueError(
+            "--turn-secret is given but no --turn-url; add the TURN server, "
+            "e.g. --turn-url turn:turn.example.org:3478"
+        )
 
 
 def parse_ice_servers(urls: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -694,7 +694,7 @@ class WsHandler:
             server_time=time.time(),
             heartbeat_interval=hub.settings.heartbeat_interval,
             heartbeat_grace=hub.settings.heartbeat_grace,
-            ice_servers=hub.settings.ice_server_list(),
+            ice_servers=hub.settings.ice_server_list(user_id),
             ice_transport_policy=hub.settings.ice_transport_policy,
         )
 
@@ -765,7 +765,8 @@ class WsHandler:
                 server_time=time.time(),
                 heartbeat_interval=hub.settings.heartbeat_interval,
                 heartbeat_grace=hub.settings.heartbeat_grace,
-                ice_servers=hub.settings.ice_server_list(),
+                # TURN credentials are renewed: a fresh lifetime from now.
+                ice_servers=hub.settings.ice_server_list(s.user_id),
                 ice_transport_policy=hub.settings.ice_transport_policy,
             ),
         )
