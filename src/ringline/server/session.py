@@ -188,6 +188,12 @@ class Session:
             last_seen=self.last_seen,
         )
 
+    def keep_answers(self) -> RequestAnswers:
+        """The session's :attr:`answers`, made at its first request that changes state."""
+        if self.answers is None:
+            self.answers = RequestAnswers()
+        return self.answers
+
     # ------------------------------------------------------------------ connection
 
     def attach(self, link: Link) -> Link | None:

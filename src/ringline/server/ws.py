@@ -591,9 +591,7 @@ class WsHandler:
             if op in RERUNNABLE_OPS:
                 handler(conn, rid, req)
                 return
-            answers = conn.session.answers
-            if answers is None:
-                answers = conn.session.answers = RequestAnswers()
+            answers = conn.session.keep_answers()
             fingerprint = hash(data)
             if self._seen(conn, answers, rid, fingerprint):
                 return
