@@ -1,7 +1,9 @@
 """A real TURN server (coturn's ``turnserver``) inside the test's network namespace.
 
-Long-term credentials ``ringline``/``secret`` in realm ``ringline.test``; it listens and
-relays on 127.0.0.1 only (``--allow-loopback-peers`` because every peer of the test is
+Long-term credentials ``ringline``/``secret`` in realm ``ringline.test`` (or, given
+``auth_secret``, coturn's ``use-auth-secret``: credentials derived from that shared
+secret, as ``ringline serve --turn-secret`` hands them out); it listens and relays on
+127.0.0.1 only (``--allow-loopback-peers`` because every peer of the test is
 on 127.0.0.1). ``./scripts/test`` installs coturn (as root, with apt-get).
 """
 
@@ -82,8 +84,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def turn_server(prefix: Sequence[str], tmp: Path) -> Iterator[Turn]:
-    """Start coturn inside the namespace (``prefix`` = ``ip netns exec NAME``); stop it after."""
+def turn_server(prefix: Sequence[str], tmp: Path, auth_secret: str = "") -> Iterator[Turn]:
+    """Start coturn inside the namespace (``prefix`` = ``ip netns exec NAME``); stop it after.
+    With ``auth_secret``: ``--use-auth-secret --static-auth-secret=AUTH_SECRET`` instead of
+    the static user."""
     binary = require_turnserver()
     tmp.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -97,8 +101,11 @@ def turn_server(prefix: Sequence[str], tmp: Path) -> Iterator[Turn]:
         f"--listening-port={port}",
         "--min-port=49160",
         "--max-port=49260",
-        "--lt-cred-mech",
-        f"--user={USER}:{PASSWORD}",
+        *(
+            ["--use-auth-secret", f"--static-auth-secret={auth_secret}"]
+            if auth_secret
+            else ["--lt-cred-mech", f"--user={USER}:{PASSWORD}"]
+        ),
         f"--realm={REALM}",
         "--no-tls",
         "--no-dtls",
