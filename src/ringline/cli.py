@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -148,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--node-id",
         default=_env("node_id", d.node_id),
-        help="this server's name in logs and metrics (default: <host name>:<port>)",
+        help="this server's name in logs and metrics (default: <host name>:<port>, the port bound)",
     )
     s.add_argument(
         "--metrics",
@@ -479,7 +478,8 @@ def _main(argv: Sequence[str] | None) -> int:
             print(f"webhook secret:  {sec}")
         return 0
     assert ident is not None  # serve
-    node_id = args.node_id or f"{socket.gethostname()}:{args.port}"
+    # Without --node-id, serve() names the node once its port is bound (<host name>:<port>).
+    node_id = args.node_id or ""
     configure_logging(args.log_level, args.log_format, node_id=node_id)
     settings = Settings(
         host=args.host,

@@ -376,3 +376,39 @@ def test_docs_show_the_commands_as_the_banner_does() -> None:
                     if cmd in line:
                         bad.append(f"{page.relative_to(root)}:{n}: {text}")
     assert bad == [], "write .venv/bin/ringline in commands to run:\n" + "\n".join(bad)
+
+
+def test_without_node_id_the_node_is_named_by_the_port_picked(tmp_path: Path) -> None:
+    """``--port 0`` picks a free port; the default node id (``<host name>:<port>``) names
+    that port, in the logs, ``/healthz`` and the metrics alike, not ``:0``."""
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "ringline.cli", "serve", "--port", "0"),
+            *("--data-dir", str(tmp_path), "--log-format", "json", "--metrics"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        serving: dict[str, object] = {}
+        for line in proc.stderr:  # ends when the process does: a failed start fails below
+            if line.startswith("{") and "ringline serving on" in line:
+                serving = json.loads(line)
+                break
+        assert serving, "the server did not say where it listens"
+        match = re.search(r"serving on 127\.0\.0\.1:(\d+) ", str(serving["event"]))
+        assert match, serving
+        port = int(match[1])
+        node_id = f"{socket.gethostname()}:{port}"
+        assert serving["node_id"] == node_id
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+            assert json.loads(r.read())["node_id"] == node_id
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            assert f'node_id="{node_id}"' in r.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=EXIT_BOUND)
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -22,6 +22,7 @@ from aiohttp import web
 from .. import __version__
 from .config import AppIdentity, Settings, load_callback_secrets
 from .hub import Hub
+from .logs import set_node_id
 from .metrics import CONTENT_TYPE, Metrics, Reading
 from .rest import AdminApi
 from .store import Store, open_store
@@ -302,6 +303,11 @@ async def serve(
     there, not before). Raises StartupError, with nothing left running, if it cannot start.
     """
     socks = bind_sockets(settings.host, settings.port)
+    if not settings.node_id:
+        # The default node id names the port bound (the one picked, with port 0).
+        node_id = f"{socket.gethostname()}:{socks[0].getsockname()[1]}"
+        settings = dataclasses.replace(settings, node_id=node_id)
+        set_node_id(node_id)
     try:
         app = await build_app(settings, identity)
     except BaseException:

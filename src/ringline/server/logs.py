@@ -22,7 +22,15 @@ import re
 import sys
 from typing import Any, TextIO
 
-__all__ = ["FIELDS", "LOG_FORMATS", "ConsoleFormatter", "JsonFormatter", "Redact", "configure_logging"]
+__all__ = [
+    "FIELDS",
+    "LOG_FORMATS",
+    "ConsoleFormatter",
+    "JsonFormatter",
+    "Redact",
+    "configure_logging",
+    "set_node_id",
+]
 
 #: The accepted ``--log-format`` values.
 LOG_FORMATS = ("console", "json")
@@ -152,3 +160,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def set_node_id(node_id: str) -> None:
+    """Name the node in every JSON log record written from now on. ``ringline serve``
+    calls it once its port is bound when ``--node-id`` was not given: the default,
+    ``<host name>:<port>``, is known only then (with ``--port 0``, the port picked)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.node_id = node_id
