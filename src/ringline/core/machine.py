@@ -36,6 +36,7 @@ from .errors import ErrorCode, LocalCallError
 from .protocol import (
     DEFAULT_RING_TIMEOUT,
     MAX_CALLEES,
+    MAX_GROUP_ID,
     MAX_MEMBERS,
     MAX_RING_TIMEOUT,
     MAX_USER_DATA_BYTES,
@@ -1211,8 +1212,8 @@ class Switchboard:
                 raise _refuse(ErrorCode.PARAM_INVALID, f"str_room_id is over {MAX_ROOM_STR} chars")
         else:
             room = RoomId(int_room_id=inp.new_room_id)
-        if len(inp.params.chat_group_id) > 64:
-            raise _refuse(ErrorCode.PARAM_INVALID, "chat_group_id is over 64 chars")
+        if len(inp.params.chat_group_id) > MAX_GROUP_ID:
+            raise _refuse(ErrorCode.PARAM_INVALID, f"chat_group_id is over {MAX_GROUP_ID} chars")
         busy_in = self.user_call.get(me)
         if busy_in is not None:
             glare = self.calls[busy_in]
@@ -1867,8 +1868,8 @@ class Switchboard:
 
     def _set_group(self, inp: SetGroupMembers, out: list[Action]) -> None:
         members = tuple(dict.fromkeys(inp.members))
-        if not inp.group_id or len(inp.group_id) > 64:
-            raise _refuse(ErrorCode.PARAM_INVALID, "group_id must be 1-64 chars")
+        if not inp.group_id or len(inp.group_id) > MAX_GROUP_ID:
+            raise _refuse(ErrorCode.PARAM_INVALID, f"group_id must be 1-{MAX_GROUP_ID} chars")
         for u in members:
             if not valid_user_id(u):
                 raise _refuse(ErrorCode.PARAM_INVALID, f"invalid user id {u!r} in group members")

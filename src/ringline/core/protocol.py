@@ -22,6 +22,7 @@ __all__ = [
     "MAX_CALL_ID",
     "MAX_DEVICE_ID",
     "MAX_FRAME_BYTES",
+    "MAX_GROUP_ID",
     "MAX_MEMBERS",
     "MAX_RECENT",
     "MAX_RING_TIMEOUT",
@@ -45,6 +46,10 @@ DEVICE_ID: Final = re.compile(rf"[A-Za-z0-9_.:-]{{1,{MAX_DEVICE_ID}}}")
 #: The longest call id accepted anywhere (WebSocket, REST, both SDKs). The server makes
 #: every call id, a UUID (36 characters); a longer one names no call.
 MAX_CALL_ID: Final = 128
+
+#: The longest group id: a call's ``params.chat_group_id``, and the groups of the admin
+#: REST API (``GroupId``).
+MAX_GROUP_ID: Final = 64
 
 #: Members of one call, and so the users one call can invite (the caller is one).
 MAX_MEMBERS: Final = 9

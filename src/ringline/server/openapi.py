@@ -23,7 +23,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..core.enums import CallEndReason
-from ..core.protocol import MAX_CALL_ID, USER_ID
+from ..core.protocol import MAX_CALL_ID, MAX_GROUP_ID, USER_ID
 from .rest_contract import (
     AUTH_ERRORS,
     DELIVERY_STATES,
@@ -60,7 +60,7 @@ _USER_ID: Final[Schema] = {
     "description": "1-32 characters of [A-Za-z0-9_-]",
 }
 _CALL_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": MAX_CALL_ID}
-_GROUP_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": 64}
+_GROUP_ID: Final[Schema] = {"type": "string", "minLength": 1, "maxLength": MAX_GROUP_ID}
 _HTTP_URL: Final[Schema] = {
     "type": "string",
     "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#]+[^\\s]*$",

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from ..core import machine as m
 from ..core.errors import LocalCallError
-from ..core.protocol import MAX_CALL_ID
+from ..core.protocol import MAX_CALL_ID, MAX_GROUP_ID
 from ..core.records import CallRecord
 from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import Origin
@@ -72,7 +72,6 @@ log = logging.getLogger("ringline.rest")
 #: Largest request body accepted, in bytes.
 MAX_BODY = 1 << 20
 _MAX_URL = 2048
-_MAX_GROUP_ID = 64
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -603,7 +602,7 @@ class AdminApi:
     # ------------------------------------------------------------------ v4: chat groups
 
     def _group_id(self, body: dict[str, Any]) -> str:
-        return _text(body, "GroupId", _MAX_GROUP_ID)
+        return _text(body, "GroupId", MAX_GROUP_ID)
 
     def _members(self, body: dict[str, Any], key: str) -> list[str]:
         raw = body.get(key, [])

@@ -32,9 +32,11 @@ from ..core import machine as m
 from ..core.enums import CallResultType, MediaType
 from ..core.errors import ErrorCode, LocalCallError
 from ..core.protocol import (
+    DEFAULT_RING_TIMEOUT,
     DEVICE_ID,
     MAX_CALL_ID,
     MAX_DEVICE_ID,
+    MAX_GROUP_ID,
     MAX_RECENT,
     PROTOCOL_VERSION,
     login_result,
@@ -147,7 +149,9 @@ def _params(d: dict[str, Any]) -> CallParams:
     if room is not None:
         if not isinstance(room, dict):
             raise BadParam("params.room_id must be {int_room_id, str_room_id}")
-        room_id = RoomId(_get(room, "int_room_id", int, 0), _str(room, "str_room_id", "", max_len=64))
+        room_id = RoomId(
+            _get(room, "int_room_id", int, 0), _str(room, "str_room_id", "", max_len=m.MAX_ROOM_STR)
+        )
     push = p.get("offline_push_info")
     push_info = None
     if isinstance(push, dict):
@@ -158,10 +162,10 @@ def _params(d: dict[str, Any]) -> CallParams:
         )
     return CallParams(
         room_id=room_id,
-        timeout=_get(p, "timeout", int, 30),
+        timeout=_get(p, "timeout", int, DEFAULT_RING_TIMEOUT),
         user_data=_str(p, "user_data", "", max_len=4000),
         offline_push_info=push_info,
-        chat_group_id=_str(p, "chat_group_id", "", max_len=64),
+        chat_group_id=_str(p, "chat_group_id", "", max_len=MAX_GROUP_ID),
         is_ephemeral_call=_get(p, "is_ephemeral_call", bool, False),
     )
 
