@@ -83,6 +83,7 @@ def generated_block() -> str:
         str(p.PROTOCOL_VERSION),
     )
     const("A user id: 1-32 characters of [A-Za-z0-9_-].", "USER_ID", _regex(p.USER_ID))
+    const("The longest device id.", "MAX_DEVICE_ID", str(p.MAX_DEVICE_ID))
     const(
         f"A device id: 1-{p.MAX_DEVICE_ID} characters of [A-Za-z0-9_.:-].", "DEVICE_ID", _regex(p.DEVICE_ID)
     )
@@ -93,6 +94,11 @@ def generated_block() -> str:
     )
     const("The longest call id the engine passes on (join).", "MAX_CALL_ID", str(p.MAX_CALL_ID))
     const("params.userData, in UTF-8 bytes.", "MAX_USER_DATA_BYTES", str(p.MAX_USER_DATA_BYTES))
+    const(
+        "params.timeout 0: the server's default ring timeout, in seconds.",
+        "DEFAULT_RING_TIMEOUT",
+        str(p.DEFAULT_RING_TIMEOUT),
+    )
     const(
         f"params.timeout, in seconds (0 = the server's default, {p.DEFAULT_RING_TIMEOUT}).",
         "MAX_RING_TIMEOUT",

@@ -7,10 +7,12 @@
 import {
   CallRole,
   CallStatus,
+  DEFAULT_RING_TIMEOUT,
   DEVICE_ID,
   ErrorCode,
   MAX_CALL_ID,
   MAX_CALLEES,
+  MAX_DEVICE_ID,
   MAX_RECENT,
   MAX_RING_TIMEOUT,
   MAX_USER_DATA_BYTES,
@@ -61,7 +63,7 @@ export class CallEngine extends Emitter {
     const base = options.serverUrl ?? (typeof location !== "undefined" ? location.origin : undefined);
     const wsUrl = wsUrlOf(base);
     if (options.deviceId !== undefined && !DEVICE_ID.test(options.deviceId)) {
-      throw bad("deviceId must be 1-64 characters of [A-Za-z0-9_.:-]");
+      throw bad(`deviceId must be 1-${MAX_DEVICE_ID} characters of [A-Za-z0-9_.:-]`);
     }
     this._options = {
       requestTimeout: 10000,
@@ -573,7 +575,7 @@ function paramsToWire(p) {
   }
   if (p.timeout !== undefined) {
     if (!Number.isInteger(p.timeout) || p.timeout < 0 || p.timeout > MAX_RING_TIMEOUT) {
-      throw bad(`params.timeout must be 0..${MAX_RING_TIMEOUT} seconds (0 = 30), got ${p.timeout}`);
+      throw bad(`params.timeout must be 0..${MAX_RING_TIMEOUT} seconds (0 = ${DEFAULT_RING_TIMEOUT}), got ${p.timeout}`);
     }
     out.timeout = p.timeout;
   }

@@ -10,6 +10,8 @@
 export const PROTOCOL_VERSION = 1;
 /** A user id: 1-32 characters of [A-Za-z0-9_-]. */
 export const USER_ID = /^[A-Za-z0-9_-]{1,32}$/;
+/** The longest device id. */
+export const MAX_DEVICE_ID = 64;
 /** A device id: 1-64 characters of [A-Za-z0-9_.:-]. */
 export const DEVICE_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** Users one call can invite at once (a call has at most MAX_CALLEES + 1 members). */
@@ -18,6 +20,8 @@ export const MAX_CALLEES = 8;
 export const MAX_CALL_ID = 128;
 /** params.userData, in UTF-8 bytes. */
 export const MAX_USER_DATA_BYTES = 1000;
+/** params.timeout 0: the server's default ring timeout, in seconds. */
+export const DEFAULT_RING_TIMEOUT = 30;
 /** params.timeout, in seconds (0 = the server's default, 30). */
 export const MAX_RING_TIMEOUT = 600;
 /** queryRecentCalls(): the largest `limit`. */
