@@ -5,11 +5,22 @@ network namespace (docs/media.md "TURN with short-lived credentials")."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns import loopback_netns, run_in
+from netns import HERE, ROOT, loopback_netns, run_in
+from routed import A_ADDR, B_ADDR, T_ADDR, routed_namespaces
 from turn import require_turnserver, turn_server
+
+from serverproc import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,3 +40,119 @@ def test_coturn_accepts_handed_out_credentials_and_refuses_wrong_or_expired_ones
     for case in ("wrong_secret", "expired"):
         assert r[case]["error"] == 401 and "relayed" not in r[case], r
         assert any(f"user <{r[case]['username']}>" in line for line in refused), log[-4000:]
+
+
+def test_members_with_no_route_to_each_other_talk_through_coturn_with_handed_out_credentials(
+    tmp_path: Path,
+) -> None:
+    """The issue's test: each member in its own namespace, with no route to the other;
+    coturn and the Ringline server (``--turn-url``/``--turn-secret``, relay only) in a third
+    one both reach. Media flows both ways, over relay candidate pairs only, and coturn
+    allocated for both users with the credentials the server handed out."""
+    require_turnserver()
+    with (
+        routed_namespaces() as ns,
+        turn_server(ns.t, tmp_path / "turn", auth_secret=SECRET, ip=T_ADDR) as turn,
+    ):
+        for inside, other in ((ns.a, B_ADDR), (ns.b, A_ADDR)):
+            r = subprocess.run([*inside, "ip", "route", "get", other], capture_output=True, text=True)
+            assert r.returncode != 0 and "unreachable" in r.stderr, (r.stdout, r.stderr)
+        with _server_in(ns.t, tmp_path / "srv", turn.url) as url:
+            member = [sys.executable, str(HERE / "routed_member.py"), url]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(HERE), *_src()])}
+            with contextlib.ExitStack() as stack:
+                procs = {
+                    user: stack.enter_context(
+                        subprocess.Popen(
+                            [*prefix, *member, user, peer, role],
+                            stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
+                            stderr=stack.enter_context(open(tmp_path / f"{user}.err", "wb")),
+                            text=True,
+                            env=env,
+                            cwd=ROOT,
+                        )
+                    )
+                    for user, peer, role, prefix in (
+                        ("bob", "alice", "callee", ns.b),
+                        ("alice", "bob", "caller", ns.a),
+                    )
+                }
+                lines: dict[str, list[str]] = {user: [] for user in procs}
+                try:
+                    for user in ("bob", "alice"):  # bob logs in before alice calls him
+                        lines[user].append(_line(procs[user]))
+                    for user in ("alice", "bob"):  # each hears the other and reports
+                        lines[user].append(_line(procs[user]))
+                    for proc in procs.values():  # then the caller hangs up and the call ends
+                        assert proc.stdin is not None
+                        proc.stdin.write("end\n")
+                        proc.stdin.close()
+                    for proc in procs.values():
+                        proc.wait(60)
+                finally:
+                    for proc in procs.values():
+                        if proc.poll() is None:
+                            proc.kill()
+                            proc.wait()
+        log = turn.log()
+    errors = {user: (tmp_path / f"{user}.err").read_text(errors="replace")[-4000:] for user in procs}
+    assert all(p.returncode == 0 for p in procs.values()), (lines, errors)
+    assert [json.loads(lines[u][0]) for u in procs] == [{"ready": True}] * 2, (lines, errors)
+    results = {user: json.loads(lines[user][1]) for user in procs}
+    for who, found in results.items():
+        assert found["heard"]["level"] > 0.05 and found["heard"]["max_volume"] > 0, (who, found)
+        ice = found["ice"]
+        assert ice["policy"] == "relay" and ice["state"] == "connected", (who, ice)
+        assert ice["local_sdp_types"] == ["relay"] and ice["remote_sdp_types"] == ["relay"], (who, ice)
+        assert ice["nominated"], (who, ice)
+        for pair in ice["nominated"]:
+            assert pair["local"] == "relay" and pair["remote"] == "relay", (who, pair)
+            assert pair["local_addr"][0] == T_ADDR and pair["remote_addr"][0] == T_ADDR, (who, pair)
+        allocated = [
+            line
+            for line in log.splitlines()
+            if re.search(rf"user <\d+:{who}>", line) and "ALLOCATE processed, success" in line
+        ]
+        assert allocated, log[-4000:]
+
+
+def _line(proc: subprocess.Popen[str]) -> str:
+    """The next line ``proc`` prints ("" once it has exited)."""
+    assert proc.stdout is not None
+    return proc.stdout.readline()
+
+
+def _src() -> list[str]:
+    """The caller's PYTHONPATH entries (the package under test, when not installed)."""
+    return [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
+@contextlib.contextmanager
+def _server_in(prefix: list[str], data_dir: Path, turn_url: str) -> Iterator[str]:
+    """``ringline serve`` inside the namespace of ``prefix``, on ``T_ADDR``, relay only with
+    per-user credentials for ``turn_url``; yield its URL; stop it after."""
+    srv = ServerProcess(data_dir)
+    args = [*prefix, *srv.args, "--host", T_ADDR, "--log-level", "INFO"]
+    args += ["--turn-url", turn_url, "--turn-secret", SECRET, "--ice-transport-policy", "relay"]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "server.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "Ringline on http" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the server did not start: {log_path.read_text(errors='replace')[-3000:]}"
+                )
+            time.sleep(0.1)
+        yield f"http://{T_ADDR}:{srv.port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert SECRET not in log_path.read_text(errors="replace")

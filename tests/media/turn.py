@@ -39,13 +39,14 @@ def require_turnserver() -> str:
 class Turn:
     """A running ``turnserver``: its ``port`` and its log (:meth:`log`)."""
 
-    def __init__(self, port: int, log_path: Path) -> None:
+    def __init__(self, port: int, log_path: Path, host: str = "127.0.0.1") -> None:
         self.port = port
         self.log_path = log_path
+        self.host = host
 
     @property
     def url(self) -> str:
-        return f"turn:127.0.0.1:{self.port}"
+        return f"turn:{self.host}:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text("utf-8", errors="replace")
@@ -84,10 +85,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def turn_server(prefix: Sequence[str], tmp: Path, auth_secret: str = "") -> Iterator[Turn]:
+def turn_server(
+    prefix: Sequence[str], tmp: Path, auth_secret: str = "", ip: str = "127.0.0.1"
+) -> Iterator[Turn]:
     """Start coturn inside the namespace (``prefix`` = ``ip netns exec NAME``); stop it after.
     With ``auth_secret``: ``--use-auth-secret --static-auth-secret=AUTH_SECRET`` instead of
-    the static user."""
+    the static user. It listens and relays on ``ip`` (an address of that namespace)."""
     binary = require_turnserver()
     tmp.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -96,8 +99,8 @@ def turn_server(prefix: Sequence[str], tmp: Path, auth_secret: str = "") -> Iter
         *prefix,
         binary,
         "-n",
-        "--listening-ip=127.0.0.1",
-        "--relay-ip=127.0.0.1",
+        f"--listening-ip={ip}",
+        f"--relay-ip={ip}",
         f"--listening-port={port}",
         "--min-port=49160",
         "--max-port=49260",
@@ -121,7 +124,7 @@ def turn_server(prefix: Sequence[str], tmp: Path, auth_secret: str = "") -> Iter
     ]
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    turn = Turn(port, log_path)
+    turn = Turn(port, log_path, ip)
     try:
         deadline = time.monotonic() + 15
         while "UDP listener opened on" not in turn.log():
