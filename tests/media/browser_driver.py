@@ -7,8 +7,9 @@ The Python engine calls the browser user (VIDEO); the page answers. The ids are
 chosen so that the Python side (``python-offers``) or the browser side
 (``browser-offers``) is the offerer (docs/media.md §2); then the call switches to
 audio. ``mixed-mesh``: two Python members and the browser in one video group call.
-``relay TURN_URL``: a 1v1 audio call through a server with ``--ice-transport-policy
-relay`` and that TURN server (tests/media/turn.py), reporting both sides' selected
+``relay TURN_URL [TURN_SECRET]``: a 1v1 audio call through a server with
+``--ice-transport-policy relay`` and that TURN server (tests/media/turn.py; with
+TURN_SECRET, as ``--turn-url``/``--turn-secret``), reporting both sides' selected
 candidate pairs. ``python-offers-restart`` / ``browser-offers-restart``: the Python member's connection
 dies mid-call and media flows again both ways on the same call (the Python offerer
 starts over with a brand new connection; a Python answerer asks the browser for a new
@@ -226,13 +227,17 @@ SELECTED_PAIR = """async (u) => {
 }"""
 
 
-async def relay(turn_url: str) -> dict[str, Any]:
-    """A 1v1 audio call between Python and the browser, media only through TURN."""
+async def relay(turn_url: str, turn_secret: str = "") -> dict[str, Any]:
+    """A 1v1 audio call between Python and the browser, media only through TURN: with the
+    static credential ``ringline``/``secret``, or given ``turn_secret``, with the per-user
+    credentials of ``--turn-url``/``--turn-secret``."""
     from relay_driver import ice_facts
 
     py_id, web_id = "apy", "bweb"
     out: dict[str, Any] = {}
     flags = ["--ice-server", turn_url, "--ice-username", "ringline", "--ice-credential", "secret"]
+    if turn_secret:
+        flags = ["--turn-url", turn_url, "--turn-secret", turn_secret]
     with tempfile.TemporaryDirectory(prefix="rl-interop-") as tmp:
         srv = ServerProcess(Path(tmp) / "srv", extra_args=[*flags, "--ice-transport-policy", "relay"]).start()
         py = Member(srv, py_id, 440.0)
@@ -276,7 +281,7 @@ async def relay(turn_url: str) -> dict[str, Any]:
 
 async def main(mode: str) -> dict[str, Any]:
     if mode == "relay":
-        return await relay(sys.argv[2])
+        return await relay(*sys.argv[2:4])
     if mode == "mixed-mesh":
         return await mixed_mesh()
     if mode.endswith("-restart"):

@@ -20,6 +20,7 @@ from netns import HERE, ROOT, loopback_netns, run_in
 from routed import A_ADDR, B_ADDR, T_ADDR, routed_namespaces
 from turn import require_turnserver, turn_server
 
+from needs import missing
 from serverproc import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
@@ -115,6 +116,31 @@ def test_members_with_no_route_to_each_other_talk_through_coturn_with_handed_out
             if re.search(rf"user <\d+:{who}>", line) and "ALLOCATE processed, success" in line
         ]
         assert allocated, log[-4000:]
+
+
+def test_chromium_and_python_talk_through_coturn_with_handed_out_credentials(tmp_path: Path) -> None:
+    """Relay only, Chromium and aiortc get their TURN credentials from the login answer
+    (``--turn-url``/``--turn-secret``): both select relay pairs and audio flows both ways."""
+    if not Path("/usr/bin/chromium").exists():
+        missing("Debian's chromium is not installed (./scripts/test installs it)")
+    require_turnserver()
+    with loopback_netns() as ns, turn_server(ns, tmp_path / "turn", auth_secret=SECRET) as turn:
+        r = run_in(ns, ["tests/media/browser_driver.py", "relay", turn.url, SECRET], timeout=200)
+        log = turn.log()
+    assert r["python_hears_browser"]["level"] > 0 and r["python_hears_browser"]["max_volume"] > 0
+    assert r["browser_audio"]["audioEnergy"] > 0 and r["browser_audio"]["audioPackets"] > 20
+    pair = r["browser_pair"]
+    assert pair["policy"] == "relay" and pair["configured"] == "relay", pair
+    assert pair["nominated"] and pair["local"] == "relay" and pair["remote"] == "relay", pair
+    py = r["python"]
+    assert py["state"] == "connected" and py["local_sdp_types"] == ["relay"], py
+    # Both allocated on coturn, each as its own user with the credential it was given.
+    for user in ("apy", "bweb"):
+        assert any(
+            re.search(rf"user <\d+:{user}>", line) and "ALLOCATE processed, success" in line
+            for line in log.splitlines()
+        ), log[-4000:]
+    assert r["page_errors"] == []
 
 
 def _line(proc: subprocess.Popen[str]) -> str:
