@@ -177,6 +177,7 @@ async def test_nothing_is_shown_or_served_without_admin_credentials(
     }
     for command in (
         "call_engine_http_srv/get_live_calls",
+        "call_engine_http_srv/get_nodes",
         "call_record_http_srv/get_record_by_filter",
         "call_callback_http_srv/get_deliveries",
         "call_engine_http_srv/end_call",
@@ -242,11 +243,11 @@ async def test_operator_watches_a_call_ends_it_finds_its_record_and_redelivers_a
     kept = json.loads(await page.evaluate("() => sessionStorage.getItem('ringline-admin')"))
     assert kept == {"identifier": ADMIN, "usersig": q["usersig"]}
     assert await page.text_content("#ad-who") == ADMIN
-    # The node list: this one node, as /healthz describes it.
+    # The node list: this one node, as get_nodes describes it.
     await until(page, "() => document.querySelectorAll('#ad-nodes tr').length === 1")
     assert await page.text_content("#ad-nodes-mode") == "single node"
     node = await page.get_attribute("#ad-nodes tr", "data-node")
-    assert node and node.endswith(f":{admin_server.port}")  # --node-id's default, from /healthz
+    assert node and node.endswith(f":{admin_server.port}")  # --node-id's default
 
     # A call appears, its members' states change live.
     a, b = await users(2)

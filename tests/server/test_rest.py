@@ -661,6 +661,32 @@ async def test_get_call_info_shows_a_live_call_as_it_changes(
         assert (await v4_fail(server, "call_engine_http_srv/get_call_info", body))[0] == want, body
 
 
+async def test_get_nodes_lists_this_server_with_its_devices_and_calls_for_admins_only(
+    server: ServerProcess, clients: list[Raw]
+) -> None:
+    a, ua = await logged_in(server, clients, "a")
+    b, ub = await logged_in(server, clients, "b")
+    before = time.time()
+    cid = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
+    await b.event("on_call_received", call_id=cid)
+    nodes = await v4(server, "call_engine_http_srv/get_nodes", {})
+    after = time.time()
+    assert nodes["Mode"] == "Single"
+    (node,) = nodes["NodeList"]
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/healthz") as r:
+        health = await r.json()
+    assert node["NodeId"] == health["node_id"] and node["NodeId"].endswith(f":{server.port}")
+    assert node["Version"] == health["version"]
+    assert node["Lease"] == "Single" and node["CallbackWorkers"] == 0
+    # the shared server has other tests' devices and calls too: at least ours
+    assert node["Devices"] >= 2 and node["Sessions"] >= 2 and node["LiveCalls"] >= 1
+    assert before - 1 <= node["Since"] + node["UptimeSeconds"] <= after + 1  # the server's now
+    user_query = auth(server, identifier=ua, usersig=server.sig(ua))
+    code, _ = await v4_fail(server, "call_engine_http_srv/get_nodes", {}, query=user_query)
+    assert code != 0
+    await a.ok("hangup", call_id=cid)
+
+
 async def test_get_live_calls_lists_calls_and_member_states_as_they_change(
     server: ServerProcess, clients: list[Raw]
 ) -> None:

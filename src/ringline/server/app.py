@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -163,22 +164,25 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     )
     started = time.time()
 
+    def status() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "node_id": settings.node_id,
+            "version": __version__,
+            "uptime_s": round(time.time() - started, 3),
+            "sessions": len(hub.sessions),
+            "live_calls": len(hub.sb.calls),
+            "callback_workers": {
+                "configured": settings.callback_workers,
+                "running": workers.running if workers else 0,
+                "restarts": workers.restarts if workers else 0,
+            },
+        }
+
+    admin.node_status = status
+
     async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "status": "ok",
-                "node_id": settings.node_id,
-                "version": __version__,
-                "uptime_s": round(time.time() - started, 3),
-                "sessions": len(hub.sessions),
-                "live_calls": len(hub.sb.calls),
-                "callback_workers": {
-                    "configured": settings.callback_workers,
-                    "running": workers.running if workers else 0,
-                    "restarts": workers.restarts if workers else 0,
-                },
-            }
-        )
+        return web.json_response(status())
 
     app.router.add_get("/healthz", healthz)
     if metrics is not None:

@@ -447,6 +447,48 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         "v4 calls",
     ),
     _v4(
+        "call_engine_http_srv/get_nodes",
+        "The servers of this deployment and their state (one, this one, without a cluster)",
+        "rest/get_nodes.md",
+        _obj({}),
+        _obj(
+            {
+                "Mode": {"type": "string", "enum": ["Single"]},
+                "NodeList": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "NodeId": {"type": "string"},
+                            "Version": {"type": "string"},
+                            "Since": {"type": "integer", "minimum": 0},
+                            "UptimeSeconds": {"type": "number", "minimum": 0},
+                            "Devices": {"type": "integer", "minimum": 0},
+                            "Sessions": {"type": "integer", "minimum": 0},
+                            "LiveCalls": {"type": "integer", "minimum": 0},
+                            "CallbackWorkers": {"type": "integer", "minimum": 0},
+                            "Lease": {"type": "string", "enum": ["Single"]},
+                        },
+                        (
+                            "NodeId",
+                            "Version",
+                            "Since",
+                            "UptimeSeconds",
+                            "Devices",
+                            "Sessions",
+                            "LiveCalls",
+                            "CallbackWorkers",
+                            "Lease",
+                        ),
+                    ),
+                },
+            },
+            ("Mode", "NodeList"),
+        ),
+        (),
+        {},
+        "v4 calls",
+    ),
+    _v4(
         "call_record_http_srv/get_record_by_callid",
         "The record of one ended call",
         "rest/get_record_by_callid.md",

@@ -249,8 +249,11 @@ class AdminApi:
         self.sdk_app_id = sdk_app_id
         self.secret_key = secret_key
         self.admin = admin_identifier
+        #: this server's status (what ``/healthz`` says); set by the app
+        self.node_status: Callable[[], dict[str, Any]] | None = None
         self.v4: dict[str, Handler] = {
             "call_engine_http_srv/end_call": self.end_call,
+            "call_engine_http_srv/get_nodes": self.get_nodes,
             "call_engine_http_srv/get_call_info": self.get_call_info,
             "call_engine_http_srv/get_live_calls": self.get_live_calls,
             "call_record_http_srv/get_record_by_callid": self.get_record_by_callid,
@@ -455,6 +458,23 @@ class AdminApi:
             "Page": page,
             "CallList": [live_call_to_v4(i) for i in infos[first : first + per_page]],
         }
+
+    async def get_nodes(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The servers of this deployment: one, this one, until Ringline runs as a cluster."""
+        status = self.node_status() if self.node_status is not None else {}
+        workers = status.get("callback_workers") or {}
+        node = {
+            "NodeId": str(status.get("node_id", "")),
+            "Version": str(status.get("version", "")),
+            "Since": int(time.time() - float(status.get("uptime_s", 0.0))),
+            "UptimeSeconds": float(status.get("uptime_s", 0.0)),
+            "Devices": len(self.hub.sb.devices),
+            "Sessions": len(self.hub.sessions),
+            "LiveCalls": len(self.hub.sb.calls),
+            "CallbackWorkers": int(workers.get("running", 0)),
+            "Lease": "Single",
+        }
+        return {"Mode": "Single", "NodeList": [node]}
 
     async def _record(self, cid: str) -> CallRecord:
         record = await self.hub.store.get_record(cid)

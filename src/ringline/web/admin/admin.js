@@ -136,9 +136,10 @@ export function mountAdmin(root, options = {}) {
     h("div.ad-row.ad-pager", {}, deliveriesInfo, dlvPrev, dlvNext));
 
   // Nodes
+  let nodesMode = null;
   const nodesBody = h("tbody", { id: "ad-nodes" });
   const nodesCard = h("section.ad-card", { id: "ad-nodes-card" },
-    h("div.ad-card-head", {}, h("h2", {}, "Nodes"), h("span.ad-hint", { id: "ad-nodes-mode" }, "single node")),
+    h("div.ad-card-head", {}, h("h2", {}, "Nodes"), (nodesMode = h("span.ad-hint", { id: "ad-nodes-mode" }, "single node"))),
     h("table.ad-table", {}, h("thead", {}, h("tr", {}, ...["Node", "Status", "Uptime", "Sessions", "Live calls", "Callback workers"].map((t) => h("th", {}, t)))), nodesBody));
 
   const consoleView = h("main.ad-main", { id: "ad-console", hidden: true }, callsCard, recordsCard, deliveriesCard, nodesCard);
@@ -364,20 +365,21 @@ export function mountAdmin(root, options = {}) {
 
   // ---------------------------------------------------------------- node
   async function refreshNodes() {
-    const r = await fetch(new URL("healthz", base), { cache: "no-store" });
-    const hz = await r.json();
+    const r = await call("call_engine_http_srv/get_nodes", {});
     const origin = new URL(base).host;
-    const node = { origin, ...hz, uptime_s: Math.floor(hz.uptime_s) };
-    if (!changed("nodes", node)) return;
-    const w = hz.callback_workers || { configured: 0, running: 0, restarts: 0 };
-    const name = hz.node_id || origin;
-    nodesBody.replaceChildren(h("tr", { dataset: { node: name } },
-      h("td", {}, name, h("div.ad-sub", {}, `this node · ${origin}${hz.version ? ` · Ringline ${hz.version}` : ""}`)),
-      h("td", {}, h("span.ad-badge", { dataset: { state: hz.status === "ok" ? "Delivered" : "GivenUp" } }, hz.status)),
-      h("td", {}, span(hz.uptime_s)),
-      h("td", {}, String(hz.sessions)),
-      h("td", {}, String(hz.live_calls)),
-      h("td", {}, w.configured ? `${w.running} of ${w.configured} running, ${w.restarts} restarts` : "in the server process")));
+    const nodes = r.NodeList.map((n) => ({ ...n, UptimeSeconds: Math.floor(n.UptimeSeconds) }));
+    if (!changed("nodes", { origin, mode: r.Mode, nodes })) return;
+    nodesMode.textContent = r.Mode === "Single" ? "single node" : `${nodes.length} nodes`;
+    nodesBody.replaceChildren(...nodes.map((n) => {
+      const name = n.NodeId || origin;
+      return h("tr", { dataset: { node: name } },
+        h("td", {}, name, h("div.ad-sub", {}, `${r.Mode === "Single" ? `this node · ${origin}` : n.Lease}${n.Version ? ` · Ringline ${n.Version}` : ""}`)),
+        h("td", {}, h("span.ad-badge", { dataset: { state: "Delivered" } }, "ok")),
+        h("td", {}, span(n.UptimeSeconds)),
+        h("td", {}, String(n.Sessions)),
+        h("td", {}, String(n.LiveCalls)),
+        h("td", {}, n.CallbackWorkers ? `${n.CallbackWorkers} worker processes` : "in the server process"));
+    }));
   }
 
   // ---------------------------------------------------------------- polling
