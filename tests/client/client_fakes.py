@@ -102,6 +102,11 @@ class FakeConn:
         self.session: FakeSession | None = None
         self.closed = False
 
+    @property
+    def node(self) -> str:
+        """The URL's node prefix this connection came through ("" for none)."""
+        return self.request.match_info.get("node", "")
+
     def ops(self) -> list[str]:
         """Ops received on this connection, pings left out."""
         return [f.get("op", "?") for f in self.frames if f.get("op") != "ping"]
@@ -153,6 +158,9 @@ class FakeServer:
         #: server older than answer replay does). The fake keeps no answers itself:
         #: a request sent again reaches the test or its handler again.
         self.answers_kept: bool | None = True
+        #: Nodes (URL prefixes) whose WebSockets close with this code right after the
+        #: upgrade (1013: no server can take the session yet).
+        self.closing_nodes: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -161,6 +169,9 @@ class FakeServer:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_get("/v1/ws", self._ws)
+        # Several URLs of one fake server ("nodes"): URL + "/n1" and so on; the node a
+        # connection came through is FakeConn.node.
+        app.router.add_get("/{node}/v1/ws", self._ws)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -221,6 +232,10 @@ class FakeServer:
         conn = FakeConn(self, ws, request)
         self.connections.append(conn)
         self._notify()
+        if conn.node in self.closing_nodes:
+            conn.closed = True
+            await ws.close(code=self.closing_nodes[conn.node], message=b"try again")
+            return ws
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:

@@ -11,6 +11,7 @@ from client_fakes import SDK_APP_ID, SIG, EngineFactory, FakeServer, received
 from ringline.client import CallEngine
 from ringline.core.errors import LocalCallError, RemoteCallError
 from ringline.testing import RecordingObserver
+from serverproc import free_port
 
 
 async def start(
@@ -326,3 +327,120 @@ async def test_uninit_while_reconnecting_stops_everything(
     assert not engine.is_initialized
     server.resume_gate.set()
     await server.wait(lambda: all(c.closed for c in server.connections))
+
+
+# ----------------------------------------------------------------- several server URLs
+# One fake server reached through several URLs (nodes /n0, /n1, …; FakeConn.node).
+
+
+def nodes(server: FakeServer, n: int) -> list[str]:
+    return [f"{server.url}/n{i}" for i in range(n)]
+
+
+async def start_on(
+    server: FakeServer, urls: list[str] | str, **options: Any
+) -> tuple[CallEngine, RecordingObserver]:
+    engine = CallEngine(urls, device_id="alice-phone", request_timeout=5.0, **options)
+    rec = RecordingObserver()
+    engine.add_observer(rec)
+    await engine.init(SDK_APP_ID, "alice", SIG)
+    return engine, rec
+
+
+@pytest.mark.parametrize("code", [1012, 1013])
+async def test_with_one_url_close_1012_and_1013_resume_on_it_like_1001(
+    server: FakeServer, make_engine: EngineFactory, code: int
+) -> None:
+    engine, rec = await start(server, make_engine)
+    session = server.session("alice")
+    await server.push(session, "on_user_join", joins(1)[0])
+    await rec.wait_for("on_user_join", user_id="u1")
+    await server.connections[0].close(code, "node leaving")
+    await server.wait(lambda: session.conn is None)
+    await server.push(session, "on_user_join", joins(2)[1])
+    await server.next_conn(1)
+    assert server.resumes[0]["session"] == session.token and server.resumes[0]["ack"] == 1
+    await rec.wait_for("on_user_join", user_id="u2")
+    assert [e.kwargs["user_id"] for e in rec.events] == ["u1", "u2"]
+    assert engine.server_url == server.url and len(server.logins) == 1
+
+
+async def test_close_1012_resumes_on_the_next_url_at_once(server: FakeServer) -> None:
+    urls = nodes(server, 3)
+    engine, rec = await start_on(server, urls)
+    try:
+        assert engine.server_url == urls[0] and server.connections[0].node == "n0"
+        session = server.session("alice")
+        await server.push(session, "on_user_join", joins(1)[0])
+        await rec.wait_for("on_user_join", user_id="u1")
+        # An hour of back-off: only a reconnect without any resumes within the wait.
+        assert engine._session is not None
+        engine._session._backoff = (3600.0, 3600.0)
+        await server.connections[0].close(1012, "node leaving")
+        await server.wait(lambda: session.conn is None)
+        await server.push(session, "on_user_join", joins(2)[1])  # kept for the replay
+        conn = await server.next_conn(1)
+        assert conn.node == "n1" and conn.ops() == ["resume"]
+        assert server.resumes[0]["session"] == session.token and server.resumes[0]["ack"] == 1
+        await rec.wait_for("on_user_join", user_id="u2")
+        assert engine.server_url == urls[1]
+        assert [e.kwargs["user_id"] for e in rec.events] == ["u1", "u2"]
+        assert len(server.logins) == 1
+    finally:
+        await engine.uninit()
+
+
+async def test_reconnects_go_round_the_urls_and_skip_those_that_fail(server: FakeServer) -> None:
+    urls = nodes(server, 3)
+    engine, rec = await start_on(server, urls)
+    try:
+        session = server.session("alice")
+        server.closing_nodes["n2"] = 1013  # no server there can take the session yet
+        server.connections[0].abort()
+        c1 = await server.next_conn(1)
+        assert c1.node == "n1"
+        c1.abort()  # → n2 says 1013 → n0
+        conn = await server.next_conn(3)
+        assert [c.node for c in server.connections] == ["n0", "n1", "n2", "n0"]
+        assert conn.ops() == ["resume"] and engine.server_url == urls[0]
+        await server.push(session, "on_user_join", joins(1)[0])
+        await rec.wait_for("on_user_join", user_id="u1")
+        assert len(server.logins) == 1 and len(server.resumes) == 2
+    finally:
+        await engine.uninit()
+
+
+async def test_init_logs_in_through_the_first_url_that_can(server: FakeServer) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    server.closing_nodes["n0"] = 1013
+    urls = [dead, *nodes(server, 2)]
+    engine, _ = await start_on(server, urls)
+    try:
+        assert engine.server_url == urls[2]
+        assert [c.node for c in server.connections] == ["n0", "n1"]
+        assert server.connections[1].ops() == ["login"]
+    finally:
+        await engine.uninit()
+    # The next init starts with the URL last in use.
+    server.closing_nodes.clear()
+    await engine.init(SDK_APP_ID, "alice", SIG)
+    try:
+        assert server.connections[-1].node == "n1" and engine.server_url == urls[2]
+    finally:
+        await engine.uninit()
+
+
+async def test_init_stops_at_a_refusal_and_names_every_url_when_none_answers(server: FakeServer) -> None:
+    server.login_refusal = (70001, "sig expired")
+    engine = CallEngine(nodes(server, 2), request_timeout=5.0)
+    with pytest.raises(RemoteCallError) as err:
+        await engine.init(SDK_APP_ID, "alice", SIG)
+    assert err.value.code == 70001 and len(server.logins) == 1  # the same everywhere
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    engine = CallEngine(dead, request_timeout=5.0)
+    with pytest.raises(RemoteCallError) as err:
+        await engine.init(SDK_APP_ID, "alice", SIG)
+    assert err.value.code == -1406
+    assert "none of the 2 Ringline servers" in err.value.message
+    assert all(u.replace("http", "ws") in err.value.message for u in dead)
+    assert not engine.is_initialized and engine.server_url == dead[0]

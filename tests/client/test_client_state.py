@@ -15,7 +15,7 @@ from ringline.client._codec import (
     record_from_wire,
 )
 from ringline.client._state import CallState
-from ringline.client.engine import _ws_url
+from ringline.client.engine import CallEngine, _ws_url
 from ringline.client.observer import EVENT_NAMES, CallObserver
 from ringline.core.enums import (
     CallEndReason,
@@ -185,6 +185,41 @@ def test_bad_server_urls_are_refused(url: object) -> None:
     with pytest.raises(LocalCallError) as err:
         _ws_url(url)
     assert err.value.code == -1202
+
+
+def test_a_list_of_server_urls_is_kept_and_the_first_is_in_use() -> None:
+    urls = ["http://a:8080", "https://b.example.com/ringline"]
+    engine = CallEngine(urls)
+    assert engine.server_url == "http://a:8080"
+    assert engine.server_urls == tuple(urls)
+    assert engine._ws_urls == ("ws://a:8080/v1/ws", "wss://b.example.com/ringline/v1/ws")
+    single = CallEngine("http://a:8080")
+    assert single.server_url == "http://a:8080" and single.server_urls == ("http://a:8080",)
+    assert CallEngine(("http://a:1",)).server_urls == ("http://a:1",)
+
+
+@pytest.mark.parametrize(
+    ("urls", "says"),
+    [
+        ([], "server_url is an empty list"),
+        ((), "server_url is an empty list"),
+        ([f"http://h{i}:80" for i in range(17)], "17 URLs; at most 16"),
+        (["http://a:1", "ftp://b"], r"server_url\[1\] must be a URL like"),
+        (["http://a:1", 8080], r"server_url\[1\] must be a URL like"),
+        (["http://a:1", ""], r"server_url\[1\] must be a URL like"),
+        (["http://a:1", "http://b:2", "http://a:1"], r"server_url\[2\] .* same server as server_url\[0\]"),
+        (["http://A:1/", "ws://a:1/v1/ws"], r"server_url\[1\] .* same server as server_url\[0\]"),
+        ({"http://a:1"}, "must be a URL like"),
+    ],
+)
+def test_bad_lists_of_server_urls_are_refused(urls: object, says: str) -> None:
+    with pytest.raises(LocalCallError, match=says) as err:
+        CallEngine(urls)  # type: ignore[arg-type]
+    assert err.value.code == -1202
+
+
+def test_sixteen_server_urls_are_accepted() -> None:
+    assert len(CallEngine([f"http://h{i}:80" for i in range(16)]).server_urls) == 16
 
 
 # --------------------------------------------------------------------------- state

@@ -9,11 +9,11 @@ once to ``on_end``.
 ::
 
     open(): connect ─► login ─► ONLINE ◄──────────────────────────────────────┐
-                                  │ socket lost, close 1001/4008/…, or silence  │
-                                  ▼                                            │
+                                  │ socket lost, close 1001/1012/1013/…, silence │
+                                  ▼  (the next URL, when given several)          │
                            RECONNECTING: wait 0.1 s → 2 s (×2, jitter) ─► connect ─► resume ─ok─┤
-                                  ▲           │ refused (-1414 …)                             │
-                                  └─ transient┤                                               │
+                                  ▲   (no wait after 1012)    │ refused (-1414 …)             │
+                                  └─ transient / failed: next URL                             │
                                               ▼                                               │
                                    login, same device_id and sig ─ok (new seq space)──────────┘
                                               │ refused (bad sig, …)
@@ -23,6 +23,14 @@ Each time it is ONLINE again after a drop, ``on_reconnect`` gets :class:`Reconne
 saying how (``resumed`` False: logged in again, a new server session), after the pushes
 that came before it and before the ones after (the engine queues it with them for its
 media layer, which repeats or restarts negotiations then).
+
+Given several server URLs (a cluster behind them), it connects to one at a time:
+``open`` tries them in turn, from the one in use, until a login succeeds; every
+reconnect moves on to the next one (round robin), and so does every failed attempt
+(nothing listens, the upgrade is refused, the connection closes before the answer:
+close 1013 says no server can take the session yet). Close 1012 (the node is
+leaving) skips the back-off before the first attempt. With one URL every reconnect
+goes to it again. The ``resume`` and its ``ack`` are the same whichever URL it goes to.
 
 A push counts as processed once it is handed to ``on_push`` (the engine keeps it in
 memory until its observers ran), so ``ack`` and ``resume`` use the highest ``seq``
@@ -52,13 +60,13 @@ import json
 import logging
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
 
 from ringline.core.errors import CallError, ErrorCode, LocalCallError, RemoteCallError
-from ringline.core.protocol import MAX_FRAME_BYTES, PROTOCOL_VERSION
+from ringline.core.protocol import CLOSE_NODE_LEAVING, MAX_FRAME_BYTES, PROTOCOL_VERSION
 
 from .transport import Connection, ConnectionClosed, Transport
 
@@ -169,6 +177,14 @@ class _Pending:
     frame: str
 
 
+class _TryNext(Exception):
+    """A login at one URL failed in a way another server may not: try the next URL."""
+
+    def __init__(self, error: RemoteCallError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 PushHandler = Callable[[object, object, int | None], None]
 EndHandler = Callable[[SessionEnd], None]
 ReconnectHandler = Callable[[Reconnected], None]
@@ -218,7 +234,7 @@ class Session:
         self,
         *,
         transport: Transport,
-        url: str,
+        urls: Sequence[str],
         login: LoginParams,
         heartbeat_interval: float | None,
         request_timeout: float,
@@ -226,7 +242,10 @@ class Session:
         on_end: EndHandler,
         on_reconnect: ReconnectHandler | None = None,
         backoff: tuple[float, float] = (0.1, 2.0),
+        start: int = 0,
     ) -> None:
+        if not urls or not 0 <= start < len(urls):
+            raise ValueError(f"Session needs one URL or more and an index into them, got {urls!r}, {start}")
         self.login = login
         self.token: str | None = None
         self.heartbeat_interval = heartbeat_interval or _DEFAULT_INTERVAL
@@ -242,7 +261,8 @@ class Session:
         self.phase = Phase.CONNECTING
         self.end: SessionEnd | None = None
         self._transport = transport
-        self._url = url
+        self._urls = tuple(urls)
+        self._at = start
         self._interval_override = heartbeat_interval
         self._request_timeout = request_timeout
         self._on_push = on_push
@@ -265,45 +285,97 @@ class Session:
     def device_id(self) -> str | None:
         return self.login.device_id
 
+    @property
+    def url(self) -> str:
+        """The WebSocket URL in use (while reconnecting: the one tried next)."""
+        return self._urls[self._at]
+
+    @property
+    def url_index(self) -> int:
+        """Index of :attr:`url` in the URLs given."""
+        return self._at
+
+    def _next_url(self) -> None:
+        """Move on to the next URL (round robin); with one URL, stay."""
+        self._at = (self._at + 1) % len(self._urls)
+
     # ------------------------------------------------------------------ public
 
     async def open(self) -> None:
         """Connect and log in, then keep the session up in a background task.
 
+        With several URLs, each is tried once, from the one in use, until one logs
+        in; a server that cannot be reached, closes during the login or refuses it
+        for now (-1413, -1406, shutting down) sends the login on to the next one.
+
         Raises :class:`RemoteCallError`: the server's refusal (its code), or -1406 if
-        it cannot be reached or does not answer in time. Nothing is left open then.
+        no server can be reached or answers in time. Nothing is left open then.
         """
-        try:
-            async with asyncio.timeout(self._request_timeout):
-                conn = await self._transport.connect(self._url)
-        except (OSError, TimeoutError) as exc:
+        failures: list[str] = []
+        for _ in range(len(self._urls)):
+            try:
+                conn, result, early = await self._login_at(self.url)
+            except _TryNext as exc:
+                failures.append(f"{self.url}: {exc.error.message}")
+                if len(self._urls) == 1:
+                    raise exc.error from None
+                log.info("%s: login at %s failed (%s); trying the next URL", self._who(), self.url, exc.error)
+                self._next_url()
+                continue
+            self._online(conn, result, resumed=False, early=early)
+            break
+        else:
             raise RemoteCallError(
                 ErrorCode.SIGNALING_SEND_FAIL,
-                f"cannot reach the Ringline server at {self._url} ({exc or 'timed out'}); "
-                "check the server URL and that the server is running",
+                f"none of the {len(self._urls)} Ringline servers could log in ({'; '.join(failures)}); "
+                "check the server URLs and that the servers are running, then try init() again",
+            )
+        self._runner = asyncio.create_task(
+            self._run(), name=f"ringline-session-{self.login.user_id}/{self.device_id}"
+        )
+
+    async def _login_at(self, url: str) -> tuple[Connection, dict[str, Any], list[dict[str, Any]]]:
+        """Connect to ``url`` and log in. Raises _TryNext when another server may do
+        better, RemoteCallError for a refusal that holds everywhere (a bad sig, …)."""
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                conn = await self._transport.connect(url)
+        except (OSError, TimeoutError) as exc:
+            raise _TryNext(
+                RemoteCallError(
+                    ErrorCode.SIGNALING_SEND_FAIL,
+                    f"cannot reach the Ringline server at {url} ({exc or 'timed out'}); "
+                    "check the server URL and that the server is running",
+                )
             ) from None
         try:
             result, early = await self._handshake(conn, self.login.frame())
         except ConnectionClosed as exc:
             await self._close_conn(conn)
-            raise RemoteCallError(
-                ErrorCode.SIGNALING_SEND_FAIL,
-                f"the server closed the connection during login ({exc}); try init() again",
+            raise _TryNext(
+                RemoteCallError(
+                    ErrorCode.SIGNALING_SEND_FAIL,
+                    f"the server closed the connection during login ({exc}); try init() again",
+                )
             ) from None
         except TimeoutError:
             await self._close_conn(conn)
-            raise RemoteCallError(
-                ErrorCode.SIGNALING_SEND_FAIL,
-                f"no answer to login within {self._request_timeout:g} s; "
-                "check the server and try init() again",
+            raise _TryNext(
+                RemoteCallError(
+                    ErrorCode.SIGNALING_SEND_FAIL,
+                    f"no answer to login within {self._request_timeout:g} s; "
+                    "check the server and try init() again",
+                )
             ) from None
+        except RemoteCallError as exc:
+            await self._close_conn(conn)
+            if exc.code in _TRANSIENT and len(self._urls) > 1:
+                raise _TryNext(exc) from None
+            raise
         except BaseException:
             await self._close_conn(conn)
             raise
-        self._online(conn, result, resumed=False, early=early)
-        self._runner = asyncio.create_task(
-            self._run(), name=f"ringline-session-{self.login.user_id}/{self.device_id}"
-        )
+        return conn, result, early
 
     async def request(
         self,
@@ -419,17 +491,19 @@ class Session:
                 await self._close_conn(conn)
                 self._finish(SessionEnd(closed.code, closed.reason, message))
                 return
+            self._next_url()
             log.warning(
-                "%s: connection lost (%s); reconnecting%s",
+                "%s: connection lost (%s); reconnecting to %s%s",
                 self._who(),
                 closed,
+                self.url,
                 f" ({len(self._pending)} requests to send again)" if self._pending else "",
             )
             self._set_phase(Phase.RECONNECTING)
             # Outstanding requests are kept: sent again after a resume (_resend), or
             # failed if the session has to log in again (_lost).
             await self._close_conn(conn)
-            end = await self._reconnect()
+            end = await self._reconnect(at_once=closed.code == CLOSE_NODE_LEAVING)
             if end is not None:
                 self._finish(end)
                 return
@@ -462,22 +536,30 @@ class Session:
             except ConnectionClosed:
                 return  # the reader sees the close and reconnects
 
-    async def _reconnect(self) -> SessionEnd | None:
+    async def _reconnect(self, *, at_once: bool = False) -> SessionEnd | None:
+        """Connect to :attr:`url` and resume (or log in again), after a back-off
+        (none before the first attempt if ``at_once``); each failed attempt moves on
+        to the next URL."""
         delay, cap = self._backoff
         while True:
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, cap)
+            if not at_once:
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, cap)
+            at_once = False
+            url = self.url
             try:
                 async with asyncio.timeout(self._request_timeout):
-                    conn = await self._transport.connect(self._url)
+                    conn = await self._transport.connect(url)
             except (OSError, TimeoutError) as exc:
-                log.info("%s: reconnect failed: %s", self._who(), exc or "timed out")
+                log.info("%s: reconnect to %s failed: %s", self._who(), url, exc or "timed out")
+                self._next_url()
                 continue
             try:
                 end = await self._reopen(conn)
             except (OSError, TimeoutError) as exc:  # ConnectionClosed is an OSError
                 await self._close_conn(conn)
-                log.info("%s: reconnect failed: %s", self._who(), exc or "timed out")
+                log.info("%s: reconnect to %s failed: %s", self._who(), url, exc or "timed out")
+                self._next_url()
                 continue
             except BaseException:
                 await self._close_conn(conn)

@@ -45,7 +45,14 @@ from ringline.core.machine import (
     check_signal_data,
     valid_user_id,
 )
-from ringline.core.protocol import DEVICE_ID, MAX_CALL_ID, MAX_DEVICE_ID, MAX_RECENT, MAX_RING_TIMEOUT
+from ringline.core.protocol import (
+    DEVICE_ID,
+    MAX_CALL_ID,
+    MAX_DEVICE_ID,
+    MAX_RECENT,
+    MAX_RING_TIMEOUT,
+    MAX_SERVER_URLS,
+)
 from ringline.core.types import CallParams, CallRecords, RecentCallsFilter, RoomId
 
 from ._codec import (
@@ -86,18 +93,41 @@ def _type(value: object) -> str:
     return type(value).__name__
 
 
-def _ws_url(server_url: object) -> str:
+def _ws_url(server_url: object, name: str = "server_url") -> str:
     """``http://h:p[/base]`` → ``ws://h:p[/base]/v1/ws`` (https → wss; ws/wss kept)."""
     if not isinstance(server_url, str) or not server_url:
-        _bad(f"server_url must be a URL like 'http://127.0.0.1:8080', got {server_url!r}")
+        _bad(f"{name} must be a URL like 'http://127.0.0.1:8080', got {server_url!r}")
     parts = urlsplit(server_url)
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
     if scheme is None or not parts.netloc:
-        _bad(f"server_url must be a URL like 'http://127.0.0.1:8080', got {server_url!r}")
+        _bad(f"{name} must be a URL like 'http://127.0.0.1:8080', got {server_url!r}")
     path = parts.path.rstrip("/")
     if not path.endswith("/v1/ws"):
         path += "/v1/ws"
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
+def _server_urls(server_url: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The base URLs given (one, or a list of 1..MAX_SERVER_URLS) and their WebSocket URLs."""
+    if not isinstance(server_url, list | tuple):
+        ws = _ws_url(server_url)
+        assert isinstance(server_url, str)  # _ws_url refused anything else
+        return (server_url,), (ws,)
+    if not server_url:
+        _bad("server_url is an empty list; give one URL or a list of them, like ['http://a:8080', 'http://b:8080']")
+    if len(server_url) > MAX_SERVER_URLS:
+        _bad(f"server_url lists {len(server_url)} URLs; at most {MAX_SERVER_URLS} are allowed")
+    ws_urls: list[str] = []
+    for i, url in enumerate(server_url):
+        ws = _ws_url(url, f"server_url[{i}]")
+        if ws.lower() in (w.lower() for w in ws_urls):
+            first = [w.lower() for w in ws_urls].index(ws.lower())
+            _bad(
+                f"server_url[{i}] ({url!r}) is the same server as server_url[{first}] "
+                f"({server_url[first]!r}); list each server once"
+            )
+        ws_urls.append(ws)
+    return tuple(server_url), tuple(ws_urls)
 
 
 def _user_ids(op: str, user_ids: object, me: str | None) -> list[str]:
@@ -217,7 +247,11 @@ class CallEngine:
     """One device of one user. Create, ``add_observer``, ``await init(...)``.
 
     ``server_url`` is the server's HTTP base URL (``http://127.0.0.1:8080``); the
-    WebSocket URL ``ws://…/v1/ws`` is derived from it (``https`` → ``wss``).
+    WebSocket URL ``ws://…/v1/ws`` is derived from it (``https`` → ``wss``). For a
+    cluster, give a list of them (at most 16, each once): the engine logs in through
+    the first that answers and, whenever it has to reconnect (connection lost, close
+    1001, 1012 "node leaving", 1013 "try again", a failed attempt), moves on to the
+    next one (round robin) and resumes there; :attr:`server_url` is the one in use.
 
     ``device_id`` names this installation (1-64 characters of ``[A-Za-z0-9_.:-]``);
     keep it across restarts to get the terminal events of calls that ended while the
@@ -236,7 +270,7 @@ class CallEngine:
 
     def __init__(
         self,
-        server_url: str,
+        server_url: str | Sequence[str],
         *,
         device_id: str | None = None,
         heartbeat_interval: float | None = None,
@@ -244,8 +278,9 @@ class CallEngine:
         transport: Transport | None = None,
         media: bool | MediaOptions | None = None,
     ) -> None:
-        self._ws_url = _ws_url(server_url)
-        self._server_url = server_url
+        self._server_urls, self._ws_urls = _server_urls(server_url)
+        #: Index of the URL in use when no session has it (before init, after the end).
+        self._url_at = 0
         if device_id is not None and (
             not isinstance(device_id, str) or DEVICE_ID.fullmatch(device_id) is None
         ):
@@ -279,7 +314,7 @@ class CallEngine:
     def __repr__(self) -> str:
         state = "initialised" if self._initialized else "not initialised"
         return (
-            f"<CallEngine {self._ws_url} user={self._user_id!r} device={self._device_id!r} "
+            f"<CallEngine {self._current_ws_url()} user={self._user_id!r} device={self._device_id!r} "
             f"{state} call={self._state.call_id!r} {self._state.status.name}>"
         )
 
@@ -295,6 +330,17 @@ class CallEngine:
         await self.uninit()
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def server_url(self) -> str:
+        """The server URL in use (as given): while reconnecting, the one tried next;
+        when not logged in, the one the next ``init`` tries first."""
+        return self._server_urls[self._url_index()]
+
+    @property
+    def server_urls(self) -> tuple[str, ...]:
+        """Every server URL given, in order (one when a single URL was given)."""
+        return self._server_urls
 
     @property
     def user_id(self) -> str | None:
@@ -373,7 +419,8 @@ class CallEngine:
                 self._media.bind(disp.queue.put_nowait)
             session = Session(
                 transport=self._transport,
-                url=self._ws_url,
+                urls=self._ws_urls,
+                start=self._url_index(),
                 login=LoginParams(sdk_app_id, user_id, user_sig, self._device_id, self._multi_device),
                 heartbeat_interval=self._heartbeat_interval,
                 request_timeout=self._request_timeout,
@@ -706,7 +753,15 @@ class CallEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _url_index(self) -> int:
+        session = self._session
+        return session.url_index if session is not None else self._url_at
+
+    def _current_ws_url(self) -> str:
+        return self._ws_urls[self._url_index()]
+
     def _logged_out_now(self, message: str) -> None:
+        self._url_at = self._url_index()
         self._initialized = False
         self._session = None
         self._dispatch = None

@@ -16,6 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 __all__ = [
+    "CLOSE_NODE_LEAVING",
+    "CLOSE_SHUTTING_DOWN",
+    "CLOSE_TRY_AGAIN_LATER",
     "DEFAULT_RING_TIMEOUT",
     "DEVICE_ID",
     "MAX_CALLEES",
@@ -26,6 +29,7 @@ __all__ = [
     "MAX_MEMBERS",
     "MAX_RECENT",
     "MAX_RING_TIMEOUT",
+    "MAX_SERVER_URLS",
     "MAX_USER_DATA_BYTES",
     "OWED_EVENTS",
     "PROTOCOL_VERSION",
@@ -63,6 +67,17 @@ MAX_RING_TIMEOUT: Final = 600
 MAX_RECENT: Final = 200
 #: A frame, in UTF-8 bytes (the server's default ``--max-frame-bytes``).
 MAX_FRAME_BYTES: Final = 64 * 1024
+
+#: WebSocket close codes after which a client reconnects and ``resume``s (docs/protocol.md
+#: "Closing"); one given a list of server URLs moves to the next one in it.
+#: 1001: this server is shutting down (reconnect after the usual back-off).
+CLOSE_SHUTTING_DOWN: Final = 1001
+#: 1012: this node is leaving the cluster: resume on another node at once (no back-off).
+CLOSE_NODE_LEAVING: Final = 1012
+#: 1013: no server can take the session yet: try again (the next URL) after the back-off.
+CLOSE_TRY_AGAIN_LATER: Final = 1013
+#: The most server URLs an SDK engine takes (``CallEngine([url, ...])``).
+MAX_SERVER_URLS: Final = 16
 
 #: The terminal events (docs/spec.md §1, invariant I1): after one of these, this device
 #: is no longer in the call. What the SDKs watch to leave a call.
