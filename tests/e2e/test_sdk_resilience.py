@@ -241,7 +241,8 @@ async def test_a_killed_node_mid_call_resumes_through_the_next_with_every_push_o
         await a.hangup()  # the call goes on through the new node
         end = await rb.wait_for("on_call_end", call_id=cid)
         assert end["reason"] is CallEndReason.HANGUP
-        await ra.wait_until(lambda: a.call_status is CallStatus.NONE)
+        await ra.wait_for("on_call_end", call_id=cid)
+        assert a.call_status is CallStatus.NONE
         # Every push came once and in order: the seqs a handed on run 1, 2, … N with no
         # gap (none lost), and nothing twice to the observers.
         delivered = ta.delivered()
