@@ -17,7 +17,7 @@ In the test process::
 As a process (inside a network namespace, for the browser tests), standard library
 only: ``python tests/wsproxy.py UPSTREAM_PORT N`` starts N proxies, prints
 ``ready PORT...``, then reads commands, one a line, and answers each with ``ok``:
-``kill I``, ``close I CODE``, ``refuse I CODE``, ``quit``.
+``kill I``, ``close I CODE``, ``refuse I CODE`` (0: accept again), ``quit``.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ async def _main(upstream_port: int, n: int) -> None:
         elif cmd == "close":
             await proxy.close_clients(int(args[1]), "node leaving")
         elif cmd == "refuse":
-            proxy.refuse = int(args[1])
+            proxy.refuse = int(args[1]) or None
         print("ok", flush=True)
     for p in proxies:
         await p.kill()

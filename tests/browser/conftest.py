@@ -80,7 +80,7 @@ async def users(browser: Any, web_server: NetnsServer) -> AsyncIterator[Any]:
     """``await users(n)``: n signed-in users, each in its own browser context."""
     contexts: list[Any] = []
 
-    async def make(n: int, *, prefix: str = "u") -> list[User]:
+    async def make(n: int, *, prefix: str = "u", server_url: str | list[str] | None = None) -> list[User]:
         out = []
         tag = secrets.token_hex(2)
         for i in range(n):
@@ -93,7 +93,12 @@ async def users(browser: Any, web_server: NetnsServer) -> AsyncIterator[Any]:
             await page.add_script_tag(content=HARNESS)
             await page.evaluate(
                 "async (a) => { await window.rlSetup(a); }",
-                {"sdkAppId": SDK_APP_ID, "userId": user_id, "userSig": web_server.sig(user_id)},
+                {
+                    "sdkAppId": SDK_APP_ID,
+                    "userId": user_id,
+                    "userSig": web_server.sig(user_id),
+                    "serverUrl": server_url,
+                },
             )
             out.append(User(page, user_id))
         return out

@@ -1,12 +1,12 @@
-// Evaluated in each test page: window.rlSetup({sdkAppId, userId, userSig}) creates a
-// CallEngine, records every event it emits in window.rl.events, shows the local and
-// remote videos, and keeps window.rl.stats up to date from getStats() (every 250 ms)
+// Evaluated in each test page: window.rlSetup({sdkAppId, userId, userSig, serverUrl?})
+// creates a CallEngine (on the page's origin unless serverUrl is given), records every
+// event it emits in window.rl.events, shows the local and remote videos, and keeps window.rl.stats up to date from getStats() (every 250 ms)
 // so that tests can wait on plain conditions.
-window.rlSetup = async ({ sdkAppId, userId, userSig }) => {
+window.rlSetup = async ({ sdkAppId, userId, userSig, serverUrl }) => {
   const m = await import("/sdk/ringline.js");
   document.body.innerHTML = "<div id=tiles></div>";
   const engine = new m.CallEngine({
-    serverUrl: location.origin,
+    serverUrl: serverUrl ?? location.origin,
     video: { width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: 15 } },
   });
   const rl = { m, engine, events: [], stats: {}, userId };

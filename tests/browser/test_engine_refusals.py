@@ -1,5 +1,6 @@
 """The browser engine surfaces a server's refusal at once: a request over the rate limit
-rejects with -1413 when its answer arrives, not after ``requestTimeout`` with -1406."""
+rejects with -1413 when its answer arrives, not after ``requestTimeout`` with -1406; and
+it refuses a bad list of server URLs at once, naming the entry."""
 
 from __future__ import annotations
 
@@ -64,3 +65,41 @@ async def test_a_rate_limited_request_rejects_at_once_with_its_code(
         assert r["isError"] and r["code"] == -1413, r
         assert "slow down" in r["msg"]
     assert out["ms"] < 60_000  # answered, not timed out (the timeout is 120 s)
+
+
+async def test_bad_lists_of_server_urls_are_refused_and_a_good_one_kept(
+    browser: Any, strict_server: NetnsServer
+) -> None:
+    ctx = await browser.new_context()
+    try:
+        page = await ctx.new_page()
+        await page.goto(strict_server.url + "/sdk/ringline.js")
+        out = await page.evaluate(
+            """async () => {
+              const { CallEngine } = await import("/sdk/ringline.js");
+              const attempt = (serverUrl) => {
+                try { new CallEngine({ serverUrl }); return null; }
+                catch (e) { return { code: e.code, msg: e.msg }; }
+              };
+              const many = Array.from({ length: 17 }, (_, i) => `http://h${i}:80`);
+              const good = new CallEngine({ serverUrl: ["http://a:1", "https://b.example.com/x"] });
+              return {
+                empty: attempt([]),
+                tooMany: attempt(many),
+                sixteen: attempt(many.slice(0, 16)),
+                badEntry: attempt(["http://a:1", "ftp://b"]),
+                notString: attempt(["http://a:1", 8080]),
+                twice: attempt(["http://a:1", "http://b:2", "http://a:1/"]),
+                kept: [good.serverUrl, good.serverUrls],
+              };
+            }"""
+        )
+    finally:
+        await ctx.close()
+    assert out["empty"]["code"] == -1202 and "empty array" in out["empty"]["msg"]
+    assert out["tooMany"]["code"] == -1202 and "17 URLs; at most 16" in out["tooMany"]["msg"]
+    assert out["sixteen"] is None
+    assert "serverUrl[1] must be" in out["badEntry"]["msg"]
+    assert "serverUrl[1] must be" in out["notString"]["msg"]
+    assert "serverUrl[2]" in out["twice"]["msg"] and "same server as serverUrl[0]" in out["twice"]["msg"]
+    assert out["kept"] == ["http://a:1", ["http://a:1", "https://b.example.com/x"]]

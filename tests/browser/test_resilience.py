@@ -1,13 +1,21 @@
 """What the browser engine does when things break: a member whose media vanishes is
 graded DOWN, a muted member's volume is 0, and a server restart mid-call leaves the
-media running and the call usable, and a request whose answer is lost in a drop is
-answered after the resume."""
+media running and the call usable, a request whose answer is lost in a drop is
+answered after the resume, and an engine given several server URLs (proxies in front
+of the server, as nodes of a cluster) logs in past a dead one and resumes on the next
+one, round robin, after a node dies, leaves (1012) or says "try again" (1013)."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 from browserkit import NetnsServer, User
+
+#: The proxy of tests/wsproxy.py, run as a process inside the namespace.
+PROXY = Path(__file__).resolve().parents[1] / "wsproxy.py"
 
 AUDIO = 1
 VIDEO = 2
@@ -126,3 +134,99 @@ async def test_a_request_made_while_reconnecting_survives_a_second_drop(users: A
     assert await a.js("(rl) => rl.cuts") == 2  # sent on the resumed socket, then again
     resumes = [e for e in await a.js("(rl) => rl.events") if e["name"] == "onConnectionChanged"]
     assert [e["p"].get("resumed") for e in resumes if e["p"].get("state") == "online"][-2:] == [True, True]
+
+
+class NetnsProxies:
+    """``tests/wsproxy.py`` run inside the namespace: n proxies in front of the server,
+    each standing in for a node of a cluster, driven through the process's stdin."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, ports: list[int]) -> None:
+        self.proc = proc
+        self.urls = [f"http://127.0.0.1:{p}" for p in ports]
+
+    @classmethod
+    async def start(cls, ns: str, upstream_port: int, n: int) -> NetnsProxies:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", ns, sys.executable, str(PROXY), str(upstream_port), str(n),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        async with asyncio.timeout(15):
+            line = (await proc.stdout.readline()).decode()
+        assert line.startswith("ready "), line
+        return cls(proc, [int(p) for p in line.split()[1:]])
+
+    async def do(self, *command: object) -> None:
+        """Send one command (``kill I``, ``close I CODE``, ``refuse I CODE``); wait for its ``ok``."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write((" ".join(map(str, command)) + "\n").encode())
+        await self.proc.stdin.drain()
+        async with asyncio.timeout(15):
+            assert (await self.proc.stdout.readline()).decode().strip() == "ok"
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def test_server_urls_login_past_a_dead_one_and_resume_on_the_next_round_robin(
+    users: Any, web_server: NetnsServer
+) -> None:
+    proxies = await NetnsProxies.start(web_server.ns, web_server.port, 4)
+    try:
+        p = proxies.urls
+        await proxies.do("kill", 3)  # nothing listens there
+        urls = [p[3], p[0], p[1], p[2]]
+        (a,) = await users(1, prefix="a", server_url=urls)
+        (b,) = await users(1, prefix="b")
+        assert await a.js("(rl) => [rl.engine.serverUrl, rl.engine.serverUrls]") == [p[0], urls]
+        cid = (await a.ok("calls", [b.user_id], AUDIO))["callId"]
+        await b.event("onCallReceived", callID=cid)
+        await b.ok("accept")
+        await a.event("onCallBegin", callID=cid)
+        await a.event("onUserAudioAvailable", userID=b.user_id, isAudioAvailable=True)
+
+        # Node 0 dies; node 1 cannot take the session yet (1013): a resumes on node 2,
+        # and what b did meanwhile arrives once.
+        await proxies.do("refuse", 1, 1013)
+        await proxies.do("kill", 0)
+        await b.ok("closeMicrophone")
+        await a.event("onUserAudioAvailable", userID=b.user_id, isAudioAvailable=False)
+        assert await a.js("(rl) => rl.engine.serverUrl") == p[2]
+
+        # Node 2 leaves (1012): a moves on at once, past the dead ones, to node 1 again.
+        await proxies.do("refuse", 1, 0)
+        await proxies.do("close", 2, 1012)
+        await a.wait(
+            "(rl, u) => rl.engine.serverUrl === u && rl.events.filter((e) =>"
+            " e.name === 'onConnectionChanged' && e.p.state === 'online').length === 3",
+            p[1],
+            timeout=30,
+        )
+        await b.ok("openMicrophone")
+        await a.wait(
+            "(rl, u) => rl.events.filter((e) =>"
+            " e.name === 'onUserAudioAvailable' && e.p.userID === u).length === 3",
+            b.user_id,
+        )
+        await a.ok("hangup")
+        await b.event("onCallEnd", callID=cid)
+        await a.event("onCallEnd", callID=cid)
+
+        events = await a.js("(rl) => rl.events")
+        online = [
+            e["p"] for e in events if e["name"] == "onConnectionChanged" and e["p"]["state"] == "online"
+        ]
+        assert [o["resumed"] for o in online] == [False, True, True]  # the login, two resumes
+        audio = [
+            e["p"]["isAudioAvailable"]
+            for e in events
+            if e["name"] == "onUserAudioAvailable" and e["p"]["userID"] == b.user_id
+        ]
+        assert audio == [True, False, True]  # every push once, in order
+        names = [e["name"] for e in events]
+        assert names.count("onCallBegin") == 1 and names.count("onCallEnd") == 1
+    finally:
+        await proxies.stop()

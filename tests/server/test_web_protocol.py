@@ -121,3 +121,10 @@ def test_error_codes() -> None:
         name: ErrorCode[name].value for name in js if name not in JS_ONLY_ERRORS
     }
     assert not {code for name, code in js.items() if name in JS_ONLY_ERRORS} & {e.value for e in ErrorCode}
+
+
+def test_close_codes_and_the_server_url_limit_match_the_python_side() -> None:
+    # Written by hand below the generated block (the generator does not emit them).
+    assert JS["CLOSE_NODE_LEAVING"] == protocol.CLOSE_NODE_LEAVING == 1012
+    assert JS["CLOSE_TRY_AGAIN_LATER"] == protocol.CLOSE_TRY_AGAIN_LATER == 1013
+    assert JS["MAX_SERVER_URLS"] == protocol.MAX_SERVER_URLS

@@ -32,7 +32,7 @@ import {
   receivedPayload,
   recordOf,
 } from "./events.js";
-import { Session, wsUrlOf } from "./session.js";
+import { Session, wsUrlsOf } from "./session.js";
 import { Mesh } from "./peer.js";
 
 /** @typedef {import("./ringline.d.ts").CallEngineOptions} CallEngineOptions */
@@ -61,7 +61,9 @@ export class CallEngine extends Emitter {
     super();
     if (!options || typeof options !== "object") throw bad("new CallEngine({serverUrl}) takes an options object");
     const base = options.serverUrl ?? (typeof location !== "undefined" ? location.origin : undefined);
-    const wsUrl = wsUrlOf(base);
+    const wsUrls = wsUrlsOf(base);
+    /** The server URLs as given. */
+    this._serverUrls = Array.isArray(base) ? [...base] : [base];
     if (options.deviceId !== undefined && !DEVICE_ID.test(options.deviceId)) {
       throw bad(`deviceId must be 1-${MAX_DEVICE_ID} characters of [A-Za-z0-9_.:-]`);
     }
@@ -76,13 +78,19 @@ export class CallEngine extends Emitter {
     this._deviceIdOption = options.deviceId;
     /** @type {boolean | undefined} enableMultiDeviceAbility() before init() */
     this._multiDevice = undefined;
-    this._sess = new Session(this, wsUrl, this._options);
+    this._sess = new Session(this, wsUrls, this._options);
     this._mesh = new Mesh(this);
     this._resetCall();
     this.userId = "";
     this.deviceId = "";
     this._unload = () => this._leaveOnUnload();
   }
+
+  /** The server URL in use, as given (while reconnecting: the one tried next; before
+   * init() and after the end: the one the next init() tries first). */
+  get serverUrl() { return this._serverUrls[this._sess.at]; }
+  /** Every server URL given, in order. */
+  get serverUrls() { return [...this._serverUrls]; }
 
   /** The current WebSocket (diagnostics and tests), or null. */
   get _ws() { return this._sess.ws; }

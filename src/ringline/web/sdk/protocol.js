@@ -67,6 +67,15 @@ export const FATAL_CLOSES = Object.freeze({
   4009: "too many unacknowledged events",
 });
 
+/** Close 1012: this node is leaving; resume on the next server URL at once (no back-off).
+ * Close 1013: no server can take the session yet; try the next URL after the back-off.
+ * (docs/protocol.md "Closing"; the values of core/protocol.py, checked by
+ * tests/server/test_web_protocol.py.) */
+export const CLOSE_NODE_LEAVING = 1012;
+export const CLOSE_TRY_AGAIN_LATER = 1013;
+/** The most server URLs `new CallEngine({serverUrl: [...]})` takes. */
+export const MAX_SERVER_URLS = 16;
+
 /** Every rejected promise of the engine carries a vendor-style code and a message
  * that says what to do. */
 export class RinglineError extends Error {

@@ -80,8 +80,10 @@ export declare class RinglineError extends Error {
 }
 
 export interface CallEngineOptions {
-  /** The server's base URL; default: the page's origin. */
-  serverUrl?: string;
+  /** The server's base URL; default: the page's origin. Or, for a cluster, 1-16
+   * different ones: the engine logs in through the first that answers and, at every
+   * reconnect, resumes on the next one (round robin; at once after close 1012). */
+  serverUrl?: string | string[];
   /** 1-64 chars of [A-Za-z0-9_.:-]; default: generated once per tab and user. */
   deviceId?: string;
   /** Milliseconds every request may take (default 10000). */
@@ -252,6 +254,10 @@ export declare class CallEngine {
   readonly remoteUsers: string[];
   /** The STUN/TURN servers of the login result (`ice_servers`), passed to every RTCPeerConnection. */
   readonly iceServers: RTCIceServer[];
+  /** The server URL in use, as given (while reconnecting: the one tried next). */
+  readonly serverUrl: string;
+  /** Every server URL given, in order. */
+  readonly serverUrls: string[];
   /**
    * The login result's `ice_transport_policy` (`ringline serve --ice-transport-policy`):
    * "relay" sends all media through the TURN servers; passed to every RTCPeerConnection.

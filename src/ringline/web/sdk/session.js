@@ -4,38 +4,72 @@
 // are sent again). Server pushes go to the engine (engine.js). Entry point for users:
 // ringline.js.
 
-import { ErrorCode, FATAL_CLOSES, PROTOCOL_VERSION, RinglineError, bad } from "./protocol.js";
+import {
+  CLOSE_NODE_LEAVING, ErrorCode, FATAL_CLOSES, MAX_SERVER_URLS, PROTOCOL_VERSION, RinglineError, bad,
+} from "./protocol.js";
 import { RinglineEvent } from "./events.js";
 
 /** The WebSocket URL of a server URL ("http://host:port" -> "ws://host:port/v1/ws"). */
-export function wsUrlOf(serverUrl) {
+export function wsUrlOf(serverUrl, name = "serverUrl") {
   let u;
   try {
     u = new URL(serverUrl, typeof location !== "undefined" ? location.href : undefined);
   } catch {
-    throw bad(`serverUrl must be a URL like "http://127.0.0.1:8080", got ${JSON.stringify(serverUrl)}`);
+    throw bad(`${name} must be a URL like "http://127.0.0.1:8080", got ${JSON.stringify(serverUrl)}`);
   }
   const scheme = { "http:": "ws:", "https:": "wss:", "ws:": "ws:", "wss:": "wss:" }[u.protocol];
-  if (!scheme) throw bad(`serverUrl must be an http(s) or ws(s) URL, got ${JSON.stringify(serverUrl)}`);
+  if (!scheme) throw bad(`${name} must be an http(s) or ws(s) URL, got ${JSON.stringify(serverUrl)}`);
   let path = u.pathname.replace(/\/+$/, "");
   if (!path.endsWith("/v1/ws")) path += "/v1/ws";
   return `${scheme}//${u.host}${path}${u.search}`;
+}
+
+/** The WebSocket URLs of `serverUrl`: one URL, or an array of 1..MAX_SERVER_URLS
+ * different ones (the nodes of a cluster). */
+export function wsUrlsOf(serverUrl) {
+  if (!Array.isArray(serverUrl)) return [wsUrlOf(serverUrl)];
+  if (!serverUrl.length) {
+    throw bad('serverUrl is an empty array; give one URL or an array of them, like ["https://a.example.com", "https://b.example.com"]');
+  }
+  if (serverUrl.length > MAX_SERVER_URLS) {
+    throw bad(`serverUrl lists ${serverUrl.length} URLs; at most ${MAX_SERVER_URLS} are allowed`);
+  }
+  const out = [];
+  serverUrl.forEach((url, i) => {
+    if (typeof url !== "string" || !url) {
+      throw bad(`serverUrl[${i}] must be a URL like "http://127.0.0.1:8080", got ${JSON.stringify(url)}`);
+    }
+    const ws = wsUrlOf(url, `serverUrl[${i}]`);
+    const first = out.indexOf(ws);
+    if (first >= 0) {
+      throw bad(`serverUrl[${i}] (${JSON.stringify(url)}) is the same server as serverUrl[${first}] (${JSON.stringify(serverUrl[first])}); list each server once`);
+    }
+    out.push(ws);
+  });
+  return out;
 }
 
 /**
  * The logged-in session of one engine. The engine (`host`) receives the pushes
  * (`_onPush`), the events (`_emit`, `_fail`, `_log`) and ends everything with
  * `_shutdown(why)`, which calls close() here.
+ *
+ * With several WebSocket URLs (a cluster) it uses one at a time (`at`): the login
+ * tries them in turn until one answers; every reconnect moves on to the next one,
+ * round robin, and so does every failed attempt; after close 1012 the first attempt
+ * goes out without back-off.
  */
 export class Session {
   /**
    * @param {any} host the CallEngine
-   * @param {string} wsUrl
+   * @param {string[]} wsUrls
    * @param {{requestTimeout: number}} options
    */
-  constructor(host, wsUrl, options) {
+  constructor(host, wsUrls, options) {
     this.host = host;
-    this.wsUrl = wsUrl;
+    this.wsUrls = wsUrls;
+    /** Index of the URL in use (while reconnecting: the one tried next). */
+    this.at = 0;
     this.options = options;
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -60,11 +94,30 @@ export class Session {
     this.iceTransportPolicy = "all";
   }
 
-  /** Log in with `login` (the login frame without its id). Resolves with the result. */
-  start(login) {
+  /** The WebSocket URL in use. */
+  get wsUrl() { return this.wsUrls[this.at]; }
+
+  /** Move on to the next URL (round robin; with one URL, stay). */
+  next() { this.at = (this.at + 1) % this.wsUrls.length; }
+
+  /** Log in with `login` (the login frame without its id), through the URL in use or,
+   * when it cannot be reached, closes first or refuses for now, the next ones in turn.
+   * Resolves with the result. */
+  async start(login) {
     this.closing = false;
     this.login = { op: "login", v: PROTOCOL_VERSION, ...login };
-    return this.open(false);
+    const failures = [];
+    for (let i = 0; i < this.wsUrls.length; i++) {
+      try {
+        return await this.open(false);
+      } catch (err) {
+        const transient = err.code === ErrorCode.SIGNALING_SEND_FAIL || err.code === ErrorCode.RATE_LIMITED;
+        if (this.wsUrls.length === 1 || !transient || !this.login || this.closing) throw err;
+        failures.push(`${this.wsUrl}: ${err.msg || err.message}`);
+        this.next();
+      }
+    }
+    throw new RinglineError(ErrorCode.SIGNALING_SEND_FAIL, `none of the ${this.wsUrls.length} servers could log in (${failures.join("; ")}); check the server URLs and that the servers are running, then call init() again`);
   }
 
   /** Forget the connection and fail every waiting request with `why` (no events). */
@@ -98,6 +151,7 @@ export class Session {
       }
       this.ws = ws;
       let settled = false;
+      let opened = false;
       const fail = (err) => {
         if (!settled) {
           settled = true;
@@ -117,6 +171,7 @@ export class Session {
           resolve: (result) => {
             clearTimeout(timer);
             settled = true;
+            opened = true;
             this.onOnline(result, resume);
             resolve(result);
           },
@@ -132,7 +187,9 @@ export class Session {
       ws.onclose = (e) => {
         clearTimeout(timer);
         fail(new RinglineError(ErrorCode.SIGNALING_SEND_FAIL, `connection closed (${e.code} ${e.reason || ""})`));
-        this.onClose(ws, e);
+        // A socket that never got its login or resume answered is the caller's to
+        // retry (start(), or the reconnect loop); one that was online is lost.
+        if (opened) this.onClose(ws, e);
       };
       ws.onerror = () => {};
     });
@@ -196,18 +253,24 @@ export class Session {
     clearInterval(this.pingTimer);
     if (this.closing || !this.login) return;
     // Codes after which logging in again would not help (protocol.md "Closing"). Any
-    // other close (1001 server restart, 1006 network, a proxy's 1000) is a lost
-    // connection: resume the session.
+    // other close (1001 server restart, 1012 node leaving, 1013 try again, 1006
+    // network, a proxy's 1000) is a lost connection: resume the session, on the next
+    // URL when there are several (at once after 1012).
     if (e.code in FATAL_CLOSES) {
       this.host._shutdown(FATAL_CLOSES[e.code]);
       return;
     }
     this.host._emit(RinglineEvent.CONNECTION_CHANGED, { state: "reconnecting" });
+    this.next();
     const deadline = performance.now() + this.grace * 1000;
     let delay = 250;
+    let atOnce = e.code === CLOSE_NODE_LEAVING;
     while (!this.closing && this.login && performance.now() < deadline + 30000) {
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 4000);
+      if (!atOnce) {
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 4000);
+      }
+      atOnce = false;
       if (this.closing || !this.login) return;
       try {
         await this.open(!!this.token && performance.now() < deadline);
@@ -222,6 +285,8 @@ export class Session {
           this.host._fail(err.code, `logging in again failed: ${err.msg || err.message}`);
           this.host._shutdown("logging in again failed");
           return;
+        } else {
+          this.next(); // unreachable, closed (1013 …) or refused for now: the next URL
         }
       }
     }

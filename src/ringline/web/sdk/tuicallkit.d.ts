@@ -16,8 +16,9 @@ export interface TUICallKitInitParams {
   userID?: string;
   userId?: string;
   userSig: string;
-  /** Ringline: the server (default: the one that served tuicallkit.js). */
-  serverUrl?: string;
+  /** Ringline: the server (default: the one that served tuicallkit.js), or several
+   * (a cluster; see CallEngineOptions.serverUrl). */
+  serverUrl?: string | string[];
   /** Ringline: options of the CallEngine (audio/video constraints, deviceId …). */
   engineOptions?: Record<string, unknown>;
 }
