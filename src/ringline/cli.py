@@ -160,6 +160,27 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("metrics_token", ""),
         help="with --metrics: GET /metrics needs the header 'Authorization: Bearer <token>'",
     )
+    s.add_argument(
+        "--cluster",
+        default=_env("cluster", ""),
+        metavar="NATS_URL",
+        help="join the cluster that meets at this NATS server (nats://host:4222); needs "
+        "--db postgresql://… shared by every node (see docs/cluster.md)",
+    )
+    s.add_argument(
+        "--public-url",
+        default=_env("public_url", ""),
+        metavar="URL",
+        help="with --cluster: the base URL other nodes reach this one at (default http://<host>:<port>)",
+    )
+    s.add_argument(
+        "--cluster-lease",
+        type=_number(float, 0, above=True),
+        default=_env("cluster_lease", "3"),
+        metavar="SECONDS",
+        help="with --cluster: how long the node owning the calls keeps them without renewing "
+        "its lease; failover takes about this long (default 3)",
+    )
     _callback_flags(s)
     s.add_argument(
         "--callback-workers",
@@ -462,6 +483,10 @@ def _main(argv: Sequence[str] | None) -> int:
         except ValueError as exc:
             print(f"ringline: --ice-transport-policy: {exc}", file=sys.stderr)
             return 2
+    if args.cmd == "serve" and (args.cluster or args.public_url):
+        problem = _cluster_problem(args.cluster, args.public_url, args.db)
+        if problem is not None:
+            return _fail(problem)
     workers = 0
     if args.cmd == "serve":
         checked = _callback_workers(args.callback_workers, args.db)
@@ -512,6 +537,9 @@ def _main(argv: Sequence[str] | None) -> int:
         turn_secret=args.turn_secret,
         turn_ttl=args.turn_ttl,
         dev=args.dev,
+        cluster=args.cluster,
+        public_url=args.public_url.rstrip("/"),
+        cluster_lease=float(args.cluster_lease),
         login_timeout=args.login_timeout,
         max_unauthenticated=args.max_unauthenticated,
         header_timeout=args.header_timeout,
@@ -540,6 +568,32 @@ def _main(argv: Sequence[str] | None) -> int:
         print("ringline: interrupted before the server started; nothing is left running", file=sys.stderr)
         return 130
     return 0
+
+
+def _cluster_problem(cluster: str, public_url: str, db: str) -> str | None:
+    """What is wrong with the cluster flags (one line with the fix), or None."""
+    from urllib.parse import urlsplit
+
+    if public_url and not cluster:
+        return "--public-url is for a cluster node: add --cluster nats://host:4222"
+    try:
+        u = urlsplit(cluster)
+        u.port  # noqa: B018  (raises for a bad port)
+    except ValueError:
+        return f"--cluster must be a NATS URL like nats://127.0.0.1:4222, got {cluster!r}"
+    if u.scheme not in ("nats", "tls") or not u.hostname:
+        return f"--cluster must be a NATS URL like nats://127.0.0.1:4222, got {cluster!r}"
+    if not db.startswith(("postgresql://", "postgres://")):
+        return "--cluster needs --db postgresql://…: every node of a cluster shares one PostgreSQL database"
+    if public_url:
+        try:
+            p = urlsplit(public_url)
+            p.port  # noqa: B018
+        except ValueError:
+            p = None
+        if p is None or p.scheme not in ("http", "https") or not p.hostname or p.path not in ("", "/"):
+            return f"--public-url must be a base URL like http://10.0.0.5:8080, got {public_url!r}"
+    return None
 
 
 def _banner(

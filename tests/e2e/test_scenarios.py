@@ -1,4 +1,5 @@
-"""Every scenario row of docs/spec.md §5, with real SDK engines against a real server process.
+"""Every scenario row of docs/spec.md §5, with real SDK engines against a real server process,
+and again against a 3-node cluster (docs/cluster.md) with the users spread over its nodes.
 
 Availability events (``on_user_*_available``) follow each join; the rows of §5 do not
 list them, so :func:`seq` leaves them out when comparing with a row.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,10 +19,49 @@ import pytest
 
 from ringline import CallEndReason, CallEngine, CallParams, CallStatus, MediaType, RemoteCallError
 from ringline.testing import RecordingObserver
+from clusterproc import ClusterProcess
 from serverproc import SDK_APP_ID, ServerProcess, unique
 
 R = CallEndReason
 Make = Callable[..., Awaitable[tuple[CallEngine, RecordingObserver, str]]]
+
+
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real server process per module, then a 3-node cluster (every row runs on both)."""
+    srv: Any
+    if request.param == "single":
+        srv = ServerProcess(tmp_path_factory.mktemp("srv")).start()
+    else:
+        srv = ClusterProcess(tmp_path_factory.mktemp("cluster"), 3, heartbeat_grace=2.0).start()
+    try:
+        yield srv
+    finally:
+        code = srv.stop()
+        assert code == 0, f"server did not exit cleanly on SIGTERM ({code}): {srv.log()}"
+
+
+def _url(server: Any, i: int) -> str:
+    """The node of the ``i``-th engine of a test: in a cluster, users sit on different nodes."""
+    return str(server.url_for(i)) if isinstance(server, ClusterProcess) else str(server.url)
+
+
+async def _raw_record(server: Any, call_id: str) -> str:
+    """The stored record (JSON text) of a finished call, from SQLite or the cluster's PostgreSQL."""
+    if isinstance(server, ClusterProcess):
+        import asyncpg
+
+        conn = await asyncpg.connect(server.db)
+        try:
+            return str(await conn.fetchval("SELECT record FROM ringline.calls WHERE call_id = $1", call_id))
+        finally:
+            await conn.close()
+    db = sqlite3.connect(f"file:{Path(server.data_dir) / 'ringline.db'}?mode=ro", uri=True)
+    try:
+        (raw,) = db.execute("SELECT record FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+    finally:
+        db.close()
+    return str(raw)
 
 
 @pytest.fixture
@@ -31,7 +72,7 @@ async def make(server: ServerProcess) -> AsyncIterator[Make]:
         user: str | None = None, *, multi: bool = False, device: str | None = None
     ) -> tuple[CallEngine, RecordingObserver, str]:
         u = user or unique("u")
-        e = CallEngine(server.url, device_id=device or f"{u}-{len(engines)}")
+        e = CallEngine(_url(server, len(engines)), device_id=device or f"{u}-{len(engines)}")
         rec = RecordingObserver()
         e.add_observer(rec)
         if multi:
@@ -348,12 +389,7 @@ async def test_record_agrees_with_the_events_the_clients_saw(make: Make, server:
     await ra.wait_for("on_user_no_response", call_id=cid, user_id=uc, timeout=5)
     await b.hangup()
     end_a = await ra.wait_for("on_call_end", call_id=cid)
-    db = sqlite3.connect(f"file:{server.data_dir / 'ringline.db'}?mode=ro", uri=True)
-    try:
-        (raw,) = db.execute("SELECT record FROM calls WHERE call_id = ?", (cid,)).fetchone()
-    finally:
-        db.close()
-    rec = json.loads(raw)
+    rec = json.loads(await _raw_record(server, cid))
     members = {m["user_id"]: m for m in rec["members"]}
     assert set(members) == {ua, ub, uc}
     assert members[uc]["end_reason"] == R.NO_RESPONSE and members[uc]["accept_time"] == 0
@@ -365,6 +401,6 @@ async def test_record_agrees_with_the_events_the_clients_saw(make: Make, server:
 
 async def _admin(server: ServerProcess, command: str, body: dict[str, Any]) -> None:
     q = f"sdkappid={SDK_APP_ID}&identifier=administrator&usersig={server.sig('administrator')}&random=7"
-    async with aiohttp.ClientSession() as http, http.post(f"{server.url}/v4/{command}?{q}", json=body) as r:
+    async with aiohttp.ClientSession() as http, http.post(f"{_url(server, 2)}/v4/{command}?{q}", json=body) as r:
         res = await r.json()
         assert res["ActionStatus"] == "OK", res

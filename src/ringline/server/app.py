@@ -16,23 +16,36 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
 from .. import __version__
+from ..core.protocol import CLOSE_NODE_LEAVING
+from .cluster import ClusterNode, default_address, fence_op
 from .config import AppIdentity, Settings, load_callback_secrets
 from .hub import Hub
+from .inbound import PEER_HEADER
 from .logs import set_node_id
 from .metrics import CONTENT_TYPE, Metrics, Reading
+from .openapi import openapi_handler
 from .rest import AdminApi
 from .store import Store, open_store
+from .store.postgres import PostgresStore
 from .web import add_web_routes
 from .webhooks import Deliverer, DeliveryState
 from .worker import STOP_GRACE, WorkerConfig, WorkerPool, make_deliverer
 from .ws import WsHandler
 
-__all__ = ["PURGE_INTERVAL", "StartupError", "bind_sockets", "build_app", "purge_interval", "serve"]
+__all__ = [
+    "PURGE_INTERVAL",
+    "StartupError",
+    "bind_sockets",
+    "build_app",
+    "build_cluster_app",
+    "purge_interval",
+    "serve",
+]
 
 log = logging.getLogger("ringline.server")
 
@@ -211,21 +224,271 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     return app
 
 
-def _reader(hub: Hub, store: Store, workers: WorkerPool | None) -> Callable[[], Awaitable[Reading]]:
-    """How ``/metrics`` reads the present: the hub's state and the outbox's counts."""
+class _Owner:
+    """The call-owning part of a cluster node (while it holds the lease): the hub on
+    the shared store, its WebSocket handler, its REST API, the outbox purger."""
+
+    def __init__(
+        self, hub: Hub, ws: WsHandler, admin: AdminApi, store: PostgresStore, purger: asyncio.Task[None]
+    ) -> None:
+        self.hub, self.ws, self.admin, self.store, self.purger = hub, ws, admin, store, purger
+
+    async def _stop_side_tasks(self) -> None:
+        self.purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.purger
+        await self.ws.close()
+
+    async def abandon(self) -> None:
+        """The lease is lost: stop without writing (the fence refuses it anyway)."""
+        await self.hub.abandon(
+            CLOSE_NODE_LEAVING, "this node no longer serves the calls; resume on another node"
+        )
+        await self._stop_side_tasks()
+        self.store.fence = None
+
+    async def leave(self) -> dict[str, Any]:
+        """Drain (SIGTERM): close the clients' connections (no more input), commit
+        what is queued, return the handover for the next owner."""
+        for sess in list(self.hub.sessions.values()):
+            with contextlib.suppress(Exception):
+                await sess.disconnect(CLOSE_NODE_LEAVING, "node leaving; resume on another node")
+        await self.hub.close()
+        await self._stop_side_tasks()
+        return self.hub.handover()
+
+    async def release_claims(self, owner: str) -> int:
+        """Hand back the outbox claims of a node that is gone."""
+        return await self.store.outbox.release_owner(owner)
+
+
+async def build_cluster_app(settings: Settings, identity: AppIdentity) -> tuple[web.Application, ClusterNode]:
+    """A cluster node (``--cluster``, docs/cluster.md): opens the shared PostgreSQL
+    store, joins the cluster (taking the lease if nobody holds it), starts the
+    callback deliverer on the shared outbox, and returns the application (not yet
+    listening) with the node. Raises StartupError with the fix."""
+    if not settings.callback_token or not settings.webhook_secrets:
+        cb = load_callback_secrets(settings.data_dir, settings.callback_token, settings.webhook_secrets)
+        settings = dataclasses.replace(settings, callback_token=cb.token, webhook_secrets=cb.webhook_secrets)
+    try:
+        store = open_store(settings.db_url, pg_schema=settings.db_schema)
+    except ValueError as exc:
+        raise StartupError(f"--db: {exc}") from exc
+    if not isinstance(store, PostgresStore):
+        raise StartupError("--cluster needs --db postgresql://…: every node shares one PostgreSQL database")
+    try:
+        await store.open()
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from exc
+    import asyncpg
+
+    metrics = Metrics(settings.node_id) if settings.metrics else None
+    deliverer: Deliverer | None = None
+    workers: WorkerPool | None = None
+    async with contextlib.AsyncExitStack() as undo:
+        undo.push_async_callback(store.close)
+        try:
+            pool = await asyncpg.create_pool(
+                store.dsn, min_size=1, max_size=4, server_settings={"search_path": store.schema}
+            )
+        except Exception as exc:
+            raise StartupError(f"cannot connect to PostgreSQL: {exc}") from exc
+        undo.push_async_callback(pool.close)
+        await ClusterNode.prepare(pool)
+        token, whsecs = await ClusterNode.shared_secrets(
+            pool, settings.callback_token, settings.webhook_secrets
+        )
+        settings = dataclasses.replace(settings, callback_token=token, webhook_secrets=whsecs)
+        config = _worker_config(settings, identity)
+        if settings.callback_workers:
+            workers = WorkerPool(config, settings.callback_workers, release_owner=store.outbox.release_owner)
+            claim_owner = ""
+        else:
+            deliverer = make_deliverer(store.outbox, config)
+            claim_owner = store.outbox.owner
+            if metrics is not None:
+                deliverer.on_attempt = metrics.callback_attempt
+        node = ClusterNode(
+            settings,
+            identity,
+            pool=pool,
+            address=settings.public_url or default_address(settings.host, settings.port),
+            claim_owner=claim_owner,
+        )
+        wake = workers.wake if workers is not None else deliverer.wake if deliverer is not None else None
+        node.on_callbacks = wake
+
+        async def become_owner(handover: dict[str, Any] | None) -> _Owner:
+            hub = Hub(settings, store, sdk_app_id=identity.sdk_app_id)
+            hub.metrics = metrics
+            hub.lease_ok = node.lease_ok
+            store.fence = fence_op(node.node_id, node.epoch, lambda: node._lost("its write was fenced"))
+
+            def queued() -> None:
+                if wake is not None:
+                    wake()
+                node.callbacks_queued()
+
+            hub.on_callbacks_queued = queued
+            try:
+                await hub.start(handover)
+            except BaseException:
+                await hub.abandon(CLOSE_NODE_LEAVING, "node leaving")
+                store.fence = None
+                raise
+            ws = WsHandler(hub, secret_key=identity.secret_key, sdk_app_id=identity.sdk_app_id)
+            ws.peer_token = node.token
+            admin = AdminApi(
+                hub,
+                sdk_app_id=identity.sdk_app_id,
+                secret_key=identity.secret_key,
+                admin_identifier=settings.admin_identifier,
+            )
+            admin.peer_token = node.token
+            admin.cluster_nodes = node.nodes
+            purger = asyncio.create_task(_purge_delivered(settings, store), name="ringline-outbox-purge")
+            return _Owner(hub, ws, admin, store, purger)
+
+        def stats() -> dict[str, int]:
+            o: _Owner | None = node.owner
+            if o is None:
+                return {}
+            return {
+                "devices": len(o.hub.sb.devices),
+                "sessions": len(o.hub.sessions),
+                "live_calls": len(o.hub.sb.calls),
+                "connections": o.hub.connections(),
+            }
+
+        node.become_owner = become_owner
+        node.stats = stats
+        if workers is not None:
+            undo.push_async_callback(workers.close)
+            await workers.start()
+        elif deliverer is not None:
+            undo.push_async_callback(deliverer.close)
+            await deliverer.start()
+        try:
+            await node.join()
+        except RuntimeError as exc:
+            await node.close()
+            raise StartupError(str(exc)) from None
+        undo.pop_all()
+
+    app = web.Application(client_max_size=1 << 20)
+    token = node.token
+    started = time.time()
+
+    def relayed(request: web.Request) -> bool:
+        return hmac.compare_digest(request.headers.get(PEER_HEADER, "").encode(), token.encode())
+
+    def status() -> dict[str, Any]:
+        o: _Owner | None = node.owner
+        leader = node.leader
+        return {
+            "status": "leaving" if node._leaving else "ok",
+            "node_id": settings.node_id,
+            "version": __version__,
+            "uptime_s": round(time.time() - started, 3),
+            "cluster": {
+                "role": "owner" if o is not None else "edge",
+                "epoch": node.epoch if o is not None else (leader.epoch if leader else 0),
+                "owner": leader.node_id if leader else None,
+                "address": node.address,
+            },
+            "sessions": len(o.hub.sessions) if o else 0,
+            "live_calls": len(o.hub.sb.calls) if o else 0,
+            "relayed_connections": len(node._relay_ws),
+        }
+
+    async def healthz(_request: web.Request) -> web.Response:
+        st_ = status()
+        return web.json_response(st_, status=503 if node._leaving else 200)
+
+    async def ws_route(request: web.Request) -> web.StreamResponse:
+        o: _Owner | None = node.owner
+        if o is not None and not node._leaving:
+            return await o.ws.handle(request)
+        if relayed(request) or node._leaving:
+            # Relayed by a node that thinks we own the calls: we do not (any more).
+            return web.Response(status=503, text="this node does not own the calls; ask the cluster again\n")
+        return await node.relay_ws(request)
+
+    def rest_route(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            o: _Owner | None = node.owner
+            if o is not None and not node._leaving:
+                return cast(web.StreamResponse, await getattr(o.admin, name)(request))
+            if relayed(request):
+                return web.Response(
+                    status=503, text="this node does not own the calls; ask the cluster again\n"
+                )
+            return await node.relay_http(request)
+
+        return handler
+
+    app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        metrics.read_with(_reader(lambda: node.owner.hub if node.owner is not None else None, store, workers))
+        app.router.add_get("/metrics", _metrics_handler(metrics, settings.metrics_token))
+    app.router.add_get("/v1/ws", ws_route)
+    for api in ("v4", "v1"):
+        app.router.add_post(f"/{api}/{{service}}/{{command}}", rest_route(f"handle_{api}"))
+        app.router.add_route("*", f"/{api}/{{service}}/{{command}}", rest_route("wrong_method"))
+        app.router.add_route("*", f"/{api}/{{tail:.*}}", rest_route("unknown_path"))
+    app.router.add_get("/openapi.json", openapi_handler)
+    add_web_routes(app, settings, identity)
+
+    async def on_shutdown(_app: web.Application) -> None:
+        await node.leave()
+        if deliverer is not None:
+            await deliverer.close(grace=STOP_GRACE)
+        if workers is not None:
+            await workers.close()
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await node.close()
+        await pool.close()
+        await store.close()
+
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app, node
+
+
+def _reader(
+    hub: Hub | Callable[[], Hub | None], store: Store, workers: WorkerPool | None
+) -> Callable[[], Awaitable[Reading]]:
+    """How ``/metrics`` reads the present: the hub's state and the outbox's counts
+    (``hub`` may be a function giving the hub of the moment: a cluster node's, or None
+    while another node owns the calls)."""
 
     async def read() -> Reading:
+        h = hub() if callable(hub) else hub
+        if h is None:
+            counts0 = await store.outbox.counts()
+            return Reading(
+                live_calls=0,
+                devices=0,
+                sessions=0,
+                connections=0,
+                push_queue=0,
+                outbox={str(state): n for state, n in counts0.items()},
+                oldest_pending_age=0.0,
+                callback_workers=workers.running if workers is not None else 0,
+            )
+        hub_ = h
         counts = await store.outbox.counts()
         _, oldest = await store.outbox.list_deliveries(
             [DeliveryState.PENDING, DeliveryState.IN_FLIGHT], page=1, per_page=1
         )
         waited = time.time() - oldest[0].delivery.created_at if oldest else 0.0
         return Reading(
-            live_calls=len(hub.sb.calls),
-            devices=len(hub.sb.devices),
-            sessions=len(hub.sessions),
-            connections=hub.connections(),
-            push_queue=hub.queued_frames(),
+            live_calls=len(hub_.sb.calls),
+            devices=len(hub_.sb.devices),
+            sessions=len(hub_.sessions),
+            connections=hub_.connections(),
+            push_queue=hub_.queued_frames(),
             outbox={str(state): n for state, n in counts.items()},
             oldest_pending_age=max(0.0, waited),
             callback_workers=workers.running if workers is not None else 0,
@@ -312,8 +575,14 @@ async def serve(
         node_id = f"{socket.gethostname()}:{socks[0].getsockname()[1]}"
         settings = dataclasses.replace(settings, node_id=node_id)
         set_node_id(node_id)
+    if settings.cluster and not settings.public_url:
+        port = socks[0].getsockname()[1]
+        settings = dataclasses.replace(settings, public_url=default_address(settings.host, port))
     try:
-        app = await build_app(settings, identity)
+        if settings.cluster:
+            app, _node = await build_cluster_app(settings, identity)
+        else:
+            app = await build_app(settings, identity)
     except BaseException:
         for sock in socks:
             sock.close()

@@ -102,6 +102,15 @@ class Settings:
     turn_ttl: float = 24 * 3600.0
     """Seconds a TURN credential stays valid after the login or resume that handed it out
     (``--turn-ttl``); at least as long as the longest call."""
+    cluster: str = ""
+    """NATS URL of the cluster this node joins (``--cluster``, docs/cluster.md); empty:
+    a single node."""
+    public_url: str = ""
+    """The base URL other nodes reach this one at (``--public-url``; default
+    ``http://<host>:<port>``)."""
+    cluster_lease: float = 3.0
+    """Seconds the node owning the calls holds its lease without renewing it
+    (``--cluster-lease``); renewed every third of it. Failover takes about this long."""
     dev: bool = False
     """Development mode (``--dev``): ``POST /dev/usersig`` mints a sig for anyone. Never in production."""
 

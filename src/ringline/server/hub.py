@@ -106,6 +106,10 @@ class Hub:
         deliverer here)."""
         self.metrics: Metrics | None = None
         """Where to count calls and commits (``ringline serve --metrics``), or None."""
+        self.lease_ok: Callable[[], bool] | None = None
+        """Set on a cluster node that owns the calls (docs/cluster.md): False once its
+        lease may have run out, and from then on every input is refused, so that a node
+        paused past its lease acts on nothing before it has stepped down."""
 
     def connections(self) -> int:
         """Sessions with a connection attached now."""
@@ -117,9 +121,13 @@ class Hub:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
+    async def start(self, handover: dict[str, Any] | None = None) -> None:
         """Restore profiles, groups, live calls and sessions from the store, then start
-        the background tasks (flusher, heartbeat sweeper, alive marker)."""
+        the background tasks (flusher, heartbeat sweeper, alive marker).
+
+        ``handover``: what the node that owned the calls before handed over when it left
+        (:meth:`handover`): the sessions' unacknowledged pushes and kept answers and the
+        devices' mailboxes, so that devices resuming here lose and repeat nothing."""
         now = time.time()
         for kind in self.callback_configs:
             self.callback_configs[kind] = await self.store.get_callback_config(kind)
@@ -149,6 +157,8 @@ class Hub:
             self.sessions[s.token] = s
             self.by_device[s.device_id] = s
             logins.append(m.Login(r.device_id, r.user_id, r.multi_device, r.sig_expires_at))
+        if handover:
+            self._take_over(handover)
         snaps = [json.loads(snap) for _, snap, _ in live]
         actions = self.sb.restore(snaps, logins, now)
         self._perform(actions)
@@ -186,6 +196,64 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def handover(self) -> dict[str, Any]:
+        """What the next owner of the calls needs beyond the store (JSON-ready): per
+        session its push numbering, unacknowledged pushes, kept answers, address and
+        platform; the mailboxes. Call after :meth:`drain`, once no input comes in."""
+        sessions: dict[str, Any] = {}
+        for s in self.sessions.values():
+            a = s.answers
+            sessions[s.token] = {
+                "seq": s.seq,
+                "buffer": [list(p) for p in s.buffer],
+                "answers": None
+                if a is None
+                else {"done": [[rid, *a.done[rid]] for rid in a.order], "floor": a.floor},
+                "client_ip": s.client_ip,
+                "platform": s.platform,
+            }
+        mailbox = {dev: [list(e) for e in box] for dev, box in self.mailbox.items()}
+        return {"sessions": sessions, "mailbox": mailbox}
+
+    def _take_over(self, handover: dict[str, Any]) -> None:
+        """Apply a :meth:`handover` to the sessions just restored."""
+        for token, h in (handover.get("sessions") or {}).items():
+            s = self.sessions.get(token)
+            if s is None:
+                continue
+            s.seq = int(h["seq"])
+            s.buffer = deque((int(q), str(n), dict(a)) for q, n, a in h["buffer"])
+            answers = h.get("answers")
+            if answers is not None:
+                kept = s.keep_answers()
+                for rid, fingerprint, text in answers["done"]:
+                    kept.keep(int(rid), int(fingerprint), str(text))
+                if answers["floor"] is not None:
+                    kept.floor = max(kept.floor or 0, int(answers["floor"]))
+            s.client_ip, s.platform = str(h["client_ip"]), str(h["platform"])
+            s.handed_over = True
+        for dev, box in (handover.get("mailbox") or {}).items():
+            self.mailbox[dev] = [(float(t), str(n), dict(a)) for t, n, a in box]
+
+    async def abandon(self, code: int, message: str) -> None:
+        """Stop at once without writing anything (the store would refuse it): a cluster
+        node that lost its lease. Timers and tasks stop, every connection is closed with
+        ``code`` (devices resume on the node that owns the calls now)."""
+        self._closing = True
+        self.lease_ok = lambda: False
+        for t in self._timers.values():
+            t.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for s in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await s.disconnect(code, message)
+
     async def drain(self) -> None:
         """Wait until every queued batch has been performed."""
         # Not only queued batches: the flusher may be mid-write with batches it took.
@@ -218,6 +286,12 @@ class Hub:
         ``origin``: who caused it, for the callbacks' ``ClientIP`` / ``OptPlatform``
         (default: the sending device's session, see :meth:`_origin`).
         """
+        if self.lease_ok is not None and not self.lease_ok():
+            raise LocalCallError(
+                ErrorCode.SERVER_SHUTTING_DOWN,
+                "this node no longer owns the calls (its cluster lease ran out); "
+                "reconnect and resume: another node serves them",
+            )
         now = max(time.time(), not_before)
         undo = self._profile_undo(inp) if isinstance(inp, m.SetSelfInfo) else None
         value, actions = self.sb.request(inp, now)

@@ -15,22 +15,31 @@ socket (docs/protocol.md "Limits on values", docs/rest.md "Error codes"):
 A refusal is an :class:`InputError` naming the field (``params.user_data``,
 ``user_ids[2]``) and saying what to send instead; the caller turns it into its error
 answer (-1202 / -1410 on the WebSocket, 90005 / 90001 on REST).
+
+It also says who sent a request: :func:`peer_address` (a cluster node relaying a client's
+request names the client).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import re
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = [
     "INT_MAX",
     "INT_MIN",
     "MAX_DEPTH",
+    "PEER_HEADER",
     "InputError",
     "check_value",
     "parse_json",
+    "peer_address",
     "request_id",
     "safe_utf8",
 ]
@@ -286,3 +295,19 @@ def request_id(text: str | bytes, *, read_up_to: int | None = None) -> int | Non
 
 def _in_range(rid: int) -> int | None:
     return rid if INT_MIN <= rid <= INT_MAX else None
+
+
+#: The header by which a cluster node relaying a client's WebSocket or REST request
+#: proves that it is a node of the same app (its value: the cluster's peer token,
+#: derived from the app's secret key; docs/cluster.md).
+PEER_HEADER: Final = "X-Ringline-Peer"
+
+
+def peer_address(request: web.Request, peer_token: str) -> str:
+    """The address of whoever sent ``request`` (``""`` if unknown): the remote end, or,
+    when another node of the cluster relays it (``peer_token`` set and proven in
+    :data:`PEER_HEADER`), the first address of its ``X-Forwarded-For``."""
+    addr = request.remote or ""
+    if peer_token and hmac.compare_digest(request.headers.get(PEER_HEADER, "").encode(), peer_token.encode()):
+        addr = request.headers.get("X-Forwarded-For", "").split(",")[0].strip() or addr
+    return addr

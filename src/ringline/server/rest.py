@@ -39,7 +39,7 @@ from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import Origin
 from .formats import call_info_to_v4, live_call_to_v4, record_to_v1, record_to_v4
 from .hub import Hub
-from .inbound import InputError, parse_json
+from .inbound import InputError, parse_json, peer_address
 from .openapi import ENDPOINTS, openapi_handler
 from .rest_contract import (
     DELIVERY_STATES,
@@ -251,6 +251,10 @@ class AdminApi:
         self.admin = admin_identifier
         #: this server's status (what ``/healthz`` says); set by the app
         self.node_status: Callable[[], dict[str, Any]] | None = None
+        #: see :attr:`.ws.WsHandler.peer_token`
+        self.peer_token = ""
+        #: a cluster node's list of the nodes (``get_nodes``), or None on a single node
+        self.cluster_nodes: Callable[[], Awaitable[dict[str, Any]]] | None = None
         self.v4: dict[str, Handler] = {
             "call_engine_http_srv/end_call": self.end_call,
             "call_engine_http_srv/get_nodes": self.get_nodes,
@@ -343,7 +347,7 @@ class AdminApi:
                     " see docs/rest.md",
                 )
             body = await _read_body(request)
-            _CLIENT_IP.set(request.remote or "")
+            _CLIENT_IP.set(peer_address(request, self.peer_token))
             resp = _answer(api, rid, data=await handler(body))
         except _Fail as f:
             fail = f
@@ -460,7 +464,10 @@ class AdminApi:
         }
 
     async def get_nodes(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The servers of this deployment: one, this one, until Ringline runs as a cluster."""
+        """The servers of this deployment: on a single node this one (``Mode``
+        ``Single``); in a cluster every node that holds a lease (``Mode`` ``Cluster``)."""
+        if self.cluster_nodes is not None:
+            return await self.cluster_nodes()
         status = self.node_status() if self.node_status is not None else {}
         workers = status.get("callback_workers") or {}
         node = {

@@ -156,6 +156,9 @@ class Session:
     seq: int = 0
     buffer: deque[tuple[int, str, dict[str, Any]]] = field(default_factory=deque)
     restored: bool = False
+    #: restored with what the previous owner of the calls handed over (cluster
+    #: drain): its pushes keep their numbers and its answers are kept
+    handed_over: bool = False
     closed: bool = False
     #: answers kept for requests sent again after a resume (made at the session's
     #: first request that changes state)
@@ -245,8 +248,9 @@ class Session:
     def replay_after(self, ack: int) -> int:
         """A resume that acknowledged ``ack``: send every push after it again, in
         order; returns how many."""
-        if not self.restored:
+        if not self.restored or self.handed_over:
             self.ack(ack)
+            self.restored = False
         else:
             # The server restarted: this session's numbering continues from the
             # client's own ack; pushes queued since the restart are renumbered.

@@ -46,7 +46,7 @@ from ..core.types import CallParams, OfflinePushInfo, RoomId
 from ..core.usersig import UserSigError, verify_user_sig
 from .callbacks import PLATFORMS
 from .hub import Hub, _cause, record_to_recent
-from .inbound import InputError, parse_json, request_id, safe_utf8
+from .inbound import InputError, parse_json, peer_address, request_id, safe_utf8
 from .rest_contract import MAX_UNIX_S
 from .session import ANSWERS_KEPT, Close, Link, RequestAnswers, Session, device_key
 from .session import dumps as _dumps
@@ -240,6 +240,10 @@ class WsHandler:
         self.rate = s.rate_limit_per_s
         self.max_frame = s.max_frame_bytes
         self._fail_send = os.environ.get(_FAIL_SEND_ENV, "")
+        #: set on a cluster node: another node that relays a client's WebSocket here
+        #: proves it with this value in :data:`PEER_HEADER`, and then its
+        #: ``X-Forwarded-For`` is the client's address (docs/cluster.md)
+        self.peer_token = ""
         self._ops: dict[str, Callable[[_Conn, int, dict[str, Any]], None]] = {
             "calls": self._op_calls,
             "accept": self._simple(m.Accept),
@@ -281,7 +285,7 @@ class WsHandler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        addr = request.remote or "?"
+        addr = peer_address(request, self.peer_token) or "?"
         if self._unauthenticated.get(addr, 0) >= self.hub.settings.max_unauthenticated:
             return web.Response(
                 status=429,
@@ -751,7 +755,7 @@ class WsHandler:
         conn.session = s
         if old is not None and old is not conn:
             self._spawn(old.close(4000, "resumed elsewhere"))
-        restored = s.restored
+        restored = s.restored and not s.handed_over
         self._reply(
             conn,
             rid,
@@ -775,7 +779,8 @@ class WsHandler:
         replayed = s.replay_after(ack)
         if hub.metrics is not None and replayed:
             hub.metrics.replayed.inc(replayed)
-        if restored:
+        if restored or s.handed_over:
+            s.handed_over = False
             hub.submit(m.Login(s.device_id, s.user_id, s.multi_device, s.sig_expires_at, resumed=True))
 
     def _op_logout(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:

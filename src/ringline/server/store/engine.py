@@ -483,6 +483,10 @@ class SqlStore(ABC, Generic[_O]):
         self._ops = OpBatcher(self._ops_round)
         self._outbox = outbox(self)
         self._state = "new"
+        self.fence: Callable[[], Op[None]] | None = None
+        """Set by a cluster node that owns the calls (docs/cluster.md): an operation run
+        first in every transaction of :meth:`apply`, in the same transaction, that raises
+        when this node no longer holds its lease, so that none of its writes land."""
 
     # ---------------------------------------------------------------- the driver
 
@@ -577,8 +581,11 @@ class SqlStore(ABC, Generic[_O]):
     async def _commit_group(self, batches: list[tuple[Write, ...]]) -> list[BaseException | None]:
         d = self._d
 
+        fence = self.fence
+
         async def attempt(runner: Runner, group: list[tuple[Write, ...]]) -> list[None]:
-            await runner.transaction([apply_writes(d, itertools.chain.from_iterable(group))])
+            writes = apply_writes(d, itertools.chain.from_iterable(group))
+            await runner.transaction([writes] if fence is None else [fence(), writes])
             return [None] * len(group)
 
         return await self._round(batches, attempt)

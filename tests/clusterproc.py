@@ -1,0 +1,172 @@
+"""A cluster of real ``ringline serve --cluster`` processes for the tests.
+
+:class:`ClusterProcess` makes a fresh PostgreSQL database, optionally its own
+``nats-server`` (so a test may kill it without touching the others), and N nodes on
+free ports. It looks like a :class:`~serverproc.ServerProcess` to the tests that take a
+``server`` (``url``, ``sig``, ``stop``, ``log``) and adds ``urls``, ``url_for(i)`` (users
+spread over the nodes) and the nodes themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from needs import PG_DSN, missing, require_nats
+from serverproc import ServerProcess, free_port
+
+
+def _pg(sql: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_DSN, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        missing(f"PostgreSQL is absent at {PG_DSN} ({exc}); run ./scripts/test (it starts it)")
+
+
+class NatsProcess:
+    """A nats-server of one test, on a free port of 127.0.0.1 (kill and start it again)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not Path(binary).exists():
+            missing("nats-server is not installed; ./scripts/test installs it (apt-get install nats-server)")
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NatsProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - kept open for the process
+        self.proc = subprocess.Popen(
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 20
+        import socket
+
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)  # polling a starting process: there is no event to await
+        raise RuntimeError("nats-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class ClusterProcess:
+    """``n`` nodes sharing one fresh database (dropped by :meth:`stop`/:meth:`kill`)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        n: int = 3,
+        *,
+        lease: float = 1.5,
+        own_nats: bool = False,
+        heartbeat_grace: float = 4.0,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.data_dir = data_dir
+        self.db_name = "ringline_cl_" + uuid.uuid4().hex[:12]
+        self.db = PG_DSN.rsplit("/", 1)[0] + "/" + self.db_name
+        self.lease = lease
+        self.nats: NatsProcess | None = NatsProcess(data_dir / "nats") if own_nats else None
+        self.nats_url = self.nats.url if self.nats is not None else require_nats()
+        self.nodes: list[ServerProcess] = []
+        for i in range(n):
+            self.nodes.append(
+                ServerProcess(
+                    data_dir / f"n{i}",
+                    db=self.db,
+                    heartbeat_grace=heartbeat_grace,
+                    extra_args=(
+                        "--cluster",
+                        self.nats_url,
+                        "--node-id",
+                        f"n{i}",
+                        "--cluster-lease",
+                        str(lease),
+                        *extra_args,
+                    ),
+                )
+            )
+
+    def start(self) -> ClusterProcess:
+        _pg(f'CREATE DATABASE "{self.db_name}"')
+        if self.nats is not None:
+            self.nats.start()
+        for node in self.nodes:
+            node.start()
+        return self
+
+    # what tests of a single server use
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def url_for(self, i: int) -> str:
+        """The node the ``i``-th user connects to: users are spread round robin."""
+        return self.nodes[i % len(self.nodes)].url
+
+    def sig(self, user_id: str, expire: int = 86400) -> str:
+        return self.nodes[0].sig(user_id, expire)
+
+    def log(self) -> str:
+        return "\n".join(f"--- {n.args[n.args.index('--node-id') + 1]}\n{n.log()}" for n in self.nodes)
+
+    def health(self, i: int) -> dict[str, Any]:
+        with urllib.request.urlopen(self.nodes[i].url + "/healthz", timeout=3) as r:
+            return dict(json.loads(r.read()))
+
+    def owner(self) -> int | None:
+        """The index of the node that owns the calls now, by the nodes' own word."""
+        for i, n in enumerate(self.nodes):
+            if n.proc is None or n.proc.poll() is not None:
+                continue
+            try:
+                if self.health(i)["cluster"]["role"] == "owner":
+                    return i
+            except OSError:
+                continue
+        return None
+
+    def stop(self) -> int:
+        codes = [n.stop() for n in self.nodes]
+        self._drop()
+        return max(codes, key=abs)
+
+    def kill(self) -> None:
+        for n in self.nodes:
+            n.kill()
+        self._drop()
+
+    def _drop(self) -> None:
+        if self.nats is not None:
+            self.nats.kill()
+        _pg(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
