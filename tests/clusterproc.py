@@ -54,10 +54,10 @@ class NatsProcess:
 
     def start(self) -> NatsProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - kept open for the process
-        self.proc = subprocess.Popen(
-            [self.binary, "-a", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT
-        )
+        with open(self.data_dir / "nats.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "-a", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 20
         import socket
 

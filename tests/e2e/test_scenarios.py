@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from clusterproc import ClusterProcess
 from ringline import CallEndReason, CallEngine, CallParams, CallStatus, MediaType, RemoteCallError
 from ringline.testing import RecordingObserver
-from clusterproc import ClusterProcess
 from serverproc import SDK_APP_ID, ServerProcess, unique
 
 R = CallEndReason
@@ -401,6 +401,9 @@ async def test_record_agrees_with_the_events_the_clients_saw(make: Make, server:
 
 async def _admin(server: ServerProcess, command: str, body: dict[str, Any]) -> None:
     q = f"sdkappid={SDK_APP_ID}&identifier=administrator&usersig={server.sig('administrator')}&random=7"
-    async with aiohttp.ClientSession() as http, http.post(f"{_url(server, 2)}/v4/{command}?{q}", json=body) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{_url(server, 2)}/v4/{command}?{q}", json=body) as r,
+    ):
         res = await r.json()
         assert res["ActionStatus"] == "OK", res

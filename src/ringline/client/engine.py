@@ -114,7 +114,9 @@ def _server_urls(server_url: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
         assert isinstance(server_url, str)  # _ws_url refused anything else
         return (server_url,), (ws,)
     if not server_url:
-        _bad("server_url is an empty list; give one URL or a list of them, like ['http://a:8080', 'http://b:8080']")
+        _bad(
+            "server_url is an empty list; give one URL or a list of them, like ['http://a:8080', 'http://b:8080']"
+        )
     if len(server_url) > MAX_SERVER_URLS:
         _bad(f"server_url lists {len(server_url)} URLs; at most {MAX_SERVER_URLS} are allowed")
     ws_urls: list[str] = []
