@@ -170,3 +170,39 @@ class ClusterProcess:
         if self.nats is not None:
             self.nats.kill()
         _pg(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+
+async def wait_owner(cluster: ClusterProcess, not_node: int, deadline_s: float) -> tuple[int, float]:
+    """The node that owns the calls once ``not_node`` lost them, and how long it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < deadline_s:
+        o = await asyncio.to_thread(cluster.owner)
+        if o is not None and o != not_node:
+            return o, time.monotonic() - t0
+        await asyncio.sleep(0.05)  # polling other processes' state: no event to await
+    raise AssertionError(f"no node took over within {deadline_s} s: {cluster.log()}")
+
+
+def connections(users: list[tuple[Any, Any, Any]]) -> list[object]:
+    """The connection each engine uses now (to tell, later, that it reconnected)."""
+    return [e._session._conn if e._session is not None else None for e, _, _ in users]
+
+
+async def moved(users: list[tuple[Any, Any, Any]], before: list[object]) -> None:
+    """Wait until every engine has reconnected (a connection other than ``before``) and
+    resumed: it is online again."""
+    from ringline.client._session import Phase
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20:
+        now = connections(users)
+        if all(
+            c is not None and c is not b and e._session.phase is Phase.ONLINE
+            for (e, _, _), c, b in zip(users, now, before, strict=True)
+        ):
+            return
+        await asyncio.sleep(0.05)  # the SDK has no public reconnect event to await
+    raise AssertionError(
+        "the engines did not reconnect: "
+        + repr([(e.server_url, e._session and e._session.phase) for e, _, _ in users])
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from clusterproc import ClusterProcess
+from clusterproc import ClusterProcess, connections, moved, wait_owner
 from ringline import CallEngine, MediaType
 from ringline.testing import RecordingObserver
 from serverproc import SDK_APP_ID, unique
@@ -70,32 +70,6 @@ def _names(rec: RecordingObserver, cid: str, name: str) -> int:
     return sum(1 for ev in rec.events_for(cid) if ev.name == name)
 
 
-async def _wait_owner(cluster: ClusterProcess, not_node: int, deadline_s: float) -> tuple[int, float]:
-    """The node that owns the calls once ``not_node`` lost them, and how long it took."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < deadline_s:
-        o = await asyncio.to_thread(cluster.owner)
-        if o is not None and o != not_node:
-            return o, time.monotonic() - t0
-        await asyncio.sleep(0.05)  # polling other processes' state: no event to await
-    raise AssertionError(f"no node took over within {deadline_s} s: {cluster.log()}")
-
-
-async def _moved(users: Users, before: list[str]) -> None:
-    """Wait until every engine has moved to another node and is online there."""
-    from ringline.client._session import Phase
-
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 20:
-        if all(
-            e.server_url != b and e._session is not None and e._session.phase is Phase.ONLINE
-            for (e, _, _), b in zip(users, before, strict=True)
-        ):
-            return
-        await asyncio.sleep(0.05)  # the SDK has no public reconnect event to await
-    raise AssertionError("the engines did not move to another node")
-
-
 async def _records(cluster: ClusterProcess, cid: str) -> list[dict[str, Any]]:
     import asyncpg
 
@@ -141,7 +115,7 @@ async def test_a_connected_call_survives_sigkill_of_a_node(
     victim = 0 if who == "owner" else 1
     cluster.nodes[victim].kill()
     if who == "owner":
-        _, took = await _wait_owner(cluster, 0, LEASE + 10)
+        _, took = await wait_owner(cluster, 0, LEASE + 10)
         # failover time: from the kill until another node owns the calls
         assert took <= LEASE + 2.0 + 3.0, took  # generous bound on a loaded machine: lease + 2 s + polling
     # the microphone goes off after the move: the other side hears it exactly once
@@ -162,7 +136,7 @@ async def test_a_ringing_call_survives_sigkill_of_the_owner(
     cid = await a.calls([ub], MediaType.VIDEO)
     await rb.wait_for("on_call_received", call_id=cid)
     cluster.nodes[0].kill()
-    await _wait_owner(cluster, 0, LEASE + 10)
+    await wait_owner(cluster, 0, LEASE + 10)
     await b.accept()  # sent to whichever node owns the call now
     await ra.wait_for("on_call_begin", call_id=cid, timeout=20)
     await rb.wait_for("on_call_begin", call_id=cid, timeout=20)
@@ -186,7 +160,7 @@ async def test_sigterm_of_the_owner_hands_every_session_over(
         await b.close_microphone()
         await b.open_microphone()
     assert await stopping == 0, cluster.log()
-    await _wait_owner(cluster, 0, LEASE + 10)
+    await wait_owner(cluster, 0, LEASE + 10)
     await _finish_and_check(cluster, [(a, ra, ""), (b, rb, ub)], cid)
     seen = [
         ev.kwargs["is_audio_available"] for ev in ra.events_for(cid) if ev.name == "on_user_audio_available"
@@ -198,11 +172,11 @@ async def test_an_owner_paused_past_its_lease_is_fenced_and_steps_down(
     cluster: ClusterProcess, engines: list[CallEngine]
 ) -> None:
     users, cid = await _connected_call(cluster, engines)
-    before = [e.server_url for e, _, _ in users]
+    before = connections(users)
     pid = cluster.nodes[0].proc.pid  # type: ignore[union-attr]
     os.kill(pid, signal.SIGSTOP)
     try:
-        new, _ = await _wait_owner(cluster, 0, LEASE + 10)
+        new, _ = await wait_owner(cluster, 0, LEASE + 10)
     finally:
         os.kill(pid, signal.SIGCONT)
     # the old owner learns it lost the calls and says so
@@ -218,7 +192,7 @@ async def test_an_owner_paused_past_its_lease_is_fenced_and_steps_down(
     # its clients' connections close (1012) and they move on; a request sent into that
     # move could not be answered (the new owner restored without a handover), so hang up
     # once both are served again
-    await _moved(users, before)
+    await moved(users, before)
     await _finish_and_check(cluster, users, cid)
     log = cluster.nodes[0].log()
     assert "stops owning the calls" in log
