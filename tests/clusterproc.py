@@ -85,12 +85,14 @@ class ClusterProcess:
         *,
         lease: float = 1.5,
         own_nats: bool = False,
+        own_pg: bool = False,
         heartbeat_grace: float = 4.0,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.db_name = "ringline_cl_" + uuid.uuid4().hex[:12]
-        self.db = PG_DSN.rsplit("/", 1)[0] + "/" + self.db_name
+        self.pg: PostgresProcess | None = PostgresProcess(data_dir / "pg") if own_pg else None
+        self.db = self.pg.url if self.pg is not None else PG_DSN.rsplit("/", 1)[0] + "/" + self.db_name
         self.lease = lease
         self.nats: NatsProcess | None = NatsProcess(data_dir / "nats") if own_nats else None
         self.nats_url = self.nats.url if self.nats is not None else require_nats()
@@ -114,7 +116,10 @@ class ClusterProcess:
             )
 
     def start(self) -> ClusterProcess:
-        _pg(f'CREATE DATABASE "{self.db_name}"')
+        if self.pg is not None:
+            self.pg.init().start()
+        else:
+            _pg(f'CREATE DATABASE "{self.db_name}"')
         if self.nats is not None:
             self.nats.start()
         for node in self.nodes:
@@ -169,7 +174,10 @@ class ClusterProcess:
     def _drop(self) -> None:
         if self.nats is not None:
             self.nats.kill()
-        _pg(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+        if self.pg is not None:
+            self.pg.kill()
+        else:
+            _pg(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
 
 async def wait_owner(cluster: ClusterProcess, not_node: int, deadline_s: float) -> tuple[int, float]:
@@ -206,3 +214,65 @@ async def moved(users: list[tuple[Any, Any, Any]], before: list[object]) -> None
         "the engines did not reconnect: "
         + repr([(e.server_url, e._session and e._session.phase) for e, _, _ in users])
     )
+
+
+class PostgresProcess:
+    """A PostgreSQL server of one test (its own data folder and port on 127.0.0.1), so a
+    test may stop and restart it without touching the others. Runs as the ``postgres``
+    user when started as root (PostgreSQL refuses root)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import glob
+        import os
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not bins:
+            missing("PostgreSQL's server programs are not installed; ./scripts/test installs postgresql")
+        self.bin = Path(bins[-1]).parent
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=60)
+
+    def init(self) -> PostgresProcess:
+        import os
+        import shutil as sh
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._as:
+            sh.chown(self.data_dir, "postgres", "postgres")
+            os.chmod(self.data_dir, 0o700)
+            for parent in self.data_dir.parents:  # the postgres user must reach its folder
+                if str(parent).startswith("/tmp/") or str(parent) == "/tmp":
+                    os.chmod(parent, os.stat(parent).st_mode | 0o711)
+        self._run(str(self.bin / "initdb"), "-D", str(self.data_dir / "pg"), "-U", "postgres", "--auth=trust")
+        return self
+
+    def start(self) -> PostgresProcess:
+        opts = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data_dir / "pg"),
+            "-o",
+            opts,
+            "-w",
+            "-l",
+            str(self.data_dir / "pg.log"),
+            "start",
+        )
+        return self
+
+    def stop(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data_dir / "pg"), "-m", "fast", "-w", "stop")
+
+    def kill(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self._run(
+                str(self.bin / "pg_ctl"), "-D", str(self.data_dir / "pg"), "-m", "immediate", "-w", "stop"
+            )

@@ -204,3 +204,99 @@ async def test_calls_go_on_while_nats_is_down(cluster: ClusterProcess, engines: 
     users, cid = await _connected_call(cluster, engines)
     cluster.nats.start()  # same port: the nodes reconnect
     await _finish_and_check(cluster, users, cid)
+
+
+async def test_sigterm_of_an_edge_under_load_moves_its_clients(
+    cluster: ClusterProcess, engines: list[CallEngine]
+) -> None:
+    """Four calls whose callers all sit on node 1; node 1 drains while their requests flow."""
+    pairs = []
+    for _ in range(4):
+        a = await _user(cluster, engines, 1)
+        b = await _user(cluster, engines, 2)
+        cid = await a[0].calls([b[2]], MediaType.AUDIO)
+        await b[1].wait_for("on_call_received", call_id=cid)
+        await b[0].accept()
+        await a[1].wait_for("on_call_begin", call_id=cid)
+        pairs.append(([a, b], cid))
+    busy = [asyncio.create_task(users[0][0].close_microphone()) for users, _ in pairs]
+    assert await asyncio.to_thread(cluster.nodes[1].stop) == 0, cluster.log()
+    await asyncio.gather(*busy)  # each answered exactly once, before or after the move
+    for users, cid in pairs:
+        ub = users[1][2]
+        await users[1][1].wait_for(
+            "on_user_audio_available", call_id=cid, user_id=users[0][2], is_audio_available=False, timeout=20
+        )
+        assert _mics_off(users[1][1], cid) == 1
+        await _finish_and_check(cluster, users, cid)
+        assert ub
+
+
+async def test_admin_rest_answers_the_same_on_every_node(
+    cluster: ClusterProcess, engines: list[CallEngine]
+) -> None:
+    import aiohttp
+
+    users, cid = await _connected_call(cluster, engines)
+
+    async def post(node: int, command: str, body: dict[str, Any]) -> dict[str, Any]:
+        q = f"sdkappid={SDK_APP_ID}&identifier=administrator&usersig={cluster.sig('administrator')}&random=1"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{cluster.urls[node]}/v4/{command}?{q}", json=body) as r,
+        ):
+            assert r.status == 200, await r.text()
+            data: dict[str, Any] = await r.json()
+            return data
+
+    for node in range(3):
+        nodes = await post(node, "call_engine_http_srv/get_nodes", {})
+        assert nodes["ActionStatus"] == "OK", nodes
+        listed = nodes["Response"]["NodeList"]
+        assert nodes["Response"]["Mode"] == "Cluster"
+        assert sorted(n["NodeId"] for n in listed) == ["n0", "n1", "n2"]
+        assert [n["NodeId"] for n in listed if n["Role"] == "Owner"] == ["n0"]
+        assert all(n["Lease"] == "Held" for n in listed)
+        info = await post(node, "call_engine_http_srv/get_call_info", {"CallId": cid})
+        assert info["ActionStatus"] == "OK", info
+    # end_call through an edge for a call owned elsewhere
+    ended = await post(2, "call_engine_http_srv/end_call", {"CallId": cid})
+    assert ended["ActionStatus"] == "OK", ended
+    for _e, rec, _u in users:
+        await rec.wait_for("on_call_end", call_id=cid, timeout=20)
+    records = await _records(cluster, cid)
+    assert len(records) == 1
+
+
+@pytest.fixture
+def cluster_own_pg(tmp_path: Path) -> Iterator[ClusterProcess]:
+    c = ClusterProcess(tmp_path, 2, lease=LEASE, own_pg=True, heartbeat_grace=8.0).start()
+    try:
+        yield c
+    finally:
+        c.kill()
+
+
+@pytest.mark.parametrize("down_for", [0.0, 3 * LEASE])
+async def test_a_call_survives_a_postgresql_restart(
+    cluster_own_pg: ClusterProcess, engines: list[CallEngine], down_for: float
+) -> None:
+    """PostgreSQL stops and comes back: the owner holds every event back meanwhile; down
+    longer than the lease, the owner steps down (its clients move and wait); once it is
+    back a node owns the calls and the call ends normally."""
+    cluster = cluster_own_pg
+    assert cluster.pg is not None
+    a = await _user(cluster, engines, 0)
+    b = await _user(cluster, engines, 1)
+    cid = await a[0].calls([b[2]], MediaType.AUDIO)
+    await b[1].wait_for("on_call_received", call_id=cid)
+    await b[0].accept()
+    await a[1].wait_for("on_call_begin", call_id=cid)
+    before = connections([a, b])
+    await asyncio.to_thread(cluster.pg.stop)
+    if down_for:
+        await asyncio.sleep(down_for)  # the outage itself: a duration, not a wait for an event
+    await asyncio.to_thread(cluster.pg.start)
+    if down_for:
+        await moved([a, b], before)
+    await _finish_and_check(cluster, [a, b], cid)
