@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from clusterproc import ClusterProcess, connections, moved, wait_owner
-from ringline import CallEngine, MediaType
+from ringline import CallEndReason, CallEngine, MediaType
 from ringline.testing import RecordingObserver
 from serverproc import SDK_APP_ID, unique
 
@@ -300,3 +300,22 @@ async def test_a_call_survives_a_postgresql_restart(
     if down_for:
         await moved([a, b], before)
     await _finish_and_check(cluster, [a, b], cid)
+
+
+async def test_two_callers_on_two_nodes_calling_one_callee_at_once(
+    cluster: ClusterProcess, engines: list[CallEngine]
+) -> None:
+    """One authority decides: one call rings, the other caller hears busy."""
+    a, ra, _ = await _user(cluster, engines, 1)
+    c, rc, _ = await _user(cluster, engines, 2)
+    b, rb, ub = await _user(cluster, engines, 0)
+    cids = await asyncio.gather(a.calls([ub], MediaType.AUDIO), c.calls([ub], MediaType.AUDIO))
+    got = await rb.wait_for("on_call_received")
+    rang = got["call_id"]
+    assert rang in cids
+    busy, rbusy = (c, rc) if rang == cids[0] else (a, ra)
+    lost = cids[1] if rang == cids[0] else cids[0]
+    ended = await rbusy.wait_for("on_call_not_connected", call_id=lost, timeout=20)
+    assert ended["reason"] == CallEndReason.LINE_BUSY, ended
+    assert rb.events_for(lost) == []
+    assert busy.call_id != rang
