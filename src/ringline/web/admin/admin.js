@@ -372,13 +372,17 @@ export function mountAdmin(root, options = {}) {
     nodesMode.textContent = r.Mode === "Single" ? "single node" : `${nodes.length} nodes`;
     nodesBody.replaceChildren(...nodes.map((n) => {
       const name = n.NodeId || origin;
-      return h("tr", { dataset: { node: name } },
-        h("td", {}, name, h("div.ad-sub", {}, `${r.Mode === "Single" ? `this node · ${origin}` : n.Lease}${n.Version ? ` · Ringline ${n.Version}` : ""}`)),
-        h("td", {}, h("span.ad-badge", { dataset: { state: "Delivered" } }, "ok")),
+      const single = r.Mode === "Single";
+      // In a cluster: the node that owns the calls (and its epoch) or an edge that relays to it.
+      const where = single ? `this node · ${origin}` : `${n.Role === "Owner" ? `owns the calls (epoch ${n.Epoch})` : "edge"} · ${n.Address}`;
+      const ok = single || n.Lease === "Held";
+      return h("tr", { dataset: { node: name, role: single ? "Single" : n.Role } },
+        h("td", {}, name, h("div.ad-sub", {}, `${where}${n.Version ? ` · Ringline ${n.Version}` : ""}`)),
+        h("td", {}, h("span.ad-badge", { dataset: { state: ok ? "Delivered" : "GivenUp" } }, ok ? "ok" : "lease expired")),
         h("td", {}, span(n.UptimeSeconds)),
-        h("td", {}, String(n.Sessions)),
+        h("td", {}, single || n.Role === "Owner" ? String(n.Sessions) : `${n.Connections} relayed`),
         h("td", {}, String(n.LiveCalls)),
-        h("td", {}, n.CallbackWorkers ? `${n.CallbackWorkers} worker processes` : "in the server process"));
+        h("td", {}, single ? (n.CallbackWorkers ? `${n.CallbackWorkers} worker processes` : "in the server process") : "from the shared outbox"));
     }));
   }
 
