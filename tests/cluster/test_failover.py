@@ -325,3 +325,32 @@ async def test_two_callers_on_two_nodes_calling_one_callee_at_once(
     assert ended["reason"] == CallEndReason.LINE_BUSY, ended
     assert rb.events_for(lost) == []
     assert busy.call_id != rang
+
+
+@pytest.fixture
+def cluster_with_metrics(tmp_path: Path) -> Iterator[ClusterProcess]:
+    c = ClusterProcess(tmp_path, 2, lease=LEASE, extra_args=("--metrics",)).start()
+    try:
+        yield c
+    finally:
+        c.kill()
+
+
+async def test_each_node_exports_its_role_in_the_metrics(
+    cluster_with_metrics: ClusterProcess, engines: list[CallEngine]
+) -> None:
+    import urllib.request
+
+    cluster = cluster_with_metrics
+    await _user(cluster, engines, 1)  # relayed by node 1
+
+    def sample(node: int, name: str) -> float:
+        with urllib.request.urlopen(cluster.urls[node] + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+    assert await asyncio.to_thread(sample, 0, "ringline_cluster_owner") == 1
+    assert await asyncio.to_thread(sample, 1, "ringline_cluster_owner") == 0
+    assert await asyncio.to_thread(sample, 1, "ringline_cluster_epoch") == 1
+    assert await asyncio.to_thread(sample, 1, "ringline_cluster_relayed_connections") == 1
+    assert await asyncio.to_thread(sample, 0, "ringline_connections") == 1

@@ -429,7 +429,16 @@ async def build_cluster_app(settings: Settings, identity: AppIdentity) -> tuple[
 
     app.router.add_get("/healthz", healthz)
     if metrics is not None:
-        metrics.read_with(_reader(lambda: node.owner.hub if node.owner is not None else None, store, workers))
+        base = _reader(lambda: node.owner.hub if node.owner is not None else None, store, workers)
+
+        async def read_cluster() -> Reading:
+            r = await base()
+            r.owner = 1 if node.owner is not None else 0
+            r.epoch = node.epoch if node.owner is not None else (node.leader.epoch if node.leader else 0)
+            r.relayed = len(node._relay_ws)
+            return r
+
+        metrics.read_with(read_cluster)
         app.router.add_get("/metrics", _metrics_handler(metrics, settings.metrics_token))
     app.router.add_get("/v1/ws", ws_route)
     for api in ("v4", "v1"):

@@ -53,6 +53,12 @@ class Reading:
     oldest_pending_age: float = 0.0
     """Seconds the oldest undelivered callback has waited (0: none waits)."""
     callback_workers: int = 0
+    owner: int = 1
+    """1 if this node owns the calls (always on a single node), 0 on a cluster's edge."""
+    epoch: int = 0
+    """The cluster lease epoch of the node that owns the calls (0: a single node)."""
+    relayed: int = 0
+    """Client WebSockets this cluster edge relays to the owner now."""
 
 
 class _Present(Collector):
@@ -91,6 +97,21 @@ class _Present(Collector):
             "ringline_callback_workers",
             "Callback worker processes running (0: the server delivers itself).",
             r.callback_workers,
+        )
+        yield GaugeMetricFamily(
+            "ringline_cluster_owner",
+            "1 if this node owns the calls (a single node always does), 0 on a cluster's edge.",
+            r.owner,
+        )
+        yield GaugeMetricFamily(
+            "ringline_cluster_epoch",
+            "The lease epoch of the node owning the calls (0: a single node).",
+            r.epoch,
+        )
+        yield GaugeMetricFamily(
+            "ringline_cluster_relayed_connections",
+            "Client WebSockets this cluster edge relays to the owning node now.",
+            r.relayed,
         )
 
     def describe(self) -> Iterable[Metric]:
