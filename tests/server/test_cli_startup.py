@@ -99,6 +99,15 @@ def test_a_port_in_use_with_callback_workers_leaves_no_process(tmp_path: Path, t
         (["--host", "no-such-host.invalid"], ["--host 'no-such-host.invalid'"]),
         (["--ice-transport-policy", "relay"], ["--ice-transport-policy"]),
         (["--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
+        (["--cluster", "nats://127.0.0.1:4222"], ["--cluster needs --db postgresql://"]),
+        (["--cluster", "http://x:4222", "--db", PG + "/x"], ["--cluster must be a NATS URL"]),
+        (["--cluster", "nats://h:99999", "--db", PG + "/x"], ["--cluster must be a NATS URL"]),
+        (["--public-url", "http://10.0.0.5:8080"], ["--public-url is for a cluster node"]),
+        (
+            ["--cluster", "nats://127.0.0.1:4222", "--db", PG + "/x", "--public-url", "ftp://x"],
+            ["--public-url must be a base URL"],
+        ),
+        (["--cluster-lease", "0"], ["--cluster-lease"]),
     ],
 )
 def test_config_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], needles: list[str]) -> None:
@@ -412,3 +421,25 @@ def test_without_node_id_the_node_is_named_by_the_port_picked(tmp_path: Path) ->
         proc.wait(timeout=EXIT_BOUND)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+async def test_a_cluster_node_without_nats_is_one_line_and_leaves_nothing(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """NATS unreachable: the node says so in one line, exits 2 and holds no port."""
+    port = free_port()
+    result = await asyncio.to_thread(
+        ringline,
+        "serve",
+        "--data-dir",
+        str(tmp_path),
+        "--port",
+        str(port),
+        "--db",
+        pg_url,
+        "--cluster",
+        f"nats://127.0.0.1:{free_port()}",
+    )
+    assert_refused(result, "cannot reach NATS at nats://127.0.0.1:", "start nats-server or fix --cluster")
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens there

@@ -217,6 +217,7 @@ class ClusterNode:
     async def join(self) -> None:
         """Register this node (refusing a node id a live node uses, or another app's
         secret), connect NATS, start the lease loop. Raises RuntimeError with the fix."""
+        await self._connect_nats()
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT address, fingerprint, lease_until > clock_timestamp() AS live FROM cluster_nodes "
@@ -253,7 +254,6 @@ class ClusterNode:
                 self.lease,
                 self.claim_owner,
             )
-        await self._connect_nats()
         self._http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, connect=2.0),
             auto_decompress=False,
@@ -267,8 +267,11 @@ class ClusterNode:
         except ImportError as exc:
             raise RuntimeError("--cluster needs nats-py: pip install 'ringline[cluster]'") from exc
 
+        connected = False
+
         async def error_cb(exc: Exception) -> None:
-            log.warning("cluster: NATS: %s", exc)
+            if connected:  # before the first connection, the one-line start-up error says it
+                log.warning("cluster: NATS: %s", exc)
 
         async def disconnected_cb() -> None:
             log.warning("cluster: NATS connection lost; reconnecting (nodes poll PostgreSQL meanwhile)")
@@ -276,6 +279,19 @@ class ClusterNode:
         async def reconnected_cb() -> None:
             log.info("cluster: NATS connection back")
 
+        from urllib.parse import urlsplit
+
+        where = urlsplit(self.settings.cluster)
+        try:  # nats-py keeps retrying a first connection that fails: ask the port first
+            _, probe = await asyncio.wait_for(
+                asyncio.open_connection(where.hostname, where.port or 4222), timeout=3.0
+            )
+            probe.close()
+        except (TimeoutError, OSError) as exc:
+            raise RuntimeError(
+                f"cannot reach NATS at {self.settings.cluster}: {exc or type(exc).__name__}; "
+                "start nats-server or fix --cluster"
+            ) from None
         try:
             self._nats = await asyncio.wait_for(
                 nats.connect(
@@ -296,6 +312,14 @@ class ClusterNode:
                 f"cannot reach NATS at {self.settings.cluster}: {exc or type(exc).__name__}; "
                 "start nats-server or fix --cluster"
             ) from None
+        if not self._nats.is_connected:
+            with contextlib.suppress(Exception):
+                await self._nats.close()
+            self._nats = None
+            raise RuntimeError(
+                f"cannot reach NATS at {self.settings.cluster}; start nats-server or fix --cluster"
+            )
+        connected = True
         app = self.identity.sdk_app_id
         await self._nats.subscribe(_SUBJECT.format(app=app, what="leader"), cb=self._on_leader_msg)
         await self._nats.subscribe(_SUBJECT.format(app=app, what="callbacks"), cb=self._on_callbacks_msg)
@@ -404,6 +428,10 @@ class ClusterNode:
         period = self.lease / 3
         while True:
             await asyncio.sleep(period)
+            if self.owner is not None and time.monotonic() >= self._valid_until:
+                # Not renewed in time (PostgreSQL unreachable, or this process was
+                # paused): another node may own the calls by now.
+                self._lost("its lease ran out before it could renew it")
             try:
                 await self._tick()
             except asyncio.CancelledError:
