@@ -354,3 +354,70 @@ async def test_each_node_exports_its_role_in_the_metrics(
     assert await asyncio.to_thread(sample, 1, "ringline_cluster_epoch") == 1
     assert await asyncio.to_thread(sample, 1, "ringline_cluster_relayed_connections") == 1
     assert await asyncio.to_thread(sample, 0, "ringline_connections") == 1
+
+
+async def test_sigterm_of_the_owner_under_continuous_call_load(
+    cluster: ClusterProcess, engines: list[CallEngine]
+) -> None:
+    """Pairs call, answer and hang up in a loop while the owner drains and hands over.
+
+    Nothing is lost across the move: every call a caller started connects, both sides
+    hear exactly one begin and one end, and every call has exactly one NormalEnd record.
+    """
+    pairs: list[tuple[tuple[CallEngine, RecordingObserver, str], tuple[CallEngine, RecordingObserver, str]]] = []
+    for first, second in ((0, 1), (1, 2), (2, 0), (1, 0)):
+        pairs.append((await _user(cluster, engines, first), await _user(cluster, engines, second)))
+    done: list[str] = []
+    progress = asyncio.Condition()
+    stop = asyncio.Event()
+
+    async def wait_done(n: int) -> None:
+        async with progress:
+            await asyncio.wait_for(progress.wait_for(lambda: len(done) >= n), 60)
+
+    async def loop(
+        caller: tuple[CallEngine, RecordingObserver, str], callee: tuple[CallEngine, RecordingObserver, str]
+    ) -> None:
+        (a, ra, _), (b, rb, ub) = caller, callee
+        while not stop.is_set():
+            cid = await a.calls([ub], MediaType.AUDIO)
+            await rb.wait_for("on_call_received", call_id=cid, timeout=20)
+            await b.accept()
+            await ra.wait_for("on_call_begin", call_id=cid, timeout=20)
+            await rb.wait_for("on_call_begin", call_id=cid, timeout=20)
+            await a.hangup()
+            await ra.wait_for("on_call_end", call_id=cid, timeout=20)
+            await rb.wait_for("on_call_end", call_id=cid, timeout=20)
+            async with progress:
+                done.append(cid)
+                progress.notify_all()
+
+    workers = [asyncio.create_task(loop(caller, callee)) for caller, callee in pairs]
+    try:
+        await wait_done(8)
+        before = len(done)
+        assert await asyncio.to_thread(cluster.nodes[0].stop) == 0, cluster.log()
+        await wait_owner(cluster, 0, LEASE + 10)
+        await wait_done(before + 8)  # calls go on under the new owner
+        stop.set()
+        await asyncio.gather(*workers)
+    finally:
+        stop.set()
+        for w in workers:
+            w.cancel()
+    assert len(set(done)) == len(done)
+    for (_a, ra, _), (_b, rb, _) in pairs:
+        for rec in (ra, rb):
+            for cid in {ev.call_id for ev in rec.events if ev.call_id}:
+                assert cid in done, (cid, rec.events_for(cid))
+                assert _names(rec, cid, "on_call_begin") == 1, rec.events_for(cid)
+                assert _names(rec, cid, "on_call_end") == 1, rec.events_for(cid)
+    import asyncpg
+
+    conn = await asyncpg.connect(cluster.db)
+    try:
+        rows = await conn.fetch("SELECT call_id, record FROM ringline.calls WHERE call_id = ANY($1)", done)
+    finally:
+        await conn.close()
+    assert sorted(r["call_id"] for r in rows) == sorted(done)
+    assert all(json.loads(r["record"])["result"] == "NormalEnd" for r in rows)
