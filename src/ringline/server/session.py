@@ -20,12 +20,12 @@ after :attr:`Link.wake`, sends each text frame, and closes on a :class:`Close`.
 from __future__ import annotations
 
 import asyncio
-import json
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .. import _json
 from .store import base as st
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: Compact JSON, as every frame (and every stored snapshot) is written.
-dumps: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+dumps: Final = _json.dumps
 
 #: Answers remembered per session for requests sent again after a resume (the oldest
 #: are forgotten first), and at most this many bytes of them. The answers of requests

@@ -64,7 +64,6 @@ import email.utils
 import enum
 import heapq
 import itertools
-import json
 import logging
 import os
 import random
@@ -77,7 +76,7 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 
-from ... import __version__
+from ... import __version__, _json
 from .retry import DEFAULT_SCHEDULE, RetrySchedule
 from .signing import decode_secret, standard_headers, tencent_query
 
@@ -100,7 +99,7 @@ log = logging.getLogger("ringline.webhooks")
 #: Seconds a busy deliverer waits before claiming again (claims in batches).
 _CLAIM_BATCH_WAIT = 0.005
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps = _json.dumps
 
 
 @dataclass(frozen=True, slots=True)
