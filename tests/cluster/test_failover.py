@@ -117,7 +117,9 @@ async def test_a_connected_call_survives_sigkill_of_a_node(
     if who == "owner":
         _, took = await wait_owner(cluster, 0, LEASE + 10)
         # failover time: from the kill until another node owns the calls
-        assert took <= LEASE + 2.0 + 3.0, took  # generous bound on a loaded machine: lease + 2 s + polling
+        # failover time, from the kill until another node owns the calls: lease + 2 s at
+        # most (measured here: about the lease, as the dead owner renewed last)
+        assert took <= LEASE + 2.0, took
     # the microphone goes off after the move: the other side hears it exactly once
     (a, ra, _), (_b, rb, ub) = users
     await users[1][0].close_microphone()
@@ -136,7 +138,8 @@ async def test_a_ringing_call_survives_sigkill_of_the_owner(
     cid = await a.calls([ub], MediaType.VIDEO)
     await rb.wait_for("on_call_received", call_id=cid)
     cluster.nodes[0].kill()
-    await wait_owner(cluster, 0, LEASE + 10)
+    _, took = await wait_owner(cluster, 0, LEASE + 10)
+    assert took <= LEASE + 2.0, took  # failover time: lease + 2 s at most
     await b.accept()  # sent to whichever node owns the call now
     await ra.wait_for("on_call_begin", call_id=cid, timeout=20)
     await rb.wait_for("on_call_begin", call_id=cid, timeout=20)
