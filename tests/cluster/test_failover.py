@@ -33,7 +33,8 @@ def cluster(tmp_path: Path) -> Iterator[ClusterProcess]:
         c.kill()
 
 
-Users = list[tuple[CallEngine, RecordingObserver, str]]
+User = tuple[CallEngine, RecordingObserver, str]
+Users = list[User]
 
 
 @pytest.fixture
@@ -367,7 +368,7 @@ async def test_sigterm_of_the_owner_under_continuous_call_load(
     Nothing is lost across the move: every call a caller started connects, both sides
     hear exactly one begin and one end, and every call has exactly one NormalEnd record.
     """
-    pairs: list[tuple[tuple[CallEngine, RecordingObserver, str], tuple[CallEngine, RecordingObserver, str]]] = []
+    pairs: list[tuple[User, User]] = []
     for first, second in ((0, 1), (1, 2), (2, 0), (1, 0)):
         pairs.append((await _user(cluster, engines, first), await _user(cluster, engines, second)))
     done: list[str] = []
@@ -378,9 +379,7 @@ async def test_sigterm_of_the_owner_under_continuous_call_load(
         async with progress:
             await asyncio.wait_for(progress.wait_for(lambda: len(done) >= n), 60)
 
-    async def loop(
-        caller: tuple[CallEngine, RecordingObserver, str], callee: tuple[CallEngine, RecordingObserver, str]
-    ) -> None:
+    async def loop(caller: User, callee: User) -> None:
         (a, ra, _), (b, rb, ub) = caller, callee
         while not stop.is_set():
             cid = await a.calls([ub], MediaType.AUDIO)
