@@ -76,7 +76,10 @@ class NatsProcess:
 
 
 class ClusterProcess:
-    """``n`` nodes sharing one fresh database (dropped by :meth:`stop`/:meth:`kill`)."""
+    """``n`` nodes sharing one fresh database (dropped by :meth:`stop`/:meth:`kill`).
+
+    The nodes listen on ``host`` (by default 127.0.0.1), which is also the address the
+    other nodes relay to; PostgreSQL and NATS stay on 127.0.0.1."""
 
     def __init__(
         self,
@@ -87,6 +90,7 @@ class ClusterProcess:
         own_nats: bool = False,
         own_pg: bool = False,
         heartbeat_grace: float = 4.0,
+        host: str = "127.0.0.1",
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
@@ -103,6 +107,7 @@ class ClusterProcess:
                     data_dir / f"n{i}",
                     db=self.db,
                     heartbeat_grace=heartbeat_grace,
+                    host=host,
                     extra_args=(
                         "--cluster",
                         self.nats_url,

@@ -88,14 +88,18 @@ class ServerProcess:
         heartbeat_grace: float = 2.0,
         sig_grace: float = 2.0,
         port: int = 0,
+        host: str = "127.0.0.1",
         extra_args: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.db = db
         self._auto_port = not port
         self._started = False
+        #: The address the server listens on (``--host``); the port is reserved on
+        #: 127.0.0.1 by :func:`free_port`, which keeps it free on a test's own address too.
+        self.host = host
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.args = [
             sys.executable,
             "-m",
@@ -118,6 +122,8 @@ class ServerProcess:
             "--log-level",
             "WARNING",
         ]
+        if host != "127.0.0.1":
+            self.args += ["--host", host]
         if db:
             self.args += ["--db", db]
         self.args += list(extra_args)
@@ -136,7 +142,7 @@ class ServerProcess:
             if self._started or not self._auto_port:
                 raise RuntimeError(f"port {self.port} is taken by another process: {self.log()}")
             self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
+            self.url = f"http://{self.host}:{self.port}"
             self.args[self.args.index("--port") + 1] = str(self.port)
         raise RuntimeError(f"no free port for the server after 5 tries: {self.log()}")
 
