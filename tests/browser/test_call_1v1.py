@@ -1,4 +1,5 @@
-"""Two browsers call each other through Ringline with real WebRTC media."""
+"""Two browsers call each other through Ringline with real WebRTC media; a page the browser
+gives no microphone (not a secure context) says why, and its call goes on."""
 
 from __future__ import annotations
 
@@ -72,3 +73,25 @@ async def test_two_browsers_ring_accept_see_and_hear_each_other_then_hang_up(use
     for me in (a, b):
         await me.wait("(rl) => rl.engine.callStatus === 0 && rl.engine.localStream.getTracks().length === 0")
         assert await me.js("(rl) => rl.engine.remoteUsers.length") == 0
+
+
+async def test_a_page_without_a_microphone_says_why_and_the_call_goes_on(users: Any) -> None:
+    a, b = await users(2)
+    # As on an http:// page of another host than localhost: not a secure context, so
+    # the browser has no navigator.mediaDevices.
+    await a.js(
+        "() => { for (const [o, k, v] of [[Navigator.prototype, 'mediaDevices', undefined],"
+        " [window, 'isSecureContext', false]])"
+        " Object.defineProperty(o, k, { get: () => v, configurable: true }); }"
+    )
+    assert await a.js("() => [navigator.mediaDevices === undefined, isSecureContext]") == [True, False]
+    cid = (await a.ok("calls", [b.user_id], AUDIO))["callId"]
+    err = await a.event("onError", code=-1101)  # DEVICE_ERROR
+    assert "the microphone could not be opened: this page (http://127.0.0.1:" in err["p"]["msg"], err
+    assert "is not a secure context" in err["p"]["msg"] and "https://" in err["p"]["msg"], err
+    await b.event("onCallReceived", callID=cid)
+    await b.ok("accept")
+    for me in (a, b):
+        await me.event("onCallBegin", callID=cid)
+    await a.ok("hangup")
+    await b.event("onCallEnd", callID=cid)

@@ -33,6 +33,22 @@ export function gradeQuality({ rtt = null, loss = null, jitter = null }) {
   return /** @type {1 | 2 | 3 | 4 | 5} */ (worst);
 }
 
+/**
+ * The browser's getUserMedia; where there is none, a rejection that says why. Browsers
+ * offer the camera and microphone only to secure pages (https://, or http://localhost
+ * and 127.0.0.1): elsewhere navigator.mediaDevices is undefined.
+ * @param {MediaStreamConstraints} constraints
+ * @returns {Promise<MediaStream>}
+ */
+function getUserMedia(constraints) {
+  const devices = typeof navigator !== "undefined" ? navigator.mediaDevices : undefined;
+  if (devices && devices.getUserMedia) return devices.getUserMedia(constraints);
+  const why = typeof isSecureContext !== "undefined" && !isSecureContext
+    ? `this page (${location.origin}) is not a secure context, and browsers offer the camera and microphone only to https:// pages and http://localhost: serve the page over https`
+    : "this browser offers no camera or microphone (navigator.mediaDevices is missing)";
+  return Promise.reject(new Error(why));
+}
+
 /** @param {number} level linear 0..1 (clipped) @returns {number} 0..100 */
 export function volumeOf(level) {
   return Math.round(100 * Math.min(1, Math.max(0, level || 0)));
@@ -339,7 +355,7 @@ export class Mesh {
       const wantVideo = media === MediaType.VIDEO && this.engine._options.video !== false;
       try {
         if (this.engine._options.audio !== false && !this.audioTrack()) {
-          const s = await navigator.mediaDevices.getUserMedia({ audio: this.engine._options.audio });
+          const s = await getUserMedia({ audio: this.engine._options.audio });
           for (const t of s.getAudioTracks()) this.addLocal(t);
         }
       } catch (err) {
@@ -361,7 +377,7 @@ export class Mesh {
       return;
     }
     try {
-      const s = await navigator.mediaDevices.getUserMedia({ video: this.engine._options.video });
+      const s = await getUserMedia({ video: this.engine._options.video });
       for (const t of s.getVideoTracks()) this.addLocal(t);
     } catch (err) {
       this.engine._call.camOn = false;
