@@ -268,6 +268,7 @@ async def test_a_browser_call_survives_an_edge_killed_and_the_owner_drained(
         # The owner drains (SIGTERM) and hands over: both (relayed by node 2) move on.
         online = [len(await _onlines(me)) for me in (a, b)]
         assert await asyncio.to_thread(cluster.nodes[0].stop) == 0
+        assert "NATS connection lost" not in cluster.nodes[0].log()  # it let go of NATS itself
         new, _ = await wait_owner(cluster, 0, LEASE + 10)
         assert new == 2, new  # node 1 is dead
         for me, n in zip((a, b), online, strict=True):

@@ -167,6 +167,7 @@ class ClusterNode:
         self._leader_known = asyncio.Event()
         self._valid_until = 0.0  # monotonic: the lease surely holds until then
         self._nats: Any = None
+        self._nats_closing = False  # close() lets go of NATS: its disconnect is no loss
         self._tasks: list[asyncio.Task[None]] = []
         self._relays: set[asyncio.Task[Any]] = set()
         self._relay_ws: set[web.WebSocketResponse] = set()
@@ -274,6 +275,8 @@ class ClusterNode:
                 log.warning("cluster: NATS: %s", exc)
 
         async def disconnected_cb() -> None:
+            if self._nats_closing:  # nats-py reports its own close() as a disconnect too
+                return
             log.warning("cluster: NATS connection lost; reconnecting (nodes poll PostgreSQL meanwhile)")
 
         async def reconnected_cb() -> None:
@@ -393,6 +396,7 @@ class ClusterNode:
     async def close(self) -> None:
         """After :meth:`leave`: let go of NATS and the HTTP client."""
         if self._nats is not None:
+            self._nats_closing = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._nats.close(), 2.0)
         if self._http is not None:
