@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as s
 
-from ringline import _json
+from ringline.server import jsonenc as _json
 
 std = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 

@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .. import _json
+from . import jsonenc as _json
 from .store import base as st
 
 __all__ = [

@@ -76,7 +76,8 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 
-from ... import __version__, _json
+from ... import __version__
+from .. import jsonenc as _json
 from .retry import DEFAULT_SCHEDULE, RetrySchedule
 from .signing import decode_secret, standard_headers, tencent_query
 
