@@ -74,6 +74,7 @@ class _Stats:
         "in_window",
         "invite_ring",
         "late",
+        "placed",
     )
 
     def __init__(self) -> None:
@@ -86,6 +87,8 @@ class _Stats:
         self.failed = 0
         self.late = 0
         self.errors: dict[str, int] = {}
+        #: call ids the server acknowledged, kept only when a caller asks (bench/cluster.py)
+        self.placed: list[str] | None = None
 
     def error(self, key: str) -> None:
         self.failed += 1
@@ -107,6 +110,8 @@ async def _one_call(caller: u.WsClient, callee: u.WsClient, st: _Stats, deadline
             if not r.get("ok"):
                 raise _CallFailed(f"calls:{r.get('code')}")
             cid = r["result"]["call_id"]
+            if st.placed is not None:
+                st.placed.append(cid)
             t_ring, args = await ring
             if args.get("call_id") != cid:
                 raise _CallFailed("stale on_call_received")

@@ -53,9 +53,11 @@ def test_cluster_bench_quick_run_reports_the_documented_keys() -> None:
         "lease_s",
         "failover_s",
         "failover_calls_lost",
+        "failover_attempts_failed",
     ):
         assert key in r, (key, sorted(r))
     assert r["records_ok"] is True, {k: v for k, v in r.items() if "record" in k or "failed" in k}
     assert r["single_pg_calls_per_s"] > 0 and r["cluster2_calls_per_s"] > 0
     assert r["failover_pairs_never_served"] == 0 and r["failover_s"] is not None
+    assert r["failover_calls_lost"] == 0  # nothing the server acknowledged is lost
     assert "PostgreSQL + NATS, 2 nodes" in proc.stderr  # the table
