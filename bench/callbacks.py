@@ -453,7 +453,7 @@ def callbacks_phase(
     tmp: Path,
     app: int,
     key: str,
-    callback_workers: int,
+    callback_workers: str,
     *,
     reuse: dict[str, Any] | None = None,
     profile: str | None = None,
@@ -482,8 +482,8 @@ def callbacks_phase(
                 token,
                 "--webhook-secret",
                 generate_secret(),
-                # Only when asked: N = 0 also runs against a server without the flag.
-                *(["--callback-workers", str(callback_workers)] if callback_workers > 0 else []),
+                # auto (the default of serve) runs against a server without the flag
+                *(["--callback-workers", callback_workers] if callback_workers != "auto" else []),
             ],
         )
         query = admin_query(app, key)
@@ -501,7 +501,7 @@ def callbacks_phase(
         u.log(
             f"server pid {srv.pid} on {srv.url}, receiver pid {recv.pid} on {recv.url};"
             f" {n_pairs} pairs over {n_workers} client processes;"
-            f" {callback_workers} callback worker processes"
+            f" callback workers: {callback_workers}"
         )
         pool = calls.Pool(calls.call_worker, cfgs)
         pool.gather("ready", 120)
@@ -755,7 +755,7 @@ def callbacks_runs(args: argparse.Namespace, tmp: Path, app: int, key: str) -> d
     """Part 1 once per ``--callback-workers`` value, in the order given. The keys of the
     first run at the top level (as with a single value); with several values also
     ``by_callback_workers``: {"N": that run's keys} for every run."""
-    values: list[int] = args.callback_workers_list
+    values: list[str] = args.callback_workers_list
     if len(values) == 1:
         return callbacks_phase(args, tmp, app, key, values[0], profile=args.profile)
     runs: dict[str, dict[str, Any]] = {}
@@ -1275,8 +1275,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _workers_name(n: int) -> str:
-    return "in-process" if n == 0 else f"{n} worker{'s' if n > 1 else ''}"
+def _workers_name(n: str) -> str:
+    if n == "auto":
+        return "default (auto)"
+    return "in-process" if int(n) == 0 else f"{n} worker{'s' if int(n) > 1 else ''}"
 
 
 def _callback_rows(cols: list[dict[str, Any]]) -> list[tuple[str, list[Any], str, list[str]]]:
@@ -1395,7 +1397,7 @@ def table(r: dict[str, Any]) -> str:
     v = verdicts(r)
     ok = {True: "yes", False: "NO", None: "-"}
     runs: dict[str, dict[str, Any]] = r.get("by_callback_workers") or {}
-    names = [_workers_name(int(n)) for n in runs] if runs else ["value"]
+    names = [_workers_name(n) for n in runs] if runs else ["value"]
     ncol = len(names)
     rows: list[tuple[str, list[Any], str, list[str]]] = []
     if "callbacks_per_s" in r:
@@ -1453,7 +1455,7 @@ def table(r: dict[str, Any]) -> str:
     if runs:
         workers = f"{' / '.join(runs)} callback worker processes (one run each, in that order)"
     else:
-        workers = f"{cfg.get('callback_workers', 0)} callback worker processes"
+        workers = f"callback workers: {cfg.get('callback_workers', 'auto')}"
     lines.append("")
     lines.append(
         f"{r['date']}; {m['cores']} cores ({m['cpu_model']}), Python {m['python']}, {m['loop']},"
@@ -1462,7 +1464,7 @@ def table(r: dict[str, Any]) -> str:
         f" {workers}; {cfg['records']:,} records"
     )
     profiles = [("callbacks", "", x) for x in ([r] if not runs else [])]
-    profiles += [("callbacks", f", {_workers_name(int(n))}", x) for n, x in runs.items()]
+    profiles += [("callbacks", f", {_workers_name(n)}", x) for n, x in runs.items()]
     profiles.append(("records", "", r))
     for part, which, src in profiles:
         key = f"{part}_profile"
@@ -1518,22 +1520,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 MAX_CALLBACK_WORKERS = 16
 
 
-def _worker_counts(text: str) -> list[int]:
-    """``--callback-workers``: "0" or "0,1,2": distinct integers 0..16, order kept."""
-    out: list[int] = []
+def _worker_counts(text: str) -> list[str]:
+    """``--callback-workers``: "auto", "0" or "auto,0,1": distinct values (auto or
+    integers 0..16), order kept."""
+    out: list[str] = []
     for part in text.split(","):
-        part = part.strip()
+        part = part.strip().lower()
+        if part == "auto":
+            if part in out:
+                raise argparse.ArgumentTypeError(f"{text!r}: auto is given twice")
+            out.append(part)
+            continue
         try:
             n = int(part)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{text!r}: each value must be an integer 0..{MAX_CALLBACK_WORKERS}, comma-separated"
+                f"{text!r}: each value must be auto or an integer 0..{MAX_CALLBACK_WORKERS}, comma-separated"
             ) from None
         if not 0 <= n <= MAX_CALLBACK_WORKERS:
             raise argparse.ArgumentTypeError(f"{text!r}: {n} is not in 0..{MAX_CALLBACK_WORKERS}")
-        if n in out:
+        if str(n) in out:
             raise argparse.ArgumentTypeError(f"{text!r}: {n} is given twice")
-        out.append(n)
+        out.append(str(n))
     return out
 
 
@@ -1563,11 +1571,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--callback-workers",
         type=_worker_counts,
-        default=[0],
+        default=["auto"],
         metavar="N[,N...]",
         dest="callback_workers_list",
-        help="ringline serve --callback-workers N: N processes deliver the callbacks"
-        " (default 0: the server's event loop; the flag is not passed then). A list, e.g. 0,1,"
+        help="ringline serve --callback-workers N: N processes deliver the callbacks, 0: the"
+        " server's event loop (default auto: serve's default, the flag is not passed). A list, e.g. auto,0,"
         " runs part 1 once per value in that order, each against a fresh server; the calls and"
         " receiver baselines are measured in the first run only (--profile FILE: FILE.cbwN per run)",
     )

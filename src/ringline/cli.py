@@ -184,10 +184,11 @@ def _parser() -> argparse.ArgumentParser:
     _callback_flags(s)
     s.add_argument(
         "--callback-workers",
-        default=_env("callback_workers", "0"),
+        default=_env("callback_workers", "auto"),
         metavar="N",
-        help="deliver callbacks from N processes of their own instead of the server's event loop, "
-        "for thousands of callbacks per second on a machine with spare cores (default 0)",
+        help="deliver callbacks from N processes of their own (0: from the server's event loop); "
+        "default auto: 1 process, started when callbacks are first queued, on a machine with "
+        "more than one core and a file or PostgreSQL store, without --cluster; else 0",
     )
     _media_flags(s)
     _limit_flags(s, d)
@@ -256,17 +257,35 @@ def _callback_flags(sp: argparse.ArgumentParser) -> None:
 MAX_CALLBACK_WORKERS = 16
 
 
-def _callback_workers(value: str, db: str) -> int | str:
-    """The worker count, or the error to print."""
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _in_memory(db: str) -> bool:
+    return db.lower().startswith("sqlite:") and (db.rstrip("/").lower() == "sqlite:" or ":memory:" in db)
+
+
+def _callback_workers(value: str, db: str, cluster: str = "") -> tuple[int, bool] | str:
+    """(worker count, started on demand), or the error to print. ``auto``: one worker
+    started when callbacks are first queued, where it can help (more than one core, a
+    store other processes can open, a single node: in a cluster every node delivers,
+    and a dead node's own claims are handed back at once); else delivery on the
+    server's event loop."""
+    if value.strip().lower() == "auto":
+        return (1, True) if _cores() > 1 and not _in_memory(db) and not cluster else (0, False)
     try:
         n = int(value)
     except ValueError:
-        return f"expected a whole number of processes from 0 to {MAX_CALLBACK_WORKERS}, got {value!r}"
+        return f"expected auto or a whole number of processes from 0 to {MAX_CALLBACK_WORKERS}, got {value!r}"
     if not 0 <= n <= MAX_CALLBACK_WORKERS:
-        return f"expected 0 to {MAX_CALLBACK_WORKERS} processes, got {n}"
-    if n and db.lower().startswith("sqlite:") and (db.rstrip("/").lower() == "sqlite:" or ":memory:" in db):
+        return f"expected auto or 0 to {MAX_CALLBACK_WORKERS} processes, got {n}"
+    if n and _in_memory(db):
         return "worker processes cannot share an in-memory SQLite store; use a file (default) or PostgreSQL"
-    return n
+    return n, False
 
 
 def _webhook_secrets(args: argparse.Namespace) -> tuple[str, ...]:
@@ -487,13 +506,13 @@ def _main(argv: Sequence[str] | None) -> int:
         problem = _cluster_problem(args.cluster, args.public_url, args.db)
         if problem is not None:
             return _fail(problem)
-    workers = 0
+    workers, on_demand = 0, False
     if args.cmd == "serve":
-        checked = _callback_workers(args.callback_workers, args.db)
+        checked = _callback_workers(args.callback_workers, args.db, args.cluster)
         if isinstance(checked, str):
             print(f"ringline: --callback-workers: {checked}", file=sys.stderr)
             return 2
-        workers = checked
+        workers, on_demand = checked
     if args.callback_retention < 0:
         print("ringline: --callback-retention must be >= 0 hours", file=sys.stderr)
         return 2
@@ -529,6 +548,7 @@ def _main(argv: Sequence[str] | None) -> int:
         callback_retry_delays=delays,
         callback_retention=args.callback_retention * 3600,
         callback_workers=workers,
+        callback_workers_on_demand=on_demand,
         ice_servers=ice,
         ice_username=args.ice_username,
         ice_credential=args.ice_credential,

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize("workers", ["auto", "0"])
 def test_callbacks_bench_quick_run_reports_every_callback_and_the_stall(workers: str) -> None:
     proc = subprocess.run(
         [
@@ -57,7 +57,7 @@ def test_callbacks_bench_quick_run_reports_every_callback_and_the_stall(workers:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads(proc.stdout)
-    assert r["callback_workers"] == int(workers)
+    assert r["callback_workers"] == workers
     for key in ("callbacks_per_s", "lag_p99_ms", "capacity_callbacks_per_s", "stall_backlog", "steal_pct"):
         assert key in r, (key, sorted(r))
     assert r["all_arrived"] is True, r["outbox_after_wait"]

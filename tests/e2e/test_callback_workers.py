@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -32,7 +33,7 @@ from test_callbacks import _all_delivered, check_order_and_signatures, day_of_ca
 
 from ringline.cli import main
 from ringline.client import CallEngine
-from ringline.server.worker import CONFIG_ENV, RESTART_FIRST, WorkerConfig
+from ringline.server.worker import CONFIG_ENV, RESTART_FIRST, WorkerConfig, parse_attempts
 from serverproc import ServerProcess, free_port
 
 
@@ -118,7 +119,12 @@ async def test_two_workers_deliver_a_day_of_calls_signed_and_in_order(
     receiver = await Receiver(free_port()).start()
     engines: list[CallEngine] = []
     try:
-        assert healthz(server)["callback_workers"] == {"configured": 2, "running": 2, "restarts": 0}
+        assert healthz(server)["callback_workers"] == {
+            "configured": 2,
+            "on_demand": False,
+            "running": 2,
+            "restarts": 0,
+        }
         workers = workers_of(server)
         assert len(workers) == 2
         admin = Admin(server, session)
@@ -317,13 +323,89 @@ def test_a_worker_started_by_hand_says_how_it_is_started(tmp_path: Path) -> None
     assert WorkerConfig.from_json(config.to_json()) == config
 
 
-def test_healthz_reports_no_workers_by_default(tmp_path: Path) -> None:
+def test_without_callbacks_the_default_runs_no_worker_and_zero_means_in_process(tmp_path: Path) -> None:
+    """The default (``auto``) on this multi-core machine: one worker, started when
+    callbacks are first queued, so a server without callbacks runs no extra process;
+    ``--callback-workers 0`` delivers from the server's own event loop."""
+    assert len(os.sched_getaffinity(0)) > 1, "this test needs a machine with more than one core"
     server = ServerProcess(tmp_path / "srv").start()
     try:
-        assert healthz(server)["callback_workers"] == {"configured": 0, "running": 0, "restarts": 0}
+        assert healthz(server)["callback_workers"] == {
+            "configured": 1,
+            "on_demand": True,
+            "running": 0,
+            "restarts": 0,
+        }
         assert workers_of(server) == []
     finally:
         server.stop()
+    server = ServerProcess(tmp_path / "srv0", extra_args=["--callback-workers", "0"]).start()
+    try:
+        assert healthz(server)["callback_workers"] == {
+            "configured": 0,
+            "on_demand": False,
+            "running": 0,
+            "restarts": 0,
+        }
+        assert workers_of(server) == []
+    finally:
+        server.stop()
+
+
+async def test_by_default_a_worker_starts_with_the_first_callbacks_and_delivers_them(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Default flags: no worker until the app's first callbacks are queued; then one
+    process delivers them, signed and in order, and stops with the server."""
+    server = ServerProcess(tmp_path / "srv", extra_args=server_args()).start()
+    receiver = await Receiver(free_port()).start()
+    engines: list[CallEngine] = []
+    workers: list[psutil.Process] = []
+    try:
+        admin = Admin(server, session)
+        await admin.subscribe(receiver.url)
+        [(a, ra, _ua), (b, rb, ub)] = await log_in(server, 2, engines)
+        assert workers_of(server) == [] and healthz(server)["callback_workers"]["running"] == 0
+        cid = await talk(a, ra, b, rb, ub)
+        ids = {d["EventId"] for d in await admin.deliveries()}
+        assert ids
+        await receiver.wait_until(lambda: ids <= receiver.ids(), "every planned callback")
+        check_order_and_signatures(receiver.hits)
+        assert {call_of(h["event"]) for h in receiver.hits} == {cid}
+        assert len(receiver.hits) == len(ids)
+        h = healthz(server)["callback_workers"]
+        assert h == {"configured": 1, "on_demand": True, "running": 1, "restarts": 0}, h
+        workers = workers_of(server)
+        assert len(workers) == 1 and "ringline.server.worker" in " ".join(workers[0].cmdline())
+    finally:
+        for e in engines:
+            await e.uninit()
+        await receiver.stop()
+        assert server.stop() == 0
+    assert not [w for w in workers if w.is_running()], "the worker outlived its server's shutdown"
+
+
+def test_one_core_delivers_in_process_by_default(tmp_path: Path) -> None:
+    """On one core (``taskset``), ``auto`` means no worker process at all."""
+    taskset = shutil.which("taskset")
+    assert taskset is not None, "taskset (util-linux) is needed"
+    server = ServerProcess(tmp_path / "srv", extra_args=server_args())
+    server.args = [taskset, "-c", "0", *server.args]
+    server.start()
+    try:
+        assert healthz(server)["callback_workers"]["configured"] == 0
+    finally:
+        server.stop()
+
+
+def test_worker_attempt_reports_are_parsed_and_anything_else_ignored() -> None:
+    assert parse_attempts(b"[[200,0.002,0.1],[null,5.0,null],[503,0.1,null]]\n") == [
+        (200, 0.002, 0.1),
+        (None, 5.0, None),
+        (503, 0.1, None),
+    ]
+    for junk in (b"", b"hello\n", b"{}", b"[1,2,3]", b'[["200",0.1,null],[200,"x",null],[200]]'):
+        assert parse_attempts(junk) == []
 
 
 async def test_a_worker_that_keeps_dying_is_restarted_after_growing_delays(

@@ -76,7 +76,10 @@ async def receiver() -> AsyncIterator[tuple[str, list[bytes], asyncio.Event]]:
 
 
 @pytest.fixture
-def ops_server(tmp_path: Path) -> Iterator[ServerProcess]:
+def ops_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """A server with metrics; ``--callback-workers`` is the test's parameter (indirect),
+    by default ``auto`` (one worker process delivers, started with the first callbacks)."""
+    workers = str(getattr(request, "param", "auto"))
     srv = ServerProcess(
         tmp_path / "srv",
         heartbeat_grace=30.0,  # a client below pings once only, so that nothing is acked
@@ -91,6 +94,8 @@ def ops_server(tmp_path: Path) -> Iterator[ServerProcess]:
             "node-a",
             "--webhook-secret",
             WHSEC,
+            "--callback-workers",
+            workers,
         ],
     )
     srv.start()
@@ -114,6 +119,8 @@ async def test_metrics_need_the_token_when_one_is_set(ops_server: ServerProcess)
     assert sample(text, "process_resident_memory_bytes") > 0
 
 
+# auto: a worker process delivers and reports its attempts to the server; 0: in-process
+@pytest.mark.parametrize("ops_server", ["auto", "0"], indirect=True)
 async def test_metrics_count_calls_requests_commits_and_callbacks(
     ops_server: ServerProcess, receiver: tuple[str, list[bytes], asyncio.Event]
 ) -> None:

@@ -86,6 +86,16 @@ def _worker_config(settings: Settings, identity: AppIdentity) -> WorkerConfig:
     )
 
 
+async def _start_on_demand(settings: Settings, store: Store) -> bool:
+    """Whether the callback workers may wait for the first queued callbacks: only with
+    ``--callback-workers auto`` and an outbox with nothing left to send (what a previous
+    run left goes out at once)."""
+    if not settings.callback_workers_on_demand:
+        return False
+    counts = await store.outbox.counts()
+    return not any(counts.get(state, 0) for state in (DeliveryState.PENDING, DeliveryState.IN_FLIGHT))
+
+
 async def _release_stale_claims(store: Store) -> int:
     """Hand back the claims of a previous run of this server (killed mid-delivery), so
     they go out now instead of when their lease expires. Call it once at start, before
@@ -138,7 +148,12 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     deliverer: Deliverer | None = None
     workers: WorkerPool | None = None
     if settings.callback_workers:
-        workers = WorkerPool(config, settings.callback_workers, release_owner=store.outbox.release_owner)
+        workers = WorkerPool(
+            config,
+            settings.callback_workers,
+            release_owner=store.outbox.release_owner,
+            on_attempt=metrics.callback_attempt if metrics is not None else None,
+        )
         hub.on_callbacks_queued = workers.wake
     else:
         deliverer = make_deliverer(store.outbox, config)
@@ -154,7 +169,7 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
         # Either also sends what a previous run left in the outbox.
         if workers is not None:
             undo.push_async_callback(workers.close)
-            await workers.start()
+            await workers.start(on_demand=await _start_on_demand(settings, store))
         elif deliverer is not None:
             undo.push_async_callback(deliverer.close)
             await deliverer.start()
@@ -187,6 +202,7 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
             "live_calls": len(hub.sb.calls),
             "callback_workers": {
                 "configured": settings.callback_workers,
+                "on_demand": settings.callback_workers_on_demand,
                 "running": workers.running if workers else 0,
                 "restarts": workers.restarts if workers else 0,
             },
@@ -301,7 +317,12 @@ async def build_cluster_app(settings: Settings, identity: AppIdentity) -> tuple[
         settings = dataclasses.replace(settings, callback_token=token, webhook_secrets=whsecs)
         config = _worker_config(settings, identity)
         if settings.callback_workers:
-            workers = WorkerPool(config, settings.callback_workers, release_owner=store.outbox.release_owner)
+            workers = WorkerPool(
+                config,
+                settings.callback_workers,
+                release_owner=store.outbox.release_owner,
+                on_attempt=metrics.callback_attempt if metrics is not None else None,
+            )
             claim_owner = ""
         else:
             deliverer = make_deliverer(store.outbox, config)
@@ -364,7 +385,7 @@ async def build_cluster_app(settings: Settings, identity: AppIdentity) -> tuple[
         node.stats = stats
         if workers is not None:
             undo.push_async_callback(workers.close)
-            await workers.start()
+            await workers.start(on_demand=await _start_on_demand(settings, store))
         elif deliverer is not None:
             undo.push_async_callback(deliverer.close)
             await deliverer.start()

@@ -85,6 +85,10 @@ class Settings:
     """Seconds delivered callbacks stay listed before they are purged (failed ones stay)."""
     callback_workers: int = 0
     """Processes that deliver callbacks (``--callback-workers``); 0: the server's own event loop."""
+    callback_workers_on_demand: bool = False
+    """Start the callback workers when callbacks are first queued, not at start-up
+    (``--callback-workers auto``, the default of ``ringline serve``): a server whose
+    app has no callbacks runs no extra process."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs clients get at login (``--ice-server``); none: media stays on host candidates."""
     ice_username: str = ""

@@ -781,10 +781,14 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
                 "callback_workers": _obj(
                     {
                         "configured": {"type": "integer", "minimum": 0},
+                        "on_demand": {
+                            "type": "boolean",
+                            "description": "started when callbacks are first queued (auto)",
+                        },
                         "running": {"type": "integer", "minimum": 0},
                         "restarts": {"type": "integer", "minimum": 0},
                     },
-                    ("configured", "running", "restarts"),
+                    ("configured", "on_demand", "running", "restarts"),
                 ),
             },
             ("status", "node_id", "version", "uptime_s", "sessions", "live_calls", "callback_workers"),

@@ -18,6 +18,9 @@ How the server and a worker talk:
 * **Stopping**: the server closes the pipe. The worker stops claiming, gives requests
   under way 2 s, hands back the rest (they go out again with the same event id) and
   exits. If the server dies, the pipe closes too, so no worker outlives its server.
+* **Metrics**: with ``ringline serve --metrics`` a worker writes its attempts (status,
+  duration, lag) to its stdout, a pipe to the server, as one JSON line every 0.25 s;
+  the server counts them in its own ``/metrics`` as if it had made them.
 * **Claim owners**: the server gives each worker process it starts a fresh claim owner
   (:func:`~.webhooks.new_claim_owner`, in the configuration), which the outbox records
   with every claim that worker makes.
@@ -48,7 +51,7 @@ from typing import Any
 
 from .webhooks import Deliverer, RetrySchedule, WebhookCredentials, new_claim_owner
 
-__all__ = ["CONFIG_ENV", "WorkerConfig", "WorkerPool", "make_deliverer", "run_worker"]
+__all__ = ["CONFIG_ENV", "WorkerConfig", "WorkerPool", "make_deliverer", "parse_attempts", "run_worker"]
 
 log = logging.getLogger("ringline.server.worker")
 
@@ -85,6 +88,9 @@ class WorkerConfig:
     outbox's own random one)."""
     db_schema: str = ""
     """The PostgreSQL schema of the tables (``--db-schema``; empty: the default)."""
+    report_attempts: bool = False
+    """Write every attempt (status, seconds, lag) to stdout for the server's metrics
+    (``ringline serve --metrics``)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -105,6 +111,7 @@ class WorkerConfig:
                 log_level=str(raw.get("log_level", "INFO")),
                 claim_owner=str(raw.get("claim_owner", "")),
                 db_schema=str(raw.get("db_schema", "")),
+                report_attempts=bool(raw.get("report_attempts", False)),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise ValueError(
@@ -143,6 +150,63 @@ class _PipeWatch(asyncio.Protocol):
         self._closed.set()
 
 
+#: Seconds a worker collects attempts before writing them to the server (metrics).
+REPORT_EVERY = 0.25
+
+#: The longest report line the server reads (bytes); ~40 bytes per attempt.
+REPORT_LINE_LIMIT = 1 << 22
+
+
+class _AttemptReporter:
+    """Collects a worker's attempts and writes them to the server as JSON lines
+    (``[[status, seconds, lag], ...]``) every :data:`REPORT_EVERY` seconds."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._batch: list[tuple[int | None, float, float | None]] = []
+        self._scheduled = False
+
+    def add(self, status: int | None, seconds: float, lag: float | None) -> None:
+        self._batch.append((status, round(seconds, 6), None if lag is None else round(lag, 6)))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_later(REPORT_EVERY, self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        try:
+            self._out.write(json.dumps(batch, separators=(",", ":")).encode() + b"\n")
+            self._out.flush()
+        except (OSError, ValueError):
+            pass  # the server is gone: nobody reads the metrics any more
+
+
+def parse_attempts(line: bytes) -> list[tuple[int | None, float, float | None]]:
+    """The attempts of one report line of a worker; [] for anything else (a worker's
+    stray output must not break the server's metrics)."""
+    try:
+        raw = json.loads(line)
+    except ValueError:
+        return []
+    out: list[tuple[int | None, float, float | None]] = []
+    if not isinstance(raw, list):
+        return out
+    for item in raw:
+        if not (isinstance(item, list) and len(item) == 3):
+            continue
+        status, seconds, lag = item
+        if (
+            (status is None or isinstance(status, int))
+            and isinstance(seconds, (int, float))
+            and (lag is None or isinstance(lag, (int, float)))
+        ):
+            out.append((status, float(seconds), None if lag is None else float(lag)))
+    return out
+
+
 async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
     """Deliver callbacks from ``config``'s store until ``pipe_fd`` (the server's pipe)
     closes or SIGTERM arrives; then hand back what is under way and return."""
@@ -159,8 +223,12 @@ async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
     await store.open()
     if config.claim_owner:
         store.outbox.owner = config.claim_owner
+    reporter: _AttemptReporter | None = None
     try:
         deliverer = make_deliverer(store.outbox, config)
+        if config.report_attempts:
+            reporter = _AttemptReporter(sys.stdout.buffer)
+            deliverer.on_attempt = reporter.add
         pipe = os.fdopen(pipe_fd, "rb", buffering=0, closefd=False)
         transport, _ = await loop.connect_read_pipe(lambda: _PipeWatch(deliverer.wake, stop), pipe)
         try:
@@ -175,6 +243,8 @@ async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
         finally:
             transport.close()
             await deliverer.close(grace=STOP_GRACE)
+            if reporter is not None:
+                reporter.flush()
             s = deliverer.stats
             log.info(
                 "callback worker %d stopped: %d delivered, %d failed attempts, %d given up",
@@ -228,11 +298,18 @@ class WorkerPool:
         count: int,
         *,
         release_owner: Callable[[str], Awaitable[int]] | None = None,
+        on_attempt: Callable[[int | None, float, float | None], None] | None = None,
         python: str = sys.executable,
     ) -> None:
         if count < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, not {count}")
+        if on_attempt is not None:
+            config = dataclasses.replace(config, report_attempts=True)
         self._config = config
+        self._on_attempt = on_attempt
+        self._readers: list[asyncio.Task[None]] = []
+        self._starter: asyncio.Task[None] | None = None
+        self._on_demand = False
         self._count = count
         self._release_owner = release_owner
         self._python = python
@@ -258,9 +335,24 @@ class WorkerPool:
         """Process ids of the running workers."""
         return [p.pid for p in self._procs if p is not None and p.returncode is None]
 
-    async def start(self) -> None:
+    @property
+    def started(self) -> bool:
+        """True once the processes were spawned (at :meth:`start`, or on demand)."""
+        return bool(self._supervisors)
+
+    async def start(self, *, on_demand: bool = False) -> None:
         """Spawn the workers (returns once each process exists, not when it is ready:
-        a worker that starts late still finds everything in the outbox)."""
+        a worker that starts late still finds everything in the outbox). With
+        ``on_demand``, spawn nothing yet: the first :meth:`wake` (callbacks were
+        queued) starts them, so a server without callbacks runs no extra process."""
+        if on_demand:
+            self._on_demand = True
+            return
+        await self._start_all()
+
+    async def _start_all(self) -> None:
+        if self._supervisors or self._closing.is_set():
+            return
         for index in range(self._count):
             await self._spawn(index)
             self._supervisors.append(
@@ -268,7 +360,12 @@ class WorkerPool:
             )
 
     def wake(self) -> None:
-        """Tell the workers callbacks were queued (one byte each per loop iteration)."""
+        """Tell the workers callbacks were queued (one byte each per loop iteration);
+        started on demand, the first wake starts them (they claim everything due)."""
+        if self._on_demand and self._starter is None and not self._closing.is_set():
+            log.info("callbacks queued: starting %d callback worker process(es)", self._count)
+            self._starter = asyncio.create_task(self._start_all(), name="ringline-callback-workers-start")
+            return
         if not self._wake_scheduled and not self._closing.is_set():
             self._wake_scheduled = True
             asyncio.get_running_loop().call_soon(self._send_wakes)
@@ -288,6 +385,9 @@ class WorkerPool:
         """Stop every worker: close their pipes, wait up to ``timeout`` s for them to
         hand back their requests and exit, kill those that did not. Idempotent."""
         self._closing.set()
+        if self._starter is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._starter  # a start under way finishes, then stops like the rest
         for task in self._supervisors:
             task.cancel()
         for task in self._supervisors:
@@ -308,6 +408,9 @@ class WorkerPool:
                         with contextlib.suppress(ProcessLookupError):
                             proc.kill()
                 await asyncio.gather(*(p.wait() for p in procs))
+        for reader in self._readers:  # a worker's last report comes before its exit
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(reader, 2.0)
         self._procs = [None] * self._count
 
     async def _spawn(self, index: int) -> None:
@@ -315,13 +418,39 @@ class WorkerPool:
         self._owners[index] = owner
         env = dict(os.environ)
         env[CONFIG_ENV] = dataclasses.replace(self._config, index=index, claim_owner=owner).to_json()
-        self._procs[index] = await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             self._python,
             "-m",
             "ringline.server.worker",
             stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE if self._on_attempt is not None else None,
             env=env,
+            limit=REPORT_LINE_LIMIT,
         )
+        self._procs[index] = proc
+        if proc.stdout is not None:
+            self._readers = [r for r in self._readers if not r.done()]
+            self._readers.append(
+                asyncio.create_task(
+                    self._read_reports(proc.stdout), name=f"ringline-callback-worker-{index}-reports"
+                )
+            )
+
+    async def _read_reports(self, out: asyncio.StreamReader) -> None:
+        """Feed a worker's attempt reports to ``on_attempt`` until its stdout closes."""
+        assert self._on_attempt is not None
+        while True:
+            try:
+                line = await out.readline()
+            except ValueError:  # a line past the reader's limit: not a report
+                continue
+            if not line:
+                return
+            for attempt in parse_attempts(line):
+                try:
+                    self._on_attempt(*attempt)
+                except Exception:
+                    log.exception("recording a callback worker's attempt failed")
 
     async def _supervise(self, index: int) -> None:
         backoff = RESTART_FIRST
