@@ -275,7 +275,9 @@ def get_json(url: str) -> Any:
 class Proc:
     """A child process that is always stopped: SIGTERM, then SIGKILL after ``grace`` s."""
 
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -285,7 +287,7 @@ class Proc:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            cwd=str(REPO),
+            cwd=str(cwd or REPO),
         )
         self.pid = self.proc.pid
 

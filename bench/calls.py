@@ -18,6 +18,9 @@ installed) speaking protocol v1 over raw aiohttp WebSockets. Phases:
                  (json.loads + forward), for a msgs/s baseline on the same stack.
 5. idle       -- a fresh server; ``--idle-devices`` logged-in devices that only ping;
                  server RSS before/after -> KiB per idle device.
+6. SIP        -- with ``--sip-yardstick``: bench/sip_yardstick.py (Kamailio as a stateful
+                 SIP proxy between SIPp's caller and callee) at the max rate of phase 1
+                 (at most 1,900/s), for calls/s and CPU per call beside Ringline's.
 
 The fd limit is raised (RLIMIT_NOFILE) so the server, which inherits it, can hold
 every idle device: it needs ``ulimit -n`` above the device count.
@@ -54,6 +57,9 @@ CONNECT_CONCURRENCY = 64  # logins in flight per worker
 TARGET_CALLS_PER_S = 500.0
 TARGET_HALF_P99_MS = 20.0
 TARGET_KB_PER_DEVICE = 50.0
+#: the SIP yardstick runs at Ringline's max rate, at most this: Kamailio's highest rate
+#: without failed calls with 1 worker and its default allocator on a 2-core machine
+SIP_RATE_CAP = 1900
 
 
 # ============================================================== worker side
@@ -692,6 +698,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # ---------------------------------------------------------- idle devices
         if args.idle_devices > 0:
             out.update(_idle_phase(args, tmp, app, key))
+
+        # ---------------------------------------------------------- SIP yardstick
+        if args.sip_yardstick:
+            out.update(_sip_phase(args, out))
     finally:
         if pool is not None:
             pool.close()
@@ -717,6 +727,23 @@ def _relay_phase(args: argparse.Namespace, pool: Pool, tmp: Path) -> tuple[dict[
         return rcpu, sum(r["msgs"] for r in rr) / args.relay_duration
     finally:
         relay.stop()
+
+
+def _sip_phase(args: argparse.Namespace, r: dict[str, Any]) -> dict[str, Any]:
+    import sip_yardstick as sip
+
+    rate = int(min(SIP_RATE_CAP, max(50, round(r["calls_per_s"]))))
+    u.log(f"SIP yardstick: Kamailio + SIPp at {rate} calls/s for {args.duration} s")
+    try:
+        s = sip.run(rate, args.duration, keep=args.keep)
+    except sip.YardstickError as e:
+        u.log(f"  the SIP yardstick could not run: {e}")
+        return {"sip_error": str(e)}
+    if "sip_skipped" in s:
+        u.log(f"  SIP yardstick skipped: {s['sip_skipped']}")
+        return s
+    s["sip_cpu_ratio"] = round(r["server_cpu_ms_per_call"] / s["sip_cpu_ms_per_call"], 2)
+    return s
 
 
 def _idle_phase(args: argparse.Namespace, tmp: Path, app: int, key: str) -> dict[str, Any]:
@@ -894,6 +921,32 @@ def table(r: dict[str, Any]) -> str:
             ),
             ("server CPU % with idle devices pinging", r["idle_server_cpu_pct"], "", ""),
         ]
+    if "sip_calls_per_s" in r:
+        rows += [
+            (
+                f"SIP yardstick: Kamailio calls/s ({r['sip_rate_offered']:,} offered,"
+                f" {r['sip_allocator']}, {r['sip_children']} worker)",
+                r["sip_calls_per_s"],
+                "",
+                "",
+            ),
+            (
+                "  Kamailio failed calls / CPU % of a core",
+                f"{r['sip_calls_failed']:,} / {r['sip_server_cpu_pct']:.0f}",
+                "",
+                "",
+            ),
+            (
+                "CPU ms per call, Ringline / Kamailio (ratio)",
+                f"{r['server_cpu_ms_per_call']:.2f} / {r['sip_cpu_ms_per_call']:.3f}"
+                f" ({r['sip_cpu_ratio']:.1f}x)",
+                "",
+                "",
+            ),
+        ]
+    elif "sip_skipped" in r or "sip_error" in r:
+        why = "skipped: apt-get install kamailio sip-tester" if "sip_skipped" in r else "failed (see the log)"
+        rows.append((f"SIP yardstick {why}", None, "", ""))
     w0 = max(len(x[0]) for x in rows)
     w1 = max(len(_fmt(x[1])) for x in rows)
     w2 = max(len(x[2]) for x in rows)
@@ -958,6 +1011,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--profile", metavar="FILE", help="py-spy the server during phase 1; collapsed stacks to FILE"
+    )
+    p.add_argument(
+        "--sip-yardstick",
+        action="store_true",
+        help="then run bench/sip_yardstick.py (Kamailio + SIPp) at the max rate measured, at most"
+        f" {SIP_RATE_CAP:,}/s, and report its calls/s and CPU per call beside Ringline's",
     )
     p.add_argument("--quick", action="store_true", help="small and short: a smoke check in < 60 s")
     p.add_argument("--samples", metavar="FILE", help="write the raw latency samples (ms) as JSON to FILE")
