@@ -20,6 +20,7 @@ from .server.config import (
     AppIdentity,
     Settings,
     check_ice_transport_policy,
+    check_sfu,
     check_turn,
     load_callback_secrets,
     load_identity,
@@ -338,6 +339,28 @@ def _media_flags(sp: argparse.ArgumentParser) -> None:
         "the longest call (env RINGLINE_TURN_TTL; default 86400)",
     )
     sp.add_argument(
+        "--sfu",
+        action="append",
+        default=None,
+        metavar="janus=URL",
+        help="Janus (VideoRoom) HTTP API that group calls go through, e.g. "
+        "janus=http://127.0.0.1:8088/janus; repeat for several (env RINGLINE_SFU: comma-separated; "
+        "default none: group calls are a full mesh; see docs/sfu.md)",
+    )
+    sp.add_argument(
+        "--sfu-secret",
+        default=_env("sfu_secret", ""),
+        metavar="SECRET",
+        help="Janus's api_secret and the VideoRoom's admin_key; needs --sfu (env RINGLINE_SFU_SECRET)",
+    )
+    sp.add_argument(
+        "--sfu-min-members",
+        default=_env("sfu_min_members", "3"),
+        metavar="N",
+        help="with --sfu: calls of at least N members (2 to 9) get an SFU room "
+        "(env RINGLINE_SFU_MIN_MEMBERS; default 3)",
+    )
+    sp.add_argument(
         "--dev",
         action="store_true",
         default=_env("dev", "").lower() in ("1", "true", "yes"),
@@ -498,6 +521,15 @@ def _main(argv: Sequence[str] | None) -> int:
         except ValueError as exc:
             return _fail(str(exc))
         try:
+            min_members = int(args.sfu_min_members)
+        except ValueError:
+            return _fail(f"--sfu-min-members must be a whole number from 2 to 9, got {args.sfu_min_members}")
+        sfu_entries = tuple(e.strip() for e in args.sfu or _env("sfu", "").split(",") if e.strip())
+        try:
+            sfu_urls = check_sfu(sfu_entries, args.sfu_secret, min_members)
+        except ValueError as exc:
+            return _fail(str(exc))
+        try:
             policy = check_ice_transport_policy(args.ice_transport_policy, ice + turn)
         except ValueError as exc:
             print(f"ringline: --ice-transport-policy: {exc}", file=sys.stderr)
@@ -556,6 +588,9 @@ def _main(argv: Sequence[str] | None) -> int:
         turn_urls=tuple(dict.fromkeys(turn)),
         turn_secret=args.turn_secret,
         turn_ttl=args.turn_ttl,
+        sfu_urls=sfu_urls,
+        sfu_secret=args.sfu_secret,
+        sfu_min_members=min_members,
         dev=args.dev,
         cluster=args.cluster,
         public_url=args.public_url.rstrip("/"),

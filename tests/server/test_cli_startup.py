@@ -108,6 +108,15 @@ def test_a_port_in_use_with_callback_workers_leaves_no_process(tmp_path: Path, t
             ["--public-url must be a base URL"],
         ),
         (["--cluster-lease", "0"], ["--cluster-lease"]),
+        (["--sfu", "janus=http://127.0.0.1:8088/janus"], ["--sfu needs --sfu-secret"]),
+        (["--sfu-secret", "s"], ["--sfu-secret is given but no --sfu"]),
+        (["--sfu", "http://127.0.0.1:8088/janus", "--sfu-secret", "s"], ["must be janus=URL"]),
+        (["--sfu", "janus=ftp://x/janus", "--sfu-secret", "s"], ["is not an http(s) URL"]),
+        (
+            ["--sfu", "janus=http://127.0.0.1:8088/janus", "--sfu-secret", "s", "--sfu-min-members", "1"],
+            ["--sfu-min-members must be a whole number from 2 to 9, got 1"],
+        ),
+        (["--sfu-min-members", "three"], ["--sfu-min-members must be a whole number", "three"]),
     ],
 )
 def test_config_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], needles: list[str]) -> None:
@@ -117,6 +126,12 @@ def test_config_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], 
 def test_a_bad_env_value_is_one_line_too(tmp_path: Path) -> None:
     env = {**os.environ, "RINGLINE_PORT": "eighty"}
     assert_refused(ringline("serve", "--data-dir", str(tmp_path), env=env), "--port", "'eighty'")
+
+
+def test_a_bad_sfu_env_value_is_one_line_too(tmp_path: Path) -> None:
+    env = {**os.environ, "RINGLINE_SFU": "janus=http://127.0.0.1:8088/janus,mediasoup=http://x"}
+    env["RINGLINE_SFU_SECRET"] = "s"
+    assert_refused(ringline("serve", "--data-dir", str(tmp_path), env=env), "--sfu 'mediasoup=http://x'")
 
 
 def test_a_database_of_a_newer_ringline_stops_the_start_and_every_thread(tmp_path: Path) -> None:

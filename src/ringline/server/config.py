@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.protocol import MAX_MEMBERS
 from .webhooks.signing import decode_secret, generate_secret
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "CallbackSecrets",
     "Settings",
     "check_ice_transport_policy",
+    "check_sfu",
     "check_turn",
     "load_callback_secrets",
     "load_identity",
@@ -106,6 +108,15 @@ class Settings:
     turn_ttl: float = 24 * 3600.0
     """Seconds a TURN credential stays valid after the login or resume that handed it out
     (``--turn-ttl``); at least as long as the longest call."""
+    sfu_urls: tuple[str, ...] = ()
+    """HTTP API URLs of the Janus servers group calls go through (``--sfu janus=URL``,
+    docs/sfu.md); none: group calls are a full mesh."""
+    sfu_secret: str = field(default="", repr=False)
+    """Janus's ``api_secret`` and the VideoRoom's ``admin_key`` (``--sfu-secret``); never
+    shown or sent to a client."""
+    sfu_min_members: int = 3
+    """Calls with at least this many members (ringing or connected) get an SFU room
+    (``--sfu-min-members``)."""
     cluster: str = ""
     """NATS URL of the cluster this node joins (``--cluster``, docs/cluster.md); empty:
     a single node."""
@@ -176,6 +187,27 @@ def turn_credential(secret: str, user_id: str, expires_at: float) -> tuple[str, 
     username = f"{int(expires_at)}:{user_id}"
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
     return username, base64.b64encode(digest).decode("ascii")
+
+
+def check_sfu(entries: tuple[str, ...], secret: str, min_members: int) -> tuple[str, ...]:
+    """Check ``--sfu``/``--sfu-secret``/``--sfu-min-members``; the Janus URLs, or
+    ValueError saying what to fix."""
+    from .sfu import parse_sfu
+
+    urls = tuple(dict.fromkeys(parse_sfu(e).url for e in entries))
+    if urls and not secret:
+        raise ValueError(
+            "--sfu needs --sfu-secret (Janus's api_secret and the VideoRoom's admin_key, see docs/sfu.md)"
+        )
+    if secret and not urls:
+        raise ValueError(
+            "--sfu-secret is given but no --sfu; add the SFU, e.g. --sfu janus=http://127.0.0.1:8088/janus"
+        )
+    if not 2 <= min_members <= MAX_MEMBERS:
+        raise ValueError(
+            f"--sfu-min-members must be a whole number from 2 to {MAX_MEMBERS}, got {min_members}"
+        )
+    return urls
 
 
 def check_turn(urls: tuple[str, ...], secret: str) -> None:

@@ -45,9 +45,11 @@ from ..core import machine as m
 from ..core.errors import ErrorCode, LocalCallError
 from ..core.protocol import OWED_EVENTS
 from ..core.records import CallRecord
+from ..core.transitions import MemberState
 from .callbacks import CallbackTargets, Origin, plan_deliveries
 from .config import Settings
 from .session import Session, dumps
+from .sfu import JanusClient, RoomPlan, SfuRooms
 from .store import base as st
 from .webhooks.delivery import Delivery
 
@@ -106,6 +108,16 @@ class Hub:
         deliverer here)."""
         self.metrics: Metrics | None = None
         """Where to count calls and commits (``ringline serve --metrics``), or None."""
+        self.sfu: SfuRooms | None = None
+        """The calls' SFU rooms (``--sfu``, docs/sfu.md), or None: group calls are a mesh."""
+        if settings.sfu_urls:
+            self.sfu = SfuRooms(
+                [JanusClient(url, settings.sfu_secret) for url in settings.sfu_urls],
+                settings.sfu_secret,
+                min_members=settings.sfu_min_members,
+                plan=self._sfu_plan,
+                push=self._sfu_push,
+            )
         self.lease_ok: Callable[[], bool] | None = None
         """Set on a cluster node that owns the calls (docs/cluster.md): False once its
         lease may have run out, and from then on every input is refused, so that a node
@@ -174,6 +186,10 @@ class Hub:
             self._arm(("recovery", str(last_known)), now + self.settings.heartbeat_grace)
         self._tasks.append(asyncio.create_task(self._flusher(), name="ringline-flusher"))
         self._tasks.append(asyncio.create_task(self._sweeper(), name="ringline-sweeper"))
+        if self.sfu is not None:
+            for cid in self.sb.calls:
+                self.sfu.touch(cid)
+            self._tasks.append(asyncio.create_task(self._sfu_reap(), name="ringline-sfu-reap"))
 
     async def close(self) -> None:
         """Drain: perform every queued batch, mark the time, close every connection
@@ -190,6 +206,8 @@ class Hub:
         for s in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 await s.disconnect(1001, "server shutting down; resume later")
+        if self.sfu is not None:
+            await self.sfu.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -253,6 +271,8 @@ class Hub:
         for s in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 await s.disconnect(code, message)
+        if self.sfu is not None:
+            await self.sfu.close()
 
     async def drain(self) -> None:
         """Wait until every queued batch has been performed."""
@@ -612,9 +632,14 @@ class Hub:
     # ------------------------------------------------------------------ actions
 
     def _perform(self, actions: list[m.Action]) -> None:
+        sfu = self.sfu
         for a in actions:
             if isinstance(a, m.Emit):
                 self.deliver(a.device_id, a.name, a.args, a.terminal)
+                if sfu is not None:
+                    cid = a.args.get("call_id")
+                    if isinstance(cid, str):
+                        sfu.touch(cid)
             elif isinstance(a, m.SetTimer):
                 self._arm(a.key, a.at)
             elif isinstance(a, m.CancelTimer):
@@ -663,6 +688,29 @@ class Hub:
                 self.submit(m.TimerFired(key), not_before=at)
         except LocalCallError:  # pragma: no cover - timers are never refused
             log.exception("timer %s refused", key)
+
+    # ------------------------------------------------------------------ SFU
+
+    def _sfu_plan(self, call_id: str) -> RoomPlan | None:
+        call = self.sb.calls.get(call_id)
+        if call is None or call.phase is m.CallPhase.ENDED:
+            return None
+        connected = {
+            mb.user_id: mb.active
+            for mb in call.members.values()
+            if mb.state is MemberState.CONNECTED and mb.active
+        }
+        return RoomPlan(live=True, size=len(call.active_members()), connected=connected)
+
+    def _sfu_push(self, device_id: str, call_id: str, info: dict[str, Any]) -> None:
+        if not self._closing:
+            self.deliver(device_id, "on_sfu", {"call_id": call_id, "sfu": info}, False)
+
+    async def _sfu_reap(self) -> None:
+        assert self.sfu is not None
+        gone = await self.sfu.reap(lambda cid: cid in self.sb.calls)
+        if gone:
+            log.info("destroyed %d SFU rooms of calls that ended while the server was down", gone)
 
     # ------------------------------------------------------------------ sessions
 
