@@ -175,3 +175,40 @@ async def test_a_restarted_server_takes_the_room_over(
         await hang_up_all(members, cid)
     finally:
         srv.kill()
+
+
+async def test_a_room_janus_lost_is_made_again(tmp_path: Path, clients: list[Raw]) -> None:
+    # Janus restarts mid-call (its rooms are gone); at the next change in the call the
+    # server makes the room again and hands every connected member a new token.
+    with running(tmp_path / "janus") as janus:
+        (tmp_path / "srv").mkdir()
+        srv = ServerProcess(
+            tmp_path / "srv", extra_args=["--sfu", f"janus={janus.url}", "--sfu-secret", SECRET]
+        ).start()
+        jc = JanusClient(janus.url, SECRET)
+        try:
+            a, ua = await logged_in(srv, clients, "fay")
+            others = [await logged_in(srv, clients, n) for n in ("gus", "hal", "ivy")]
+            ids = [u for _, u in others]
+            cid = (await a.ok("calls", user_ids=ids, media_type=1))["call_id"]
+            for cl, _ in others[:2]:
+                await cl.event("on_call_received", call_id=cid)
+                await cl.ok("accept", call_id=cid)
+            first = {u: (await sfu_info(cl, cid))["token"] for cl, u in [(a, ua), *others[:2]]}
+            janus.stop()
+            janus.start()
+            assert not await jc.exists(room_id(cid))
+            ivy, uivy = others[2]
+            await ivy.event("on_call_received", call_id=cid)
+            await ivy.ok("accept", call_id=cid)
+            again = {u: (await sfu_info(cl, cid))["token"] for cl, u in [(a, ua), *others]}
+            assert await jc.exists(room_id(cid))
+            room = room_id(cid)
+            assert sorted(await jc.allowed(room, room_secret(SECRET, room), "add", [])) == sorted(
+                again.values()
+            )
+            assert not set(first.values()) & set(again.values())
+            await hang_up_all([(a, ua), *others], cid)
+        finally:
+            await jc.close()
+            srv.kill()

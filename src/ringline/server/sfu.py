@@ -428,6 +428,10 @@ class SfuRooms:
                 except JanusError as exc:
                     self.errors += 1
                     log.warning("call %s: SFU room not in line: %s", call_id, exc)
+                    if exc.code == NO_SUCH_ROOM and self.rooms.pop(call_id, None) is not None:
+                        # Janus lost the room (it restarted): make it again, with new
+                        # tokens for every connected member.
+                        self._dirty.add(call_id)
                 except Exception:  # pragma: no cover - a bug must not stop the other calls
                     self.errors += 1
                     log.exception("call %s: SFU room not in line", call_id)
