@@ -204,6 +204,7 @@ WS_OPS: dict[str, list[str]] = {
     "open_microphone": ["call_id"],
     "close_microphone": ["call_id"],
     "signal": ["call_id", "to_user_id", "data"],
+    "sfu": ["call_id", "data"],
     "set_self_info": ["nickname", "avatar"],
     "enable_multi_device_ability": ["enable"],
     "renew_user_sig": ["user_sig"],

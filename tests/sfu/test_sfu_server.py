@@ -87,6 +87,16 @@ async def test_a_group_call_gets_a_room_tokens_kicks_and_its_end_destroys_it(
         assert info["room"] == room and info["id"] == user and set(info) == {"room", "token", "id"}
         assert "secret" not in info
     assert len({i["token"] for i in infos.values()}) == 3
+    # Media requests the server refuses before asking Janus.
+    a0 = members[0][0]
+    for data, code in (
+        ({"type": "dance"}, -1202),
+        ({"type": "publish", "sdp": "not sdp"}, -1202),
+        ({"type": "subscribe", "feed": members[1][1]}, -1202),  # publishes nothing (yet)
+        ({"type": "start", "feed": members[1][1], "sdp": "v=0"}, -1202),  # not subscribed
+    ):
+        r = await a0.request("sfu", call_id=cid, data=data)
+        assert not r["ok"] and r["code"] == code, (data, r)
     assert await jc.exists(room)
     secret = room_secret(SECRET, room)
     assert sorted(await jc.allowed(room, secret, "add", [])) == sorted(i["token"] for i in infos.values())
@@ -146,6 +156,8 @@ async def test_a_1v1_call_stays_peer_to_peer(
     rooms = [r["room"] for r in await jc.list_rooms()]
     assert room_id(cid) in rooms and room_id(one) not in rooms
     assert "on_sfu" not in a.names(one) + b.names(one)
+    r = await a.request("sfu", call_id=one, data={"type": "publish", "sdp": "v=0"})
+    assert not r["ok"] and r["code"] == -1203 and "no SFU room" in r["message"], r
     await hang_up_all(members, cid)
     await a.ok("hangup", call_id=one)
 

@@ -117,6 +117,7 @@ class Hub:
                 min_members=settings.sfu_min_members,
                 plan=self._sfu_plan,
                 push=self._sfu_push,
+                push_feed=self._sfu_push_feed,
             )
         self.lease_ok: Callable[[], bool] | None = None
         """Set on a cluster node that owns the calls (docs/cluster.md): False once its
@@ -705,6 +706,10 @@ class Hub:
     def _sfu_push(self, device_id: str, call_id: str, info: dict[str, Any]) -> None:
         if not self._closing:
             self.deliver(device_id, "on_sfu", {"call_id": call_id, "sfu": info}, False)
+
+    def _sfu_push_feed(self, device_id: str, call_id: str, user_id: str) -> None:
+        if not self._closing:
+            self.deliver(device_id, "on_sfu_feed", {"call_id": call_id, "user_id": user_id}, False)
 
     async def _sfu_reap(self) -> None:
         assert self.sfu is not None

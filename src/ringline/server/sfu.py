@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from ..core.errors import ErrorCode, LocalCallError
+
 __all__ = [
     "JANUS_ERRORS",
     "JanusClient",
@@ -162,6 +164,20 @@ def new_token() -> str:
     return secrets.token_urlsafe(16)
 
 
+def _sdp(data: dict[str, Any]) -> str:
+    sdp = data.get("sdp")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0"):
+        raise LocalCallError(ErrorCode.PARAM_INVALID, "'sdp' must be an SDP (a string starting with v=0)")
+    return sdp
+
+
+def _feed(data: dict[str, Any]) -> str:
+    feed = data.get("feed")
+    if not isinstance(feed, str) or not feed:
+        raise LocalCallError(ErrorCode.PARAM_INVALID, "'feed' must be the user id of a member who published")
+    return feed
+
+
 def request_body(janus: str, transaction: str, apisecret: str, **fields: Any) -> dict[str, Any]:
     """A Janus API request: ``{"janus": …, "transaction": …, "apisecret": …, …}``."""
     body: dict[str, Any] = {"janus": janus, "transaction": transaction}
@@ -219,6 +235,11 @@ class JanusClient:
         self._handle_id: int | None = None
         self._lock = asyncio.Lock()
         self._keeper: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        #: transaction → the future of its asynchronous answer (an ``event``)
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: handle → called with each event Janus sends about it (``webrtcup``, ``hangup``, …)
+        self._watchers: dict[int, Callable[[dict[str, Any]], None]] = {}
         self.sessions_made = 0
         """How many Janus sessions this client has created (more than 1: Janus lost one)."""
 
@@ -258,7 +279,96 @@ class JanusClient:
             self._session_id, self._handle_id = sid, int(att["id"])
             if self._keeper is None or self._keeper.done():
                 self._keeper = asyncio.create_task(self._keep_alive(), name="janus-keepalive")
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.create_task(self._poll(), name="janus-events")
             return self._session_id, self._handle_id
+
+    async def _poll(self) -> None:
+        """Read the session's events (HTTP long poll) and hand each answer of an
+        asynchronous request to its waiter."""
+        while True:
+            sid = self._session_id
+            if sid is None or not (self._waiting or self._watchers):
+                await asyncio.sleep(0.05)
+                continue
+            assert self._http is not None
+            query = f"?maxev=10&apisecret={self.secret}" if self.secret else "?maxev=10"
+            try:
+                async with self._http.get(
+                    f"{self.url}/{sid}{query}", timeout=aiohttp.ClientTimeout(total=self.timeout + 35)
+                ) as r:
+                    got = await r.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning("Janus events of %s: %s", self.url, exc or type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            for ev in got if isinstance(got, list) else [got]:
+                if not isinstance(ev, dict):
+                    continue
+                lost = ev.get("janus") == "error" and (ev.get("error") or {}).get("code") == SESSION_NOT_FOUND
+                if lost and self._session_id == sid:
+                    self._session_id = self._handle_id = None
+                fut = self._waiting.get(str(ev.get("transaction", "")))
+                if fut is not None and not fut.done() and ev.get("janus") in ("event", "error"):
+                    fut.set_result(ev)
+                    continue
+                watcher = self._watchers.get(ev.get("sender", 0))
+                if watcher is not None:
+                    watcher(ev)
+
+    def watch(self, handle: int, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``on_event`` with every event of ``handle`` that answers no request."""
+        self._watchers[handle] = on_event
+
+    async def attach(self) -> int:
+        """A new VideoRoom handle on the session (for one member's media); its id."""
+        sid, _ = await self._connect()
+        att = plugin_data(
+            await self._post(f"/{sid}", self._body("attach", plugin="janus.plugin.videoroom")), "attach"
+        )
+        return int(att["id"])
+
+    async def detach(self, handle: int) -> None:
+        self._watchers.pop(handle, None)
+        sid = self._session_id
+        if sid is not None:
+            with contextlib.suppress(JanusError):
+                await self._post(f"/{sid}/{handle}", self._body("detach"))
+
+    async def message(
+        self, handle: int, body: dict[str, Any], jsep: dict[str, Any] | None = None, timeout: float = 20.0
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """An asynchronous VideoRoom request on ``handle`` (``joinandconfigure``,
+        ``configure``, ``join`` as subscriber, ``start``); the event's data and its JSEP."""
+        what = str(body.get("request", "message"))
+        sid, _ = await self._connect()
+        req = self._body("message", body=body)
+        if jsep is not None:
+            req["jsep"] = jsep
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[req["transaction"]] = fut
+        try:
+            first = await self._post(f"/{sid}/{handle}", req)
+            if first.get("janus") == "ack":
+                try:
+                    ev = await asyncio.wait_for(fut, timeout)
+                except TimeoutError:
+                    raise JanusError(490, f"no answer within {timeout:g} s", what) from None
+            else:
+                ev = first
+        finally:
+            self._waiting.pop(req["transaction"], None)
+        data = plugin_data({**ev, "janus": "success"} if ev.get("janus") == "event" else ev, what)
+        got = ev.get("jsep")
+        return data, got if isinstance(got, dict) else None
+
+    async def trickle_done(self, handle: int) -> None:
+        """Tell Janus that the client's candidates are all in its SDP (aiortc does not trickle)."""
+        sid, _ = await self._connect()
+        plugin_data(
+            await self._post(f"/{sid}/{handle}", self._body("trickle", candidate={"completed": True})),
+            "trickle",
+        )
 
     async def _keep_alive(self) -> None:
         while True:
@@ -347,11 +457,12 @@ class JanusClient:
         return list(data.get("participants", []))
 
     async def close(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-            self._keeper = None
+        for task in (self._keeper, self._poller):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._keeper = self._poller = None
         sid = self._session_id
         self._session_id = self._handle_id = None
         if sid is not None:
@@ -379,6 +490,24 @@ class _Room:
     secret: str
     #: user id → (token, the device it was handed to)
     members: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: user id → its publisher handle (it published)
+    publishers: dict[str, int] = field(default_factory=dict)
+    #: the publishers whose media reached Janus (``webrtcup``): others may subscribe
+    live: set[str] = field(default_factory=set)
+    #: (user id, feed user id) → the subscriber handle of that user to that feed
+    subscribers: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: one member's media requests at a time
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def drop_media(self, user: str) -> None:
+        """Detach the handles of ``user`` (its publisher, its subscriptions) and the
+        others' subscriptions to its feed."""
+        self.live.discard(user)
+        handles = [h for h in [self.publishers.pop(user, None)] if h is not None]
+        for key in [k for k in self.subscribers if user in k]:
+            handles.append(self.subscribers.pop(key))
+        for h in handles:
+            await self.client.detach(h)
 
 
 class SfuRooms:
@@ -397,12 +526,14 @@ class SfuRooms:
         min_members: int,
         plan: Callable[[str], RoomPlan | None],
         push: Callable[[str, str, dict[str, Any]], None],
+        push_feed: Callable[[str, str, str], None] = lambda _d, _c, _u: None,
     ) -> None:
         self.clients = list(clients)
         self.secret = secret
         self.min_members = min_members
         self._plan = plan
         self._push = push
+        self._push_feed = push_feed
         self.rooms: dict[str, _Room] = {}
         self._dirty: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -445,6 +576,8 @@ class SfuRooms:
             if room is not None:
                 del self.rooms[call_id]
                 await room.client.destroy(room.room, room.secret)
+                for user in list(room.members):
+                    await room.drop_media(user)
                 log.info("call %s: SFU room %s destroyed", call_id, room.room)
             return
         if room is None:
@@ -456,6 +589,7 @@ class SfuRooms:
                 del room.members[user]
                 await room.client.allowed(room.room, room.secret, "remove", [token])
                 await room.client.kick(room.room, room.secret, user)
+                await room.drop_media(user)
         for user, device in plan.connected.items():
             had = room.members.get(user)
             if had is not None and had[1] == device:
@@ -494,6 +628,104 @@ class SfuRooms:
             return room
         assert last is not None
         raise last
+
+    async def relay(self, call_id: str, user: str, device: str, data: object) -> dict[str, Any]:
+        """A member's media request for the call's room (the ``sfu`` op, docs/sfu.md), sent
+        to Janus on the member's own handles; the result for the client. Raises
+        :class:`LocalCallError` when the request is refused, :class:`JanusError` when Janus
+        fails it."""
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise LocalCallError(ErrorCode.PARAM_INVALID, "'data' must be an object with a 'type'")
+        room = self.rooms.get(call_id)
+        had = room.members.get(user) if room is not None else None
+        if room is None or had is None or had[1] != device:
+            raise LocalCallError(
+                ErrorCode.REQUEST_REFUSED,
+                f"call {call_id} has no SFU room for this device (wait for on_sfu)",
+            )
+        token = had[0]
+        kind = data["type"]
+        lock = room.locks.setdefault(user, asyncio.Lock())
+        async with lock:
+            if kind == "publish":
+                sdp = _sdp(data)
+                handle = room.publishers.get(user)
+                if handle is None:
+                    handle = await room.client.attach()
+                    room.client.watch(handle, self._publisher_event(call_id, room, user, handle))
+                    try:
+                        body: dict[str, Any] = {"request": "joinandconfigure", "ptype": "publisher"}
+                        body |= {"room": room.room, "id": user, "token": token, "audio": True, "video": True}
+                        _, answer = await room.client.message(handle, body, {"type": "offer", "sdp": sdp})
+                    except JanusError:
+                        await room.client.detach(handle)
+                        raise
+                    room.publishers[user] = handle
+                else:
+                    _, answer = await room.client.message(
+                        handle,
+                        {"request": "configure", "audio": True, "video": True},
+                        {"type": "offer", "sdp": sdp},
+                    )
+                await room.client.trickle_done(handle)
+                if answer is None:
+                    raise JanusError(490, "no SDP answer", "publish")
+                return {"sdp": answer.get("sdp", ""), "feeds": sorted(room.live - {user})}
+            if kind == "subscribe":
+                feed = _feed(data)
+                if feed not in room.live or feed == user:
+                    raise LocalCallError(ErrorCode.PARAM_INVALID, f"{feed!r} publishes nothing in this call")
+                old = room.subscribers.pop((user, feed), None)
+                if old is not None:
+                    await room.client.detach(old)
+                handle = await room.client.attach()
+                sub: dict[str, Any] = {"request": "join", "ptype": "subscriber", "room": room.room}
+                sub |= {"token": token, "streams": [{"feed": feed}]}
+                try:
+                    _, offer = await room.client.message(handle, sub)
+                except JanusError:
+                    await room.client.detach(handle)
+                    raise
+                if offer is None:
+                    await room.client.detach(handle)
+                    raise JanusError(490, "no SDP offer", "subscribe")
+                room.subscribers[(user, feed)] = handle
+                return {"sdp": offer.get("sdp", "")}
+            if kind == "start":
+                feed = _feed(data)
+                handle = room.subscribers.get((user, feed))
+                if handle is None:
+                    raise LocalCallError(
+                        ErrorCode.PARAM_INVALID, f"no subscription to {feed!r}: subscribe first"
+                    )
+                await room.client.message(handle, {"request": "start"}, {"type": "answer", "sdp": _sdp(data)})
+                await room.client.trickle_done(handle)
+                return {}
+            if kind == "unsubscribe":
+                handle = room.subscribers.pop((user, _feed(data)), None)
+                if handle is not None:
+                    await room.client.detach(handle)
+                return {}
+        raise LocalCallError(
+            ErrorCode.PARAM_INVALID, f"unknown type {kind!r}: publish, subscribe, start or unsubscribe"
+        )
+
+    def _publisher_event(
+        self, call_id: str, room: _Room, user: str, handle: int
+    ) -> Callable[[dict[str, Any]], None]:
+        def on_event(ev: dict[str, Any]) -> None:
+            if room.publishers.get(user) != handle:
+                return
+            if ev.get("janus") == "webrtcup" and user not in room.live:
+                # Its media reaches Janus: tell the others they can subscribe to it.
+                room.live.add(user)
+                for other, (_t, dev) in room.members.items():
+                    if other != user:
+                        self._push_feed(dev, call_id, user)
+            elif ev.get("janus") == "hangup":
+                room.live.discard(user)
+
+        return on_event
 
     async def reap(self, live: Callable[[str], bool]) -> int:
         """Destroy the rooms of this server's naming (``ringline-…``) whose call is not

@@ -51,6 +51,7 @@ from .inbound import InputError, parse_json, peer_address, request_id, safe_utf8
 from .rest_contract import MAX_UNIX_S
 from .session import ANSWERS_KEPT, Close, Link, RequestAnswers, Session, device_key
 from .session import dumps as _dumps
+from .sfu import JanusError
 from .store import base as st
 
 __all__ = [
@@ -259,6 +260,7 @@ class WsHandler:
             "open_microphone": self._flag("audio", True),
             "close_microphone": self._flag("audio", False),
             "signal": self._op_signal,
+            "sfu": self._op_sfu,
             "set_self_info": self._op_self_info,
             "enable_multi_device_ability": self._op_multi,
             "renew_user_sig": self._op_renew,
@@ -864,6 +866,31 @@ class WsHandler:
             _get(req, "data", dict),
         )
         self._run(conn, rid, inp)
+
+    def _op_sfu(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        # Relayed to Janus by the server (docs/sfu.md): answered once Janus has answered.
+        sfu = self.hub.sfu
+        if sfu is None:
+            raise LocalCallError(ErrorCode.REQUEST_REFUSED, "this server runs no SFU (ringline serve --sfu)")
+        s = conn.session
+        assert s is not None
+        call_id = _call_id(req)
+        data = _get(req, "data", dict)
+
+        async def run() -> None:
+            try:
+                result = await sfu.relay(call_id, s.user_id, s.device_id, data)
+            except LocalCallError as e:
+                self._fail(conn, rid, e.code, e.message)
+            except JanusError as e:
+                self._fail(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, str(e))
+            except Exception:
+                log.exception("sfu request failed")
+                self._fail(conn, rid, ErrorCode.SIGNALING_SEND_FAIL, "internal error; the server logged it")
+            else:
+                self._ok(conn, rid, result)
+
+        self._spawn(run())
 
     def _op_self_info(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
         inp = m.SetSelfInfo(self._dev(conn), _str(req, "nickname", "", 2000), _str(req, "avatar", "", 4096))
