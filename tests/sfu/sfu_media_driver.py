@@ -8,6 +8,7 @@ and feed, the audio frames received and their dominant frequency."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -42,6 +43,8 @@ class Member:
         self.pcm: dict[str, list[np.ndarray]] = {}
         self.names: dict[str, str] = {}
         self.done = asyncio.Event()
+        #: feed → (frame count, the event set when it is reached)
+        self.want: dict[str, tuple[int, asyncio.Event]] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.cid = ""
 
@@ -80,6 +83,9 @@ class Member:
                 return
             assert isinstance(frame, av.AudioFrame)
             self.got[feed]["frames"] += 1
+            want = self.want.get(feed)
+            if want is not None and self.got[feed]["frames"] >= want[0]:
+                want[1].set()
             pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
             self.pcm[feed].append(pcm.astype(np.float64))
             if all(g["frames"] >= WANT_FRAMES for g in self.got.values()) and len(self.got) == 2:
@@ -145,12 +151,24 @@ async def main() -> dict[str, Any]:
             started = time.monotonic()
             await asyncio.gather(*(run(m) for m in members))
             took = time.monotonic() - started
-            result = {
+            result: dict[str, Any] = {
                 "members": {m.name: m.findings() for m in members},
                 "seconds": round(took, 1),
                 "publishers": sorted(by_user[u].name for u in by_user),
             }
-            for m in members:
+            # Carol leaves: Alice and Bob still hear each other through the room.
+            await carol.raw.ok("hangup", call_id=cid)
+            after: dict[str, int] = {}
+            for m, other in ((alice, bob), (bob, alice)):
+                await m.raw.event("on_user_leave", call_id=cid, user_id=carol.user)
+                start = m.got[other.user]["frames"]
+                reached = asyncio.Event()
+                m.want[other.user] = (start + 50, reached)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reached.wait(), 20)
+                after[m.name] = m.got[other.user]["frames"] - start
+            result["after_carol_left"] = after
+            for m in (alice, bob):
                 await m.raw.request("hangup", call_id=cid)
             return result
         finally:

@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -240,6 +240,8 @@ class JanusClient:
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         #: handle → called with each event Janus sends about it (``webrtcup``, ``hangup``, …)
         self._watchers: dict[int, Callable[[dict[str, Any]], None]] = {}
+        #: set while something waits for events (the poller reads them only then)
+        self._wanted = asyncio.Event()
         self.sessions_made = 0
         """How many Janus sessions this client has created (more than 1: Janus lost one)."""
 
@@ -288,11 +290,15 @@ class JanusClient:
         asynchronous request to its waiter."""
         while True:
             sid = self._session_id
-            if sid is None or not (self._waiting or self._watchers):
-                await asyncio.sleep(0.05)
+            if not (self._waiting or self._watchers):
+                self._wanted.clear()
+                await self._wanted.wait()
+                continue
+            if sid is None:  # being made again by the next request
+                await asyncio.sleep(0.1)
                 continue
             assert self._http is not None
-            query = f"?maxev=10&apisecret={self.secret}" if self.secret else "?maxev=10"
+            query = f"?maxev=10&apisecret={quote(self.secret, safe='')}" if self.secret else "?maxev=10"
             try:
                 async with self._http.get(
                     f"{self.url}/{sid}{query}", timeout=aiohttp.ClientTimeout(total=self.timeout + 35)
@@ -306,8 +312,8 @@ class JanusClient:
                 if not isinstance(ev, dict):
                     continue
                 lost = ev.get("janus") == "error" and (ev.get("error") or {}).get("code") == SESSION_NOT_FOUND
-                if lost and self._session_id == sid:
-                    self._session_id = self._handle_id = None
+                if lost:
+                    self._forget(sid)
                 fut = self._waiting.get(str(ev.get("transaction", "")))
                 if fut is not None and not fut.done() and ev.get("janus") in ("event", "error"):
                     fut.set_result(ev)
@@ -316,9 +322,17 @@ class JanusClient:
                 if watcher is not None:
                     watcher(ev)
 
+    def _forget(self, sid: int) -> None:
+        """Janus no longer knows session ``sid``: the next request makes a new one; the
+        handles of the old one (and what watched them) are gone with it."""
+        if self._session_id == sid:
+            self._session_id = self._handle_id = None
+            self._watchers.clear()
+
     def watch(self, handle: int, on_event: Callable[[dict[str, Any]], None]) -> None:
         """Call ``on_event`` with every event of ``handle`` that answers no request."""
         self._watchers[handle] = on_event
+        self._wanted.set()
 
     async def attach(self) -> int:
         """A new VideoRoom handle on the session (for one member's media); its id."""
@@ -347,6 +361,7 @@ class JanusClient:
             req["jsep"] = jsep
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[req["transaction"]] = fut
+        self._wanted.set()
         try:
             first = await self._post(f"/{sid}/{handle}", req)
             if first.get("janus") == "ack":
@@ -379,8 +394,8 @@ class JanusClient:
             try:
                 plugin_data(await self._post(f"/{sid}", self._body("keepalive")), "keepalive")
             except JanusError as exc:
-                if exc.code in (SESSION_NOT_FOUND, HANDLE_NOT_FOUND) and self._session_id == sid:
-                    self._session_id = self._handle_id = None  # made again on the next request
+                if exc.code in (SESSION_NOT_FOUND, HANDLE_NOT_FOUND):
+                    self._forget(sid)  # made again on the next request
                 log.warning("%s", exc)
 
     async def request(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -395,8 +410,7 @@ class JanusClient:
             except JanusError as exc:
                 if attempt or exc.code not in (SESSION_NOT_FOUND, HANDLE_NOT_FOUND):
                     raise
-                if self._session_id == sid:
-                    self._session_id = self._handle_id = None
+                self._forget(sid)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def create_room(self, room: str, secret: str, tokens: Sequence[str], **extra: Any) -> None:
