@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,26 +25,26 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def test_three_members_hear_each_other_through_janus() -> None:
+def run_driver(name: str) -> dict[str, Any]:
     with loopback_netns() as ns:
-        path = os.pathsep.join(
-            p
-            for p in [str(ROOT / "tests"), str(ROOT / "tests" / "media"), os.environ.get("PYTHONPATH", "")]
-            if p
-        )
+        path = [str(ROOT / "tests"), str(ROOT / "tests" / "media"), os.environ.get("PYTHONPATH", "")]
         proc = subprocess.run(
-            [*ns, sys.executable, str(HERE / "sfu_media_driver.py")],
+            [*ns, sys.executable, str(HERE / name)],
             capture_output=True,
             text=True,
             timeout=150,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": path},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)},
         )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert proc.returncode == 0 and lines, (
-        f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    )
-    r = json.loads(lines[-1])
+    out, err = proc.stdout[-3000:], proc.stderr[-6000:]
+    assert proc.returncode == 0 and lines, f"exit {proc.returncode}\n{out}\n{err}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def test_three_members_hear_each_other_through_janus() -> None:
+    r = run_driver("sfu_media_driver.py")
     freq = {"alice": 440, "bob": 660, "carol": 880}
     assert sorted(r["members"]) == sorted(freq)
     for who, feeds in r["members"].items():
@@ -54,3 +55,19 @@ def test_three_members_hear_each_other_through_janus() -> None:
             assert abs(got["peak_hz"] - freq[feed]) <= 20, (who, feed, got)  # that member's tone
             assert got["rms"] > 0.05, (who, feed, got)  # a tone, not silence
     assert all(n >= 50 for n in r["after_carol_left"].values()), r["after_carol_left"]
+
+
+def test_sdk_engines_switch_to_the_sfu_and_hear_each_other() -> None:
+    # Three CallEngine(media=...) members: on on_sfu each publishes once through the room
+    # (no mesh connection left) and receives the other two there, with volume and
+    # quality events as in the mesh; observers never see on_sfu/on_sfu_feed.
+    r = run_driver("sdk_media_driver.py")
+    users = ["alice", "bob", "carol"]
+    for u in users:
+        others = sorted(set(users) - {u})
+        assert r[f"{u}_links"] == {"publisher": True, "feeds": others, "mesh": []}, r[f"{u}_links"]
+        assert r[f"{u}_observer_saw_sfu"] == []
+        for o in others:
+            heard = r[f"{u}<-{o}"]
+            assert heard["level"] > 0.05 and heard["max_volume"] > 0, (u, o, heard)
+    assert r["alice_peers_after_carol_left"] == ["bob"] and r["bob_peers_after_carol_left"] == ["alice"]

@@ -9,6 +9,7 @@ observers get it, on the task that delivers events; this keeps one
     on_signal(c, u, data)            hand the message to the connection to u
     on_call_media_type_changed       start/stop video, renegotiate
     on_user_leave(u)                 close the connection to u
+    on_sfu(c) / on_sfu_feed(c, u)    media through the call's SFU room instead (docs/sfu.md)
     on_call_end / not_connected(c)   close the session (before observers hear of the end)
     open/close_camera|microphone ok  unmute/mute the local source
     back online after a drop         resend what may be lost / start over (reconnected)
@@ -68,12 +69,14 @@ class EngineMedia:
         ice_servers: Callable[[], list[Mapping[str, Any]]],
         send_signal: Callable[[str, dict[str, Any]], Awaitable[None]],
         ice_transport_policy: Callable[[], str] = lambda: "all",
+        sfu_request: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.options = options
         self._user_id = user_id
         self._ice_servers = ice_servers
         self._ice_transport_policy = ice_transport_policy
         self._send_signal = send_signal
+        self._sfu_request = sfu_request
         self._put: Callable[[Event], None] | None = None
         self._available: dict[tuple[str, str], bool] = {}
         self._mic = True
@@ -95,6 +98,13 @@ class EngineMedia:
         if name == "on_call_begin" and ev.call_id is not None:
             await self._begin(ev.call_id, ev.kwargs["media_type"])
             return True
+        if name in ("on_sfu", "on_sfu_feed"):  # for the media only (docs/sfu.md)
+            if s is not None and ev.call_id == s.call_id and self._sfu_request is not None:
+                if name == "on_sfu":
+                    s.use_sfu(self._sfu_request)
+                elif isinstance(ev.kwargs.get("user_id"), str):
+                    s.sfu_feed(ev.kwargs["user_id"])
+            return False
         if s is None or ev.call_id != s.call_id:
             return True
         if name == "on_user_join":

@@ -214,6 +214,14 @@ def _decode_signal(args: object, seq: int | None) -> Event | None:
     return Event("on_signal", seq, cid, (cid, sender, data), kwargs)
 
 
+def _decode_sfu(name: str, args: object, seq: int | None) -> Event | None:
+    """``on_sfu`` / ``on_sfu_feed`` (docs/sfu.md): for the media layer only."""
+    if not isinstance(args, dict) or not isinstance(args.get("call_id"), str):
+        return None
+    cid = args["call_id"]
+    return Event(name, seq, cid, (cid,), dict(args))
+
+
 def _media_link(engine: CallEngine, media: object) -> EngineMedia | None:
     """``media=`` of the constructor: None/False = signalling only (docs/media-python.md)."""
     if media is None or media is False:
@@ -233,6 +241,7 @@ def _media_link(engine: CallEngine, media: object) -> EngineMedia | None:
         user_id=lambda: engine.user_id,
         ice_servers=lambda: list(getattr(engine._session, "ice_servers", None) or []),
         send_signal=engine.send_signal,
+        sfu_request=engine._sfu_request,
         ice_transport_policy=lambda: str(getattr(engine._session, "ice_transport_policy", None) or "all"),
     )
 
@@ -632,6 +641,12 @@ class CallEngine:
             _bad(f"send_signal(): {exc.message}")
         await session.request("signal", {"call_id": cid, "to_user_id": to_user_id, "data": data})
 
+    async def _sfu_request(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A media request for the current call's SFU room (the ``sfu`` op, docs/sfu.md)."""
+        session = self._require_session("sfu")
+        cid = self._require_call("sfu", "once your call has begun")
+        return await session.request("sfu", {"call_id": cid, "data": data})
+
     # ------------------------------------------------------------------ account
 
     async def set_self_info(self, nickname: str, avatar: str) -> None:
@@ -772,7 +787,10 @@ class CallEngine:
         self._logged_out.set()
 
     def _on_push(self, disp: _Dispatch, name: object, args: object, seq: int | None) -> None:
-        event = _decode_signal(args, seq) if name == "on_signal" else decode_event(name, args, seq)
+        if name in ("on_sfu", "on_sfu_feed"):
+            event = _decode_sfu(name, args, seq) if self._media is not None else None
+        else:
+            event = _decode_signal(args, seq) if name == "on_signal" else decode_event(name, args, seq)
         if event is None:
             log.debug("ignoring unknown push %r", name)
             return

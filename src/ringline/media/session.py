@@ -87,6 +87,7 @@ __all__ = [
     "MediaSession",
     "PeerStats",
     "SendSignal",
+    "SfuRequest",
     "ice_configuration",
 ]
 
@@ -96,6 +97,9 @@ log = logging.getLogger("ringline.media")
 Emit = Callable[[str, dict[str, Any]], None]
 #: ``await send_signal(to_user_id, data)``: relay a signalling message.
 SendSignal = Callable[[str, dict[str, Any]], Awaitable[None]]
+#: ``await sfu_request(data)``: a media request for the call's SFU room (the server's
+#: ``sfu`` op, docs/sfu.md); its result.
+SfuRequest = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 _OUT_QUEUE: Final = 8  # frames buffered per outgoing track before the oldest is dropped
 _KINDS: Final[tuple[Kind, Kind]] = ("audio", "video")
@@ -686,6 +690,89 @@ class _Peer:
         self.loss_pct, self.jitter_ms = s.loss_pct, s.jitter_ms
 
 
+# ---------------------------------------------------------------- through an SFU
+
+
+class _SfuFeed(_Peer):
+    """What one other member publishes in the call's SFU room, received on a connection
+    of its own (docs/sfu.md): Janus offers, this side answers; nothing is sent on it.
+    It stands where a mesh connection to that member would (``session.peers``), so
+    sinks, volume, quality and stats are the same."""
+
+    def __init__(self, session: MediaSession, remote: str) -> None:
+        super().__init__(session, remote)
+        self.offerer = False
+        for kind in _KINDS:  # receive only
+            session.feeds[kind].outs.discard(self.out[kind])
+
+    def __repr__(self) -> str:
+        return f"<sfu feed {self.remote}->{self.session.user_id} {self.pc.connectionState}>"
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._subscribe(), name=f"ringline-media-sfu-{self.remote}")
+
+    def post(self, what: str, data: Any = None) -> None:
+        pass  # no mesh signalling on this connection
+
+    async def _subscribe(self) -> None:
+        request = self.session.sfu_request
+        assert request is not None
+        try:
+            got = await request({"type": "subscribe", "feed": self.remote})
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=str(got["sdp"]), type="offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            self._negotiated()
+            await request({"type": "start", "feed": self.remote, "sdp": self.pc.localDescription.sdp})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            call = self.session.call_id
+            log.warning("call %s: cannot receive %s through the SFU: %s", call, self.remote, exc)
+
+    def _on_state(self) -> None:
+        log.info("%r", self)
+        if not self.closed and self.pc.connectionState == "connected":
+            self.session.connected()
+        elif not self.closed and self.pc.connectionState == "failed":
+            log.warning("call %s: the SFU connection for %s failed", self.session.call_id, self.remote)
+
+
+class _SfuPublisher:
+    """This device's media sent once to the call's SFU room (docs/sfu.md)."""
+
+    def __init__(self, session: MediaSession) -> None:
+        self.session = session
+        self.pc = RTCPeerConnection(session.configuration)
+        self.out = {"audio": _OutTrack("audio"), "video": _OutTrack("video")}
+        self.pc.on("connectionstatechange", self._on_state)
+        for kind in _KINDS:
+            session.feeds[kind].outs.add(self.out[kind])
+
+    async def publish(self) -> list[str]:
+        """Offer, get Janus's answer through the server; the members already publishing."""
+        request = self.session.sfu_request
+        assert request is not None
+        self.pc.addTransceiver(self.out["audio"], direction="sendonly")
+        if self.session.media_type is MediaType.VIDEO and self.session.feeds["video"].source is not None:
+            self.pc.addTransceiver(self.out["video"], direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        got = await request({"type": "publish", "sdp": self.pc.localDescription.sdp})
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=str(got["sdp"]), type="answer"))
+        return [str(u) for u in got.get("feeds", [])]
+
+    def _on_state(self) -> None:
+        log.info("call %s: SFU publisher %s", self.session.call_id, self.pc.connectionState)
+        if self.pc.connectionState == "connected":
+            self.session.connected()
+
+    async def close(self) -> None:
+        for kind in _KINDS:
+            self.session.feeds[kind].outs.discard(self.out[kind])
+            self.out[kind].stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+
+
 # ---------------------------------------------------------------- the call
 
 
@@ -751,6 +838,9 @@ class MediaSession:
         self._sink_open: set[tuple[str, Kind]] = set()
         self._live = False
         self.closed = False
+        #: set by :meth:`use_sfu`: the call's media goes through its SFU room
+        self.sfu_request: SfuRequest | None = None
+        self.publisher: _SfuPublisher | None = None
 
     def __repr__(self) -> str:
         return f"<MediaSession {self.call_id} {self.user_id} {self.media_type.name} peers={list(self.peers)}>"
@@ -766,7 +856,7 @@ class MediaSession:
 
     def add_peer(self, user_id: str) -> None:
         """``user_id`` is a connected member: connect to it (the lower id offers)."""
-        if self.closed or user_id == self.user_id or user_id in self.peers:
+        if self.closed or user_id == self.user_id or user_id in self.peers or self.sfu_request:
             return
         peer = self.peers[user_id] = _Peer(self, user_id)
         log.info("call %s: media to %s (%s)", self.call_id, user_id, "offer" if peer.offerer else "answer")
@@ -832,10 +922,46 @@ class MediaSession:
         )
         self._later(delay, self._restart_if_current, peer)
 
+    def use_sfu(self, request: SfuRequest) -> None:
+        """The call has an SFU room for this device (``on_sfu``, docs/sfu.md): close the
+        mesh connections, publish once through the room and receive every member who
+        publishes there (:meth:`sfu_feed`), on a task of its own. Again (a new room after
+        Janus restarted): start over in it."""
+        if self.closed:
+            return
+        self.sfu_request = request
+        old = list(self.peers.values())  # the mesh, or the connections of an older room
+        task = asyncio.create_task(self._use_sfu(old), name="ringline-media-sfu-publish")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _use_sfu(self, old: list[_Peer]) -> None:
+        for peer in old:
+            if self.peers.get(peer.remote) is peer:
+                await self.drop_peer(peer.remote)
+        if self.publisher is not None:
+            await self.publisher.close()
+        self.publisher = _SfuPublisher(self)
+        try:
+            feeds = await self.publisher.publish()
+        except Exception as exc:
+            log.warning("call %s: cannot publish through the SFU: %s", self.call_id, exc)
+            return
+        log.info("call %s: media through the SFU; publishing: %s", self.call_id, feeds)
+        for user_id in feeds:
+            self.sfu_feed(user_id)
+
+    def sfu_feed(self, user_id: str) -> None:
+        """``user_id``'s media reached the SFU (``on_sfu_feed``): receive it."""
+        if self.closed or self.sfu_request is None or user_id == self.user_id or user_id in self.peers:
+            return
+        feed = self.peers[user_id] = _SfuFeed(self, user_id)
+        feed.start()
+
     def on_signal(self, from_user_id: str, data: Mapping[str, Any]) -> None:
         """A message relayed from ``from_user_id``; an offer from a member not yet
         connected here creates its connection."""
-        if self.closed or not isinstance(data, Mapping):
+        if self.closed or not isinstance(data, Mapping) or self.sfu_request is not None:
             return
         peer = self.peers.get(from_user_id)
         if peer is None:
@@ -910,6 +1036,8 @@ class MediaSession:
                 await task
         for user_id in list(self.peers):
             await self.drop_peer(user_id)
+        if self.publisher is not None:
+            await self.publisher.close()
         if self._closing:
             await asyncio.wait(list(self._closing))
         for feed in self.feeds.values():

@@ -1,0 +1,80 @@
+"""Runs inside a loopback-only network namespace (tests/sfu/test_sfu_media.py): a real Janus
+(loopback shim preloaded), ``ringline serve --sfu`` and three SDK engines made with
+``media=MediaOptions(...)`` (tests/media/call_driver.py's members) in one audio call. When
+``on_sfu`` comes, each engine's media closes the mesh, publishes once through the room and
+receives the other two there. Prints one JSON line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "media"))
+
+from call_driver import WAIT, Member
+from janusproc import SECRET, running
+
+from ringline import MediaType
+from serverproc import ServerProcess
+
+
+async def main() -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="rl-sfu-sdk-"))
+    with running(tmp / "janus", preload_shim=True) as janus:
+        (tmp / "srv").mkdir()
+        args = ["--sfu", f"janus={janus.url}", "--sfu-secret", SECRET]
+        srv = ServerProcess(tmp / "srv", extra_args=args).start()
+        users = {"alice": 300.0, "bob": 500.0, "carol": 700.0}
+        members = {u: Member(srv, u, f) for u, f in users.items()}
+        out: dict[str, Any] = {}
+        try:
+            for m in members.values():
+                await m.login()
+            cid = await members["alice"].engine.calls(["bob", "carol"], MediaType.AUDIO)
+            for u in ("bob", "carol"):
+                await members[u].rec.wait_for("on_call_received", call_id=cid, timeout=WAIT)
+                await members[u].engine.accept()
+            for u, m in members.items():
+                for other in users:
+                    if other != u:
+                        out[f"{u}<-{other}"] = await m.hears(other)
+                session = m.engine.media
+                assert session is not None
+                out[f"{u}_links"] = {
+                    "publisher": session.publisher is not None,
+                    "feeds": sorted(
+                        p.remote for p in session.peers.values() if type(p).__name__ == "_SfuFeed"
+                    ),
+                    "mesh": sorted(p.remote for p in session.peers.values() if type(p).__name__ == "_Peer"),
+                }
+                out[f"{u}_observer_saw_sfu"] = [e.name for e in m.rec.events if e.name.startswith("on_sfu")]
+            for u, m in members.items():  # more audio, now that only the SFU carries it
+                for other in users:
+                    if other != u:
+                        out[f"{u}<-{other}"]["more_frames"] = await m.probe.wait_frames(
+                            other, "audio", 50, WAIT
+                        )
+            await members["carol"].engine.hangup()
+            for u in ("alice", "bob"):
+                await members[u].rec.wait_for("on_user_leave", user_id="carol", timeout=WAIT)
+                other = "bob" if u == "alice" else "alice"
+                await members[u].probe.wait_frames(other, "audio", 50, WAIT)
+                session = members[u].engine.media
+                assert session is not None
+                out[f"{u}_peers_after_carol_left"] = sorted(session.stats())
+            await members["alice"].engine.hangup()
+            await members["bob"].rec.wait_for("on_call_end", call_id=cid, timeout=WAIT)
+        finally:
+            for m in members.values():
+                await m.engine.uninit()
+            srv.kill()
+        return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main())))
