@@ -13,13 +13,13 @@ Closing is a typed frame, :class:`Close`, queued after the frames before it, so 
 device gets everything it was sent before the close. :meth:`Session.disconnect` closes
 the connection at once instead (server shutdown).
 
-The connection (``ws.py``) subclasses :class:`Link`: it drains :attr:`Link.frames`
-after :attr:`Link.wake`, sends each text frame, and closes on a :class:`Close`.
+The connection (``ws.py``) subclasses :class:`Link`: it writes a text frame at once when
+nothing waits before it, else queues it in :attr:`Link.frames` for its writer task, which
+sends them in order and closes on a :class:`Close`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
@@ -76,21 +76,25 @@ Frame = str | Close
 class Link(ABC):
     """One connection, as a session sees it: the frames waiting for its writer.
 
-    :meth:`put` queues a frame and wakes the writer; the writer waits on :attr:`wake`,
-    clears it, and sends what :meth:`take` returns until it is empty. :meth:`close`
-    closes the connection at once, without waiting for the queued frames.
+    :meth:`put` queues a frame and calls :meth:`queued`, which makes the connection
+    send what :meth:`take` returns until it is empty (a subclass may also send a frame
+    at once when nothing waits before it). :meth:`close` closes the connection at
+    once, without waiting for the queued frames.
     """
 
-    __slots__ = ("frames", "wake")
+    __slots__ = ("frames",)
 
     def __init__(self) -> None:
         self.frames: list[Frame] = []
-        self.wake = asyncio.Event()
 
     def put(self, frame: Frame) -> None:
-        """Queue ``frame`` after the others and wake the writer."""
+        """Send ``frame`` after the others."""
         self.frames.append(frame)
-        self.wake.set()
+        self.queued()
+
+    @abstractmethod
+    def queued(self) -> None:
+        """Frames were queued: see that they are sent, in order."""
 
     def take(self) -> list[Frame]:
         """Every queued frame, oldest first; the queue is empty afterwards."""

@@ -24,7 +24,7 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aiohttp import WebSocketError, WSMsgType, web
@@ -49,7 +49,7 @@ from .callbacks import PLATFORMS
 from .hub import Hub, _cause, record_to_recent
 from .inbound import InputError, parse_json, peer_address, request_id, safe_utf8
 from .rest_contract import MAX_UNIX_S
-from .session import ANSWERS_KEPT, Close, Link, RequestAnswers, Session, device_key
+from .session import ANSWERS_KEPT, Close, Frame, Link, RequestAnswers, Session, device_key
 from .session import dumps as _dumps
 from .sfu import JanusError
 from .store import base as st
@@ -183,18 +183,29 @@ class _Conn(Link):
         "close_code",
         "counted",
         "flooded",
+        "handler",
         "last",
         "login_timer",
         "ops",
+        "out",
+        "ready",
         "refused",
         "session",
+        "task",
         "user",
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, rate: float) -> None:
+    def __init__(self, ws: web.WebSocketResponse, rate: float, handler: WsHandler) -> None:
         super().__init__()
         self.ws = ws
+        self.handler = handler
+        #: the WebSocket is open for frames (between ``prepare`` and a close)
+        self.ready = False
+        #: writes text frames at once (None: every frame goes through the writer task)
+        self.out: _FrameWriter | None = None
+        #: the writer task, while frames wait (for the socket to drain, or a close)
+        self.task: asyncio.Task[None] | None = None
         self.session: Session | None = None
         self.allowance = rate
         self.last = time.monotonic()
@@ -212,6 +223,30 @@ class _Conn(Link):
         #: the close code the server sent (None: the client closed, or the connection broke)
         self.close_code: int | None = None
 
+    def put(self, frame: Frame) -> None:
+        """Send ``frame`` after the others: written at once when nothing waits before
+        it (one ``send()``, no task switch), else queued for the writer task."""
+        out = self.out
+        if out is not None and self.task is None and not self.frames and type(frame) is str and self.ready:
+            if self.ws.closed:
+                return  # a close frame went out: nothing may follow it
+            try:
+                out.write((frame,))
+            except ConnectionResetError:
+                return  # the connection is going: the session gets it again on resume
+            except Exception as exc:
+                self.handler._write_failed(self, exc)
+                return
+            if out.paused():
+                self.queued()  # the writer task waits for the socket to drain
+            return
+        self.frames.append(frame)
+        self.queued()
+
+    def queued(self) -> None:
+        if self.task is None and self.ready:
+            self.task = asyncio.get_running_loop().create_task(self.handler._writer(self))
+
     async def close(self, code: int, message: str) -> None:
         self.ended_by_server(code, message)
         await self.ws.close(code=code, message=_close_reason(message))
@@ -221,6 +256,80 @@ class _Conn(Link):
         first reason given is the one logged)."""
         if self.close_code is None:
             self.close_code, self.cause = code, cause
+
+
+#: The header of an unmasked, final text frame (a server's) of 0..125 bytes.
+_SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
+
+
+class _FrameWriter:
+    """Writes a connection's text frames straight to its transport: one write for any
+    number of them, no task switch. Flow control as aiohttp's own writer:
+    :meth:`paused` while the transport's buffer is over its high-water mark,
+    :meth:`drain` waits until it is not. Only for connections without compression,
+    which the server never negotiates; aiohttp's pings, pongs and close frames still go
+    through aiohttp."""
+
+    __slots__ = ("hook", "protocol", "transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, protocol: Any, hook: Callable[[str], None] | None
+    ) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.hook = hook
+
+    @classmethod
+    def of(cls, request: web.Request, hook: Callable[[str], None] | None = None) -> _FrameWriter | None:
+        """The writer of ``request``'s connection, or None where its transport or
+        protocol lacks what it needs (then frames go through ``send_str``). ``hook``
+        sees every text first (and may raise)."""
+        transport, protocol = request.transport, request.protocol
+        if (
+            transport is None
+            or not hasattr(transport, "writelines")
+            or not hasattr(protocol, "writing_paused")
+            or not hasattr(protocol, "_drain_helper")
+        ):
+            return None
+        return cls(transport, protocol, hook)
+
+    def write(self, texts: Sequence[str]) -> None:
+        """Write ``texts`` as text frames; ConnectionResetError once the connection
+        is closing."""
+        transport = self.transport
+        if transport.is_closing():
+            raise ConnectionResetError("the connection is closing")
+        parts: list[bytes] = []
+        for text in texts:
+            if self.hook is not None:
+                self.hook(text)
+            try:
+                data = text.encode()
+            except UnicodeEncodeError:
+                # Cannot happen: every value is checked on the way in (inbound.py).
+                log.error("a frame held text UTF-8 cannot encode; sent it escaped")
+                data = safe_utf8(text).encode()
+            n = len(data)
+            if n < 126:
+                parts.append(_SHORT_HEADERS[n])
+            elif n < 65536:
+                parts.append(bytes((0x81, 126)) + n.to_bytes(2, "big"))
+            else:
+                parts.append(bytes((0x81, 127)) + n.to_bytes(8, "big"))
+            parts.append(data)
+        if len(parts) == 2:
+            transport.write(parts[0] + parts[1])
+        else:
+            transport.writelines(parts)
+
+    def paused(self) -> bool:
+        """True while the transport's buffer is over its high-water mark."""
+        return bool(self.protocol.writing_paused)
+
+    async def drain(self) -> None:
+        """Wait until the transport takes more (raises once the connection is lost)."""
+        await self.protocol._drain_helper()
 
 
 def _close_reason(message: str) -> bytes:
@@ -299,7 +408,7 @@ class WsHandler:
             heartbeat=None, max_msg_size=max(self.max_frame * 16, 1 << 20), compress=False
         )
         self._unauthenticated[addr] = self._unauthenticated.get(addr, 0) + 1
-        conn = _Conn(ws, self.rate)
+        conn = _Conn(ws, self.rate, self)
         conn.addr, conn.counted = addr, True
         conn.login_timer = asyncio.get_running_loop().call_later(
             self.hub.settings.login_timeout, self._login_timed_out, conn
@@ -310,7 +419,10 @@ class WsHandler:
             self._authenticated(conn)
             raise
         _require_masking(request, ws)
-        writer = asyncio.create_task(self._writer(conn))
+        conn.out = _FrameWriter.of(request, self._check_fail if self._fail_send else None)
+        conn.ready = True
+        if conn.frames:
+            conn.queued()
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
@@ -331,10 +443,12 @@ class WsHandler:
             self._ended(conn)
             if conn.session is not None:
                 conn.session.detach(conn)
-            conn.wake.set()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            conn.ready, conn.out = False, None
+            writer = conn.task
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
         return ws
 
     def _authenticated(self, conn: _Conn) -> None:
@@ -359,31 +473,63 @@ class WsHandler:
             conn.put(Close(4010, message))
 
     async def _writer(self, conn: _Conn) -> None:
+        """Send ``conn``'s queued frames in order (waiting for the socket to drain
+        when it must), close on a :class:`Close`, and end when none are left."""
         ws = conn.ws
         try:
             while True:
-                await conn.wake.wait()
-                conn.wake.clear()
-                while frames := conn.take():
-                    for frame in frames:
-                        if isinstance(frame, Close):
-                            conn.ended_by_server(frame.code, frame.message)
-                            await ws.close(code=frame.code, message=_close_reason(frame.message))
-                            return
-                        await self._send_frame(ws, frame)
-                if ws.closed:
+                out = conn.out
+                if out is not None and out.paused():
+                    await out.drain()
+                frames = conn.take()
+                if not frames or ws.closed:
                     return
+                texts: list[str] = []
+                for frame in frames:
+                    if isinstance(frame, Close):
+                        if texts:
+                            await self._send_frames(conn, texts)
+                        conn.ended_by_server(frame.code, frame.message)
+                        conn.ready = False  # nothing follows a close
+                        await ws.close(code=frame.code, message=_close_reason(frame.message))
+                        return
+                    texts.append(frame)
+                await self._send_frames(conn, texts)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if ws.closed or isinstance(exc, ConnectionResetError):
                 return  # the connection went away; the reader ends with it
             await self._writer_failed(conn, exc)
+        finally:
+            conn.task = None
 
-    async def _send_frame(self, ws: web.WebSocketResponse, text: str) -> None:
+    def _check_fail(self, text: str) -> None:
+        """The failure made on purpose by the tests (``RINGLINE_TEST_FAIL_SEND``)."""
         if self._fail_send and self._fail_send in text:
             self._fail_send = ""
             raise OSError(f"a failure made on purpose by {_FAIL_SEND_ENV}")
+
+    def _write_failed(self, conn: _Conn, exc: Exception) -> None:
+        """Writing a frame at once failed: as :meth:`_writer_failed`, from a task."""
+        if conn.ws.closed or isinstance(exc, ConnectionResetError):
+            return
+        task = asyncio.get_running_loop().create_task(self._writer_failed(conn, exc))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_frames(self, conn: _Conn, texts: list[str]) -> None:
+        """Send ``texts`` as text frames: with one write (one ``send()``) when the
+        connection allows it, else one by one through aiohttp."""
+        out = conn.out
+        if out is None:
+            for text in texts:
+                self._check_fail(text)
+                await self._send_frame(conn.ws, text)
+            return
+        out.write(texts)
+
+    async def _send_frame(self, ws: web.WebSocketResponse, text: str) -> None:
         try:
             await ws.send_str(text)
         except UnicodeEncodeError:
