@@ -56,3 +56,15 @@ def test_nan_comes_out_as_null_not_as_invalid_json() -> None:
 def test_tiny_floats_differ_only_in_the_exponent_s_spelling() -> None:
     for f in (1e-7, -2.5e-10, 5e-324):
         assert json.loads(_json.dumps([f])) == [f]
+
+
+def test_a_stored_record_is_the_standard_librarys_text() -> None:
+    """``calls.record`` is written with the fast encoder: same text as before."""
+    from test_store_conformance import make_record
+
+    from ringline.server.store.sql import record_from_json, record_json
+
+    record = make_record("c-☎-é", start=1_767_000_000.0, caller="ü-caller", callees=["b", "ç"])
+    text = record_json(record)
+    assert text == std(record.to_dict())
+    assert record_from_json(text) == record

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from ...core.enums import CallResultType
 from ...core.records import CallRecord
+from ..jsonenc import dumps as _dumps
 from .base import ProfileWrite, SessionRow
 from .outbox import OUTBOX_COLUMNS, check_page
 
@@ -314,7 +315,7 @@ def deliveries_page(
 
 def record_json(record: CallRecord) -> str:
     """The ``calls.record`` text of ``record`` (compact JSON)."""
-    return json.dumps(record.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    return _dumps(record.to_dict())
 
 
 def record_from_json(text: str) -> CallRecord:
