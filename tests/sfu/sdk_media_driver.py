@@ -2,7 +2,8 @@
 (loopback shim preloaded), ``ringline serve --sfu`` and three SDK engines made with
 ``media=MediaOptions(...)`` (tests/media/call_driver.py's members) in one audio call. When
 ``on_sfu`` comes, each engine's media closes the mesh, publishes once through the room and
-receives the other two there. Prints one JSON line."""
+receives the other two there; Janus is killed and started again mid-call, and they hear
+each other again. Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,26 @@ async def main() -> dict[str, Any]:
                         out[f"{u}<-{other}"]["more_frames"] = await m.probe.wait_frames(
                             other, "audio", 50, WAIT
                         )
+            # Janus dies and comes back: the server notices that Janus forgot its session,
+            # makes the room again with new tokens, and every engine publishes again.
+            assert janus.proc is not None
+            publishers = {u: m.engine.media.publisher for u, m in members.items() if m.engine.media}
+            killed = time.monotonic()
+            janus.proc.kill()
+            janus.proc.wait()
+            janus.start()
+            for u, m in members.items():
+                for other in users:
+                    if other != u:
+                        out[f"{u}<-{other}"]["after_janus_restart"] = await m.probe.wait_frames(
+                            other, "audio", 50, 2 * WAIT
+                        )
+            out["recovered_in_s"] = round(time.monotonic() - killed, 1)
+            out["published_again"] = sorted(
+                u
+                for u, m in members.items()
+                if m.engine.media and m.engine.media.publisher is not publishers[u]
+            )
             await members["carol"].engine.hangup()
             for u in ("alice", "bob"):
                 await members[u].rec.wait_for("on_user_leave", user_id="carol", timeout=WAIT)

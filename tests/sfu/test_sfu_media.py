@@ -60,7 +60,8 @@ def test_three_members_hear_each_other_through_janus() -> None:
 def test_sdk_engines_switch_to_the_sfu_and_hear_each_other() -> None:
     # Three CallEngine(media=...) members: on on_sfu each publishes once through the room
     # (no mesh connection left) and receives the other two there, with volume and
-    # quality events as in the mesh; observers never see on_sfu/on_sfu_feed.
+    # quality events as in the mesh; observers never see on_sfu/on_sfu_feed. Janus killed
+    # and started again mid-call: the room is made again and everyone publishes again.
     r = run_driver("sdk_media_driver.py")
     users = ["alice", "bob", "carol"]
     for u in users:
@@ -70,4 +71,9 @@ def test_sdk_engines_switch_to_the_sfu_and_hear_each_other() -> None:
         for o in others:
             heard = r[f"{u}<-{o}"]
             assert heard["level"] > 0.05 and heard["max_volume"] > 0, (u, o, heard)
+    # Janus killed and started again: every engine published again and hears the others.
+    assert r["published_again"] == users
+    for u in users:
+        for o in set(users) - {u}:
+            assert r[f"{u}<-{o}"]["after_janus_restart"] > r[f"{u}<-{o}"]["more_frames"]
     assert r["alice_peers_after_carol_left"] == ["bob"] and r["bob_peers_after_carol_left"] == ["alice"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -242,6 +243,9 @@ class JanusClient:
         self._watchers: dict[int, Callable[[dict[str, Any]], None]] = {}
         #: set while something waits for events (the poller reads them only then)
         self._wanted = asyncio.Event()
+        self.on_session_lost: Callable[[], None] | None = None
+        """Called when Janus turns out to have forgotten the session (it restarted, or the
+        session timed out): every handle on it is gone."""
         self.sessions_made = 0
         """How many Janus sessions this client has created (more than 1: Janus lost one)."""
 
@@ -303,9 +307,18 @@ class JanusClient:
                 async with self._http.get(
                     f"{self.url}/{sid}{query}", timeout=aiohttp.ClientTimeout(total=self.timeout + 35)
                 ) as r:
-                    got = await r.json(content_type=None)
+                    status = r.status
+                    got = await r.json(content_type=None) if status == 200 else None
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("Janus events of %s: %s", self.url, exc or type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            if status == 404:  # what Janus answers a long poll of a session it does not know
+                log.warning("Janus %s: session %s is gone", self.url, sid)
+                self._forget(sid)
+                continue
+            if status != 200:
+                log.warning("Janus events of %s: HTTP %s", self.url, status)
                 await asyncio.sleep(1.0)
                 continue
             for ev in got if isinstance(got, list) else [got]:
@@ -328,6 +341,8 @@ class JanusClient:
         if self._session_id == sid:
             self._session_id = self._handle_id = None
             self._watchers.clear()
+            if self.on_session_lost is not None:
+                self.on_session_lost()
 
     def watch(self, handle: int, on_event: Callable[[dict[str, Any]], None]) -> None:
         """Call ``on_event`` with every event of ``handle`` that answers no request."""
@@ -543,6 +558,8 @@ class SfuRooms:
         push_feed: Callable[[str, str, str], None] = lambda _d, _c, _u: None,
     ) -> None:
         self.clients = list(clients)
+        for client in self.clients:
+            client.on_session_lost = functools.partial(self._session_lost, client)
         self.secret = secret
         self.min_members = min_members
         self._plan = plan
@@ -554,6 +571,18 @@ class SfuRooms:
         self._next = itertools.count()
         self.errors = 0
         self._closed = False
+
+    def _session_lost(self, client: JanusClient) -> None:
+        """``client``'s Janus forgot our session, so the members' handles are gone (and the
+        rooms too if Janus restarted): make each room of that Janus again (or take it
+        over) with new tokens, which tells every member (``on_sfu``) to publish again."""
+        for call_id, room in list(self.rooms.items()):
+            if room.client is client:
+                del self.rooms[call_id]
+                log.warning(
+                    "call %s: Janus %s lost our session; making room %s again", call_id, client.url, room.room
+                )
+                self.touch(call_id)
 
     def touch(self, call_id: str) -> None:
         if self._closed:
