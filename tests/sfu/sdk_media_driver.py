@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -24,9 +25,11 @@ from janusproc import SECRET, running
 from ringline import MediaType
 from serverproc import ServerProcess
 
+TMP = Path(tempfile.mkdtemp(prefix="rl-sfu-sdk-"))
+
 
 async def main() -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="rl-sfu-sdk-"))
+    tmp = TMP
     with running(tmp / "janus", preload_shim=True) as janus:
         (tmp / "srv").mkdir()
         args = ["--sfu", f"janus={janus.url}", "--sfu-secret", SECRET]
@@ -100,3 +103,4 @@ async def main() -> dict[str, Any]:
 
 if __name__ == "__main__":
     print(json.dumps(asyncio.run(main())))
+    shutil.rmtree(TMP, ignore_errors=True)  # kept (Janus's and the server's logs) when it failed

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -116,8 +117,11 @@ class Member:
         await self.raw.close()
 
 
+TMP = Path(tempfile.mkdtemp(prefix="rl-sfu-media-"))
+
+
 async def main() -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="rl-sfu-media-"))
+    tmp = TMP
     with running(tmp / "janus", preload_shim=True) as janus:
         (tmp / "srv").mkdir()
         srv = ServerProcess(
@@ -179,3 +183,4 @@ async def main() -> dict[str, Any]:
 
 if __name__ == "__main__":
     print(json.dumps(asyncio.run(main())))
+    shutil.rmtree(TMP, ignore_errors=True)  # kept (Janus's and the server's logs) when it failed
