@@ -219,7 +219,8 @@ async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the server decides when
     # workers stop (it closes the pipe after its own writes have landed).
     loop.add_signal_handler(signal.SIGINT, lambda: None)
-    store = open_store(config.db_url, pg_schema=config.db_schema)
+    # the server runs the checkpoints of a SQLite store (copying the WAL back)
+    store = open_store(config.db_url, pg_schema=config.db_schema, checkpoints=False)
     await store.open()
     if config.claim_owner:
         store.outbox.owner = config.claim_owner

@@ -65,14 +65,16 @@ _ACCEPTED = (
 )
 
 
-def open_store(url: str, *, pg_schema: str = "") -> Store:
+def open_store(url: str, *, pg_schema: str = "", checkpoints: bool = True) -> Store:
     """Construct (but do not open) the store that ``url`` names.
 
     Accepted forms: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
     ``sqlite:///:memory:`` (``sqlite://`` alone is also in-memory), and
     ``postgresql://…``, ``postgres://…`` or ``postgresql+asyncpg://…`` (handed to asyncpg
     as a DSN, query parameters included; its tables live in schema ``pg_schema``, default
-    ``ringline``, see :class:`PostgresStore`). The caller must ``await store.open()`` next.
+    ``ringline``, see :class:`PostgresStore`). ``checkpoints``: False for a SQLite store
+    whose WAL another process copies back (see :class:`SqliteStore`). The caller must
+    ``await store.open()`` next.
     Raises ValueError for any other URL, or a bad schema name.
     """
     scheme, sep, rest = url.partition("://")
@@ -80,7 +82,7 @@ def open_store(url: str, *, pg_schema: str = "") -> Store:
     if not sep:
         raise ValueError(f"not a store URL: {url!r}; accepted forms: {_ACCEPTED}")
     if scheme == "sqlite":
-        return SqliteStore(_sqlite_path(url, rest))
+        return SqliteStore(_sqlite_path(url, rest), checkpoints=checkpoints)
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         return PostgresStore(f"postgresql://{rest}", schema=pg_schema)
     raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; accepted forms: {_ACCEPTED}")

@@ -339,11 +339,21 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
     Write failures raise the :mod:`sqlite3` exception of the failing batch.
     """
 
-    def __init__(self, path: str, *, busy_timeout: float = 10.0, outbox_lease: float = DEFAULT_LEASE) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float = 10.0,
+        outbox_lease: float = DEFAULT_LEASE,
+        checkpoints: bool = True,
+    ) -> None:
         """``busy_timeout``: seconds a transaction waits for another process's lock.
         ``outbox_lease``: the claim lease of :attr:`outbox` (seconds, > the deliverer's
-        total timeout)."""
+        total timeout). ``checkpoints``: copy the WAL back into the database file from
+        a thread of this store; False where another process (the server) does it
+        already, as for its callback workers."""
         self._path = path
+        self._checkpoints = checkpoints
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -373,7 +383,7 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
             self._executor = None
             raise
         self._opened()  # raises if close() ran meanwhile (and closed the connection)
-        if self._path != ":memory:":
+        if self._path != ":memory:" and self._checkpoints:
             self._checkpointer = _Checkpointer(self._path, self._busy_timeout)
             self._checkpointer.start()
 
