@@ -1,8 +1,8 @@
 // Ringline browser engine: CallEngine, the public engine (docs/web.md). It keeps this
 // device's call state, turns server pushes into events, and validates and sends the
 // calls API's requests. The connection is a Session (session.js), the media a Mesh
-// (peer.js), the event names and payloads are in events.js, the protocol's constants
-// in protocol.js. Entry point for users: ringline.js.
+// (peer.js: peer to peer, or through the call's SFU room once on_sfu came), the event
+// names and payloads are in events.js, the protocol's constants in protocol.js. Entry point for users: ringline.js.
 
 import {
   CallRole,
@@ -346,6 +346,12 @@ export class CallEngine extends Emitter {
       case "on_signal":
         if (mine && a.data && typeof a.data === "object") this._mesh.onSignal(a.from_user_id, a.data);
         return;
+      case "on_sfu": // the call's media moves to its SFU room (docs/sfu.md); no event
+        if (mine) this._mesh.useSfu();
+        return;
+      case "on_sfu_feed":
+        if (mine && typeof a.user_id === "string") this._mesh.sfuFeed(a.user_id);
+        return;
       default: {
         const member = memberEvent(name, a, this.userId);
         if (member) this._emit(member[0], member[1]);
@@ -421,7 +427,7 @@ export class CallEngine extends Emitter {
   /** Leave the current call (cancel it if you placed it and nobody answered). */
   async hangup() {
     const c = this._call;
-    if (c.status === CallStatus.ACCEPT) for (const u of c.joined) this._mesh.signal(u, { type: "bye" });
+    if (c.status === CallStatus.ACCEPT && !this._mesh.sfu) for (const u of c.joined) this._mesh.signal(u, { type: "bye" });
     await this._leave("hangup", "there is nothing to hang up");
   }
 

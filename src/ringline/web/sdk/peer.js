@@ -2,7 +2,9 @@
 // camera, one RTCPeerConnection per other member (the lower user id offers, the other
 // answers; ICE candidates are trickled through the server's `signal` op), the audio
 // meters, and the statistics that give the volumes (~300 ms) and the network quality
-// per user (2 s). The call state it follows is the engine's (engine.js). Entry point
+// per user (2 s). In a call with an SFU room (on_sfu, docs/sfu.md) the mesh gives way
+// to one publishing connection and one receiving connection (SfuFeed) per member.
+// The call state it follows is the engine's (engine.js). Entry point
 // for users: ringline.js.
 
 import { CallStatus, ErrorCode, MediaType, NetworkQuality, bad } from "./protocol.js";
@@ -287,6 +289,116 @@ class Peer {
 }
 
 
+/** Resolves when `pc` has gathered its ICE candidates (the SFU's SDPs are complete:
+ * no trickle), or after `ms` with what it has. */
+function gathered(pc, ms = 5000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener("icegatheringstatechange", done);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    }, ms);
+    pc.addEventListener("icegatheringstatechange", done);
+  });
+}
+
+/** What one other member publishes in the call's SFU room (docs/sfu.md), received on a
+ * connection of its own: Janus offers (through the server's `subscribe`), this side
+ * answers (`start`); nothing is sent on it. It stands where the mesh connection to that
+ * member would (`mesh.peers`), so remote streams, views, volume and quality are the same. */
+export class SfuFeed extends Peer {
+  /** @param {Mesh} mesh @param {string} userId */
+  constructor(mesh, userId) {
+    super(mesh, userId);
+    this.offerer = false;
+    const pc = this.pc;
+    pc.onicecandidate = null; // complete SDPs, no trickle
+    pc.onnegotiationneeded = null;
+    pc.oniceconnectionstatechange = () => {
+      const st = pc.iceConnectionState;
+      if (st === "connected" || st === "completed") this.everConnected = true;
+      if (st === "failed") this.mesh.engine._log("the SFU connection for", this.userId, "failed");
+    };
+  }
+
+  /** Subscribe to the member's feed, answer Janus's offer, start it. */
+  start() {
+    return this.run(async () => {
+      await this.mesh.ready();
+      const got = await this.mesh.sfuRequest({ type: "subscribe", feed: this.userId });
+      if (this.closed) return;
+      await this.pc.setRemoteDescription({ type: "offer", sdp: got.sdp });
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      await gathered(this.pc);
+      if (this.closed) return;
+      await this.mesh.sfuRequest({ type: "start", feed: this.userId, sdp: this.pc.localDescription.sdp });
+    });
+  }
+
+  onSignal() {
+    return this.chain; // no mesh signalling on this connection
+  }
+
+  negotiate() {}
+}
+
+/** This device's media, sent once to the call's SFU room (docs/sfu.md). */
+class SfuPublisher {
+  /** @param {Mesh} mesh */
+  constructor(mesh) {
+    this.mesh = mesh;
+    const engine = mesh.engine;
+    this.pc = new RTCPeerConnection({
+      iceServers: engine._sess.iceServers,
+      iceTransportPolicy: engine._sess.iceTransportPolicy,
+    });
+    this.closed = false;
+    this.pc.onconnectionstatechange = () => engine._log("SFU publisher", this.pc.connectionState);
+  }
+
+  /** Offer (audio, and video in a video call, send only), get Janus's answer through
+   * the server; resolves with the members already publishing. */
+  async publish() {
+    const m = this.mesh;
+    await m.ready();
+    if (this.closed) return [];
+    const audio = this.pc.addTransceiver("audio", { direction: "sendonly", streams: [m.localStream] });
+    await audio.sender.replaceTrack(m.audioTrack());
+    if (m.engine._call.mediaType === MediaType.VIDEO) {
+      const video = this.pc.addTransceiver("video", { direction: "sendonly", streams: [m.localStream] });
+      await video.sender.replaceTrack(m.videoTrack());
+    }
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    await gathered(this.pc);
+    if (this.closed) return [];
+    const got = await m.sfuRequest({ type: "publish", sdp: this.pc.localDescription.sdp });
+    if (this.closed) return [];
+    await this.pc.setRemoteDescription({ type: "answer", sdp: got.sdp });
+    return Array.isArray(got.feeds) ? got.feeds.filter((u) => typeof u === "string") : [];
+  }
+
+  videoSender() {
+    const t = this.pc.getTransceivers().find((x) => x.receiver.track.kind === "video");
+    return t ? t.sender : null;
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.pc.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
 /**
  * The media of one engine's current call: the local stream, one Peer per connected
  * member, the views, the meters and the polls. `engine` owns the call state
@@ -309,6 +421,10 @@ export class Mesh {
     /** @type {AudioContext | null} */
     this.audioCtx = null;
     this.timers = [];
+    /** @type {SfuPublisher | null} set once the call's media goes through its SFU room */
+    this.publisher = null;
+    /** true from on_sfu to the end of the call: no mesh connections */
+    this.sfu = false;
   }
 
   /** Show the local camera in a <video> element (or element id); muted. */
@@ -435,6 +551,9 @@ export class Mesh {
     this.timers = [];
     for (const [, p] of this.peers) p.close();
     this.peers = new Map();
+    if (this.publisher) this.publisher.close();
+    this.publisher = null;
+    this.sfu = false;
     for (const t of this.localStream.getTracks()) {
       t.stop();
       this.localStream.removeTrack(t);
@@ -469,8 +588,10 @@ export class Mesh {
   async replaceVideo(track) {
     for (const [, p] of this.peers) {
       const t = p.pc.getTransceivers().find((x) => x.receiver.track.kind === "video");
-      if (t && !p.closed) await t.sender.replaceTrack(track).catch(() => {});
+      if (t && !p.closed && !(p instanceof SfuFeed)) await t.sender.replaceTrack(track).catch(() => {});
     }
+    const sender = this.publisher && this.publisher.videoSender();
+    if (sender) await sender.replaceTrack(track).catch(() => {});
   }
 
   /** Open the camera (if needed) and send it on every connection. */
@@ -502,7 +623,7 @@ export class Mesh {
     }
     for (const [, p] of this.peers) {
       const t = p.pc.getTransceivers().find((x) => x.receiver.track.kind === "video");
-      if (!t || p.closed) continue;
+      if (!t || p.closed || p instanceof SfuFeed) continue;
       t.direction = this.videoDirection();
       await t.sender.replaceTrack(this.videoTrack()).catch(() => {});
       // The direction change fires negotiationneeded: the offerer offers, the
@@ -512,6 +633,7 @@ export class Mesh {
   }
 
   connect(userId) {
+    if (this.sfu) return this.peers.get(userId); // the SFU room carries the media
     if (this.peers.has(userId) || this.engine._call.status !== CallStatus.ACCEPT) return this.peers.get(userId);
     const p = new Peer(this, userId);
     this.peers.set(userId, p);
@@ -525,9 +647,53 @@ export class Mesh {
     if (!p) return;
     this.peers.delete(userId);
     p.close();
+    if (p instanceof SfuFeed && this.sfu) {
+      // The server detaches it too when the member leaves: a refusal is no error.
+      this.sfuRequest({ type: "unsubscribe", feed: userId }).catch((err) => this.engine._log("unsubscribe", userId, err && err.message));
+    }
+  }
+
+  // ------------------------------------------------------------------ through an SFU
+
+  /** The `sfu` request for the current call (docs/sfu.md); resolves with its result. */
+  sfuRequest(data) {
+    const cid = this.engine._call.callId;
+    if (!cid) return Promise.reject(new Error("no current call"));
+    return this.engine._request("sfu", { call_id: cid, data });
+  }
+
+  /** on_sfu: the call has an SFU room for this device. Close the mesh connections,
+   * publish once through the room and receive every member who publishes there.
+   * Again (the room was made again): start over in it. */
+  useSfu() {
+    this.sfu = true;
+    for (const [, p] of this.peers) p.close();
+    this.peers = new Map();
+    if (this.publisher) this.publisher.close();
+    const pub = (this.publisher = new SfuPublisher(this));
+    pub.publish().then(
+      (feeds) => {
+        if (pub.closed) return;
+        this.engine._log("media through the SFU; publishing:", feeds);
+        for (const u of feeds) this.sfuFeed(u);
+      },
+      (err) => {
+        if (!pub.closed) this.engine._fail(ErrorCode.SIGNALING_SEND_FAIL, `cannot publish through the SFU: ${err && err.message ? err.message : err}`);
+      },
+    );
+  }
+
+  /** on_sfu_feed (or a publish answer's feeds): `userId`'s media reached the SFU. */
+  sfuFeed(userId) {
+    if (!this.sfu || userId === this.engine.userId || this.peers.has(userId)) return;
+    const p = new SfuFeed(this, userId);
+    this.peers.set(userId, p);
+    for (const el of this.remoteViews.get(userId) || []) attach(el, p.remoteStream, { muted: true });
+    p.start();
   }
 
   onSignal(from, data) {
+    if (this.sfu) return; // mesh signals are ignored once the room is used
     let p = this.peers.get(from);
     if (!p) {
       // The offer may come before we processed on_user_join of its sender.
@@ -607,7 +773,7 @@ export class Mesh {
 
   /** Fallback level from statistics: inbound audioLevel, or the local media-source. */
   async statsLevel(peer) {
-    const pcs = peer ? [peer.pc] : [...this.peers.values()].map((p) => p.pc).slice(0, 1);
+    const pcs = peer ? [peer.pc] : this.publisher ? [this.publisher.pc] : [...this.peers.values()].map((p) => p.pc).slice(0, 1);
     for (const pc of pcs) {
       try {
         const stats = await pc.getStats();
