@@ -241,7 +241,7 @@ class Hub:
             if s is None:
                 continue
             s.seq = int(h["seq"])
-            s.buffer = deque((int(q), str(n), dict(a)) for q, n, a in h["buffer"])
+            s.buffer = [(int(q), str(n), dict(a)) for q, n, a in h["buffer"]]
             answers = h.get("answers")
             if answers is not None:
                 kept = s.keep_answers()

@@ -20,6 +20,7 @@ sends them in order and closes on a :class:`Close`.
 
 from __future__ import annotations
 
+import bisect
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
@@ -140,6 +141,10 @@ class RequestAnswers:
                 self.floor = old
 
 
+def _seq_of(push: tuple[int, str, dict[str, Any]]) -> int:
+    return push[0]
+
+
 @dataclass(slots=True, eq=False)
 class Session:
     """One logged-in device. :attr:`link` is its current connection, or None between
@@ -158,7 +163,9 @@ class Session:
     created_at: float
     last_seen: float
     seq: int = 0
-    buffer: deque[tuple[int, str, dict[str, Any]]] = field(default_factory=deque)
+    #: the pushes not acknowledged yet, oldest first, numbered one after the other (a
+    #: list: an idle device's empty one costs 56 bytes where a deque's costs 760)
+    buffer: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     restored: bool = False
     #: restored with what the previous owner of the calls handed over (cluster
     #: drain): its pushes keep their numbers and its answers are kept
@@ -246,8 +253,9 @@ class Session:
     def ack(self, upto: int) -> None:
         """The device processed every push up to ``upto``: forget them."""
         buf = self.buffer
-        while buf and buf[0][0] <= upto:
-            buf.popleft()
+        if buf and buf[0][0] <= upto:
+            # the buffer's numbers are consecutive: everything up to ``upto`` is a prefix
+            del buf[: bisect.bisect_right(buf, upto, key=_seq_of)]
 
     def replay_after(self, ack: int) -> int:
         """A resume that acknowledged ``ack``: send every push after it again, in
@@ -258,9 +266,7 @@ class Session:
         else:
             # The server restarted: this session's numbering continues from the
             # client's own ack; pushes queued since the restart are renumbered.
-            renum: deque[tuple[int, str, dict[str, Any]]] = deque()
-            for i, (_, name, args) in enumerate(self.buffer, start=ack + 1):
-                renum.append((i, name, args))
+            renum = [(i, name, args) for i, (_, name, args) in enumerate(self.buffer, start=ack + 1)]
             self.buffer = renum
             self.seq = ack + len(renum)
             self.restored = False
