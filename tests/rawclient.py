@@ -102,7 +102,13 @@ class Raw:
         return dict(r["result"])
 
     async def login(
-        self, user_id: str, *, device_id: str = "", multi_device: bool = False, expire: int = 86400
+        self,
+        user_id: str,
+        *,
+        device_id: str = "",
+        multi_device: bool = False,
+        expire: int = 86400,
+        **extra: Any,
     ) -> dict[str, Any]:
         if self.ws is None:
             await self.connect()
@@ -114,6 +120,7 @@ class Raw:
             user_sig=self.srv.sig(user_id, expire),
             device_id=device_id or user_id + "-dev",
             multi_device=multi_device,
+            **extra,
         )
         self.session = res["session"]
         return res
@@ -186,10 +193,11 @@ class Raw:
         return await asyncio.wait_for(asyncio.shield(self.closed), timeout)
 
 
-async def logged_in(server: ServerProcess, clients: list[Raw], prefix: str) -> tuple[Raw, str]:
-    """A connected client logged in as a fresh user ``prefix…``; kept in ``clients``."""
+async def logged_in(server: ServerProcess, clients: list[Raw], prefix: str, **extra: Any) -> tuple[Raw, str]:
+    """A connected client logged in as a fresh user ``prefix…``; kept in ``clients``.
+    ``extra``: more fields of the login request."""
     c = await Raw(server).connect()
     clients.append(c)
     user = unique(prefix)
-    await c.login(user)
+    await c.login(user, **extra)
     return c, user

@@ -3,7 +3,8 @@
 ``media=MediaOptions(...)`` (tests/media/call_driver.py's members) in one audio call. When
 ``on_sfu`` comes, each engine's media closes the mesh, publishes once through the room and
 receives the other two there; Janus is killed and started again mid-call, and they hear
-each other again. Prints one JSON line."""
+each other again; a device that does not follow SFU rooms joins, and they hear each other
+in the mesh again. Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "media"))
 from call_driver import WAIT, Member
 from janusproc import SECRET, running
 
+from rawclient import Raw
 from ringline import MediaType
 from serverproc import ServerProcess
 
@@ -84,6 +86,36 @@ async def main() -> dict[str, Any]:
                 for u, m in members.items()
                 if m.engine.media and m.engine.media.publisher is not publishers[u]
             )
+            # A device that does not follow SFU rooms joins (a bare client here, a browser in
+            # real life): the call goes back to the mesh, and the engines hear each other there.
+            dora = Raw(srv)
+            try:
+                await dora.login("dora")
+                await members["alice"].engine.invite_user(["dora"])
+                await dora.event("on_call_received", call_id=cid, timeout=WAIT)
+                await dora.ok("accept", call_id=cid)
+                for u, m in members.items():
+                    for other in users:
+                        if other != u:
+                            out[f"{u}<-{other}"]["after_mesh_again"] = await m.probe.wait_frames(
+                                other, "audio", 50, WAIT
+                            )
+                    session = m.engine.media
+                    assert session is not None
+                    out[f"{u}_links_mesh_again"] = {
+                        "publisher": session.publisher is not None,
+                        "mesh": sorted(
+                            p.remote for p in session.peers.values() if type(p).__name__ == "_Peer"
+                        ),
+                        "connected": sorted(
+                            p.remote for p in session.peers.values() if p.pc.connectionState == "connected"
+                        ),
+                    }
+                await dora.ok("hangup", call_id=cid)
+                for m in members.values():
+                    await m.rec.wait_for("on_user_leave", user_id="dora", timeout=WAIT)
+            finally:
+                await dora.close()
             await members["carol"].engine.hangup()
             for u in ("alice", "bob"):
                 await members[u].rec.wait_for("on_user_leave", user_id="carol", timeout=WAIT)

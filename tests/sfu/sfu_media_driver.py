@@ -133,7 +133,7 @@ async def main() -> dict[str, Any]:
             m.names = {o.user: o.name for o in members}
         try:
             for m in members:
-                await m.raw.login(m.user)
+                await m.raw.login(m.user, sfu=True)
             alice, bob, carol = members
             cid = (await alice.raw.ok("calls", user_ids=[bob.user, carol.user], media_type=1))["call_id"]
             for m in members:

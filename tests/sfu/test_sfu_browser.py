@@ -3,8 +3,9 @@
 a real Janus (loopback shim preloaded) and ``ringline serve --sfu``, all inside a
 loopback-only network namespace. On ``on_sfu`` the page leaves the mesh, publishes once
 and receives each Python member on a connection of its own; each Python member hears the
-page through the room; when one Python member hangs up, the page drops its feed and goes
-on hearing the other.
+page through the room; when a client that does not follow SFU rooms joins, all go back
+to the mesh and hear each other there; when one Python member hangs up, the page drops
+its connection and goes on hearing the other.
 
 The test runs this file again as a script inside the namespace (``python
 tests/sfu/test_sfu_browser.py``), which prints one JSON object of what each side saw.
@@ -129,6 +130,11 @@ def test_browser_and_two_python_members_hear_each_other_through_janus() -> None:
         heard = r[f"{bot}<-web"]
         assert heard["sfu_frames"] >= 50 and heard["level"] > 0 and heard["max_volume"] > 0, (bot, heard)
     # cpy hangs up: the page drops its feed and goes on hearing apy.
+    # Back to the mesh when a client that does not follow rooms joined.
+    for bot in BOTS:
+        assert not r[f"web<-{bot}_mesh_again"]["feed"], r[f"web<-{bot}_mesh_again"]
+        assert r[f"{bot}_mesh_again"] == {"publisher": False, "kinds": ["_Peer"]}, r[f"{bot}_mesh_again"]
+        assert r[f"{bot}<-web_mesh_again"] >= 50
     assert r["web_after_cpy_left"]["users"] == ["apy"], r["web_after_cpy_left"]
     assert r["web_after_cpy_left"]["more_packets"] >= 50
     assert r["page_errors"] == []
@@ -143,6 +149,7 @@ async def _drive() -> dict[str, Any]:
     from janusproc import SECRET, running
     from playwright.async_api import async_playwright
 
+    from rawclient import Raw
     from ringline import MediaType
     from serverproc import SDK_APP_ID, ServerProcess
 
@@ -228,6 +235,40 @@ async def _drive() -> dict[str, Any]:
                     after = await m.probe.wait_frames(WEB, "audio", 50, WAIT)
                     heard = await m.hears(WEB)
                     out[f"{u}<-web"] = {"sfu_frames": after - before, **heard}
+
+                # A client that does not follow SFU rooms joins: the room goes, and the page
+                # and the Python members go back to the mesh and hear each other there.
+                dora = Raw(srv)
+                try:
+                    await dora.login("dora")
+                    await bots["apy"].engine.invite_user(["dora"])
+                    await dora.event("on_call_received", call_id=cid, timeout=WAIT)
+                    await dora.ok("accept", call_id=cid)
+                    meshed = await web(
+                        "!rl.engine._mesh.sfu && !rl.engine._mesh.publisher"
+                        " && ['apy', 'cpy'].every((u) => s.users[u] && !s.users[u].feed"
+                        " && s.users[u].packets > 25)"
+                        " && s.users"
+                    )
+                    for bot in BOTS:
+                        out[f"web<-{bot}_mesh_again"] = await web(
+                            "s.users[a[0]] && !s.users[a[0]].feed && s.users[a[0]].packets >= a[1] + 50"
+                            " && s.users[a[0]]",
+                            [bot, meshed[bot]["packets"]],
+                        )
+                    for u, m in bots.items():
+                        session = m.engine.media
+                        assert session is not None
+                        before = m.probe.count(WEB, "audio")
+                        after = await m.probe.wait_frames(WEB, "audio", 50, WAIT)
+                        mesh_kinds = sorted({type(peer).__name__ for peer in session.peers.values()})
+                        published = session.publisher is not None
+                        out[f"{u}_mesh_again"] = {"publisher": published, "kinds": mesh_kinds}
+                        out[f"{u}<-web_mesh_again"] = after - before
+                    await dora.ok("hangup", call_id=cid)
+                    await web("!rl.engine.getPeerConnection('dora')")
+                finally:
+                    await dora.close()
 
                 # cpy hangs up: the page drops its feed and goes on hearing apy.
                 await bots["cpy"].engine.hangup()

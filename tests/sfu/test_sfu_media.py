@@ -76,4 +76,12 @@ def test_sdk_engines_switch_to_the_sfu_and_hear_each_other() -> None:
     for u in users:
         for o in set(users) - {u}:
             assert r[f"{u}<-{o}"]["after_janus_restart"] > r[f"{u}<-{o}"]["more_frames"]
+    # A device that does not follow rooms joined: back to the mesh, heard there.
+    for u in users:
+        others = sorted(set(users) - {u})
+        links = r[f"{u}_links_mesh_again"]
+        assert not links["publisher"] and links["mesh"] == sorted([*others, "dora"]), links
+        assert links["connected"] == others, links  # Dora sends no media
+        for o in others:
+            assert r[f"{u}<-{o}"]["after_mesh_again"] > r[f"{u}<-{o}"]["after_janus_restart"]
     assert r["alice_peers_after_carol_left"] == ["bob"] and r["bob_peers_after_carol_left"] == ["alice"]

@@ -52,11 +52,14 @@ async def jc(janus: JanusProcess) -> AsyncIterator[JanusClient]:
     await c.close()
 
 
-async def group_call(clients: list[Raw], server: ServerProcess) -> tuple[str, list[tuple[Raw, str]]]:
-    """Alice calls Bob and Carol, both accept; the call id and the three (client, user)."""
-    a, ua = await logged_in(server, clients, "alice")
-    b, ub = await logged_in(server, clients, "bob")
-    c, uc = await logged_in(server, clients, "carol")
+async def group_call(
+    clients: list[Raw], server: ServerProcess, sfu: bool = True
+) -> tuple[str, list[tuple[Raw, str]]]:
+    """Alice calls Bob and Carol, both accept; the call id and the three (client, user).
+    ``sfu``: their devices say they follow SFU rooms."""
+    a, ua = await logged_in(server, clients, "alice", sfu=sfu)
+    b, ub = await logged_in(server, clients, "bob", sfu=sfu)
+    c, uc = await logged_in(server, clients, "carol", sfu=sfu)
     cid = (await a.ok("calls", user_ids=[ub, uc], media_type=1))["call_id"]
     await b.event("on_call_received", call_id=cid)
     await c.event("on_call_received", call_id=cid)
@@ -144,8 +147,8 @@ def _until_event(peer: Peer, key: str) -> dict[str, Any]:
 async def test_a_1v1_call_stays_peer_to_peer(
     server: ServerProcess, jc: JanusClient, clients: list[Raw]
 ) -> None:
-    a, _ = await logged_in(server, clients, "dan")
-    b, ub = await logged_in(server, clients, "eve")
+    a, _ = await logged_in(server, clients, "dan", sfu=True)
+    b, ub = await logged_in(server, clients, "eve", sfu=True)
     one = (await a.ok("calls", user_ids=[ub], media_type=1))["call_id"]
     await b.event("on_call_received", call_id=one)
     await b.ok("accept", call_id=one)
@@ -179,7 +182,7 @@ async def test_a_restarted_server_takes_the_room_over(
         for cl, u in members:
             cl.consumed = len(cl.events)
             await cl.connect()
-            await cl.ok("resume", session=cl.session)
+            await cl.ok("resume", session=cl.session, sfu=True)
             fresh[u] = (await sfu_info(cl, cid))["token"]
         # The same room; the tokens handed out before the restart no longer admit anyone.
         assert sorted(await jc.allowed(room, room_secret(SECRET, room), "add", [])) == sorted(fresh.values())
@@ -199,8 +202,8 @@ async def test_a_room_janus_lost_is_made_again(tmp_path: Path, clients: list[Raw
         ).start()
         jc = JanusClient(janus.url, SECRET)
         try:
-            a, ua = await logged_in(srv, clients, "fay")
-            others = [await logged_in(srv, clients, n) for n in ("gus", "hal", "ivy")]
+            a, ua = await logged_in(srv, clients, "fay", sfu=True)
+            others = [await logged_in(srv, clients, n, sfu=True) for n in ("gus", "hal", "ivy")]
             ids = [u for _, u in others]
             cid = (await a.ok("calls", user_ids=ids, media_type=1))["call_id"]
             for cl, _ in others[:2]:
@@ -224,3 +227,32 @@ async def test_a_room_janus_lost_is_made_again(tmp_path: Path, clients: list[Raw
         finally:
             await jc.close()
             srv.kill()
+
+
+async def test_a_device_that_does_not_follow_rooms_keeps_the_call_in_the_mesh(
+    server: ServerProcess, jc: JanusClient, clients: list[Raw]
+) -> None:
+    # Devices that do not say "sfu": true at login (the browser engine, for now): no room.
+    plain, members = await group_call(clients, server, sfu=False)
+    # A call with a room, then such a device joins: the room goes, every member hears
+    # on_sfu with sfu null (back to the mesh), and the call stays in the mesh.
+    cid, members2 = await group_call(clients, server)
+    for cl, _ in members2:
+        await sfu_info(cl, cid)
+    assert room_id(plain) not in [r["room"] for r in await jc.list_rooms()]
+    assert "on_sfu" not in [n for cl, _ in members for n in cl.names(plain)]
+    assert await jc.exists(room_id(cid))
+    d, ud = await logged_in(server, clients, "dora")
+    await members2[0][0].ok("invite_user", call_id=cid, user_ids=[ud])
+    await d.event("on_call_received", call_id=cid)
+    await d.ok("accept", call_id=cid)
+    for cl, _ in members2:
+        ev = await cl.event("on_sfu", call_id=cid)
+        assert ev["args"]["sfu"] is None
+    await d.ok("hangup", call_id=cid)
+    await members2[0][0].event("on_user_leave", call_id=cid, user_id=ud)
+    rooms = [r["room"] for r in await jc.list_rooms()]
+    assert room_id(cid) not in rooms  # and not made again after Dora left
+    assert "on_sfu" not in d.names(cid)
+    await hang_up_all(members2, cid)
+    await hang_up_all(members, plain)

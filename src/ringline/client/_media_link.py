@@ -77,6 +77,8 @@ class EngineMedia:
         self._ice_transport_policy = ice_transport_policy
         self._send_signal = send_signal
         self._sfu_request = sfu_request
+        #: members connected to the current call (for a return from the SFU to the mesh)
+        self._joined: set[str] = set()
         self._put: Callable[[Event], None] | None = None
         self._available: dict[tuple[str, str], bool] = {}
         self._mic = True
@@ -100,7 +102,9 @@ class EngineMedia:
             return True
         if name in ("on_sfu", "on_sfu_feed"):  # for the media only (docs/sfu.md)
             if s is not None and ev.call_id == s.call_id and self._sfu_request is not None:
-                if name == "on_sfu":
+                if name == "on_sfu" and ev.kwargs.get("sfu") is None:
+                    s.leave_sfu(sorted(self._joined))  # the call went back to the mesh
+                elif name == "on_sfu":
                     s.use_sfu(self._sfu_request)
                 elif isinstance(ev.kwargs.get("user_id"), str):
                     s.sfu_feed(ev.kwargs["user_id"])
@@ -108,6 +112,7 @@ class EngineMedia:
         if s is None or ev.call_id != s.call_id:
             return True
         if name == "on_user_join":
+            self._joined.add(ev.kwargs["user_id"])
             s.add_peer(ev.kwargs["user_id"])
         elif name == "on_signal":
             s.on_signal(ev.kwargs["from_user_id"], ev.kwargs["data"])
@@ -115,6 +120,7 @@ class EngineMedia:
             await s.set_media_type(ev.kwargs["new_call_media_type"])
         elif name == "on_user_leave":
             user = ev.kwargs["user_id"]
+            self._joined.discard(user)
             await s.drop_peer(user)
             self._available.pop((user, "audio"), None)
             self._available.pop((user, "video"), None)
@@ -150,6 +156,7 @@ class EngineMedia:
         """Close the current call's media, if any (idempotent)."""
         s, self.session = self.session, None
         self._available.clear()
+        self._joined.clear()
         if s is not None:
             await s.close()
 

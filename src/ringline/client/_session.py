@@ -131,6 +131,8 @@ class LoginParams:
     user_sig: str
     device_id: str | None
     multi_device: bool
+    #: the media layer follows a call's SFU room (``on_sfu``, docs/sfu.md)
+    sfu: bool = False
 
     def frame(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -144,6 +146,8 @@ class LoginParams:
         }
         if self.device_id is not None:
             out["device_id"] = self.device_id
+        if self.sfu:
+            out["sfu"] = True
         return out
 
 
@@ -579,6 +583,7 @@ class Session:
                     "session": self.token,
                     "ack": self._acked,
                     "platform": PLATFORM,
+                    **({"sfu": True} if self.login.sfu else {}),
                 },
             )
         except RemoteCallError as exc:

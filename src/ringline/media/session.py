@@ -951,6 +951,33 @@ class MediaSession:
         for user_id in feeds:
             self.sfu_feed(user_id)
 
+    def leave_sfu(self, members: list[str]) -> None:
+        """The call went back to the mesh (``on_sfu`` with no room): close the SFU
+        connections and connect to each of ``members`` (the members connected now)."""
+        if self.closed or self.sfu_request is None:
+            return
+        self.sfu_request = None
+        old = list(self.peers.values())
+        publisher, self.publisher = self.publisher, None
+
+        async def back() -> None:
+            if publisher is not None:
+                await publisher.close()
+            for peer in old:
+                if self.peers.get(peer.remote) is peer:
+                    await self.drop_peer(peer.remote)
+            for user_id in members:
+                self.add_peer(user_id)
+                new = self.peers.get(user_id)
+                # An offer that came while this side was still in the room was ignored:
+                # ask for one (an offerer whose offer is still unanswered sends it again).
+                if new is not None and not new.offerer:
+                    new.post("ask_restart", True)
+
+        task = asyncio.create_task(back(), name="ringline-media-sfu-leave")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def sfu_feed(self, user_id: str) -> None:
         """``user_id``'s media reached the SFU (``on_sfu_feed``): receive it."""
         if self.closed or self.sfu_request is None or user_id == self.user_id or user_id in self.peers:

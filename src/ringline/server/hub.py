@@ -701,9 +701,13 @@ class Hub:
             for mb in call.members.values()
             if mb.state is MemberState.CONNECTED and mb.active
         }
-        return RoomPlan(live=True, size=len(call.active_members()), connected=connected)
+        capable = all(
+            (sess := self.by_device.get(device)) is None or sess.sfu is not False
+            for device in connected.values()
+        )
+        return RoomPlan(live=True, size=len(call.active_members()), connected=connected, capable=capable)
 
-    def _sfu_push(self, device_id: str, call_id: str, info: dict[str, Any]) -> None:
+    def _sfu_push(self, device_id: str, call_id: str, info: dict[str, Any] | None) -> None:
         if not self._closing:
             self.deliver(device_id, "on_sfu", {"call_id": call_id, "sfu": info}, False)
 

@@ -178,6 +178,9 @@ class Session:
     #: login or resume: the ``ClientIP`` / ``OptPlatform`` of the callbacks it causes
     client_ip: str = ""
     platform: str = "Unknown"
+    #: the device follows a call's SFU room (``"sfu": true`` at login and resume,
+    #: docs/sfu.md); None: not known yet (restored, not resumed since)
+    sfu: bool | None = None
     _link: Link | None = None
 
     @property

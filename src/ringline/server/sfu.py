@@ -510,6 +510,8 @@ class RoomPlan:
     live: bool
     size: int
     connected: dict[str, str]
+    #: every connected device follows SFU rooms (said so at login or resume)
+    capable: bool = True
 
 
 @dataclass(slots=True)
@@ -554,7 +556,7 @@ class SfuRooms:
         *,
         min_members: int,
         plan: Callable[[str], RoomPlan | None],
-        push: Callable[[str, str, dict[str, Any]], None],
+        push: Callable[[str, str, dict[str, Any] | None], None],
         push_feed: Callable[[str, str, str], None] = lambda _d, _c, _u: None,
     ) -> None:
         self.clients = list(clients)
@@ -566,6 +568,8 @@ class SfuRooms:
         self._push = push
         self._push_feed = push_feed
         self.rooms: dict[str, _Room] = {}
+        #: calls that went back to the mesh (a device that does not follow rooms joined)
+        self.mesh_only: set[str] = set()
         self._dirty: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._next = itertools.count()
@@ -616,6 +620,7 @@ class SfuRooms:
         plan = self._plan(call_id)
         room = self.rooms.get(call_id)
         if plan is None or not plan.live:
+            self.mesh_only.discard(call_id)
             if room is not None:
                 del self.rooms[call_id]
                 await room.client.destroy(room.room, room.secret)
@@ -624,9 +629,21 @@ class SfuRooms:
                 log.info("call %s: SFU room %s destroyed", call_id, room.room)
             return
         if room is None:
-            if plan.size < self.min_members:
+            if plan.size < self.min_members or not plan.capable or call_id in self.mesh_only:
                 return
             room = await self._create(call_id)
+        elif not plan.capable:
+            # A device that does not follow SFU rooms (the browser engine, for now) is
+            # in the call: everyone goes back to the mesh for the rest of it.
+            self.mesh_only.add(call_id)
+            del self.rooms[call_id]
+            for _user, (_token, device) in room.members.items():
+                self._push(device, call_id, None)
+            await room.client.destroy(room.room, room.secret)
+            for user in list(room.members):
+                await room.drop_media(user)
+            log.info("call %s: a device that does not follow SFU rooms joined: back to the mesh", call_id)
+            return
         for user, (token, _device) in list(room.members.items()):
             if user not in plan.connected:
                 del room.members[user]

@@ -822,6 +822,7 @@ class WsHandler:
             raise BadParam(f"device_id must be 1-{MAX_DEVICE_ID} chars of [A-Za-z0-9_.:-]")
         multi = _get(req, "multi_device", bool, False)
         platform = _platform(req, "Unknown") or "Unknown"
+        sfu = _get(req, "sfu", bool, False)
         if not m.valid_user_id(user_id):
             raise BadParam("user_id must be 1-32 chars of [A-Za-z0-9_-]")
         conn.user = user_id
@@ -844,6 +845,7 @@ class WsHandler:
         # Scoped to the user: another user's login with this device_id is another device.
         s = hub.new_session(device_key(user_id, device_id), user_id, multi, float(info.expires_at))
         s.client_ip, s.platform = ("" if conn.addr == "?" else conn.addr), platform
+        s.sfu = sfu
         mailbox = hub.attach(s)
         s.attach(conn)
         conn.session = s
@@ -895,6 +897,7 @@ class WsHandler:
         token = _str(req, "session", max_len=128)
         ack = _get(req, "ack", int, 0)
         platform = _platform(req, None)
+        sfu = _get(req, "sfu", bool, False)
         hub = self.hub
         s = hub.sessions.get(token)
         if s is None or s.closed:
@@ -906,6 +909,11 @@ class WsHandler:
         s.client_ip = "" if conn.addr == "?" else conn.addr
         if platform is not None:
             s.platform = platform
+        if s.sfu is not sfu:
+            s.sfu = sfu
+            cid = hub.sb.current_call_of(s.device_id)
+            if cid is not None and hub.sfu is not None:
+                hub.sfu.touch(cid)
         s.last_seen = time.time()
         conn.session = s
         if old is not None and old is not conn:

@@ -346,8 +346,9 @@ export class CallEngine extends Emitter {
       case "on_signal":
         if (mine && a.data && typeof a.data === "object") this._mesh.onSignal(a.from_user_id, a.data);
         return;
-      case "on_sfu": // the call's media moves to its SFU room (docs/sfu.md); no event
-        if (mine) this._mesh.useSfu();
+      case "on_sfu": // the call's media moves to its SFU room, or (sfu: null) back to the mesh (docs/sfu.md); no event
+        if (mine && a.sfu) this._mesh.useSfu();
+        else if (mine) this._mesh.leaveSfu([...c.joined]);
         return;
       case "on_sfu_feed":
         if (mine && typeof a.user_id === "string") this._mesh.sfuFeed(a.user_id);

@@ -683,6 +683,24 @@ export class Mesh {
     );
   }
 
+  /** on_sfu with no room: the call went back to the mesh (a device that does not follow
+   * SFU rooms joined). Close the SFU connections and connect to each of `members` (the
+   * members connected now) again. */
+  leaveSfu(members) {
+    if (!this.sfu) return;
+    this.sfu = false;
+    for (const [, p] of this.peers) p.close();
+    this.peers = new Map();
+    if (this.publisher) this.publisher.close();
+    this.publisher = null;
+    for (const u of members) {
+      const p = this.connect(u);
+      // An offer that came while this side was still in the room was ignored: ask for
+      // one (an offerer whose offer is still unanswered sends it again).
+      if (p && !p.offerer) this.signal(u, { type: "renegotiate", restart: true });
+    }
+  }
+
   /** on_sfu_feed (or a publish answer's feeds): `userId`'s media reached the SFU. */
   sfuFeed(userId) {
     if (!this.sfu || userId === this.engine.userId || this.peers.has(userId)) return;

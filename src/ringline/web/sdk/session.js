@@ -105,7 +105,7 @@ export class Session {
    * Resolves with the result. */
   async start(login) {
     this.closing = false;
-    this.login = { op: "login", v: PROTOCOL_VERSION, ...login };
+    this.login = { op: "login", v: PROTOCOL_VERSION, sfu: true, ...login }; // sfu: it follows SFU rooms (docs/sfu.md)
     const failures = [];
     for (let i = 0; i < this.wsUrls.length; i++) {
       try {
@@ -165,7 +165,7 @@ export class Session {
       ws.onopen = () => {
         const id = this.ids++;
         const frame = resume
-          ? { id, op: "resume", v: PROTOCOL_VERSION, session: this.token, ack: this.lastSeq, platform: "Web" }
+          ? { id, op: "resume", v: PROTOCOL_VERSION, session: this.token, ack: this.lastSeq, platform: "Web", sfu: true }
           : { id, ...this.login };
         this.pending.set(id, {
           resolve: (result) => {
