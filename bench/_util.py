@@ -125,11 +125,13 @@ def thread_cpu(pid: int) -> tuple[float, float]:
     return main, other
 
 
-def child_cpu(ppid: int) -> dict[tuple[int, int], float]:
-    """CPU seconds so far of each live child process of ``ppid`` (found by scanning
-    /proc/*/stat), keyed by (pid, start time) so that a reused pid is a new process."""
+ProcStat = tuple[int, int, float, str]  # ppid, start time, CPU s (utime + stime), state
+
+
+def proc_table() -> dict[int, ProcStat]:
+    """Every process: (ppid, start time, utime + stime in s, state), from /proc/*/stat."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[tuple[int, int], float] = {}
+    out: dict[int, ProcStat] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -138,9 +140,19 @@ def child_cpu(ppid: int) -> dict[tuple[int, int], float]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        if int(fields[1]) == ppid:
-            out[(int(name), int(fields[19]))] = (int(fields[11]) + int(fields[12])) / tick
+        out[int(name)] = (
+            int(fields[1]),
+            int(fields[19]),
+            (int(fields[11]) + int(fields[12])) / tick,
+            fields[0],
+        )
     return out
+
+
+def child_cpu(ppid: int) -> dict[tuple[int, int], float]:
+    """CPU seconds so far of each live child process of ``ppid``, keyed by (pid, start
+    time) so that a reused pid is a new process."""
+    return {(pid, st[1]): st[2] for pid, st in proc_table().items() if st[0] == ppid}
 
 
 class CpuMeter:

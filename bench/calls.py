@@ -845,11 +845,11 @@ def _relay_idle_phase(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 for i in range(20):
                     conns.append(await session.ws_connect(f"{relay.ws_url}?id=w{i}"))
                 await asyncio.sleep(2.0)
-                before = _settle_rss(relay.pid)
+                before = await asyncio.to_thread(_settle_rss, relay.pid)
                 for i in range(n):
                     conns.append(await session.ws_connect(f"{relay.ws_url}?id=i{i}"))
                 await asyncio.sleep(2.0)
-                after = _settle_rss(relay.pid, n=7, pause=0.5)
+                after = await asyncio.to_thread(_settle_rss, relay.pid, 7, 0.5)
                 return before, after, len(conns) - 20
             finally:
                 await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)

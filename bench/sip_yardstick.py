@@ -153,31 +153,7 @@ def _udp_sockets() -> dict[int, int]:
     return out
 
 
-_Stat = tuple[int, int, float, str]  # ppid, start time, CPU s (utime + stime), state
-
-
-def _proc_table() -> dict[int, _Stat]:
-    """Every process: (ppid, start time, utime + stime, state) from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, _Stat] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        out[int(name)] = (
-            int(fields[1]),
-            int(fields[19]),
-            (int(fields[11]) + int(fields[12])) / tick,
-            fields[0],
-        )
-    return out
-
-
-def _tree(table: dict[int, _Stat], root: int) -> set[int]:
+def _tree(table: dict[int, u.ProcStat], root: int) -> set[int]:
     """``root`` and all its descendants."""
     kids: dict[int, list[int]] = {}
     for pid, st in table.items():
@@ -192,7 +168,7 @@ def _tree(table: dict[int, _Stat], root: int) -> set[int]:
     return out
 
 
-def _cpu_delta(t0: dict[int, _Stat], t1: dict[int, _Stat], pids: set[int]) -> float:
+def _cpu_delta(t0: dict[int, u.ProcStat], t1: dict[int, u.ProcStat], pids: set[int]) -> float:
     """CPU seconds of ``pids`` between two tables; a process not in ``t0`` (or a reused
     pid) counts from 0."""
     total = 0.0
@@ -250,7 +226,7 @@ def _stop_all(procs: list[u.Proc], kam_pids: dict[int, int]) -> None:
     """Stop every process by PID: the UAS first gently (SIGUSR1: it ends its calls),
     Kamailio's main process with SIGTERM (it stops its children), then any Kamailio
     process still there with SIGKILL."""
-    table = _proc_table()
+    table = u.proc_table()
     for pid, start in list(kam_pids.items()):
         if pid in table and table[pid][1] == start:
             kam_pids.update({k: table[k][1] for k in _tree(table, pid)})
@@ -263,7 +239,7 @@ def _stop_all(procs: list[u.Proc], kam_pids: dict[int, int]) -> None:
         p.stop(grace=10.0)
     deadline = time.monotonic() + 5.0
     while True:
-        table = _proc_table()
+        table = u.proc_table()
         left = [pid for pid, start in kam_pids.items() if pid in table and table[pid][1] == start]
         left = [pid for pid in left if table[pid][3] != "Z"]
         if not left:
@@ -332,11 +308,11 @@ def run(
             argv += ["-x", "fm", "-X", "fm"]
         kam = u.Proc(argv, tmp / "kamailio.log", cwd=tmp)
         procs.append(kam)
-        kam_pids[kam.pid] = _proc_table()[kam.pid][1]
+        kam_pids[kam.pid] = u.proc_table()[kam.pid][1]
         _wait_udp(ports["proxy"], kam, "kamailio")
         if kamcmd is not None:
             _wait_kamcmd(kamcmd, ctl, kam)
-        table = _proc_table()
+        table = u.proc_table()
         kam_pids.update({pid: table[pid][1] for pid in _tree(table, kam.pid)})
 
         def sipp_argv(role: str) -> list[str]:
@@ -394,7 +370,7 @@ def run(
             f"{int(duration) + 60}s",
             "-timeout_error",
         ]
-        t0_table = _proc_table()
+        t0_table = u.proc_table()
         busy0, _ = u.machine_cpu()
         t0 = time.monotonic()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -410,7 +386,7 @@ def run(
             raise YardstickError(f"the SIPp UAC exited with {rc}:\n{uac.tail()}")
         u.log(f"  UAC done in {uac_wall:.1f} s; {settle:.0f} s for Kamailio's cleanup")
         time.sleep(settle)  # part of the measured interval, not a synchronisation
-        t1_table = _proc_table()
+        t1_table = u.proc_table()
         busy1, _ = u.machine_cpu()
         t1 = time.monotonic()
         if not kam.alive():

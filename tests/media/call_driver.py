@@ -169,21 +169,37 @@ async def video_switch(srv: ServerProcess) -> dict[str, Any]:
     return out
 
 
+#: The members of a 3-member call: user -> the tone (Hz) each sends.
+TRIO = {"alice": 300.0, "bob": 500.0, "carol": 700.0}
+
+
+async def trio_call(members: dict[str, Member]) -> str:
+    """Log in ``members`` (made from :data:`TRIO`); alice calls bob and carol (audio),
+    both accept; the call id."""
+    for m in members.values():
+        await m.login()
+    cid = await members["alice"].engine.calls(["bob", "carol"], MediaType.AUDIO)
+    for u in ("bob", "carol"):
+        await members[u].rec.wait_for("on_call_received", call_id=cid, timeout=WAIT)
+        await members[u].engine.accept()
+    return cid
+
+
+async def hears_all(members: dict[str, Member], out: dict[str, Any]) -> None:
+    """``out["a<-b"]``: whether member a hears member b's tone, for every pair."""
+    for u, m in members.items():
+        for other in members:
+            if other != u:
+                out[f"{u}<-{other}"] = await m.hears(other)
+
+
 async def mesh3(srv: ServerProcess) -> dict[str, Any]:
-    users = {"alice": 300.0, "bob": 500.0, "carol": 700.0}
-    members = {u: Member(srv, u, f) for u, f in users.items()}
+    members = {u: Member(srv, u, f) for u, f in TRIO.items()}
     out: dict[str, Any] = {}
     try:
-        for m in members.values():
-            await m.login()
-        cid = await members["alice"].engine.calls(["bob", "carol"], MediaType.AUDIO)
-        for u in ("bob", "carol"):
-            await members[u].rec.wait_for("on_call_received", call_id=cid, timeout=WAIT)
-            await members[u].engine.accept()
+        cid = await trio_call(members)
+        await hears_all(members, out)
         for u, m in members.items():
-            for other in users:
-                if other != u:
-                    out[f"{u}<-{other}"] = await m.hears(other)
             out[f"{u}_volume_keys"] = sorted(m.volume_events()[-1])
         await members["carol"].engine.hangup()
         for u in ("alice", "bob"):

@@ -48,13 +48,17 @@ def loopback_netns() -> Iterator[list[str]]:
 def run_in(prefix: Sequence[str], args: Sequence[str], timeout: float, cwd: Path = ROOT) -> dict[str, Any]:
     """Run ``python ARGS`` inside the namespace; return the JSON object of its last
     stdout line (the drivers print their findings that way)."""
+    inherited = os.environ.get("PYTHONPATH", "")
     proc = subprocess.run(
         [*prefix, sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(HERE)])},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), str(HERE), inherited) if p),
+        },
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     out, err = proc.stdout[-3000:], proc.stderr[-6000:]

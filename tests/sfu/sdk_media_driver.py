@@ -20,11 +20,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "media"))
 
-from call_driver import WAIT, Member
+from call_driver import TRIO, WAIT, Member, hears_all, trio_call
 from janusproc import SECRET, running
 
 from rawclient import Raw
-from ringline import MediaType
 from serverproc import ServerProcess
 
 TMP = Path(tempfile.mkdtemp(prefix="rl-sfu-sdk-"))
@@ -36,20 +35,13 @@ async def main() -> dict[str, Any]:
         (tmp / "srv").mkdir()
         args = ["--sfu", f"janus={janus.url}", "--sfu-secret", SECRET]
         srv = ServerProcess(tmp / "srv", extra_args=args).start()
-        users = {"alice": 300.0, "bob": 500.0, "carol": 700.0}
+        users = TRIO
         members = {u: Member(srv, u, f) for u, f in users.items()}
         out: dict[str, Any] = {}
         try:
-            for m in members.values():
-                await m.login()
-            cid = await members["alice"].engine.calls(["bob", "carol"], MediaType.AUDIO)
-            for u in ("bob", "carol"):
-                await members[u].rec.wait_for("on_call_received", call_id=cid, timeout=WAIT)
-                await members[u].engine.accept()
+            cid = await trio_call(members)
+            await hears_all(members, out)
             for u, m in members.items():
-                for other in users:
-                    if other != u:
-                        out[f"{u}<-{other}"] = await m.hears(other)
                 session = m.engine.media
                 assert session is not None
                 out[f"{u}_links"] = {

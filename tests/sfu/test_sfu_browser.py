@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "media"))
 
-from netns import loopback_netns
+from netns import loopback_netns, run_in
 
 from needs import missing
 
@@ -99,19 +97,7 @@ def test_browser_and_two_python_members_hear_each_other_through_janus() -> None:
     if reason:
         missing(reason)
     with loopback_netns() as ns:
-        path = [str(ROOT / "tests"), str(ROOT / "tests" / "media"), os.environ.get("PYTHONPATH", "")]
-        proc = subprocess.run(
-            [*ns, sys.executable, str(Path(__file__).resolve())],
-            capture_output=True,
-            text=True,
-            timeout=200,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)},
-        )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    out, err = proc.stdout[-3000:], proc.stderr[-6000:]
-    assert proc.returncode == 0 and lines, f"exit {proc.returncode}\n{out}\n{err}"
-    r: dict[str, Any] = json.loads(lines[-1])
+        r = run_in(ns, [str(Path(__file__).resolve())], timeout=200)
     # The page: one publishing connection and one receiving connection per Python member,
     # no mesh connection left, exactly one audio upload.
     assert r["web_links"] == {"publisher": True, "feeds": sorted(BOTS), "mesh": []}, r["web_links"]

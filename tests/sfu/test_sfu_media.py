@@ -6,9 +6,6 @@ leaves, the other two go on hearing each other."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "media"))
 
-from netns import loopback_netns
+from netns import loopback_netns, run_in
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,20 +24,7 @@ ROOT = HERE.parents[1]
 
 def run_driver(name: str) -> dict[str, Any]:
     with loopback_netns() as ns:
-        path = [str(ROOT / "tests"), str(ROOT / "tests" / "media"), os.environ.get("PYTHONPATH", "")]
-        proc = subprocess.run(
-            [*ns, sys.executable, str(HERE / name)],
-            capture_output=True,
-            text=True,
-            timeout=150,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)},
-        )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    out, err = proc.stdout[-3000:], proc.stderr[-6000:]
-    assert proc.returncode == 0 and lines, f"exit {proc.returncode}\n{out}\n{err}"
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+        return run_in(ns, [str(HERE / name)], timeout=150)
 
 
 def test_three_members_hear_each_other_through_janus() -> None:
