@@ -38,7 +38,11 @@ def ice_facts(m: Member, other: str) -> dict[str, Any]:
     ICE transports (aioice's ``_nominated``), and the candidate types in both SDPs."""
     session = m.engine.media
     assert session is not None
-    pc = session.peers[other].pc
+    return pc_ice_facts(session.peers[other].pc, session.ice_transport_policy)
+
+
+def pc_ice_facts(pc: Any, policy: str) -> dict[str, Any]:
+    """:func:`ice_facts` of one aiortc ``RTCPeerConnection`` (``policy``: the session's)."""
     pairs = []
     for t in pc.getTransceivers():
         ice = t.sender.transport.transport
@@ -53,7 +57,7 @@ def ice_facts(m: Member, other: str) -> dict[str, Any]:
             )
     local, remote = pc.localDescription, pc.remoteDescription
     return {
-        "policy": session.ice_transport_policy,
+        "policy": policy,
         "state": pc.connectionState,
         "nominated": pairs,
         "local_sdp_types": candidate_types(local.sdp if local else None),

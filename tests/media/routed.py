@@ -17,10 +17,13 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from needs import missing
+from serverproc import ServerProcess
 
 #: ``t``'s address on ``a``'s link: both members reach the servers there.
 T_ADDR = "10.77.1.1"
@@ -71,3 +74,32 @@ def routed_namespaces() -> Iterator[Routed]:
     finally:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@contextlib.contextmanager
+def server_in(prefix: Sequence[str], data_dir: Path, args: Sequence[str], port: int = 0) -> Iterator[str]:
+    """``ringline serve ARGS`` inside the namespace of ``prefix`` (``t``), on ``T_ADDR``
+    (and ``port``, else a free one), logging at INFO to ``data_dir/server.log``; yield its
+    URL; stop it after."""
+    srv = ServerProcess(data_dir, port=port)
+    cmd = [*prefix, *srv.args, "--host", T_ADDR, "--log-level", "INFO", *args]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "server.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "Ringline on http" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the server did not start: {log_path.read_text(errors='replace')[-3000:]}"
+                )
+            time.sleep(0.1)  # polling a starting process: it has no readiness signal
+        yield f"http://{T_ADDR}:{srv.port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -11,17 +11,15 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from netns import HERE, ROOT, loopback_netns, run_in
-from routed import A_ADDR, B_ADDR, T_ADDR, routed_namespaces
+from routed import A_ADDR, B_ADDR, T_ADDR, routed_namespaces, server_in
 from turn import require_turnserver, turn_server
 
 from needs import missing
-from serverproc import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -158,27 +156,7 @@ def _src() -> list[str]:
 def _server_in(prefix: list[str], data_dir: Path, turn_url: str) -> Iterator[str]:
     """``ringline serve`` inside the namespace of ``prefix``, on ``T_ADDR``, relay only with
     per-user credentials for ``turn_url``; yield its URL; stop it after."""
-    srv = ServerProcess(data_dir)
-    args = [*prefix, *srv.args, "--host", T_ADDR, "--log-level", "INFO"]
-    args += ["--turn-url", turn_url, "--turn-secret", SECRET, "--ice-transport-policy", "relay"]
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "server.log"
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while "Ringline on http" not in log_path.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the server did not start: {log_path.read_text(errors='replace')[-3000:]}"
-                )
-            time.sleep(0.1)
-        yield f"http://{T_ADDR}:{srv.port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert SECRET not in log_path.read_text(errors="replace")
+    args = ["--turn-url", turn_url, "--turn-secret", SECRET, "--ice-transport-policy", "relay"]
+    with server_in(prefix, data_dir, args) as url:
+        yield url
+    assert SECRET not in (data_dir / "server.log").read_text(errors="replace")

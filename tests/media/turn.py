@@ -86,11 +86,16 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def turn_server(
-    prefix: Sequence[str], tmp: Path, auth_secret: str = "", ip: str = "127.0.0.1"
+    prefix: Sequence[str],
+    tmp: Path,
+    auth_secret: str = "",
+    ip: str = "127.0.0.1",
+    extra: Sequence[str] = (),
 ) -> Iterator[Turn]:
     """Start coturn inside the namespace (``prefix`` = ``ip netns exec NAME``); stop it after.
     With ``auth_secret``: ``--use-auth-secret --static-auth-secret=AUTH_SECRET`` instead of
-    the static user. It listens and relays on ``ip`` (an address of that namespace)."""
+    the static user. It listens and relays on ``ip`` (an address of that namespace);
+    ``extra``: more ``turnserver`` options (e.g. ``--denied-peer-ip=…``)."""
     binary = require_turnserver()
     tmp.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -121,6 +126,7 @@ def turn_server(
         "--verbose",
         f"--userdb={tmp / 'turndb'}",
         f"--pidfile={tmp / 'turn.pid'}",
+        *extra,
     ]
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

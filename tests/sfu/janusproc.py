@@ -8,7 +8,9 @@ PID (SIGTERM, then SIGKILL). With ``prefix`` (``ip netns exec NAME``, tests/medi
 it runs inside a loopback-only network namespace with :func:`shim` preloaded: Janus (libnice)
 skips interfaces flagged loopback when it gathers ICE candidates, and the shim clears that
 flag so that it offers 127.0.0.1 candidates there. On a host with a real network interface
-no shim is needed (``ice_enforce_list`` names that interface).
+no shim is needed (``ice_enforce_list`` names that interface, or ``""``: every one).
+``host``: the address its HTTP API listens on (in that namespace); ``turn_rest_api``: the
+URL Janus asks for TURN credentials (with the SFU secret as its key, docs/sfu.md).
 
 ``scripts/test`` installs ``janus`` and ``gcc`` (for the shim) when they are absent; here a
 missing one goes through :func:`needs.missing` (skipped on a developer's machine, a failure
@@ -93,6 +95,9 @@ class JanusProcess:
         admin_port: int = 0,
         rtp_ports: tuple[int, int] = (20000, 20400),
         session_timeout: int = 60,
+        host: str = "127.0.0.1",
+        ice_enforce_list: str = "lo",
+        turn_rest_api: str = "",
     ) -> None:
         self.folder = folder
         self.prefix = list(prefix)
@@ -101,7 +106,10 @@ class JanusProcess:
         self.admin_port = admin_port or free_port()
         self.rtp_ports = rtp_ports
         self.session_timeout = session_timeout
-        self.url = f"http://127.0.0.1:{self.port}/janus"
+        self.host = host
+        self.ice_enforce_list = ice_enforce_list
+        self.turn_rest_api = turn_rest_api
+        self.url = f"http://{host}:{self.port}/janus"
         self.admin_url = f"http://127.0.0.1:{self.admin_port}/admin"
         self.log_path = folder / "janus.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -110,6 +118,11 @@ class JanusProcess:
         conf = self.folder / "conf"
         conf.mkdir(parents=True, exist_ok=True)
         libs = _libdir()
+        nat = "nice_debug = false"
+        if self.ice_enforce_list:
+            nat += f'  ice_enforce_list = "{self.ice_enforce_list}"'
+        if self.turn_rest_api:
+            nat += f'\n\tturn_rest_api = "{self.turn_rest_api}"  turn_rest_api_key = "{SECRET}"'
         (conf / "janus.jcfg").write_text(
             f"""general: {{
 \tconfigs_folder = "{conf}"
@@ -124,7 +137,9 @@ class JanusProcess:
 \tadmin_secret = "{ADMIN_SECRET}"
 }}
 media: {{ rtp_port_range = "{self.rtp_ports[0]}-{self.rtp_ports[1]}" }}
-nat: {{ nice_debug = false  ice_enforce_list = "lo" }}
+nat: {{
+\t{nat}
+}}
 plugins: {{ disable = "{_libs(_PLUGINS_OFF)}" }}
 transports: {{ disable = "{_libs(_TRANSPORTS_OFF)}" }}
 loggers: {{ disable = "libjanus_jsonlog.so" }}
@@ -133,7 +148,7 @@ events: {{ broadcast = false  disable = "{_libs(_EVENTS_OFF)}" }}
         )
         (conf / "janus.transport.http.jcfg").write_text(
             f"""general: {{
-\tjson = "plain"  base_path = "/janus"  http = true  port = {self.port}  ip = "127.0.0.1"  https = false
+\tjson = "plain"  base_path = "/janus"  http = true  port = {self.port}  ip = "{self.host}"  https = false
 }}
 admin: {{
 \tadmin_base_path = "/admin"  admin_http = true  admin_port = {self.admin_port}  admin_ip = "127.0.0.1"

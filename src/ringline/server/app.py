@@ -30,6 +30,7 @@ from .logs import set_node_id
 from .metrics import CONTENT_TYPE, Metrics, Reading
 from .openapi import openapi_handler
 from .rest import AdminApi
+from .sfu_turn import add_sfu_turn_route
 from .store import Store, open_store
 from .store.postgres import PostgresStore
 from .web import add_web_routes
@@ -219,6 +220,7 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     app.router.add_get("/v1/ws", ws.handle)
     app.router.add_routes(admin.routes())
     add_web_routes(app, settings, identity)
+    add_sfu_turn_route(app, settings)
 
     async def on_shutdown(_app: web.Application) -> None:
         await hub.close()  # everything queued is in the outbox now
@@ -468,6 +470,7 @@ async def build_cluster_app(settings: Settings, identity: AppIdentity) -> tuple[
         app.router.add_route("*", f"/{api}/{{tail:.*}}", rest_route("unknown_path"))
     app.router.add_get("/openapi.json", openapi_handler)
     add_web_routes(app, settings, identity)
+    add_sfu_turn_route(app, settings)
 
     async def on_shutdown(_app: web.Application) -> None:
         await node.leave()
