@@ -72,12 +72,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
-from urllib.parse import parse_qsl
-
-import aiohttp
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from ... import __version__
 from .. import jsonenc as _json
+from .http import HttpClient
 from .retry import DEFAULT_SCHEDULE, RetrySchedule
 from .signing import decode_secret, standard_headers, tencent_query
 
@@ -323,9 +322,9 @@ class Deliverer:
     at the next poll (``poll_interval``). Retries the deliverer scheduled itself wake it
     on time without polling.
 
-    ``clock`` is wall time (``time.time``): outbox times are unix seconds. ``session``
-    may be a borrowed :class:`aiohttp.ClientSession` (not closed here); by default the
-    deliverer makes its own, without cookies or proxy settings from the environment.
+    ``clock`` is wall time (``time.time``): outbox times are unix seconds. Requests go
+    out on kept-alive HTTP/1.1 connections of a small client of its own
+    (:class:`~.http.HttpClient`: no proxies, cookies or redirects).
     """
 
     def __init__(
@@ -340,7 +339,6 @@ class Deliverer:
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        session: aiohttp.ClientSession | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be ≥ 1")
@@ -359,15 +357,11 @@ class Deliverer:
         self._schedule = schedule
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
-        self._timeout = aiohttp.ClientTimeout(
-            total=total_timeout, connect=connect_timeout, sock_connect=connect_timeout
-        )
         self._max_in_flight = max_in_flight
         self._poll_interval = poll_interval
         self._clock = clock
         self._rng = rng or random.Random()
-        self._session = session
-        self._own_session = session is None
+        self._http: HttpClient | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._retry_times: list[float] = []  # heap of next_at values this deliverer set
@@ -398,12 +392,11 @@ class Deliverer:
             raise RuntimeError("this Deliverer is closed; make a new one")
         if self._runner is not None:
             return
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_in_flight),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                headers={"User-Agent": f"Ringline-Webhooks/{__version__}"},
-                trust_env=False,
+        if self._http is None:
+            self._http = HttpClient(
+                user_agent=f"Ringline-Webhooks/{__version__}",
+                connect_timeout=self._connect_timeout,
+                max_idle=self._max_in_flight,
             )
         self._runner = asyncio.create_task(self._run(), name="ringline-webhooks")
 
@@ -434,8 +427,8 @@ class Deliverer:
                 log.exception(
                     "webhooks: releasing %d claimed deliveries failed; their lease will expire", len(claimed)
                 )
-        if self._own_session and self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -519,8 +512,8 @@ class Deliverer:
             self._wake.set()  # a slot is free, and the call's next sequence may be claimable
 
     async def _post(self, d: Delivery) -> _Result:
-        session = self._session
-        assert session is not None, "start() makes the session"
+        http = self._http
+        assert http is not None, "start() makes the client"
         creds = self._credentials
         stamp = int(self._clock())
         params = tencent_query(
@@ -532,39 +525,32 @@ class Deliverer:
         )
         headers = {"Content-Type": "application/json"}
         headers.update(standard_headers(creds.secrets, d.event_id, stamp, d.body))
+        url = d.url + ("&" if urlsplit(d.url).query else "?") + urlencode(params, quote_via=quote)
         self.stats.attempts += 1
         try:
-            async with session.post(
-                d.url,
-                params=params,
-                data=d.body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=self._timeout,
-            ) as resp:
-                status = resp.status
-                if 200 <= status < 300:
-                    return _Result(status)
-                if 300 <= status < 400:
-                    where = resp.headers.get("Location", "?")
-                    error = f"HTTP {status} redirect to {where} not followed; configure the final url"
-                    return _Result(status, error)
-                snippet = (await resp.content.read(200)).decode("utf-8", "replace").strip()
-                parts = (f"HTTP {status}", resp.reason, snippet and f"({snippet})")
-                error = " ".join(part for part in parts if part)
-                retry_after = (
-                    _retry_after(resp.headers.get("Retry-After"), self._clock())
-                    if status in (429, 503)
-                    else None
-                )
-                return _Result(status, error, retry_after)
+            async with asyncio.timeout(self._total_timeout):
+                resp = await http.post(url, d.body, headers)
         except TimeoutError:
             return _Result(
                 None,
                 f"timed out (connect {self._connect_timeout:g} s, total {self._total_timeout:g} s)",
             )
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             return _Result(None, f"{type(exc).__name__}: {exc}")
+        status = resp.status
+        if 200 <= status < 300:
+            return _Result(status)
+        if 300 <= status < 400:
+            where = resp.headers.get("location", "?")
+            error = f"HTTP {status} redirect to {where} not followed; configure the final url"
+            return _Result(status, error)
+        snippet = resp.body[:200].decode("utf-8", "replace").strip()
+        parts = (f"HTTP {status}", resp.reason, snippet and f"({snippet})")
+        error = " ".join(part for part in parts if part)
+        retry_after = (
+            _retry_after(resp.headers.get("retry-after"), self._clock()) if status in (429, 503) else None
+        )
+        return _Result(status, error, retry_after)
 
     async def _record(self, d: Delivery, result: _Result) -> None:
         now = self._clock()
