@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from faults import break_ice
 from probe import Probe
@@ -65,8 +65,17 @@ class LogWatch(logging.Handler):
         super().close()
 
 
+class Reachable(Protocol):
+    """Where members log in: a :class:`ServerProcess`, or its address and signatures
+    in another process (tests/sfu/group_members.py)."""
+
+    url: str
+
+    def sig(self, user_id: str, expire: int = 86400) -> str: ...
+
+
 class Member:
-    def __init__(self, srv: ServerProcess, user: str, freq: float, request_timeout: float = 10.0) -> None:
+    def __init__(self, srv: Reachable, user: str, freq: float, request_timeout: float = 10.0) -> None:
         self.user = user
         self.probe = Probe()
         self.rec = RecordingObserver()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,12 +11,19 @@ from aiortc import RTCIceTransportPolicy
 
 from ringline.client._codec import Event, decode_event
 from ringline.client._media_link import EngineMedia
+from ringline.client.engine import _decode_sfu
 from ringline.core.enums import MediaType
 from ringline.media import IceTransportPolicy, MediaOptions, ice_configuration
 
 
 def ev(name: str, **args: Any) -> Event:
     e = decode_event(name, args)
+    assert e is not None
+    return e
+
+
+def sfu(call_id: str, room: dict[str, Any] | None, seq: int) -> Event:
+    e = _decode_sfu("on_sfu", {"call_id": call_id, "sfu": room}, seq)
     assert e is not None
     return e
 
@@ -155,3 +163,35 @@ def test_ice_configuration_and_a_bad_app_policy() -> None:
     assert relay.iceTransportPolicy is RTCIceTransportPolicy.RELAY and relay.iceServers
     with pytest.raises(ValueError, match="ice_transport_policy"):
         MediaOptions(ice_transport_policy="direct")  # type: ignore[arg-type]
+
+
+async def test_a_room_pushed_before_on_call_begin_is_used_when_the_media_begins() -> None:
+    # The server may push a member's on_sfu before its on_call_begin: the media must
+    # still follow the room (it used to stay in the mesh, alone, for the whole call).
+    asked: list[dict[str, Any]] = []
+
+    async def sfu_request(data: dict[str, Any]) -> dict[str, Any]:
+        asked.append(data)
+        raise RuntimeError("no SFU in this test")
+
+    link = EngineMedia(
+        MediaOptions(video=None),
+        user_id=lambda: "alice",
+        ice_servers=lambda: [],
+        send_signal=lambda to, data: asyncio.sleep(0),
+        sfu_request=sfu_request,
+    )
+    made: list[Event] = []
+    link.bind(made.append)
+    room = {"room": "ringline-c1", "token": "t", "id": "alice"}
+    assert not await link.on_event(sfu("c0", room, 1))
+    assert not await link.on_event(sfu("c1", room, 2))
+    assert await link.on_event(ev("on_call_begin", call_id="c1", media_type=1, info={}))
+    s = link.session
+    assert s is not None and s.sfu_request is sfu_request  # publishing through the room
+    await link.close()
+    # A room for a call whose media never began here is not used by the next one.
+    assert not await link.on_event(sfu("c2", room, 3))
+    assert await link.on_event(ev("on_call_begin", call_id="c3", media_type=1, info={}))
+    assert link.session is not None and link.session.sfu_request is None
+    await link.close()

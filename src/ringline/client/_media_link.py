@@ -83,6 +83,8 @@ class EngineMedia:
         self._available: dict[tuple[str, str], bool] = {}
         self._mic = True
         self._camera = True
+        #: an ``on_sfu`` that came before its call's media began: (call id, has a room)
+        self._early_sfu: tuple[str | None, bool] | None = None
         self.session: MediaSession | None = None
 
     def bind(self, put: Callable[[Event], None]) -> None:
@@ -101,7 +103,11 @@ class EngineMedia:
             await self._begin(ev.call_id, ev.kwargs["media_type"])
             return True
         if name in ("on_sfu", "on_sfu_feed"):  # for the media only (docs/sfu.md)
-            if s is not None and ev.call_id == s.call_id and self._sfu_request is not None:
+            if name == "on_sfu" and (s is None or ev.call_id != s.call_id):
+                # The server may push a member's room before its on_call_begin: kept
+                # for that call, used once its media begins (_begin).
+                self._early_sfu = (ev.call_id, ev.kwargs.get("sfu") is not None)
+            elif s is not None and ev.call_id == s.call_id and self._sfu_request is not None:
                 if name == "on_sfu" and ev.kwargs.get("sfu") is None:
                     s.leave_sfu(sorted(self._joined))  # the call went back to the mesh
                 elif name == "on_sfu":
@@ -193,6 +199,9 @@ class EngineMedia:
             )
             return
         self.session = s
+        early, self._early_sfu = self._early_sfu, None
+        if early == (call_id, True) and self._sfu_request is not None:
+            s.use_sfu(self._sfu_request)
 
     def _emit(self, name: str, args: dict[str, Any]) -> None:
         if name not in _MADE_HERE:
