@@ -20,6 +20,7 @@ from .server.config import (
     AppIdentity,
     Settings,
     check_ice_transport_policy,
+    check_recording,
     check_sfu,
     check_turn,
     load_callback_secrets,
@@ -361,6 +362,27 @@ def _media_flags(sp: argparse.ArgumentParser) -> None:
         "(env RINGLINE_SFU_MIN_MEMBERS; default 3)",
     )
     sp.add_argument(
+        "--record-calls",
+        action="store_true",
+        default=_env("record_calls", "").lower() in ("1", "true", "yes"),
+        help="record every call (needs --sfu; env RINGLINE_RECORD_CALLS; default: only calls placed "
+        "with params.record or started over REST; see docs/recording.md)",
+    )
+    sp.add_argument(
+        "--recordings",
+        default=_env("recordings", ""),
+        metavar="DIR",
+        help="where recordings go; Janus writes its .mjr files under DIR/mjr, so it must run on this "
+        "machine or share the folder (env RINGLINE_RECORDINGS; default DATA_DIR/recordings)",
+    )
+    sp.add_argument(
+        "--recording-retention-days",
+        type=float,
+        default=_env("recording_retention_days", "0"),
+        metavar="N",
+        help="delete recordings older than N days (env RINGLINE_RECORDING_RETENTION_DAYS; default 0: keep)",
+    )
+    sp.add_argument(
         "--dev",
         action="store_true",
         default=_env("dev", "").lower() in ("1", "true", "yes"),
@@ -527,6 +549,7 @@ def _main(argv: Sequence[str] | None) -> int:
         sfu_entries = tuple(e.strip() for e in args.sfu or _env("sfu", "").split(",") if e.strip())
         try:
             sfu_urls = check_sfu(sfu_entries, args.sfu_secret, min_members)
+            check_recording(args.record_calls, sfu_urls, args.recording_retention_days)
         except ValueError as exc:
             return _fail(str(exc))
         try:
@@ -591,6 +614,9 @@ def _main(argv: Sequence[str] | None) -> int:
         sfu_urls=sfu_urls,
         sfu_secret=args.sfu_secret,
         sfu_min_members=min_members,
+        record_calls=args.record_calls,
+        recordings_dir=args.recordings,
+        recording_retention_days=args.recording_retention_days,
         dev=args.dev,
         cluster=args.cluster,
         public_url=args.public_url.rstrip("/"),

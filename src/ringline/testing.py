@@ -233,6 +233,9 @@ class RecordingObserver:
     def on_user_sig_expired(self) -> None:
         self._record("on_user_sig_expired")
 
+    def on_call_recording_changed(self, call_id: str, is_recording: bool) -> None:
+        self._record("on_call_recording_changed", call_id=call_id, is_recording=is_recording)
+
 
 def _matches(ev: RecordedEvent, match: dict[str, Any]) -> bool:
     for key, want in match.items():

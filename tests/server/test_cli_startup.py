@@ -117,6 +117,7 @@ def test_a_port_in_use_with_callback_workers_leaves_no_process(tmp_path: Path, t
             ["--sfu-min-members must be a whole number from 2 to 9, got 1"],
         ),
         (["--sfu-min-members", "three"], ["--sfu-min-members must be a whole number", "three"]),
+        (["--record-calls"], ["--record-calls needs --sfu"]),
     ],
 )
 def test_config_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], needles: list[str]) -> None:

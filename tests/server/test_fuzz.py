@@ -135,6 +135,7 @@ PLAUSIBLE: Spec = {
     "MemberToDel_Account": '["bob"]',
     "State": '"Failed"',
     "EventId": '"e1"',
+    "RecordingId": '"c1"',
     "User_Account": '"fz1"',
     # REST v1
     "address": '"http://127.0.0.1:9/cb"',

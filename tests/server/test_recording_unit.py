@@ -197,3 +197,203 @@ async def test_run_tool_errors(tmp_path: Path) -> None:
         await r.convert("../c1", tmp_path, tmp_path / "out")
     with pytest.raises(r.ConversionError, match="no Janus recordings"):
         await r.convert("c1", tmp_path, tmp_path / "out")
+
+
+# ---- wiring: jobs' times and retention, the REST/callback shape, the flags, the rooms ------
+
+
+def _ready(jobs: r.RecordingJobs, call_id: str, source: Path, at: float) -> r.Job:
+    """A job made ready at clock ``at`` with a stand-in recording file."""
+    jobs.clock = lambda: at
+    job = jobs.submit(call_id, source)
+    out = jobs.folder / f"{call_id}.opus"
+    out.write_bytes(b"OggS")
+    r.job_begin(job, at)
+    r.job_succeed(job, r.Recording(call_id, str(out), 10.0, 4, "audio"))
+    jobs._save(job)
+    return job
+
+
+def test_submit_delay_created_at_and_old_state_files(tmp_path: Path) -> None:
+    jobs = r.RecordingJobs(tmp_path / "rec", clock=lambda: 100.0)
+    job = jobs.submit("c1", tmp_path / "mjr" / "c1", delay=2.0)
+    assert (job.created_at, job.next_at) == (100.0, 102.0)
+    assert not r.job_due(job, 101.0) and r.job_due(job, 102.0)
+    # A state file written before created_at existed still reads.
+    (tmp_path / "rec" / "c0.job.json").write_text(json.dumps({"call_id": "c0", "source": "x"}))
+    old = jobs.get("c0")
+    assert old is not None and old.created_at == 0.0 and old.state == "pending"
+
+
+def test_purge_deletes_file_folder_and_state_past_retention(tmp_path: Path) -> None:
+    jobs = r.RecordingJobs(tmp_path / "rec")
+    for cid, at in (("old", 1000.0), ("new", 5000.0)):
+        src = tmp_path / "mjr" / cid
+        src.mkdir(parents=True)
+        (src / "x.mjr").write_bytes(b"MJR")
+        _ready(jobs, cid, src, at)
+    jobs.clock = lambda: 1000.0
+    pending = jobs.submit("busy", tmp_path / "mjr" / "busy")  # not converted yet: kept
+    assert jobs.recording_path(pending) is None
+    ready = jobs.get("old")
+    assert ready is not None and jobs.recording_path(ready) == tmp_path / "rec" / "old.opus"
+    assert jobs.purge(older_than=2000.0) == ["old"]
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == [
+        "busy.job.json",
+        "new.job.json",
+        "new.opus",
+    ]
+    assert not (tmp_path / "mjr" / "old").exists() and (tmp_path / "mjr" / "new").exists()
+
+
+async def test_ready_job_deletes_its_mjr_folder_when_asked(tmp_path: Path) -> None:
+    async def fake(call_id: str, source: Path, folder: Path) -> r.Recording:
+        out = folder / f"{call_id}.opus"
+        out.write_bytes(b"OggS")
+        return r.Recording(call_id, str(out), 1.0, 4, "audio")
+
+    for delete in (True, False):
+        src = tmp_path / f"mjr-{delete}"
+        src.mkdir()
+        jobs = r.RecordingJobs(tmp_path / f"rec-{delete}", converter=fake, delete_source=delete)
+        jobs.submit("c1", src)
+        assert [j.state for j in await jobs.run_due()] == ["ready"]
+        assert src.exists() is not delete
+
+
+def test_recording_to_v4_and_its_callbacks() -> None:
+    from ringline.server.callbacks import (
+        V4_RECORDING_FAILED,
+        V4_RECORDING_READY,
+        CallbackTargets,
+        plan_recording_callback,
+        recording_to_v4,
+    )
+
+    job = r.Job("c1", "/x", state="ready", attempts=1, created_at=1700000000.5)
+    job.recording = {"id": "c1", "path": "/rec/c1.webm", "duration": 9.9, "size": 1234, "media": "video"}
+    assert recording_to_v4(job) == {
+        "RecordingId": "c1",
+        "CallId": "c1",
+        "State": "Ready",
+        "CreatedTime": 1700000000,
+        "Attempts": 1,
+        "Errors": [],
+        "Duration": 9.9,
+        "Size": 1234,
+        "MediaType": "Video",
+        "Format": "webm",
+    }
+    bad = r.Job(
+        "c2",
+        "/x",
+        state="failed",
+        attempts=3,
+        errors=[{"attempt": 3, "at": 5.0, "error": "ffmpeg: exited 1"}],
+    )
+    assert recording_to_v4(bad)["Errors"] == [{"Attempt": 3, "Time": 5, "Error": "ffmpeg: exited 1"}]
+    assert "Duration" not in recording_to_v4(bad)
+    targets = CallbackTargets("http://cb/v4", frozenset({V4_RECORDING_READY}))
+    d = plan_recording_callback(job, V4_RECORDING_READY, targets, 1700000001.0)
+    assert d is not None and d.command == V4_RECORDING_READY and d.call_id == "c1" and d.url == "http://cb/v4"
+    body = json.loads(d.body)
+    assert body["CallbackCommand"] == V4_RECORDING_READY and body["RecordingInfo"]["Size"] == 1234
+    assert body["EventTime"] == 1700000001000
+    assert plan_recording_callback(bad, V4_RECORDING_FAILED, targets, 1.0) is None  # not subscribed
+    assert plan_recording_callback(job, V4_RECORDING_READY, CallbackTargets(), 1.0) is None
+
+
+def test_record_calls_needs_the_sfu() -> None:
+    from ringline.server.config import check_recording
+
+    check_recording(True, ("http://127.0.0.1:8088/janus",), 7.0)
+    check_recording(False, (), 0.0)
+    with pytest.raises(ValueError, match="--record-calls needs --sfu"):
+        check_recording(True, (), 0.0)
+    with pytest.raises(ValueError, match="--recording-retention-days must be >= 0"):
+        check_recording(False, (), -1.0)
+
+
+class _FakeJanus:
+    """What SfuRooms asks of a JanusClient, written down (no Janus: its behaviour is
+    tested for real in tests/sfu/test_recording.py)."""
+
+    def __init__(self) -> None:
+        self.url = "fake"
+        self.calls: list[tuple[str, dict[str, object]]] = []
+        self.on_session_lost = None
+
+    async def create_room(self, room: str, secret: str, tokens: list[str], **extra: object) -> None:
+        self.calls.append(("create", dict(extra)))
+
+    async def allowed(self, room: str, secret: str, action: str, tokens: list[str]) -> list[str]:
+        return []
+
+    async def request(self, body: dict[str, object]) -> dict[str, object]:
+        self.calls.append((str(body["request"]), {"record": body.get("record")}))
+        return {}
+
+    async def destroy(self, room: str, secret: str) -> bool:
+        self.calls.append(("destroy", {}))
+        return True
+
+    async def kick(self, room: str, secret: str, participant: str) -> bool:
+        return True
+
+    async def detach(self, handle: int) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_sfu_rooms_record_a_small_call_and_hand_its_folder_over(tmp_path: Path) -> None:
+    from ringline.server.sfu import RoomPlan, SfuRooms
+
+    plans = {"c1": RoomPlan(live=True, size=2, connected={"alice": "a-dev", "bob": "b-dev"}, record=True)}
+    told: list[tuple[str, bool]] = []
+    pushed: list[tuple[str, bool]] = []
+    done: list[tuple[str, Path]] = []
+    janus = _FakeJanus()
+
+    def announce(cid: str, on: bool) -> set[str]:
+        told.append((cid, on))
+        return {"a-dev"}  # the devices the hub told: a-dev only
+
+    rooms = SfuRooms(
+        [janus],  # type: ignore[list-item]
+        "secret",
+        min_members=3,
+        plan=lambda cid: plans.get(cid),
+        push=lambda _d, _c, _i: None,
+        rec_root=tmp_path / "mjr",
+        on_recording=announce,
+        push_recording=lambda dev, _c, on: pushed.append((dev, on)),
+        on_recorded=lambda cid, folder: done.append((cid, folder)),
+    )
+
+    async def step() -> None:
+        rooms.touch("c1")
+        while rooms._tasks:
+            await asyncio.gather(*list(rooms._tasks.values()))
+
+    await step()  # two members, below min_members, but recorded: a room, recording
+    assert janus.calls == [("create", {"rec_dir": str(tmp_path / "mjr" / "c1"), "record": True})]
+    assert (tmp_path / "mjr" / "c1").is_dir()
+    assert told == [("c1", True)] and pushed == [("b-dev", True)]  # b-dev was not told by the hub
+    plans["c1"] = RoomPlan(live=True, size=2, connected={"alice": "a-dev", "bob": "b-dev"}, record=False)
+    await step()
+    assert janus.calls[-1] == ("enable_recording", {"record": False}) and told[-1] == ("c1", False)
+    del plans["c1"]  # the call ended
+    await step()
+    assert janus.calls[-1] == ("destroy", {}) and done == [("c1", tmp_path / "mjr" / "c1")]
+    # A call never recorded hands nothing over.
+    plans["c2"] = RoomPlan(live=True, size=3, connected={"a": "d1"})
+    rooms.touch("c2")
+    while rooms._tasks:
+        await asyncio.gather(*list(rooms._tasks.values()))
+    del plans["c2"]
+    rooms.touch("c2")
+    while rooms._tasks:
+        await asyncio.gather(*list(rooms._tasks.values()))
+    assert done == [("c1", tmp_path / "mjr" / "c1")]

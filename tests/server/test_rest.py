@@ -1143,3 +1143,14 @@ async def test_redeliver_refuses_unknown_and_bad_ids(server: ServerProcess) -> N
     for body in ({}, {"EventId": 5}, {"EventId": ""}, {"EventId": "e" * 65}):
         code, info = await v4_fail(server, "call_callback_http_srv/redeliver", body)
         assert code == 90005 and "EventId" in info, (body, info)
+
+
+async def test_recording_commands_on_a_server_without_an_sfu_say_so(server: ServerProcess) -> None:
+    for command, body in (
+        ("start_recording", {"CallId": "c1"}),
+        ("stop_recording", {"CallId": "c1"}),
+        ("get_recordings", {}),
+        ("download_recording", {"RecordingId": "c1"}),
+    ):
+        code, info = await v4_fail(server, f"call_record_http_srv/{command}", body)
+        assert code == 20010 and "--sfu" in info, (command, info)

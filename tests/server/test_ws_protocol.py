@@ -95,6 +95,9 @@ async def test_bad_frames_get_clear_errors_and_the_connection_stays_usable(
     assert r["code"] == -1202 and "at most 8" in r["message"]
     r = await c.request("calls", user_ids=["bob"], media_type=1, params={"user_data": "x" * 1001})
     assert r["code"] == -1202 and "1000" in r["message"]
+    # Recording needs the SFU: a server without --sfu says so (docs/recording.md).
+    r = await c.request("calls", user_ids=["bob"], media_type=1, params={"record": True})
+    assert r["code"] == -1203 and "ringline serve --sfu" in r["message"]
     await c.send(json.dumps({"id": 99, "op": "set_self_info", "nickname": "x" * 70000}))
     assert (await c.response(99))["code"] == -1412  # answered by its id (the first key)
     r = await c.request("set_self_info", nickname="é" * 300, avatar="")

@@ -202,3 +202,69 @@ async def test_conversion_cut_off_by_a_restart_is_done_later(recorded: Path, tmp
     job = after.get("call-cut")
     assert job is not None and job.state == "ready" and job.attempts == 2 and job.recording is not None
     assert abs(job.recording["duration"] - SECONDS) <= 1.0 and _size(job.recording["path"]) > 0
+
+
+def test_recorded_call_through_ringline_serve(tmp_path: Path) -> None:
+    """A whole recorded call through ``ringline serve --sfu`` (tests/sfu/recorded_call_driver.py):
+    a 1v1 call placed with ``record`` goes through the SFU, both members hear that it is
+    recorded, its file (downloaded over REST) lasts as long as the call and holds both
+    tones, ``Call.CallbackAfterRecordingReady`` comes once, signed, and the .mjr files are
+    gone; a call that was not recorded stays peer to peer until the admin starts
+    recording it over REST, and stops it."""
+    _tools()
+    tmp_path.chmod(0o777)
+    with loopback_netns() as ns:
+        out = run_in(ns, [str(HERE / "recorded_call_driver.py"), str(tmp_path), str(SECONDS)], timeout=170)
+    cid, cid2 = out["cid"], out["cid2"]
+    # 1v1 with record: through the SFU, no mesh connection left.
+    for u, other in (("alice", "bob"), ("bob", "alice")):
+        assert out["links"][u] == {"publisher": True, "feeds": [other], "mesh": []}, out["links"]
+        assert out["events"][u] == [True], out["events"]  # told once, on every device
+    # The file: as long as the call, both tones audible.
+    path = str(tmp_path / out["download"]["file"])
+    assert out["download"]["status"] == 200 and out["download"]["type"] == "audio/ogg", out["download"]
+    assert abs(out["talked_s"] - SECONDS) < 0.5, out["talked_s"]
+    duration = float(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", path],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert abs(duration - SECONDS) <= 1.0, duration
+    assert [(s["codec_type"], s["codec_name"]) for s in _streams(path)] == [("audio", "opus")]
+    levels = _tone_levels(path, (300.0, 500.0))
+    assert all(v > 100 for v in levels.values()), levels
+    # The callback: once, signed both ways, with the file's facts.
+    assert out["callback"]["std_ok"] and out["callback"]["tencent_ok"], out["callback"]
+    info = out["callback"]["event"]["RecordingInfo"]
+    assert out["callback"]["event"]["CallbackCommand"] == "Call.CallbackAfterRecordingReady"
+    assert (info["RecordingId"], info["CallId"], info["State"], info["MediaType"], info["Format"]) == (
+        cid,
+        cid,
+        "Ready",
+        "Audio",
+        "ogg",
+    )
+    assert info["Size"] == out["download"]["size"] == _size(path) and abs(info["Duration"] - duration) < 0.01
+    assert out["ready_hits"] == sorted([cid, cid2])
+    # Listed over REST by call id and by time; an unknown id is a named 404.
+    assert out["listed"]["TotalNum"] == 1 and out["listed"]["RecordingList"][0] == info
+    assert cid in out["listed_in_range"] and out["listed_before"] == 0
+    unknown = out["download_unknown"]
+    assert unknown["status"] == 404 and unknown["body"]["ErrorCode"] == 20001, unknown
+    assert "no-such-recording" in unknown["body"]["ErrorInfo"]
+    assert out["mjr_left"] == [], out["mjr_left"]  # the .mjr files are deleted once converted
+    # Start and stop over REST on a call that was peer to peer.
+    for u, other in (("alice", "bob"), ("bob", "alice")):
+        assert out["links2_before"][u] == {"publisher": False, "feeds": [], "mesh": [other]}, out[
+            "links2_before"
+        ]
+        assert out["links2_recorded"][u] == {"publisher": True, "feeds": [other], "mesh": []}
+        assert out["events2"][u] == [True, False], out["events2"]
+    assert out["start"] == {"Changed": True} and out["start_again"] == {"Changed": False}
+    assert out["stop"] == {"Changed": True}
+    assert out["stop_ended"]["ErrorCode"] == 20001  # the call ended
+    info2 = out["callback2"]["RecordingInfo"]
+    assert info2["CallId"] == cid2 and info2["State"] == "Ready" and info2["Duration"] > 0.5, info2

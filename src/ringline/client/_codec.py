@@ -242,6 +242,8 @@ def params_to_wire(params: CallParams) -> dict[str, Any]:
         "chat_group_id": params.chat_group_id,
         "is_ephemeral_call": params.is_ephemeral_call,
     }
+    if params.record:
+        out["record"] = True
     if params.room_id is not None and not params.room_id.is_empty:
         out["room_id"] = params.room_id.to_wire()
     if params.offline_push_info is not None:

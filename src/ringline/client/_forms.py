@@ -142,12 +142,21 @@ _SIGNAL = Form(
     lambda ev: ev.args,
 )
 
+_RECORDING = Form(
+    "ringline",
+    ("call_id", "is_recording"),
+    (_names("call_id"), _names("is_recording", "recording")),
+    lambda ev: ev.args,
+)
+
 
 def _all_forms(event: str) -> tuple[Form, ...]:
     if event in FORMS:
         return FORMS[event]
     if event == "on_signal":
         return (_SIGNAL,)
+    if event == "on_call_recording_changed":
+        return (_RECORDING,)
     return (_current(event),)
 
 
@@ -199,7 +208,7 @@ def forms_of(observer: object) -> dict[str, Form]:
     Raises :class:`TypeError` for the first method no form fits.
     """
     out: dict[str, Form] = {}
-    for event in (*EVENT_ARGS, "on_signal"):
+    for event in (*EVENT_ARGS, "on_signal", "on_call_recording_changed"):
         method = getattr(observer, event, None)
         if method is not None and callable(method):
             out[event] = form_for(method, event)

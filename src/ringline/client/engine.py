@@ -214,6 +214,16 @@ def _decode_signal(args: object, seq: int | None) -> Event | None:
     return Event("on_signal", seq, cid, (cid, sender, data), kwargs)
 
 
+def _decode_recording(args: object, seq: int | None) -> Event | None:
+    """``on_recording {call_id, recording}`` (docs/recording.md) → the observers'
+    ``on_call_recording_changed(call_id, is_recording)``."""
+    if not isinstance(args, dict) or not isinstance(args.get("call_id"), str) or not args["call_id"]:
+        log.warning("dropping a malformed on_recording push: %r", args)
+        return None
+    cid, on = args["call_id"], bool(args.get("recording"))
+    return Event("on_call_recording_changed", seq, cid, (cid, on), {"call_id": cid, "is_recording": on})
+
+
 def _decode_sfu(name: str, args: object, seq: int | None) -> Event | None:
     """``on_sfu`` / ``on_sfu_feed`` (docs/sfu.md): for the media layer only."""
     if not isinstance(args, dict) or not isinstance(args.get("call_id"), str):
@@ -796,6 +806,8 @@ class CallEngine:
     def _on_push(self, disp: _Dispatch, name: object, args: object, seq: int | None) -> None:
         if name in ("on_sfu", "on_sfu_feed"):
             event = _decode_sfu(name, args, seq) if self._media is not None else None
+        elif name == "on_recording":
+            event = _decode_recording(args, seq)
         else:
             event = _decode_signal(args, seq) if name == "on_signal" else decode_event(name, args, seq)
         if event is None:

@@ -15,8 +15,9 @@ may also be written with the vendor's older signatures, e.g.
 method's parameters when the observer is added (docs/sdk.md "Older observer
 signatures", :mod:`ringline.client._forms`).
 
-Besides the events of docs/spec.md §4 (:data:`EVENT_NAMES`) there is one Ringline
-extension for media engines: :meth:`CallObserver.on_signal` (docs/media.md).
+Besides the events of docs/spec.md §4 (:data:`EVENT_NAMES`) there are two Ringline
+extensions: :meth:`CallObserver.on_signal` for media engines (docs/media.md) and
+:meth:`CallObserver.on_call_recording_changed` (docs/recording.md).
 """
 
 from __future__ import annotations
@@ -173,6 +174,13 @@ class CallObserver:
         ``data["type"]`` is offer, answer, candidate, renegotiate or bye. Answer an offer
         with ``engine.send_signal(from_user_id, {"type": "answer", "sdp": ...})``. Not
         one of docs/spec.md §4's events, so not in :data:`EVENT_NAMES`."""
+        return None
+
+    def on_call_recording_changed(self, call_id: str, is_recording: bool) -> Awaitable[None] | None:
+        """Call ``call_id`` is being recorded from now on (``is_recording``) or no longer
+        (docs/recording.md): show it to the user. Told on every device of every member,
+        and again to a member who connects while it is recorded. A Ringline extension,
+        not one of docs/spec.md §4's events, so not in :data:`EVENT_NAMES`."""
         return None
 
     def on_user_sig_expired(self) -> Awaitable[None] | None:

@@ -556,6 +556,8 @@ class Call:
     unconfirmed: bool = False
     # Facts (callbacks) emitted so far; the next one gets fact_seq + 1.
     fact_seq: int = 0
+    # Recorded (params.record, the server's --record-calls, or admin start_recording).
+    recording: bool = False
 
     def active_members(self) -> list[Member]:
         return [m for m in self.members.values() if m.state is not MemberState.ABSENT]
@@ -585,6 +587,7 @@ class Call:
             "past": [m.to_snapshot() for m in self.past],
             "ever_invited": sorted(self.ever_invited),
             "fact_seq": self.fact_seq,
+            "record": self.recording,
         }
 
     @classmethod
@@ -609,6 +612,7 @@ class Call:
             past=[Member.from_snapshot(m) for m in d["past"]],
             ever_invited=set(d["ever_invited"]),
             fact_seq=int(d.get("fact_seq", 0)),
+            recording=bool(d.get("record", False)),
         )
 
     def record(self, end_time: float, reason: CallEndReason, ended_by: str) -> CallRecord:
@@ -1264,6 +1268,7 @@ class Switchboard:
             chat_group_id=p.chat_group_id,
             user_data=p.user_data,
             ephemeral=p.is_ephemeral_call,
+            recording=p.record,
             start_time=now,
             callees=list(callees),
         )

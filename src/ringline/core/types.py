@@ -75,7 +75,8 @@ class CallParams:
     """Options of ``calls`` / ``invite_user``.
 
     ``timeout`` is the ring timeout per invitee in seconds (0 = server default, 30;
-    1..600 allowed); ``user_data`` is at most 1000 bytes of UTF-8.
+    1..600 allowed); ``user_data`` is at most 1000 bytes of UTF-8. ``record``: Janus
+    records the call and the server makes one file of it (docs/recording.md).
     """
 
     room_id: RoomId | None = None
@@ -84,6 +85,9 @@ class CallParams:
     offline_push_info: OfflinePushInfo | None = None
     chat_group_id: str = ""
     is_ephemeral_call: bool = False
+    #: record the call (docs/recording.md): it goes through the server's SFU, which the
+    #: server must have (``ringline serve --sfu``), even with two members
+    record: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,22 +48,33 @@ from ..core.enums import CallEndReason, CallRole, CallScene, MediaType
 from ..core.machine import CallFact
 from ..core.records import CallRecord, CallResult, MemberRecord
 from .formats import member_result, record_to_v4, unix_s
+from .recording import Job
 from .webhooks.delivery import Delivery, new_delivery
 
 __all__ = [
     "PLATFORMS",
     "V4_END",
     "V4_MEMBER_CHANGED",
+    "V4_RECORDING_FAILED",
+    "V4_RECORDING_READY",
     "V4_START",
     "CallbackTargets",
     "Origin",
     "plan_deliveries",
+    "plan_recording_callback",
+    "recording_to_v4",
     "v1_status",
 ]
 
 V4_START = "Call.CallbackAfterStartCall"
 V4_MEMBER_CHANGED = "Call.CallbackAfterMemberChanged"
 V4_END = "Call.CallbackAfterEndCall"
+V4_RECORDING_READY = "Call.CallbackAfterRecordingReady"
+V4_RECORDING_FAILED = "Call.CallbackAfterRecordingFailed"
+
+#: The ``Sequence`` of a call's recording callback: after every other callback of the call
+#: (a call has one recording, so one of these at most).
+RECORDING_SEQUENCE = 10**9
 
 #: Sequence numbers of fact n are SEQUENCE_STRIDE * n + i.
 SEQUENCE_STRIDE = 100
@@ -368,3 +379,51 @@ _V1_KEYS = (
 
 def _ordered(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body[k] for k in _V1_KEYS if k in body}
+
+
+# --------------------------------------------------------------------------- recordings
+
+
+def recording_to_v4(job: Job) -> dict[str, Any]:
+    """A recording (its conversion job) in the shape of the REST list and the callbacks:
+    ``RecordingId`` (the call id), ``CallId``, ``State`` (``Pending``, ``Converting``,
+    ``Ready``, ``Failed``), ``CreatedTime`` (unix s, the call's end), ``Attempts``,
+    ``Errors`` and, when ready, ``Duration`` (s), ``Size`` (bytes), ``MediaType``
+    (``Audio``/``Video``) and ``Format`` (``webm``/``ogg``)."""
+    out: dict[str, Any] = {
+        "RecordingId": job.call_id,
+        "CallId": job.call_id,
+        "State": job.state.title(),
+        "CreatedTime": int(job.created_at),
+        "Attempts": job.attempts,
+        "Errors": [
+            {"Attempt": e.get("attempt", 0), "Time": int(e.get("at", 0)), "Error": e.get("error", "")}
+            for e in job.errors
+        ],
+    }
+    rec = job.recording
+    if job.state == "ready" and rec:
+        out["Duration"] = rec.get("duration", 0.0)
+        out["Size"] = rec.get("size", 0)
+        out["MediaType"] = str(rec.get("media", "audio")).title()
+        out["Format"] = "webm" if str(rec.get("path", "")).endswith(".webm") else "ogg"
+    return out
+
+
+def plan_recording_callback(job: Job, command: str, targets: CallbackTargets, now: float) -> Delivery | None:
+    """The v4 callback of a recording that is ready (:data:`V4_RECORDING_READY`) or that
+    failed for good (:data:`V4_RECORDING_FAILED`), or None when ``command`` is not
+    subscribed. Queue it in the outbox. (v1 has no counterpart: its callbacks are per-user
+    call events.)"""
+    if not (targets.v4_url and command in targets.v4_commands):
+        return None
+    body = {"CallbackCommand": command, "RecordingInfo": recording_to_v4(job), "EventTime": int(now * 1000)}
+    return new_delivery(
+        url=targets.v4_url,
+        command=command,
+        call_id=job.call_id,
+        sequence=RECORDING_SEQUENCE,
+        payload=body,
+        created_at=now,
+        query=Origin().query(v4=True),
+    )

@@ -25,6 +25,7 @@ __all__ = [
     "CallbackSecrets",
     "Settings",
     "check_ice_transport_policy",
+    "check_recording",
     "check_sfu",
     "check_turn",
     "load_callback_secrets",
@@ -117,6 +118,16 @@ class Settings:
     sfu_min_members: int = 3
     """Calls with at least this many members (ringing or connected) get an SFU room
     (``--sfu-min-members``)."""
+    record_calls: bool = False
+    """Record every call (``--record-calls``, docs/recording.md); needs the SFU. Without it
+    only calls placed with ``params.record`` (or started over REST) are recorded."""
+    recordings_dir: str = ""
+    """Where recordings go (``--recordings``); empty: ``<data dir>/recordings``. Janus's
+    ``.mjr`` files are written under its ``mjr/`` folder, so Janus must be able to write
+    there and the server to read there (one machine, or a shared folder)."""
+    recording_retention_days: float = 0.0
+    """Recordings older than this many days are deleted (``--recording-retention-days``);
+    0 keeps them."""
     cluster: str = ""
     """NATS URL of the cluster this node joins (``--cluster``, docs/cluster.md); empty:
     a single node."""
@@ -151,6 +162,12 @@ class Settings:
             username, credential = turn_credential(self.turn_secret, user_id, expires)
             out += [{"urls": u, "username": username, "credential": credential} for u in self.turn_urls]
         return out
+
+    @property
+    def recordings_path(self) -> Path:
+        """The recordings folder: ``--recordings`` or ``<data dir>/recordings`` (absolute,
+        as Janus is given paths inside it)."""
+        return Path(self.recordings_dir or Path(self.data_dir, "recordings")).resolve()
 
     @property
     def db_url(self) -> str:
@@ -320,3 +337,16 @@ def load_callback_secrets(
         os.chmod(tmp, 0o600)
         tmp.replace(path)
     return CallbackSecrets(token or kept_tok, tuple(webhook_secrets) or kept_secs, generated)
+
+
+def check_recording(record_calls: bool, sfu_urls: tuple[str, ...], retention_days: float) -> None:
+    """Check ``--record-calls``/``--recording-retention-days``; ValueError saying what to fix."""
+    if record_calls and not sfu_urls:
+        raise ValueError(
+            "--record-calls needs --sfu: calls are recorded by Janus (see docs/recording.md), "
+            "e.g. --sfu janus=http://127.0.0.1:8088/janus --sfu-secret SECRET"
+        )
+    if retention_days < 0:
+        raise ValueError(
+            f"--recording-retention-days must be >= 0 (0 keeps recordings), got {retention_days:g}"
+        )

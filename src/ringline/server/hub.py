@@ -35,10 +35,12 @@ import contextlib
 import json
 import logging
 import secrets
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import machine as m
@@ -46,8 +48,16 @@ from ..core.errors import ErrorCode, LocalCallError
 from ..core.protocol import OWED_EVENTS
 from ..core.records import CallRecord
 from ..core.transitions import MemberState
-from .callbacks import CallbackTargets, Origin, plan_deliveries
+from .callbacks import (
+    V4_RECORDING_FAILED,
+    V4_RECORDING_READY,
+    CallbackTargets,
+    Origin,
+    plan_deliveries,
+    plan_recording_callback,
+)
 from .config import Settings
+from .recording import Job, RecordingJobs
 from .session import Session, dumps
 from .sfu import JanusClient, RoomPlan, SfuRooms
 from .store import base as st
@@ -61,6 +71,10 @@ __all__ = ["Hub", "record_to_recent"]
 log = logging.getLogger("ringline.server")
 
 MAILBOX_MAX = 100
+#: The recordings folder's sub-folder Janus writes the calls' ``.mjr`` files into.
+MJR_FOLDER = "mjr"
+#: Seconds between a recorded room's end and its conversion (Janus closes its files).
+RECORDING_SETTLE = 2.0
 
 
 #: Called, instead of the answer, when the store refused a request's writes: with a
@@ -110,7 +124,17 @@ class Hub:
         """Where to count calls and commits (``ringline serve --metrics``), or None."""
         self.sfu: SfuRooms | None = None
         """The calls' SFU rooms (``--sfu``, docs/sfu.md), or None: group calls are a mesh."""
+        self.recordings: RecordingJobs | None = None
+        """The recordings' conversions (with ``--sfu``, docs/recording.md); run by
+        :meth:`start`."""
         if settings.sfu_urls:
+            rec = settings.recordings_path
+            self.recordings = RecordingJobs(
+                rec,
+                on_ready=self._recording_ready,
+                on_failed=self._recording_failed,
+                delete_source=True,
+            )
             self.sfu = SfuRooms(
                 [JanusClient(url, settings.sfu_secret) for url in settings.sfu_urls],
                 settings.sfu_secret,
@@ -118,6 +142,10 @@ class Hub:
                 plan=self._sfu_plan,
                 push=self._sfu_push,
                 push_feed=self._sfu_push_feed,
+                rec_root=rec / MJR_FOLDER,
+                on_recording=self._recording_changed,
+                push_recording=self._push_recording,
+                on_recorded=self._recorded,
             )
         self.lease_ok: Callable[[], bool] | None = None
         """Set on a cluster node that owns the calls (docs/cluster.md): False once its
@@ -191,6 +219,12 @@ class Hub:
             for cid in self.sb.calls:
                 self.sfu.touch(cid)
             self._tasks.append(asyncio.create_task(self._sfu_reap(), name="ringline-sfu-reap"))
+        if self.recordings is not None:
+            self._tasks.append(asyncio.create_task(self.recordings.run(), name="ringline-recordings"))
+            if self.settings.recording_retention_days > 0:
+                self._tasks.append(
+                    asyncio.create_task(self._retention(), name="ringline-recording-retention")
+                )
 
     async def close(self) -> None:
         """Drain: perform every queued batch, mark the time, close every connection
@@ -705,7 +739,13 @@ class Hub:
             (sess := self.by_device.get(device)) is None or sess.sfu is not False
             for device in connected.values()
         )
-        return RoomPlan(live=True, size=len(call.active_members()), connected=connected, capable=capable)
+        return RoomPlan(
+            live=True,
+            size=len(call.active_members()),
+            connected=connected,
+            capable=capable,
+            record=call.recording,
+        )
 
     def _sfu_push(self, device_id: str, call_id: str, info: dict[str, Any] | None) -> None:
         if not self._closing:
@@ -714,6 +754,83 @@ class Hub:
     def _sfu_push_feed(self, device_id: str, call_id: str, user_id: str) -> None:
         if not self._closing:
             self.deliver(device_id, "on_sfu_feed", {"call_id": call_id, "user_id": user_id}, False)
+
+    # ------------------------------------------------------------------ recording
+
+    def set_recording(self, call_id: str, on: bool) -> bool:
+        """Record a live call from now on (``on``) or stop recording it (admin REST,
+        docs/recording.md); the call moves to the SFU if it was not in a room. False when
+        it was already so. Raises :class:`LocalCallError` for a call that is not live or a
+        server without an SFU. The change is saved with the call's snapshot."""
+        call = self.sb.calls.get(call_id)
+        if call is None or call.phase is m.CallPhase.ENDED:
+            raise LocalCallError(ErrorCode.PARAM_INVALID, f"no live call {call_id!r}: check the call id")
+        if self.sfu is None:
+            raise LocalCallError(
+                ErrorCode.REQUEST_REFUSED,
+                "this server cannot record calls: recording needs an SFU (ringline serve --sfu)",
+            )
+        if call.recording == on:
+            return False
+        call.recording = on
+        if not call.ephemeral:
+            self._enqueue(
+                _Batch([st.LiveCallWrite(call_id, dumps(call.to_snapshot()), time.time())], None, [])
+            )
+        self.sfu.touch(call_id)
+        return True
+
+    def _recording_changed(self, call_id: str, on: bool) -> set[str]:
+        """Janus started or stopped recording the call: every connected device of every
+        member hears ``on_recording``; the devices told."""
+        told: set[str] = set()
+        if self._closing:
+            return told
+        call = self.sb.calls.get(call_id)
+        users = {mb.user_id for mb in call.active_members()} if call is not None else set()
+        for s in list(self.sessions.values()):
+            if s.user_id in users and not s.closed:
+                self.deliver(s.device_id, "on_recording", {"call_id": call_id, "recording": on}, False)
+                told.add(s.device_id)
+        return told
+
+    def _push_recording(self, device_id: str, call_id: str, on: bool) -> None:
+        if not self._closing:
+            self.deliver(device_id, "on_recording", {"call_id": call_id, "recording": on}, False)
+
+    def _recorded(self, call_id: str, folder: Path) -> None:
+        """A recorded call's room is gone: its ``.mjr`` files are converted (after a few
+        seconds, for Janus to close them)."""
+        if self.recordings is None:
+            return
+        if not any(folder.glob("*.mjr")):
+            log.warning("call %s was to be recorded but Janus wrote nothing (no member published)", call_id)
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        self.recordings.submit(call_id, folder, delay=RECORDING_SETTLE)
+        log.info("call %s: recording queued for conversion", call_id)
+
+    def _recording_ready(self, job: Job) -> None:
+        self._recording_callback(job, V4_RECORDING_READY)
+
+    def _recording_failed(self, job: Job) -> None:
+        self._recording_callback(job, V4_RECORDING_FAILED)
+
+    def _recording_callback(self, job: Job, command: str) -> None:
+        delivery = plan_recording_callback(job, command, self.callback_targets, time.time())
+        if delivery is not None and not self._closing:
+            self.stats["callbacks_queued"] += 1
+            self._enqueue(_Batch([st.DeliveriesWrite((delivery,))], None, []))
+
+    async def _retention(self) -> None:
+        assert self.recordings is not None
+        keep = self.settings.recording_retention_days * 86400
+        while True:
+            try:
+                await asyncio.to_thread(self.recordings.purge, time.time() - keep)
+            except OSError as exc:  # pragma: no cover - a folder that went away
+                log.error("recording retention: %s", exc)
+            await asyncio.sleep(min(3600.0, keep / 2))
 
     async def _sfu_reap(self) -> None:
         assert self.sfu is not None

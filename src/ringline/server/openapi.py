@@ -30,6 +30,7 @@ from .rest_contract import (
     E_BAD_FIELD,
     E_BAD_JSON,
     E_INTERNAL,
+    E_NO_RECORDING,
     E_NOT_FOUND,
     E_V1_BAD_ADDRESS,
     E_V1_NO_CONFIG,
@@ -211,6 +212,31 @@ _COMPONENT_SCHEMAS: Final[dict[str, Schema]] = {
         ),
         "description": "members still in the call: Calling (connected, or the caller) or Waiting (ringing)",
     },
+    "RecordingV4": _obj(
+        {
+            "RecordingId": {**_STR, "description": "the call id"},
+            "CallId": _STR,
+            "State": {"enum": ["Pending", "Converting", "Ready", "Failed"]},
+            "CreatedTime": {
+                **_UNIX_S,
+                "description": "when the call's recording ended (its room was destroyed)",
+            },
+            "Attempts": {"type": "integer", "minimum": 0},
+            "Errors": {
+                "type": "array",
+                "items": _obj(
+                    {"Attempt": {"type": "integer"}, "Time": _UNIX_S, "Error": _STR},
+                    ("Attempt", "Time", "Error"),
+                ),
+                "description": "each failed conversion attempt's error",
+            },
+            "Duration": {"type": "number", "minimum": 0, "description": "seconds (Ready only)"},
+            "Size": {"type": "integer", "minimum": 0, "description": "bytes (Ready only)"},
+            "MediaType": {"enum": ["Audio", "Video"], "description": "Ready only"},
+            "Format": {"enum": ["webm", "ogg"], "description": "WebM (VP8 + Opus) or Ogg Opus; Ready only"},
+        },
+        ("RecordingId", "CallId", "State", "CreatedTime", "Attempts", "Errors"),
+    ),
     "CallRecordV4": _obj(
         {
             "CallId": _STR,
@@ -400,6 +426,7 @@ _CALLBACK_V4 = "v4 callback configuration"
 _RECORDS_V1 = "v1 call records"
 _CALLBACK_V1 = "v1 callback configuration"
 _DELIVERIES = "v4 callback deliveries"
+_RECORDINGS = "v4 recordings"
 
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
@@ -524,6 +551,63 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         (E_BAD_FIELD,),
         {"StartTime": 1700000000, "CallResult": "NormalEnd", "NumberPerPage": 20, "Page": 1},
         _RECORDS_V4,
+    ),
+    _v4(
+        "call_record_http_srv/start_recording",
+        "Record a live call from now on (it moves to the SFU if it was peer to peer)",
+        "rest/start_recording.md",
+        _obj({"CallId": _CALL_ID}, ("CallId",)),
+        _obj({"Changed": {"type": "boolean", "description": "false: it was recorded already"}}, ("Changed",)),
+        (E_BAD_FIELD, E_NOT_FOUND, E_NO_RECORDING),
+        {"CallId": _CID_EXAMPLE},
+        _RECORDINGS,
+    ),
+    _v4(
+        "call_record_http_srv/stop_recording",
+        "Stop recording a live call (what was recorded is kept and converted at its end)",
+        "rest/stop_recording.md",
+        _obj({"CallId": _CALL_ID}, ("CallId",)),
+        _obj(
+            {"Changed": {"type": "boolean", "description": "false: it was not being recorded"}}, ("Changed",)
+        ),
+        (E_BAD_FIELD, E_NOT_FOUND, E_NO_RECORDING),
+        {"CallId": _CID_EXAMPLE},
+        _RECORDINGS,
+    ),
+    _v4(
+        "call_record_http_srv/get_recordings",
+        "The recordings of ended calls (ready, being converted or failed), newest first",
+        "rest/get_recordings.md",
+        _obj(
+            {
+                "CallId": {**_CALL_ID, "description": "only this call's recording"},
+                "StartTime": {**_UNIX_S, "description": "made at or after (the call's end, unix s)"},
+                "EndTime": {**_UNIX_S, "description": "made at or before (inclusive)"},
+            }
+        ),
+        _obj(
+            {
+                "TotalNum": {"type": "integer", "minimum": 0},
+                "RecordingList": {"type": "array", "items": _ref("RecordingV4")},
+            },
+            ("TotalNum", "RecordingList"),
+        ),
+        (E_BAD_FIELD, E_NO_RECORDING),
+        {"CallId": _CID_EXAMPLE},
+        _RECORDINGS,
+    ),
+    _v4(
+        "call_record_http_srv/download_recording",
+        "Download one recording: the file itself (video/webm or audio/ogg), not the envelope",
+        "rest/download_recording.md",
+        _obj({"RecordingId": _CALL_ID}, ("RecordingId",)),
+        _EMPTY,
+        (E_BAD_FIELD, E_NOT_FOUND, E_NO_RECORDING),
+        {"RecordingId": _CID_EXAMPLE},
+        _RECORDINGS,
+        description="On success the answer is the recording's bytes with Content-Type video/webm or "
+        "audio/ogg and a Content-Disposition naming the file; an unknown or not yet ready recording "
+        "gets the envelope with 20001 and HTTP 404.",
     ),
     _v4(
         "call_config/set_callback",

@@ -13,7 +13,8 @@ in a WebM (VP8 + Opus); for an audio call an Ogg Opus file.
 recordings folder (``<call id>.job.json``), a conversion that fails (or was cut off by a
 restart) is retried with backoff up to ``max_attempts`` times, and one that still fails
 ends ``failed`` in its state file with each attempt's error, logged and reported to
-``on_failed``. Nothing here is wired to calls yet (docs/recording.md).
+``on_failed``. The hub submits a call's folder when its recorded SFU room is destroyed
+and runs the jobs (docs/recording.md).
 
 The pure parts (names, headers, command lines, job state transitions) are apart from the
 ones that run processes (:func:`run_tool`, :func:`convert`, :class:`RecordingJobs`).
@@ -334,6 +335,8 @@ class Job:
     next_at: float = 0.0
     errors: list[dict[str, Any]] = field(default_factory=list)
     recording: dict[str, Any] | None = None
+    #: when it was submitted (the call's end), unix seconds
+    created_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -405,6 +408,7 @@ class RecordingJobs:
         on_ready: Callable[[Job], None] | None = None,
         on_failed: Callable[[Job], None] | None = None,
         clock: Callable[[], float] = time.time,
+        delete_source: bool = False,
     ) -> None:
         self.folder = recordings
         self.max_attempts = max_attempts
@@ -414,6 +418,8 @@ class RecordingJobs:
         self.on_ready = on_ready
         self.on_failed = on_failed
         self.clock = clock
+        #: delete a job's source folder (its .mjr files) once its conversion succeeded
+        self.delete_source = delete_source
         self._wake = asyncio.Event()
         self.folder.mkdir(parents=True, exist_ok=True)
         now = clock()
@@ -457,12 +463,15 @@ class RecordingJobs:
     def failed(self) -> list[Job]:
         return [j for j in self.jobs() if j.state == "failed"]
 
-    def submit(self, call_id: str, source: Path) -> Job:
-        """Queue the conversion of ``source`` (a call's .mjr folder); an existing job of the
-        call is kept as it is."""
+    def submit(self, call_id: str, source: Path, delay: float = 0.0) -> Job:
+        """Queue the conversion of ``source`` (a call's .mjr folder), due in ``delay`` s; an
+        existing job of the call is kept as it is."""
         job = self.get(call_id)
         if job is None:
-            job = Job(call_id, str(source), max_attempts=self.max_attempts, next_at=self.clock())
+            now = self.clock()
+            job = Job(
+                call_id, str(source), max_attempts=self.max_attempts, next_at=now + delay, created_at=now
+            )
             self._save(job)
         self._wake.set()
         return job
@@ -492,6 +501,8 @@ class RecordingJobs:
             tried.append(job)
             if job.state == "ready":
                 log.info("recording of call %s ready: %s", job.call_id, job.recording)
+                if self.delete_source:
+                    await asyncio.to_thread(shutil.rmtree, job.source, True)
                 if self.on_ready is not None:
                     self.on_ready(job)
             elif job.state == "failed":
@@ -515,6 +526,31 @@ class RecordingJobs:
         )
         if self.on_failed is not None:
             self.on_failed(job)
+
+    def recording_path(self, job: Job) -> Path | None:
+        """The file of a ready job (inside the folder), or None."""
+        if job.state != "ready" or not job.recording:
+            return None
+        path = Path(str(job.recording.get("path", "")))
+        return path if path.parent == self.folder and path.is_file() else None
+
+    def purge(self, older_than: float) -> list[str]:
+        """Delete the ready and failed jobs submitted before ``older_than`` (clock time):
+        their recording file, their ``.mjr`` folder and their state file. The call ids."""
+        gone = []
+        for job in self.jobs():
+            made = job.created_at or self._path(job.call_id).stat().st_mtime
+            if job.state not in ("ready", "failed") or made >= older_than:
+                continue
+            path = self.recording_path(job)
+            if path is not None:
+                path.unlink(missing_ok=True)
+            shutil.rmtree(job.source, ignore_errors=True)
+            self._path(job.call_id).unlink(missing_ok=True)
+            gone.append(job.call_id)
+        if gone:
+            log.info("recordings past their retention deleted: %s", ", ".join(gone))
+        return gone
 
     def next_due(self) -> float | None:
         """When the next pending job is due (clock time), or None."""

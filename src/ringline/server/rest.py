@@ -36,16 +36,18 @@ from ..core.errors import LocalCallError
 from ..core.protocol import MAX_CALL_ID, MAX_GROUP_ID
 from ..core.records import CallRecord
 from ..core.usersig import UserSigError, verify_user_sig
-from .callbacks import Origin
+from .callbacks import Origin, recording_to_v4
 from .formats import call_info_to_v4, live_call_to_v4, record_to_v1, record_to_v4
 from .hub import Hub
 from .inbound import InputError, parse_json, peer_address
 from .openapi import ENDPOINTS, openapi_handler
+from .recording import RecordingJobs
 from .rest_contract import (
     DELIVERY_STATES,
     E_BAD_FIELD,
     E_BAD_JSON,
     E_INTERNAL,
+    E_NO_RECORDING,
     E_NOT_ADMIN,
     E_NOT_FOUND,
     E_UNKNOWN_COMMAND,
@@ -262,6 +264,10 @@ class AdminApi:
             "call_engine_http_srv/get_live_calls": self.get_live_calls,
             "call_record_http_srv/get_record_by_callid": self.get_record_by_callid,
             "call_record_http_srv/get_record_by_filter": self.get_record_by_filter,
+            "call_record_http_srv/start_recording": self.start_recording,
+            "call_record_http_srv/stop_recording": self.stop_recording,
+            "call_record_http_srv/get_recordings": self.get_recordings,
+            "call_record_http_srv/download_recording": self.download_recording,
             "call_config/set_callback": self.set_callback,
             "call_config/get_callback": self.get_callback,
             "call_config/delete_callback": self.delete_callback,
@@ -304,10 +310,10 @@ class AdminApi:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def handle_v4(self, request: web.Request) -> web.Response:
+    async def handle_v4(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, "v4", self.v4)
 
-    async def handle_v1(self, request: web.Request) -> web.Response:
+    async def handle_v1(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, "v1", self.v1)
 
     async def wrong_method(self, request: web.Request) -> web.Response:
@@ -332,7 +338,7 @@ class AdminApi:
         )
         return _answer(api, _request_id(api), fail=fail)
 
-    async def _serve(self, request: web.Request, api: str, table: dict[str, Handler]) -> web.Response:
+    async def _serve(self, request: web.Request, api: str, table: dict[str, Handler]) -> web.StreamResponse:
         t0 = time.perf_counter()
         rid = _request_id(api)
         name = f"{request.match_info['service']}/{request.match_info['command']}"
@@ -348,7 +354,9 @@ class AdminApi:
                 )
             body = await _read_body(request)
             _CLIENT_IP.set(peer_address(request, self.peer_token))
-            resp = _answer(api, rid, data=await handler(body))
+            got = await handler(body)
+            # A download answers with the file itself (download_recording).
+            resp = got if isinstance(got, web.StreamResponse) else _answer(api, rid, data=got)
         except _Fail as f:
             fail = f
         except LocalCallError as e:
@@ -403,6 +411,74 @@ class AdminApi:
             )
         except UserSigError as e:
             raise _Fail(e.code, e.message) from None
+
+    # ------------------------------------------------------------------ v4: recordings
+
+    def _jobs(self) -> RecordingJobs:
+        if self.hub.recordings is None:
+            raise _Fail(
+                E_NO_RECORDING,
+                "this server records no calls: recording needs an SFU (ringline serve --sfu, see"
+                " docs/recording.md)",
+            )
+        return self.hub.recordings
+
+    async def _set_recording(self, body: dict[str, Any], on: bool) -> dict[str, Any]:
+        cid = _text(body, "CallId", MAX_CALL_ID)
+        self._jobs()
+        await self.hub.drain()
+        try:
+            changed = self.hub.set_recording(cid, on)
+        except LocalCallError as e:
+            raise _Fail(E_NOT_FOUND, e.message) from None
+        await self.hub.drain()
+        return {"Changed": changed}
+
+    async def start_recording(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._set_recording(body, True)
+
+    async def stop_recording(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._set_recording(body, False)
+
+    async def get_recordings(self, body: dict[str, Any]) -> dict[str, Any]:
+        jobs = self._jobs()
+        cid = _text(body, "CallId", MAX_CALL_ID) if "CallId" in body else None
+        start = _int(body, "StartTime", 0, MAX_UNIX_S, "unix seconds")
+        end = _int(body, "EndTime", 0, MAX_UNIX_S, "unix seconds")
+        if start is not None and end is not None and start > end:
+            raise _Fail(E_BAD_FIELD, f"StartTime {start} is after EndTime {end}")
+        found = [
+            j
+            for j in await asyncio.to_thread(jobs.jobs)
+            if (cid is None or j.call_id == cid)
+            and (start is None or j.created_at >= start)
+            and (end is None or j.created_at < end + 1)
+        ]
+        found.sort(key=lambda j: (-j.created_at, j.call_id))
+        return {"TotalNum": len(found), "RecordingList": [recording_to_v4(j) for j in found]}
+
+    async def download_recording(self, body: dict[str, Any]) -> web.StreamResponse:
+        jobs = self._jobs()
+        rid = _text(body, "RecordingId", MAX_CALL_ID)
+        try:
+            job = await asyncio.to_thread(jobs.get, rid)
+        except ValueError:
+            job = None
+        if job is None:
+            raise _Fail(E_NOT_FOUND, f"no recording {_short(rid)}: list them with get_recordings", status=404)
+        path = jobs.recording_path(job)
+        if path is None:
+            raise _Fail(
+                E_NOT_FOUND,
+                f"recording {rid} is {job.state}, not ready: nothing to download (see its State and"
+                " Errors in get_recordings)",
+                status=404,
+            )
+        kind = "video/webm" if path.suffix == ".webm" else "audio/ogg"
+        return web.FileResponse(
+            path,
+            headers={"Content-Type": kind, "Content-Disposition": f'attachment; filename="{path.name}"'},
+        )
 
     async def _write(self, write: Write) -> None:
         """Persist ``write`` in order with everything else; return once it is durable.

@@ -25,6 +25,7 @@ __all__ = [
     "E_INTERNAL",
     "E_NOT_ADMIN",
     "E_NOT_FOUND",
+    "E_NO_RECORDING",
     "E_UNKNOWN_COMMAND",
     "E_V1_BAD_ADDRESS",
     "E_V1_NO_CONFIG",
@@ -47,6 +48,7 @@ __all__ = [
 
 E_INTERNAL: Final = 10002
 E_NOT_FOUND: Final = 20001
+E_NO_RECORDING: Final = 20010
 E_WRONG_METHOD: Final = 60002
 E_NOT_ADMIN: Final = 60011
 E_UNKNOWN_COMMAND: Final = 60020
@@ -96,8 +98,15 @@ ERRORS: Final[tuple[ErrorEntry, ...]] = (
     ErrorEntry(
         E_NOT_FOUND,
         "v4, v1",
-        "no such call, group or record (a call has a record once it has ended)",
+        "no such call, group, record or recording (a call has a record once it has ended; a"
+        " recording can be downloaded once it is ready, HTTP 404 then)",
         "check the id; live and ephemeral calls have no record",
+    ),
+    ErrorEntry(
+        E_NO_RECORDING,
+        "v4",
+        "this server records no calls (recording commands on a server without `--sfu`)",
+        "run the server with an SFU (`ringline serve --sfu ...`, docs/recording.md)",
     ),
     ErrorEntry(
         E_WRONG_METHOD,
@@ -175,6 +184,8 @@ V4_CALLBACK_COMMANDS: Final[tuple[str, ...]] = (
     "Call.CallbackAfterStartCall",
     "Call.CallbackAfterMemberChanged",
     "Call.CallbackAfterEndCall",
+    "Call.CallbackAfterRecordingReady",
+    "Call.CallbackAfterRecordingFailed",
 )
 #: v1 ``actions``: the per-user status commands, then the per-user event commands: every
 #: action the vendor lists (docs/spec.md §7), also those Ringline never sends

@@ -25,6 +25,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -512,6 +513,8 @@ class RoomPlan:
     connected: dict[str, str]
     #: every connected device follows SFU rooms (said so at login or resume)
     capable: bool = True
+    #: the call is to be recorded (docs/recording.md): it gets a room whatever its size
+    record: bool = False
 
 
 @dataclass(slots=True)
@@ -529,6 +532,10 @@ class _Room:
     subscribers: dict[tuple[str, str], int] = field(default_factory=dict)
     #: one member's media requests at a time
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    #: Janus records the room now
+    recording: bool = False
+    #: the devices told the room's recording state (``on_recording``)
+    told: set[str] = field(default_factory=set)
 
     async def drop_media(self, user: str) -> None:
         """Detach the handles of ``user`` (its publisher, its subscriptions) and the
@@ -558,6 +565,10 @@ class SfuRooms:
         plan: Callable[[str], RoomPlan | None],
         push: Callable[[str, str, dict[str, Any] | None], None],
         push_feed: Callable[[str, str, str], None] = lambda _d, _c, _u: None,
+        rec_root: Path | None = None,
+        on_recording: Callable[[str, bool], set[str]] = lambda _c, _on: set(),
+        push_recording: Callable[[str, str, bool], None] = lambda _d, _c, _on: None,
+        on_recorded: Callable[[str, Path], None] = lambda _c, _p: None,
     ) -> None:
         self.clients = list(clients)
         for client in self.clients:
@@ -567,6 +578,17 @@ class SfuRooms:
         self._plan = plan
         self._push = push
         self._push_feed = push_feed
+        #: recording (docs/recording.md): Janus writes a call's ``.mjr`` files into
+        #: ``rec_root/<call id>``; ``on_recording(call_id, on)`` when Janus starts or stops
+        #: recording a room (tell every member; the devices told), ``push_recording(device,
+        #: call_id, on)`` for a member's device not told yet, ``on_recorded(call_id,
+        #: folder)`` once a room that was recorded is destroyed (convert its files)
+        self.rec_root = rec_root
+        self._on_recording = on_recording
+        self._push_recording = push_recording
+        self._on_recorded = on_recorded
+        #: calls whose room was recorded at some time (their files are converted at the end)
+        self.recorded: set[str] = set()
         self.rooms: dict[str, _Room] = {}
         #: calls that went back to the mesh (a device that does not follow rooms joined)
         self.mesh_only: set[str] = set()
@@ -627,11 +649,19 @@ class SfuRooms:
                 for user in list(room.members):
                     await room.drop_media(user)
                 log.info("call %s: SFU room %s destroyed", call_id, room.room)
+            self._recorded(call_id)
             return
+        announce = False
         if room is None:
-            if plan.size < self.min_members or not plan.capable or call_id in self.mesh_only:
+            small = plan.size < self.min_members and not plan.record
+            if small or not plan.capable or call_id in self.mesh_only:
+                if plan.record and not plan.capable:
+                    log.warning(
+                        "call %s: not recorded: a device that does not follow SFU rooms is in it", call_id
+                    )
                 return
-            room = await self._create(call_id)
+            room = await self._create(call_id, plan.record)
+            announce = room.recording
         elif not plan.capable:
             # A device that does not follow SFU rooms (the browser engine, for now) is
             # in the call: everyone goes back to the mesh for the rest of it.
@@ -643,7 +673,26 @@ class SfuRooms:
             for user in list(room.members):
                 await room.drop_media(user)
             log.info("call %s: a device that does not follow SFU rooms joined: back to the mesh", call_id)
+            if room.recording:
+                self._on_recording(call_id, False)
+            self._recorded(call_id)
             return
+        if plan.record != room.recording:
+            await room.client.request(
+                {
+                    "request": "enable_recording",
+                    "room": room.room,
+                    "secret": room.secret,
+                    "record": plan.record,
+                }
+            )
+            room.recording = plan.record
+            announce = True
+            log.info("call %s: recording %s", call_id, "started" if plan.record else "stopped")
+        if room.recording:
+            self.recorded.add(call_id)
+        if announce:
+            room.told = set(self._on_recording(call_id, room.recording))
         for user, (token, _device) in list(room.members.items()):
             if user not in plan.connected:
                 del room.members[user]
@@ -659,19 +708,40 @@ class SfuRooms:
                 await room.client.allowed(room.room, room.secret, "add", [token])
             room.members[user] = (token, device)
             self._push(device, call_id, {"room": room.room, "token": token, "id": user})
+            if room.recording and device not in room.told:
+                room.told.add(device)
+                self._push_recording(device, call_id, True)
 
-    async def _create(self, call_id: str) -> _Room:
+    def rec_dir(self, call_id: str) -> Path | None:
+        """The folder Janus writes the call's ``.mjr`` files into, or None (no recording)."""
+        return None if self.rec_root is None else self.rec_root / call_id
+
+    def _recorded(self, call_id: str) -> None:
+        """The call's room is gone: hand its recording (if it had one) over."""
+        folder = self.rec_dir(call_id)
+        if call_id in self.recorded and folder is not None:
+            self.recorded.discard(call_id)
+            self._on_recorded(call_id, folder)
+
+    async def _create(self, call_id: str, record: bool = False) -> _Room:
         """Make the call's room on the next Janus in turn, or on the following ones when
         that one cannot be reached. A room of that id already there (made by this server
-        before it restarted: the secret is the same) is taken over, its tokens revoked."""
+        before it restarted: the secret is the same) is taken over, its tokens revoked.
+        With a recordings folder every room gets its ``rec_dir`` (so that recording can be
+        turned on later), and ``record`` when the call is to be recorded."""
         name = room_id(call_id)
         secret = room_secret(self.secret, name)
+        extra: dict[str, Any] = {}
+        folder = self.rec_dir(call_id)
+        if folder is not None:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            extra = {"rec_dir": str(folder), "record": record}
         first = next(self._next)
         last: JanusError | None = None
         for i in range(len(self.clients)):
             client = self.clients[(first + i) % len(self.clients)]
             try:
-                await client.create_room(name, secret, [])
+                await client.create_room(name, secret, [], **extra)
             except JanusError as exc:
                 if exc.code == 0:
                     last = exc
@@ -682,9 +752,12 @@ class SfuRooms:
                 if old:
                     await client.allowed(name, secret, "remove", old)
                 log.info("call %s: SFU room %s taken over", call_id, name)
+                # Whether it records is not known: the next step sets it as planned.
+                room = self.rooms[call_id] = _Room(client, name, secret, recording=not record)
+                return room
             else:
                 log.info("call %s: SFU room %s created on %s", call_id, name, client.url)
-            room = self.rooms[call_id] = _Room(client, name, secret)
+            room = self.rooms[call_id] = _Room(client, name, secret, recording=record and folder is not None)
             return room
         assert last is not None
         raise last

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -169,6 +170,7 @@ def _params(d: dict[str, Any]) -> CallParams:
         offline_push_info=push_info,
         chat_group_id=_str(p, "chat_group_id", "", max_len=MAX_GROUP_ID),
         is_ephemeral_call=_get(p, "is_ephemeral_call", bool, False),
+        record=_get(p, "record", bool, False),
     )
 
 
@@ -997,11 +999,20 @@ class WsHandler:
         return op
 
     def _op_calls(self, conn: _Conn, rid: int, req: dict[str, Any]) -> None:
+        params = _params(req)
+        if self.hub.settings.record_calls and not params.record:
+            params = dataclasses.replace(params, record=True)
+        if params.record and self.hub.sfu is None:
+            raise LocalCallError(
+                ErrorCode.REQUEST_REFUSED,
+                "this server cannot record calls: recording needs an SFU (ringline serve --sfu, "
+                "see docs/recording.md); place the call without params.record",
+            )
         inp = m.PlaceCall(
             self._dev(conn),
             _ids(req, "user_ids"),
             _media(req),
-            _params(req),
+            params,
             new_call_id=_uuid(),
             new_room_id=_room(),
         )

@@ -371,6 +371,9 @@ export function mountCallPage(root, options = {}) {
   const timer = h("span.rl-timer", { id: "rl-timer", "aria-label": "call time" }, "00:00");
   const callTitle = h("h2.rl-call-title", { id: "rl-call-title" });
   const callState = h("p.rl-call-state", { id: "rl-call-state", role: "status", "aria-live": "polite" });
+  // Shown while the call is recorded (on_recording, docs/recording.md); announced when it changes.
+  const recording = h("p.rl-recording", { id: "rl-recording", role: "status", "aria-live": "polite", hidden: true },
+    h("span.rl-recording-dot", { "aria-hidden": "true" }), h("span.rl-recording-text", {}, "Recording"));
   const grid = h("div.rl-grid", { id: "rl-grid", dataset: { layout: "solo" } });
   const dialing = h("div.rl-dialing", { id: "rl-dialing", hidden: true });
   const toast = h("p.rl-toast", { id: "rl-toast", role: "status", "aria-live": "polite", hidden: true });
@@ -388,7 +391,7 @@ export function mountCallPage(root, options = {}) {
   const inviteForm = h("form.rl-invite", { id: "rl-invite-form", hidden: true, onsubmit: (e) => { e.preventDefault(); invite(); } },
     h("label", { for: "rl-invite-ids" }, "Add people (user ids)"), h("div.rl-row", {}, inviteInput, inviteBtn));
   const callView = h("section.rl-call", { id: "rl-call", hidden: true, "aria-labelledby": "rl-call-title" },
-    h("div.rl-call-head", {}, h("div.rl-call-heading", {}, callTitle, callState), timer),
+    h("div.rl-call-head", {}, h("div.rl-call-heading", {}, callTitle, callState), recording, timer),
     banner, dialing, grid, toast, inviteForm,
     h("div.rl-controls", { role: "toolbar", "aria-label": "call controls" }, micBtn, camBtn, audioBtn, addBtn, toneBtn, hangupBtn));
 
@@ -671,9 +674,17 @@ export function mountCallPage(root, options = {}) {
     return true;
   }
 
+  /** The recording indicator: visible text ("Recording") and its title for every reader. */
+  function showRecording(on) {
+    recording.hidden = !on;
+    recording.title = on ? "This call is being recorded" : "";
+    recording.setAttribute("aria-label", on ? "This call is being recorded" : "Recording stopped");
+  }
+
   function endFlow(message, kind = "info") {
     clearInterval(timerHandle);
     timerHandle = null;
+    showRecording(false);
     clearTiles();
     pending.clear();
     toast.hidden = true;
@@ -923,6 +934,11 @@ export function mountCallPage(root, options = {}) {
     render();
   });
   engine.on(RinglineEvent.STATUS_CHANGED, () => render());
+  engine.on(RinglineEvent.CALL_RECORDING_CHANGED, ({ callID, isRecording }) => {
+    if (callID !== engine.callId) return;
+    addLog(RinglineEvent.CALL_RECORDING_CHANGED, { callID, isRecording });
+    showRecording(isRecording);
+  });
   engine.on(TUICallEvent.ON_USER_INVITING, (p) => {
     if (p.callID !== engine.callId) return;
     people.set(p.userID, { nickname: p.nickname || "", avatar: p.avatar || "", online: p.isOnline !== false });

@@ -353,6 +353,9 @@ export class CallEngine extends Emitter {
       case "on_sfu_feed":
         if (mine && typeof a.user_id === "string") this._mesh.sfuFeed(a.user_id);
         return;
+      case "on_recording": // the call is recorded from now on, or no longer (docs/recording.md)
+        this._emit(RinglineEvent.CALL_RECORDING_CHANGED, { callID: cid, isRecording: !!a.recording });
+        return;
       default: {
         const member = memberEvent(name, a, this.userId);
         if (member) this._emit(member[0], member[1]);
@@ -604,6 +607,7 @@ function paramsToWire(p) {
   const group = p.chatGroupId ?? p.chatGroupID;
   if (group !== undefined) out.chat_group_id = String(group);
   if (p.isEphemeralCall !== undefined) out.is_ephemeral_call = !!p.isEphemeralCall;
+  if (p.record !== undefined) out.record = !!p.record;
   if (p.offlinePushInfo) {
     const o = p.offlinePushInfo;
     out.offline_push_info = {

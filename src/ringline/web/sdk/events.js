@@ -37,6 +37,8 @@ export const RinglineEvent = Object.freeze({
   STATUS_CHANGED: "onStatusChanged",
   /** {state}: the connection to the server: "online", "reconnecting", "offline". */
   CONNECTION_CHANGED: "onConnectionChanged",
+  /** {callID, isRecording}: the call is recorded from now on, or no longer (docs/recording.md). */
+  CALL_RECORDING_CHANGED: "onCallRecordingChanged",
 });
 
 /**

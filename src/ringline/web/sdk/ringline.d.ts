@@ -29,6 +29,7 @@ export declare const RinglineEvent: {
   readonly LOCAL_STREAM: "onLocalStream";
   readonly STATUS_CHANGED: "onStatusChanged";
   readonly CONNECTION_CHANGED: "onConnectionChanged";
+  readonly CALL_RECORDING_CHANGED: "onCallRecordingChanged";
 };
 
 export declare const MediaType: { readonly UNKNOWN: 0; readonly AUDIO: 1; readonly VIDEO: 2 };
@@ -109,6 +110,8 @@ export interface CallParams {
   offlinePushInfo?: { title?: string; desc?: string; extension?: string };
   chatGroupId?: string;
   isEphemeralCall?: boolean;
+  /** Record the call (the server needs an SFU; see docs/recording.md). */
+  record?: boolean;
 }
 
 /** The vendor's object form of calls(). */
@@ -121,6 +124,8 @@ export interface CallsOptions {
   roomID?: number;
   strRoomID?: string;
   isEphemeralCall?: boolean;
+  /** Record the call (the server needs an SFU; see docs/recording.md). */
+  record?: boolean;
   offlinePushInfo?: { title?: string; desc?: string; extension?: string };
 }
 
@@ -202,6 +207,8 @@ export interface EventPayloads {
   onLocalStream: { stream: MediaStream };
   onStatusChanged: { callID: string; callStatus: CallStatusValue; callRole: CallRoleValue; callMediaType: MediaTypeValue };
   onConnectionChanged: { state: "online" | "reconnecting" | "offline"; resumed?: boolean; reason?: string };
+  /** The call is recorded from now on (isRecording), or no longer (docs/recording.md). */
+  onCallRecordingChanged: { callID: string; isRecording: boolean };
 }
 
 export type EventName = keyof EventPayloads;
