@@ -125,16 +125,11 @@ class Hub:
         self.sfu: SfuRooms | None = None
         """The calls' SFU rooms (``--sfu``, docs/sfu.md), or None: group calls are a mesh."""
         self.recordings: RecordingJobs | None = None
-        """The recordings' conversions (with ``--sfu``, docs/recording.md); run by
-        :meth:`start`."""
+        """The recordings' conversions (with ``--sfu``, docs/recording.md); made and run by
+        :meth:`start` (once the callback configuration is loaded: a job that failed for
+        good while the server was stopped is reported then)."""
         if settings.sfu_urls:
             rec = settings.recordings_path
-            self.recordings = RecordingJobs(
-                rec,
-                on_ready=self._recording_ready,
-                on_failed=self._recording_failed,
-                delete_source=True,
-            )
             self.sfu = SfuRooms(
                 [JanusClient(url, settings.sfu_secret) for url in settings.sfu_urls],
                 settings.sfu_secret,
@@ -219,7 +214,13 @@ class Hub:
             for cid in self.sb.calls:
                 self.sfu.touch(cid)
             self._tasks.append(asyncio.create_task(self._sfu_reap(), name="ringline-sfu-reap"))
-        if self.recordings is not None:
+        if self.sfu is not None:
+            self.recordings = RecordingJobs(
+                self.settings.recordings_path,
+                on_ready=self._recording_ready,
+                on_failed=self._recording_failed,
+                delete_source=True,
+            )
             self._tasks.append(asyncio.create_task(self.recordings.run(), name="ringline-recordings"))
             if self.settings.recording_retention_days > 0:
                 self._tasks.append(
