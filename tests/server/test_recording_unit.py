@@ -397,3 +397,59 @@ async def test_sfu_rooms_record_a_small_call_and_hand_its_folder_over(tmp_path: 
     while rooms._tasks:
         await asyncio.gather(*list(rooms._tasks.values()))
     assert done == [("c1", tmp_path / "mjr" / "c1")]
+
+
+async def test_hub_hands_recordings_over_and_queues_their_callbacks(tmp_path: Path) -> None:
+    """The hub's recording hooks with a real (in-memory) store: a recorded room's folder
+    becomes a job (an empty one is dropped), a ready and a failed job each queue their v4
+    callback in the outbox, and admin start/stop refuse what they cannot do."""
+    from ringline.core.errors import LocalCallError
+    from ringline.server.config import Settings
+    from ringline.server.hub import Hub
+    from ringline.server.store import SqliteStore
+
+    store = SqliteStore(":memory:")
+    await store.open()
+    root = tmp_path  # absolute already (and no link in it under pytest)
+    settings = Settings(
+        data_dir=str(tmp_path), sfu_urls=("http://127.0.0.1:9/janus",), sfu_secret="s", heartbeat_grace=60
+    )
+    hub = Hub(settings, store, sdk_app_id=1)
+    await hub.start()
+    try:
+        jobs = hub.recordings
+        assert jobs is not None and jobs.folder == root / "recordings"
+        empty = tmp_path / "recordings" / "mjr" / "c0"
+        empty.mkdir(parents=True)
+        hub._recorded("c0", empty)  # no member published: nothing to convert
+        assert not empty.exists() and jobs.get("c0") is None
+        full = tmp_path / "recordings" / "mjr" / "c1"
+        full.mkdir()
+        (full / "videoroom-ringline-c1-user-alice-1-audio-0.mjr").write_bytes(b"MJR00002")
+        hub._recorded("c1", full)
+        job = jobs.get("c1")
+        assert job is not None and job.state == "pending" and job.source == str(full)
+        hub.callback_configs["v4"] = {
+            "Url": "http://127.0.0.1:9/v4",
+            "CallbackCommandList": ["Call.CallbackAfterRecordingReady", "Call.CallbackAfterRecordingFailed"],
+        }
+        hub._retarget()
+        ready = r.Job("c1", str(full), state="ready", attempts=1)
+        ready.recording = {"id": "c1", "path": "/x/c1.opus", "duration": 10.0, "size": 9, "media": "audio"}
+        hub._recording_ready(ready)
+        failed = r.Job(
+            "c2", "/x", state="failed", attempts=3, errors=[{"attempt": 3, "at": 1.0, "error": "e"}]
+        )
+        hub._recording_failed(failed)
+        await hub.drain()
+        total, entries = await store.outbox.list_deliveries([])
+        got = sorted((e.delivery.call_id, e.delivery.command) for e in entries)
+        assert total == 2 and got == [
+            ("c1", "Call.CallbackAfterRecordingReady"),
+            ("c2", "Call.CallbackAfterRecordingFailed"),
+        ]
+        with pytest.raises(LocalCallError, match="no live call 'nope'"):
+            hub.set_recording("nope", True)
+    finally:
+        await hub.close()
+        await store.close()

@@ -84,7 +84,7 @@ class CallKitServer {
     }
   }
 
-  /** `{userIDList, type, chatGroupID?, roomID?, strRoomID?, userData?, timeout?, offlinePushInfo?}` */
+  /** `{userIDList, type, chatGroupID?, roomID?, strRoomID?, userData?, timeout?, offlinePushInfo?, record?}` */
   calls(params) {
     return this.getTUICallEngineInstance().calls(params);
   }
