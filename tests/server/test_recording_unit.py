@@ -414,10 +414,18 @@ async def test_hub_hands_recordings_over_and_queues_their_callbacks(tmp_path: Pa
     settings = Settings(
         data_dir=str(tmp_path), sfu_urls=("http://127.0.0.1:9/janus",), sfu_secret="s", heartbeat_grace=60
     )
+    left = root / "recordings" / "mjr" / "c9"  # the server stopped before handing it over
+    left.mkdir(parents=True)
+    (left / "videoroom-ringline-c9-user-bob-1-audio-0.mjr").write_bytes(b"MJR00002")
+    (root / "recordings" / "mjr" / "c8").mkdir()  # a room that never recorded
     hub = Hub(settings, store, sdk_app_id=1)
     await hub.start()
     try:
         jobs = hub.recordings
+        assert jobs is not None
+        left_job = jobs.get("c9")
+        assert left_job is not None and left_job.source == str(left)
+        assert not (root / "recordings" / "mjr" / "c8").exists()
         assert jobs is not None and jobs.folder == root / "recordings"
         empty = tmp_path / "recordings" / "mjr" / "c0"
         empty.mkdir(parents=True)

@@ -221,6 +221,7 @@ class Hub:
                 on_failed=self._recording_failed,
                 delete_source=True,
             )
+            self._leftover_recordings()
             self._tasks.append(asyncio.create_task(self.recordings.run(), name="ringline-recordings"))
             if self.settings.recording_retention_days > 0:
                 self._tasks.append(
@@ -805,11 +806,34 @@ class Hub:
         if self.recordings is None:
             return
         if not any(folder.glob("*.mjr")):
-            log.warning("call %s was to be recorded but Janus wrote nothing (no member published)", call_id)
+            if any(folder.iterdir()):
+                log.warning(
+                    "call %s was to be recorded but Janus wrote nothing (no member published)", call_id
+                )
             shutil.rmtree(folder, ignore_errors=True)
             return
         self.recordings.submit(call_id, folder, delay=RECORDING_SETTLE)
         log.info("call %s: recording queued for conversion", call_id)
+
+    def _leftover_recordings(self) -> None:
+        """At start: the ``.mjr`` folders of calls that are no longer live and have no job
+        (the server stopped between a recorded call's end and its hand-over) are handed
+        over now; empty ones go."""
+        assert self.recordings is not None
+        root = self.settings.recordings_path / MJR_FOLDER
+        if not root.is_dir():
+            return
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            call_id = folder.name
+            if call_id in self.sb.calls:
+                continue
+            try:
+                known = self.recordings.get(call_id) is not None
+            except ValueError:  # not a name of this server's
+                continue
+            if not known:
+                log.info("call %s: a recording left unconverted by a stop is handed over now", call_id)
+                self._recorded(call_id, folder)
 
     def _recording_ready(self, job: Job) -> None:
         self._recording_callback(job, V4_RECORDING_READY)

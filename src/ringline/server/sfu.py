@@ -722,6 +722,9 @@ class SfuRooms:
         if call_id in self.recorded and folder is not None:
             self.recorded.discard(call_id)
             self._on_recorded(call_id, folder)
+        elif folder is not None:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # never recorded: the empty folder made for its room goes
 
     async def _create(self, call_id: str, record: bool = False) -> _Room:
         """Make the call's room on the next Janus in turn, or on the following ones when
