@@ -755,8 +755,13 @@ class SfuRooms:
                 if old:
                     await client.allowed(name, secret, "remove", old)
                 log.info("call %s: SFU room %s taken over", call_id, name)
-                # Whether it records is not known: the next step sets it as planned.
-                room = self.rooms[call_id] = _Room(client, name, secret, recording=not record)
+                if folder is not None:  # it may record or not: as planned from now on
+                    await client.request(
+                        {"request": "enable_recording", "room": name, "secret": secret, "record": record}
+                    )
+                room = self.rooms[call_id] = _Room(
+                    client, name, secret, recording=record and folder is not None
+                )
                 return room
             else:
                 log.info("call %s: SFU room %s created on %s", call_id, name, client.url)
