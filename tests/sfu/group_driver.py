@@ -1,15 +1,17 @@
-"""One big audio call of SDK engines made with ``media=``, through Janus or as a mesh.
+"""One big call of SDK engines made with ``media=``, through Janus or as a mesh.
 
-    python tests/sfu/group_driver.py [--members 9] [--procs 3] [--mesh]   (inside a
+    python tests/sfu/group_driver.py [--members 9] [--procs 3] [--mesh] [--video]  (in a
     loopback-only network namespace: tests/sfu/test_sfu_group.py runs it)
 
 :func:`group_call` starts a real Janus (loopback shim preloaded; none with ``sfu=False``)
 and ``ringline serve --sfu`` (plain ``ringline serve`` for the mesh), spreads the members
-``m1..mN`` (each a tone of its own: 300, 400, … Hz) over ``procs`` processes of
-tests/sfu/group_members.py, has ``m1`` call everyone (audio), waits until every member
-hears every other, lets ``during`` run (bench/sfu.py measures CPU there), asks each
-member for its frame counts and connections again, hangs everyone up, and reads the
-call's record (v4 ``get_record_by_filter``) and whether Janus still has the room.
+``m1..mN`` (each a tone of its own: 300, 400, … Hz; with ``video`` a 320×240 test pattern
+too) over ``procs`` processes of tests/sfu/group_members.py, has ``m1`` call everyone
+(audio, or video), waits until every member hears every other, lets ``during`` run
+(bench/sfu.py measures CPU there; the audio frames decoded per second meanwhile are
+counted too), asks each member for its frame counts and connections, hangs everyone up,
+and reads the call's record (v4 ``get_record_by_filter``) and whether Janus still has
+the room.
 Prints one JSON object (the findings) as its last line.
 """
 
@@ -53,7 +55,7 @@ class Members:
         self.users = users
 
     @classmethod
-    async def start(cls, url: str, users: dict[str, float], everyone: int, log: Path) -> Members:
+    async def start(cls, url: str, users: dict[str, float], everyone: int, video: bool, log: Path) -> Members:
         spec = ",".join(f"{u}:{f:g}" for u, f in users.items())
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -64,6 +66,7 @@ class Members:
             spec,
             "--everyone",
             str(everyone),
+            *(["--video"] if video else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=log.open("wb"),
@@ -121,12 +124,13 @@ async def group_call(
     procs: int = 3,
     sfu: bool = True,
     during: Callable[[Pids], Awaitable[Any]] | None = None,
+    video: bool = False,
 ) -> dict[str, Any]:
     """Run the call (see the module's doc); the findings, with ``during``'s result under
     ``"during"``. Janus and the server are stopped at the end; their logs stay in ``tmp``."""
     users = group_users(members)
     janus = JanusProcess(tmp / "janus", preload_shim=True).start() if sfu else None
-    out: dict[str, Any] = {"sfu": sfu, "members": members}
+    out: dict[str, Any] = {"sfu": sfu, "members": members, "video": video}
     groups: list[Members] = []
     try:
         extra = ["--sfu", f"janus={janus.url}", "--sfu-secret", SECRET] if janus else []
@@ -137,7 +141,7 @@ async def group_call(
         try:
             since = int(time.time()) - 1
             for i, part in enumerate(split(users, procs)):
-                groups.append(await Members.start(srv.url, part, members, tmp / f"members{i}.log"))
+                groups.append(await Members.start(srv.url, part, members, video, tmp / f"members{i}.log"))
             for g in groups:
                 await g.read("ready", 120)
             started = time.monotonic()
@@ -146,6 +150,13 @@ async def group_call(
             for got in await asyncio.gather(*(g.ask("heard", "heard", 180) for g in groups)):
                 heard.update(got["heard"])
             out.update(call_id=cid, heard=heard, all_heard_in_s=round(time.monotonic() - started, 1))
+
+            async def reports() -> dict[str, Any]:
+                got: dict[str, Any] = {}
+                for part in await asyncio.gather(*(g.ask("report", "report", 120) for g in groups)):
+                    got.update(part["report"])
+                return got
+
             if during is not None:
                 assert srv.proc is not None
                 pids: Pids = {
@@ -153,11 +164,15 @@ async def group_call(
                     "janus": janus.proc.pid if janus and janus.proc else None,
                     "members": [g.proc.pid for g in groups],
                 }
+                before, t0 = await reports(), time.monotonic()
                 out["during"] = await during(pids)
-            report: dict[str, Any] = {}
-            for got in await asyncio.gather(*(g.ask("report", "report", 120) for g in groups)):
-                report.update(got["report"])
-            out["report"] = report
+            out["report"] = await reports()
+            if during is not None:
+                # Audio frames decoded by all members per second, from before ``during``
+                # to now: 50 per second per pair when every stream keeps up.
+                now = sum(sum(m["frames"].values()) for m in out["report"].values())
+                had = sum(sum(m["frames"].values()) for m in before.values())
+                out["frames_per_s"] = (now - had) / (time.monotonic() - t0)
             for g in groups:  # one process after the other: the last one left ends the call
                 await g.ask("hangup", "hung_up", 60)
             out["record"] = await call_record(srv, cid, since)
@@ -182,7 +197,8 @@ if __name__ == "__main__":
     p.add_argument("--members", type=int, default=9)
     p.add_argument("--procs", type=int, default=3)
     p.add_argument("--mesh", action="store_true", help="no Janus: a full mesh")
+    p.add_argument("--video", action="store_true", help="a video call (320x240 test patterns)")
     a = p.parse_args()
     TMP = Path(tempfile.mkdtemp(prefix="rl-sfu-group-"))
-    print(json.dumps(asyncio.run(group_call(TMP, a.members, a.procs, sfu=not a.mesh))))
+    print(json.dumps(asyncio.run(group_call(TMP, a.members, a.procs, sfu=not a.mesh, video=a.video))))
     shutil.rmtree(TMP, ignore_errors=True)  # kept (Janus's, the server's, the members' logs) when it failed

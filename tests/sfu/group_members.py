@@ -2,15 +2,17 @@
 (tests/sfu/group_driver.py starts two or more of these, so that no one process carries
 every member's media).
 
-    python tests/sfu/group_members.py --url URL --users alice:300,bob:400 --everyone 9
+    python tests/sfu/group_members.py --url URL --users m1:300,m4:600 --everyone 9 [--video]
 
 Each user is an SDK engine made with ``media=`` (tests/media/call_driver.py's
 :class:`Member`: a tone of the given frequency, a :class:`Probe` as its sink) that
-accepts every call it receives. Commands come one a line on stdin, answers go one JSON
+accepts every call it receives (``--video``: the call is a video call, each member also
+sending a 320×240 test pattern). Commands come one a line on stdin, answers go one JSON
 object a line on stdout:
 
 * (at start)  → ``{"ready": true}`` once every user logged in;
 * ``call``    → the first user calls every other member (``--everyone`` names them);
+  ``{"called": call_id}``;
 * ``heard``   → once each user hears each of the others (frames, volume and quality
   events): ``{"heard": {user: {other: {frames, level, peak_hz}}}, "call_id"}``;
 * ``report``  → ``{"report": {user: {frames: {other: n}, peak_hz: {other: Hz}, links}}}``
@@ -75,23 +77,24 @@ def group_users(n: int) -> dict[str, float]:
 
 async def links(m: Member) -> dict[str, Any]:
     """The engine's connections: its SFU publisher, the members it receives through the
-    SFU, its mesh peers, and how many outbound audio streams carried packets over all
-    its connections."""
+    SFU, its mesh peers, and how many outbound audio and video streams carried packets
+    over all its connections."""
     session = m.engine.media
     assert session is not None
     pcs = [p.pc for p in session.peers.values()]
     if session.publisher is not None:
         pcs.append(session.publisher.pc)
-    outbound = 0
+    outbound = {"audio": 0, "video": 0}
     for pc in pcs:
         for s in (await pc.getStats()).values():
-            if getattr(s, "type", "") == "outbound-rtp" and getattr(s, "kind", "") == "audio":
-                outbound += int(getattr(s, "packetsSent", 0) > 0)
+            if getattr(s, "type", "") == "outbound-rtp" and getattr(s, "kind", "") in outbound:
+                outbound[s.kind] += int(getattr(s, "packetsSent", 0) > 0)
     return {
         "publisher": session.publisher is not None,
         "feeds": sorted(p.remote for p in session.peers.values() if type(p).__name__ == "_SfuFeed"),
         "mesh": sorted(p.remote for p in session.peers.values() if type(p).__name__ == "_Peer"),
-        "outbound_audio": outbound,
+        "outbound_audio": outbound["audio"],
+        "outbound_video": outbound["video"],
     }
 
 
@@ -107,7 +110,7 @@ def missing(members: dict[str, Member], others: Callable[[str], list[str]]) -> d
     return out
 
 
-async def main(url: str, users: dict[str, float], everyone: list[str]) -> None:
+async def main(url: str, users: dict[str, float], everyone: list[str], video: bool) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)  # the driver keeps it in a log
     logging.getLogger("ringline.media").setLevel(logging.INFO)
     at = At(url)
@@ -129,7 +132,8 @@ async def main(url: str, users: dict[str, float], everyone: list[str]) -> None:
                 return
             if line == "call":
                 first = next(iter(members.values()))
-                cid = await first.engine.calls(others(first.user), MediaType.AUDIO)
+                kind = MediaType.VIDEO if video else MediaType.AUDIO
+                cid = await first.engine.calls(others(first.user), kind)
                 say({"called": cid})
             elif line == "heard":
 
@@ -184,6 +188,7 @@ if __name__ == "__main__":
     p.add_argument("--url", required=True)
     p.add_argument("--users", required=True, help="user:frequency,… (this process's members)")
     p.add_argument("--everyone", type=int, required=True, help="members in the call (m1..mN)")
+    p.add_argument("--video", action="store_true", help="a video call (320x240 test patterns)")
     a = p.parse_args()
     mine = {u: float(f) for u, f in (x.split(":") for x in a.users.split(","))}
-    asyncio.run(main(a.url, mine, list(group_users(a.everyone))))
+    asyncio.run(main(a.url, mine, list(group_users(a.everyone)), a.video))
