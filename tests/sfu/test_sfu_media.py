@@ -22,9 +22,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def run_driver(name: str) -> dict[str, Any]:
+def run_driver(name: str, *args: str) -> dict[str, Any]:
     with loopback_netns() as ns:
-        return run_in(ns, [str(HERE / name)], timeout=150)
+        return run_in(ns, [str(HERE / name), *args], timeout=150)
 
 
 def test_three_members_hear_each_other_through_janus() -> None:
@@ -69,3 +69,21 @@ def test_sdk_engines_switch_to_the_sfu_and_hear_each_other() -> None:
         for o in others:
             assert r[f"{u}<-{o}"]["after_mesh_again"] > r[f"{u}<-{o}"]["after_janus_restart"]
     assert r["alice_peers_after_carol_left"] == ["bob"] and r["bob_peers_after_carol_left"] == ["alice"]
+
+
+def test_sdk_engines_move_to_another_janus_when_theirs_dies() -> None:
+    # Two Janus, ``--sfu A --sfu B``: the one holding the room is killed and stays dead.
+    # The server marks it down, makes the room on the other one with new tokens, and
+    # every engine publishes again there and hears the other two; the call goes on and
+    # ends with its record.
+    r = run_driver("sdk_media_driver.py", "failover")
+    users = ["alice", "bob", "carol"]
+    assert len(r["room_on_before"]) == 1, r
+    assert r["room_on_after"] == sorted({"A", "B"} - set(r["killed"])), r
+    assert r["published_again"] == users, r
+    for u in users:
+        for o in set(users) - {u}:
+            assert r[f"{u}<-{o}"]["level"] > 0.05, (u, o, r[f"{u}<-{o}"])
+            assert r[f"{u}<-{o}"]["after_janus_death"] > 0, (u, o, r[f"{u}<-{o}"])
+    assert r["record"]["CallResult"] == "NormalEnd", r["record"]
+    assert r["begins"] == {u: 1 for u in users}, r["begins"]

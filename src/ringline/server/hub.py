@@ -141,6 +141,8 @@ class Hub:
                 on_recording=self._recording_changed,
                 push_recording=self._push_recording,
                 on_recorded=self._recorded,
+                # a cluster node acts on rooms only while it owns the calls
+                may_act=lambda: self.lease_ok is None or self.lease_ok(),
             )
         self.lease_ok: Callable[[], bool] | None = None
         """Set on a cluster node that owns the calls (docs/cluster.md): False once its

@@ -215,7 +215,15 @@ def plugin_data(response: object, request: str = "") -> dict[str, Any]:
 class JanusClient:
     """One Janus: one session and one VideoRoom handle, kept alive. Every method may raise
     :class:`JanusError`. ``keepalive``: seconds between keepalives (below Janus's
-    ``session_timeout``, 60 s by default)."""
+    ``session_timeout``, 60 s by default).
+
+    Health: while :attr:`in_use` says rooms live on it (or a request could not reach it),
+    ``GET /janus/info`` is probed every ``probe`` seconds (at once when the event long
+    poll or a request fails to connect); ``down_after`` failed probes in a row mark it
+    down (:attr:`up` False, :attr:`on_down` called, the session forgotten, requests
+    refused at once with code 0). A Janus that is down is probed again after ``probe``
+    seconds, then twice as long each time up to ``retry_max``; the first answer marks it
+    up again (:attr:`on_up`)."""
 
     def __init__(
         self,
@@ -225,11 +233,17 @@ class JanusClient:
         keepalive: float = 20.0,
         timeout: float = 10.0,
         http: aiohttp.ClientSession | None = None,
+        probe: float = 2.0,
+        down_after: int = 2,
+        retry_max: float = 30.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.secret = secret
         self.keepalive_interval = keepalive
         self.timeout = timeout
+        self.probe_interval = probe
+        self.down_after = down_after
+        self.retry_max = retry_max
         self._http = http
         self._own_http = http is None
         self._ids = itertools.count(1)
@@ -249,6 +263,17 @@ class JanusClient:
         session timed out): every handle on it is gone."""
         self.sessions_made = 0
         """How many Janus sessions this client has created (more than 1: Janus lost one)."""
+        self.up = True
+        """False while Janus is marked down (failed health probes), until it answers again."""
+        self.in_use: Callable[[], bool] = lambda: self._session_id is not None
+        """Whether its health is worth probing now (:class:`SfuRooms`: rooms live on it)."""
+        self.on_down: Callable[[], None] | None = None
+        """Called when Janus is marked down: its session, handles and rooms are lost to us."""
+        self.on_up: Callable[[], None] | None = None
+        """Called when a Janus marked down answers again (it is back in rotation)."""
+        self._health: asyncio.Task[None] | None = None
+        self._suspect = asyncio.Event()
+        self._closing = False
 
     @property
     def session_id(self) -> int | None:
@@ -263,6 +288,7 @@ class JanusClient:
             ) as r:
                 got = await r.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self.suspect()
             raise JanusError(
                 0, f"cannot reach {self.url}: {exc or type(exc).__name__}", body["janus"]
             ) from exc
@@ -274,6 +300,8 @@ class JanusClient:
         return request_body(janus, f"rl{next(self._ids)}", self.secret, **fields)
 
     async def _connect(self) -> tuple[int, int]:
+        if not self.up:
+            raise JanusError(0, f"{self.url} is down (probed again until it answers)", "create")
         async with self._lock:
             if self._session_id is not None and self._handle_id is not None:
                 return self._session_id, self._handle_id
@@ -288,6 +316,8 @@ class JanusClient:
                 self._keeper = asyncio.create_task(self._keep_alive(), name="janus-keepalive")
             if self._poller is None or self._poller.done():
                 self._poller = asyncio.create_task(self._poll(), name="janus-events")
+            if self._health is None or self._health.done():
+                self._health = asyncio.create_task(self._watch(), name="janus-health")
             return self._session_id, self._handle_id
 
     async def _poll(self) -> None:
@@ -312,6 +342,7 @@ class JanusClient:
                     got = await r.json(content_type=None) if status == 200 else None
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("Janus events of %s: %s", self.url, exc or type(exc).__name__)
+                self.suspect()
                 await asyncio.sleep(1.0)
                 continue
             if status == 404:  # what Janus answers a long poll of a session it does not know
@@ -401,11 +432,80 @@ class JanusClient:
             "trickle",
         )
 
+    def suspect(self) -> None:
+        """Something failed to reach Janus: probe its health now (starting the prober)."""
+        self._suspect.set()
+        if not self._closing and (self._health is None or self._health.done()):
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to probe with
+                self._health = asyncio.get_running_loop().create_task(self._watch(), name="janus-health")
+
+    async def probe(self) -> bool:
+        """``GET /janus/info`` within ``probe`` seconds: True when Janus answers at all."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        try:
+            async with self._http.get(
+                self.url + "/info", timeout=aiohttp.ClientTimeout(total=self.probe_interval)
+            ) as r:
+                await r.read()
+                return True
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False
+
+    async def _watch(self) -> None:
+        failures = 0
+        delay = self.probe_interval
+        while True:
+            if self.up:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._suspect.wait(), self.probe_interval)
+                suspect = self._suspect.is_set()
+                self._suspect.clear()
+                if not (suspect or failures or self.in_use()):
+                    continue
+                if await self.probe():
+                    failures = 0
+                    continue
+                failures += 1
+                if failures < self.down_after:
+                    await asyncio.sleep(self.probe_interval / 4)
+                    self._suspect.set()
+                    continue
+                failures, delay = 0, self.probe_interval
+                self._mark_down()
+            else:
+                await asyncio.sleep(delay)
+                if await self.probe():
+                    self.up = True
+                    log.warning("Janus %s answers again: back in rotation", self.url)
+                    if self.on_up is not None:
+                        self.on_up()
+                else:
+                    delay = min(delay * 2, self.retry_max)
+
+    def _mark_down(self) -> None:
+        """Janus failed its health probes: forget the session and its handles, fail the
+        requests waiting for its events, and tell :attr:`on_down`."""
+        self.up = False
+        log.warning(
+            "Janus %s is down (%d health probes failed); probing it again from %g s on",
+            self.url,
+            self.down_after,
+            self.probe_interval,
+        )
+        self._session_id = self._handle_id = None
+        self._watchers.clear()
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(JanusError(0, f"{self.url} is down", "message"))
+        if self.on_down is not None:
+            self.on_down()
+
     async def _keep_alive(self) -> None:
         while True:
             await asyncio.sleep(self.keepalive_interval)
             sid = self._session_id
-            if sid is None:
+            if sid is None or not self.up:
                 continue
             try:
                 plugin_data(await self._post(f"/{sid}", self._body("keepalive")), "keepalive")
@@ -487,12 +587,13 @@ class JanusClient:
         return list(data.get("participants", []))
 
     async def close(self) -> None:
-        for task in (self._keeper, self._poller):
+        self._closing = True
+        for task in (self._keeper, self._poller, self._health):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._keeper = self._poller = None
+        self._keeper = self._poller = self._health = None
         sid = self._session_id
         self._session_id = self._handle_id = None
         if sid is not None:
@@ -554,7 +655,14 @@ class SfuRooms:
     line with :class:`RoomPlan` (``plan(call_id)``, None once the call is gone), one step at
     a time and always from the latest plan: a room for a call of at least ``min_members``,
     a token for each connected member (``push(device_id, call_id, info)``), revoked and
-    kicked when it is no longer connected, the room destroyed when the call ends."""
+    kicked when it is no longer connected, the room destroyed when the call ends.
+
+    Several Janus: new rooms go to each Janus that is up in turn. When one is marked down
+    (:class:`JanusClient` health), each of its rooms is made on another one that is up,
+    with new tokens (a new ``on_sfu`` tells the members to publish again); a call no Janus
+    could take waits for the next one that comes back up. ``may_act`` (a cluster node:
+    while it holds the lease) gates every step, so that a node that stepped down leaves
+    the rooms to the node that owns the calls now."""
 
     def __init__(
         self,
@@ -569,10 +677,15 @@ class SfuRooms:
         on_recording: Callable[[str, bool], set[str]] = lambda _c, _on: set(),
         push_recording: Callable[[str, str, bool], None] = lambda _d, _c, _on: None,
         on_recorded: Callable[[str, Path], None] = lambda _c, _p: None,
+        may_act: Callable[[], bool] = lambda: True,
     ) -> None:
         self.clients = list(clients)
         for client in self.clients:
             client.on_session_lost = functools.partial(self._session_lost, client)
+            client.on_down = functools.partial(self._janus_down, client)
+            client.on_up = functools.partial(self._janus_up, client)
+            client.in_use = functools.partial(self._hosts_rooms, client)
+        self._may_act = may_act
         self.secret = secret
         self.min_members = min_members
         self._plan = plan
@@ -595,8 +708,55 @@ class SfuRooms:
         self._dirty: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._next = itertools.count()
+        #: live calls that should have a room but no Janus could take it (all down)
+        self.homeless: set[str] = set()
+        #: calls that got a room: they keep one until they end, even below min_members
+        self._roomed: set[str] = set()
+        self._aux: set[asyncio.Task[None]] = set()
         self.errors = 0
         self._closed = False
+
+    def _hosts_rooms(self, client: JanusClient) -> bool:
+        return any(room.client is client for room in self.rooms.values())
+
+    def _janus_down(self, client: JanusClient) -> None:
+        """``client``'s Janus is down: make each of its rooms on another Janus that is up
+        (new tokens, a new ``on_sfu`` to every member), or as soon as one is."""
+        for call_id, room in list(self.rooms.items()):
+            if room.client is client:
+                del self.rooms[call_id]
+                log.warning("call %s: Janus %s is down; moving room %s", call_id, client.url, room.room)
+                self.touch(call_id)
+
+    def _janus_up(self, client: JanusClient) -> None:
+        """``client``'s Janus answers again: destroy there the rooms of ours that live
+        elsewhere now (or whose call ended), then give the calls waiting for a Janus a room."""
+        if self._closed or not self._may_act():
+            return
+        task = asyncio.get_running_loop().create_task(self._revive(client), name="sfu-revive")
+        self._aux.add(task)
+        task.add_done_callback(self._aux.discard)
+
+    async def _revive(self, client: JanusClient) -> None:
+        try:
+            rooms = await client.list_rooms()
+        except JanusError as exc:
+            log.warning("%s", exc)
+            rooms = []
+        for r in rooms:
+            name = str(r.get("room", ""))
+            if not name.startswith(ROOM_PREFIX):
+                continue
+            call_id = name[len(ROOM_PREFIX) :]
+            plan = self._plan(call_id)
+            room = self.rooms.get(call_id)
+            if (room is not None and room.client is not client) or plan is None or not plan.live:
+                with contextlib.suppress(JanusError):
+                    await client.destroy(name, room_secret(self.secret, name))
+                log.info("call %s: stale SFU room %s destroyed on %s", call_id, name, client.url)
+        for call_id in list(self.homeless):
+            self.homeless.discard(call_id)
+            self.touch(call_id)
 
     def _session_lost(self, client: JanusClient) -> None:
         """``client``'s Janus forgot our session, so the members' handles are gone (and the
@@ -621,13 +781,15 @@ class SfuRooms:
 
     async def _run(self, call_id: str) -> None:
         try:
-            while call_id in self._dirty and not self._closed:
+            while call_id in self._dirty and not self._closed and self._may_act():
                 self._dirty.discard(call_id)
                 try:
                     await self._sync(call_id)
                 except JanusError as exc:
                     self.errors += 1
                     log.warning("call %s: SFU room not in line: %s", call_id, exc)
+                    if exc.code == 0 and call_id not in self.rooms:
+                        self.homeless.add(call_id)  # tried again when a Janus comes up
                     if exc.code == NO_SUCH_ROOM and self.rooms.pop(call_id, None) is not None:
                         # Janus lost the room (it restarted): make it again, with new
                         # tokens for every connected member.
@@ -643,6 +805,8 @@ class SfuRooms:
         room = self.rooms.get(call_id)
         if plan is None or not plan.live:
             self.mesh_only.discard(call_id)
+            self.homeless.discard(call_id)
+            self._roomed.discard(call_id)
             if room is not None:
                 del self.rooms[call_id]
                 await room.client.destroy(room.room, room.secret)
@@ -653,7 +817,7 @@ class SfuRooms:
             return
         announce = False
         if room is None:
-            small = plan.size < self.min_members and not plan.record
+            small = plan.size < self.min_members and not plan.record and call_id not in self._roomed
             if small or not plan.capable or call_id in self.mesh_only:
                 if plan.record and not plan.capable:
                     log.warning(
@@ -727,9 +891,11 @@ class SfuRooms:
                 folder.rmdir()  # never recorded: the empty folder made for its room goes
 
     async def _create(self, call_id: str, record: bool = False) -> _Room:
-        """Make the call's room on the next Janus in turn, or on the following ones when
-        that one cannot be reached. A room of that id already there (made by this server
-        before it restarted: the secret is the same) is taken over, its tokens revoked.
+        """Make the call's room on the next Janus in turn that is up, or on the following
+        ones when that one cannot be reached. A room of that id already there (made by
+        this server before it restarted, or by the cluster node that owned the call
+        before: the secret is the same) is taken over, its tokens revoked; with several
+        Janus up, the one that has it is asked first.
         With a recordings folder every room gets its ``rec_dir`` (so that recording can be
         turned on later), and ``record`` when the call is to be recorded."""
         name = room_id(call_id)
@@ -740,9 +906,15 @@ class SfuRooms:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             extra = {"rec_dir": str(folder), "record": record}
         first = next(self._next)
+        n = len(self.clients)
+        order = [c for c in (self.clients[(first + i) % n] for i in range(n)) if c.up]
+        if not order:
+            raise JanusError(0, f"no Janus is up (of {n}); the room is made when one answers again", "create")
+        if len(order) > 1:
+            found = [c for c in order if await self._has(c, name)]
+            order = found + [c for c in order if c not in found]
         last: JanusError | None = None
-        for i in range(len(self.clients)):
-            client = self.clients[(first + i) % len(self.clients)]
+        for client in order:
             try:
                 await client.create_room(name, secret, [], **extra)
             except JanusError as exc:
@@ -762,13 +934,24 @@ class SfuRooms:
                 room = self.rooms[call_id] = _Room(
                     client, name, secret, recording=record and folder is not None
                 )
+                self.homeless.discard(call_id)
+                self._roomed.add(call_id)
                 return room
             else:
                 log.info("call %s: SFU room %s created on %s", call_id, name, client.url)
             room = self.rooms[call_id] = _Room(client, name, secret, recording=record and folder is not None)
+            self.homeless.discard(call_id)
+            self._roomed.add(call_id)
             return room
         assert last is not None
         raise last
+
+    @staticmethod
+    async def _has(client: JanusClient, name: str) -> bool:
+        try:
+            return await client.exists(name)
+        except JanusError:
+            return False
 
     async def relay(self, call_id: str, user: str, device: str, data: object) -> dict[str, Any]:
         """A member's media request for the call's room (the ``sfu`` op, docs/sfu.md), sent
@@ -889,7 +1072,7 @@ class SfuRooms:
         """Stop: wait for the running steps and end the Janus sessions. The rooms of live
         calls stay (a restarted server takes them over); ended calls' rooms are gone."""
         self._closed = True
-        for task in list(self._tasks.values()):
+        for task in [*self._tasks.values(), *self._aux]:
             with contextlib.suppress(Exception):
                 await task
         for client in self.clients:
