@@ -44,13 +44,14 @@ CHROMIUM_ARGS = [
 ]
 
 # Runs in the page: an engine that answers every call and keeps its events and the
-# inbound statistics of each remote user in window.rl.
+# inbound statistics of each remote user in window.rl. rlSetup's optional ``video``: the
+# camera constraints (320x240 at 15 fps by default).
 HARNESS = """
-window.rlSetup = async ({ sdkAppId, userId, userSig }) => {
+window.rlSetup = async ({ sdkAppId, userId, userSig, video }) => {
   const m = await import("/sdk/ringline.js");
   const engine = new m.CallEngine({
     serverUrl: location.origin,
-    video: { width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: 15 } },
+    video: video || { width: { ideal: 320 }, height: { ideal: 240 }, frameRate: { ideal: 15 } },
   });
   const rl = { engine, events: [], stats: {} };
   window.rl = rl;

@@ -75,13 +75,20 @@ class Reachable(Protocol):
 
 
 class Member:
-    def __init__(self, srv: Reachable, user: str, freq: float, request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        srv: Reachable,
+        user: str,
+        freq: float,
+        request_timeout: float = 10.0,
+        video: TestPattern | None = None,
+    ) -> None:
         self.user = user
         self.probe = Probe()
         self.rec = RecordingObserver()
         opts = MediaOptions(
             audio=TestTone(frequency=freq, amplitude=0.4),
-            video=TestPattern(width=320, height=240, fps=15),
+            video=video or TestPattern(width=320, height=240, fps=15),
             sink=self.probe,
         )
         self.engine = CallEngine(

@@ -97,6 +97,8 @@ async def test_a_group_call_gets_a_room_tokens_kicks_and_its_end_destroys_it(
         ({"type": "publish", "sdp": "not sdp"}, -1202),
         ({"type": "subscribe", "feed": members[1][1]}, -1202),  # publishes nothing (yet)
         ({"type": "start", "feed": members[1][1], "sdp": "v=0"}, -1202),  # not subscribed
+        ({"type": "configure", "video": "no"}, -1202),  # not a boolean
+        ({"type": "configure", "video": False}, -1202),  # nothing published yet
     ):
         r = await a0.request("sfu", call_id=cid, data=data)
         assert not r["ok"] and r["code"] == code, (data, r)

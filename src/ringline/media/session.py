@@ -747,6 +747,12 @@ class _SfuPublisher:
         self.pc.on("connectionstatechange", self._on_state)
         for kind in _KINDS:
             session.feeds[kind].outs.add(self.out[kind])
+        #: the offer has a video stream (a video call with a camera)
+        self.has_video = False
+        #: Janus answered the offer
+        self.published = False
+        #: what the SFU was last told about this device's video (configure)
+        self.relaying_video = True
 
     async def publish(self) -> list[str]:
         """Offer, get Janus's answer through the server; the members already publishing."""
@@ -755,10 +761,31 @@ class _SfuPublisher:
         self.pc.addTransceiver(self.out["audio"], direction="sendonly")
         if self.session.media_type is MediaType.VIDEO and self.session.feeds["video"].source is not None:
             self.pc.addTransceiver(self.out["video"], direction="sendonly")
+            self.has_video = True
         await self.pc.setLocalDescription(await self.pc.createOffer())
         got = await request({"type": "publish", "sdp": self.pc.localDescription.sdp})
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=str(got["sdp"]), type="answer"))
+        self.published = True
         return [str(u) for u in got.get("feeds", [])]
+
+    async def relay_video(self, on: bool) -> None:
+        """Tell the SFU to relay this device's video again (``on``) or to stop relaying
+        it (a switch to audio: the video feed stops too). Nothing to say before the
+        publish answer came (:meth:`publish` then says it), nor when nothing publishes
+        video (a call that started as audio: video is not added to the room later)."""
+        request = self.session.sfu_request
+        if request is None or not self.published or not self.has_video or self.relaying_video is on:
+            return
+        self.relaying_video = on
+        try:
+            await request({"type": "configure", "video": on})
+        except Exception as exc:
+            log.warning(
+                "call %s: cannot %s video in the SFU: %s",
+                self.session.call_id,
+                "relay" if on else "stop",
+                exc,
+            )
 
     def _on_state(self) -> None:
         log.info("call %s: SFU publisher %s", self.session.call_id, self.pc.connectionState)
@@ -948,6 +975,8 @@ class MediaSession:
             log.warning("call %s: cannot publish through the SFU: %s", self.call_id, exc)
             return
         log.info("call %s: media through the SFU; publishing: %s", self.call_id, feeds)
+        if self.media_type is not MediaType.VIDEO:  # switched to audio while publishing
+            await self.publisher.relay_video(False)
         for user_id in feeds:
             self.sfu_feed(user_id)
 
@@ -1014,8 +1043,34 @@ class MediaSession:
                 self.feeds["video"].start()
         else:
             await self.feeds["video"].stop()
+        if self.sfu_request is not None:
+            await self._sfu_media_type()
+            return
         for peer in self.peers.values():
             peer.post("negotiate")  # the offerer offers; the answerer asks for an offer
+
+    async def _sfu_media_type(self) -> None:
+        """A switch in a call through the SFU (docs/sfu.md): the video feed was stopped
+        (or started) above; the SFU is told to stop (or go on) relaying this device's
+        video, and the receiving connections stop (or go on) showing the others' video.
+        No renegotiation: the connections keep their streams."""
+        video = self.media_type is MediaType.VIDEO
+        if self.publisher is not None:
+            await self.publisher.relay_video(video)
+        for peer in list(self.peers.values()):
+            if not isinstance(peer, _SfuFeed):
+                continue
+            t = peer._transceiver("video")
+            if video:
+                if (
+                    t is not None
+                    and t.currentDirection in ("recvonly", "sendrecv")
+                    and not peer.receiving["video"]
+                ):
+                    peer.receiving["video"] = peer._awaiting_frame["video"] = True  # told at its first frame
+            elif peer.receiving["video"]:
+                peer.receiving["video"] = peer._awaiting_frame["video"] = False
+                self.availability(peer.remote, "video", False)
 
     def set_microphone(self, on: bool) -> None:
         """Open (``True``) or close the microphone: closed sends silence."""

@@ -180,6 +180,17 @@ def _feed(data: dict[str, Any]) -> str:
     return feed
 
 
+def _relayed(data: dict[str, Any]) -> dict[str, bool]:
+    """The kinds a ``configure`` turns on or off: ``audio`` and/or ``video``, booleans."""
+    kinds: dict[str, bool] = {k: data[k] for k in ("audio", "video") if k in data}
+    if not kinds or not all(isinstance(v, bool) for v in kinds.values()):
+        raise LocalCallError(
+            ErrorCode.PARAM_INVALID,
+            "'configure' needs 'audio' and/or 'video', each true (relay it) or false (stop relaying it)",
+        )
+    return kinds
+
+
 def request_body(janus: str, transaction: str, apisecret: str, **fields: Any) -> dict[str, Any]:
     """A Janus API request: ``{"janus": …, "transaction": …, "apisecret": …, …}``."""
     body: dict[str, Any] = {"janus": janus, "transaction": transaction}
@@ -1030,8 +1041,16 @@ class SfuRooms:
                 if handle is not None:
                     await room.client.detach(handle)
                 return {}
+            if kind == "configure":
+                body = {"request": "configure", **_relayed(data)}
+                handle = room.publishers.get(user)
+                if handle is None:
+                    raise LocalCallError(ErrorCode.PARAM_INVALID, "nothing published yet: publish first")
+                await room.client.message(handle, body)
+                return {}
         raise LocalCallError(
-            ErrorCode.PARAM_INVALID, f"unknown type {kind!r}: publish, subscribe, start or unsubscribe"
+            ErrorCode.PARAM_INVALID,
+            f"unknown type {kind!r}: publish, subscribe, start, unsubscribe or configure",
         )
 
     def _publisher_event(

@@ -346,6 +346,31 @@ export class SfuFeed extends Peer {
   }
 
   negotiate() {}
+
+  _onTrack(track) {
+    // A member who joins an audio call that started as video still gets a video stream
+    // from Janus (it carries nothing): keep it out of the remote stream until video.
+    if (track.kind === "video" && this.mesh.engine._call.mediaType !== MediaType.VIDEO) return;
+    super._onTrack(track);
+  }
+
+  /** The call switched media type: show this member's video again (`on`) or take it
+   * out of the remote stream (audio: the SFU stops relaying it). */
+  showVideo(on) {
+    let changed = false;
+    for (const r of this.pc.getReceivers()) {
+      const t = r.track;
+      if (!t || t.kind !== "video") continue;
+      const has = this.remoteStream.getTracks().includes(t);
+      if (on && !has) this.remoteStream.addTrack(t);
+      else if (!on && has) this.remoteStream.removeTrack(t);
+      else continue;
+      changed = true;
+    }
+    if (!changed) return;
+    this.mesh.engine._emit(RinglineEvent.REMOTE_STREAM, { userID: this.userId, stream: this.remoteStream });
+    for (const view of this.mesh.remoteViews.get(this.userId) || []) attach(view, this.remoteStream, { muted: true });
+  }
 }
 
 /** This device's media, sent once to the call's SFU room (docs/sfu.md). */
@@ -359,7 +384,25 @@ class SfuPublisher {
       iceTransportPolicy: engine._sess.iceTransportPolicy,
     });
     this.closed = false;
+    /** Janus answered the offer */
+    this.published = false;
+    /** what the SFU was last told about this device's video (`configure`) */
+    this.relayingVideo = true;
     this.pc.onconnectionstatechange = () => engine._log("SFU publisher", this.pc.connectionState);
+  }
+
+  /** Tell the SFU to relay this device's video again (`on`) or to stop relaying it (a
+   * switch to audio; the camera track is already off the sender). Nothing to say before
+   * the publish answer (publish() says it then), nor when the offer had no video (a
+   * call that started as audio: video is not added to the room later). */
+  async relayVideo(on) {
+    if (this.closed || !this.published || !this.videoSender() || this.relayingVideo === on) return;
+    this.relayingVideo = on;
+    try {
+      await this.mesh.sfuRequest({ type: "configure", video: on });
+    } catch (err) {
+      if (!this.closed) this.mesh.engine._fail(ErrorCode.SIGNALING_SEND_FAIL, `the SFU cannot ${on ? "relay" : "stop"} this device's video: ${err && err.message ? err.message : err}`);
+    }
   }
 
   /** Offer (audio, and video in a video call, send only), get Janus's answer through
@@ -380,6 +423,8 @@ class SfuPublisher {
     const got = await m.sfuRequest({ type: "publish", sdp: this.pc.localDescription.sdp });
     if (this.closed) return [];
     await this.pc.setRemoteDescription({ type: "answer", sdp: got.sdp });
+    this.published = true;
+    if (m.engine._call.mediaType !== MediaType.VIDEO) await this.relayVideo(false); // switched meanwhile
     return Array.isArray(got.feeds) ? got.feeds.filter((u) => typeof u === "string") : [];
   }
 
@@ -620,6 +665,15 @@ export class Mesh {
       if (this.engine._call.callId === cid && !this.videoTrack()) this.engine._request("close_camera", { call_id: cid }).catch(() => {});
     } else {
       this.cameraOff();
+    }
+    if (this.sfu) {
+      // Through the SFU (docs/sfu.md): no renegotiation. The camera is on or off the
+      // publisher's sender (above); Janus relays this device's video or stops; the
+      // others' video shows or leaves their remote streams.
+      const video = media === MediaType.VIDEO;
+      if (this.publisher) await this.publisher.relayVideo(video);
+      for (const [, p] of this.peers) if (p instanceof SfuFeed) p.showVideo(video);
+      return;
     }
     for (const [, p] of this.peers) {
       const t = p.pc.getTransceivers().find((x) => x.receiver.track.kind === "video");
