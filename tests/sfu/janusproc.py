@@ -41,6 +41,11 @@ HERE = Path(__file__).resolve().parent
 SECRET = "test-sfu-secret"
 #: The admin API's ``admin_secret``.
 ADMIN_SECRET = "test-janus-admin"
+#: How long Janus keeps the packets it sent for retransmission (its ``min_nack_queue``,
+#: 500 ms by default). On a small shared machine a member's process may stall for a
+#: second or two and lose packets in its socket; aiortc's video then waits for the lost
+#: one, which only a retransmission answering its NACK brings back.
+NACK_QUEUE_MS = 3000
 
 _LIBS = "/usr/lib/x86_64-linux-gnu/janus"
 _PLUGINS_OFF = "audiobridge duktape echotest lua nosip recordplay sip streaming textroom videocall voicemail"
@@ -136,7 +141,7 @@ class JanusProcess:
 \tapi_secret = "{SECRET}"
 \tadmin_secret = "{ADMIN_SECRET}"
 }}
-media: {{ rtp_port_range = "{self.rtp_ports[0]}-{self.rtp_ports[1]}" }}
+media: {{ rtp_port_range = "{self.rtp_ports[0]}-{self.rtp_ports[1]}"  min_nack_queue = {NACK_QUEUE_MS} }}
 nat: {{
 \t{nat}
 }}

@@ -722,6 +722,8 @@ class _SfuFeed(_Peer):
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=str(got["sdp"]), type="offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             self._negotiated()
+            if self.session.media_type is not MediaType.VIDEO:  # a video stream that carries nothing
+                self.receiving["video"] = self._awaiting_frame["video"] = False
             await request({"type": "start", "feed": self.remote, "sdp": self.pc.localDescription.sdp})
         except asyncio.CancelledError:
             raise
