@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from janus_peer import Peer
-from janusproc import SECRET, JanusProcess
-from test_sfu_server import group_call, sfu_info
+from janusproc import SECRET, JanusProcess, running
+from test_sfu_server import _until_event, group_call, sfu_info
 
 from rawclient import Raw
 from restclient import admin_post, fail_of
@@ -166,3 +166,49 @@ async def sfu_info_within(client: Raw, cid: str, timeout: float) -> dict[str, An
     ev = await client.event("on_sfu", call_id=cid, timeout=timeout)
     assert ev["args"]["sfu"] is not None, ev
     return dict(ev["args"]["sfu"])
+
+
+async def test_a_restarted_server_takes_over_the_room_of_a_call_now_below_the_threshold(
+    tmp_path: Path, clients: list[Raw]
+) -> None:
+    # A call of three gets its room; one member leaves (two left: the room stays); the
+    # server restarts: the two get new tokens in the same room, and its end destroys it.
+    with running(tmp_path / "janus") as janus:
+        srv = ServerProcess(
+            tmp_path / "srv",
+            heartbeat_grace=30.0,
+            extra_args=["--sfu", f"janus={janus.url}", "--sfu-secret", SECRET],
+        )
+        look = Look({"J": janus})
+        try:
+            srv.start()
+            cid, members = await group_call(clients, srv)
+            room = room_id(cid)
+            for cl, _ in members:
+                await sfu_info(cl, cid)
+            (a, ua), (b, ub), (c, uc) = members
+            await c.ok("hangup", call_id=cid)
+            await a.event("on_user_leave", call_id=cid, user_id=uc)
+            assert srv.stop() == 0
+            assert await look.holders(room) == ["J"]
+            srv.start()
+            fresh = {}
+            for cl, u in ((a, ua), (b, ub)):
+                cl.consumed = len(cl.events)
+                await cl.connect()
+                await cl.ok("resume", session=cl.session, sfu=True)
+                fresh[u] = (await sfu_info_within(cl, cid, MOVE))["token"]
+            allowed = await look("J").allowed(room, room_secret(SECRET, room), "add", [])
+            assert sorted(allowed) == sorted(fresh.values())
+            peer = await asyncio.to_thread(Peer, janus.url)
+            joined = await asyncio.to_thread(peer.join, room, ub, fresh[ub])
+            assert joined.get("videoroom") == "joined", joined
+            await a.ok("hangup", call_id=cid)
+            await b.event("on_call_end", call_id=cid)
+            destroyed = await asyncio.to_thread(_until_event, peer, "destroyed")
+            assert destroyed.get("room") == room
+            await asyncio.to_thread(peer.leave)
+            assert await look.holders(room) == []
+        finally:
+            await look.close()
+            srv.kill()

@@ -213,8 +213,7 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._flusher(), name="ringline-flusher"))
         self._tasks.append(asyncio.create_task(self._sweeper(), name="ringline-sweeper"))
         if self.sfu is not None:
-            for cid in self.sb.calls:
-                self.sfu.touch(cid)
+            self.sfu.restored(list(self.sb.calls))
             self._tasks.append(asyncio.create_task(self._sfu_reap(), name="ringline-sfu-reap"))
         if self.sfu is not None:
             self.recordings = RecordingJobs(

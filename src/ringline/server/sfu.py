@@ -723,6 +723,8 @@ class SfuRooms:
         self.homeless: set[str] = set()
         #: calls that got a room: they keep one until they end, even below min_members
         self._roomed: set[str] = set()
+        #: restored calls not synced yet: a room of theirs may be on a Janus
+        self._restored: set[str] = set()
         self._aux: set[asyncio.Task[None]] = set()
         self.errors = 0
         self._closed = False
@@ -781,6 +783,13 @@ class SfuRooms:
                 )
                 self.touch(call_id)
 
+    def restored(self, call_ids: Sequence[str]) -> None:
+        """Live calls restored from the store (a restart, a cluster takeover): their rooms
+        are taken over, even those of calls now below ``min_members`` (Janus is asked)."""
+        self._restored.update(call_ids)
+        for call_id in call_ids:
+            self.touch(call_id)
+
     def touch(self, call_id: str) -> None:
         if self._closed:
             return
@@ -818,6 +827,7 @@ class SfuRooms:
             self.mesh_only.discard(call_id)
             self.homeless.discard(call_id)
             self._roomed.discard(call_id)
+            self._restored.discard(call_id)
             if room is not None:
                 del self.rooms[call_id]
                 await room.client.destroy(room.room, room.secret)
@@ -829,6 +839,10 @@ class SfuRooms:
         announce = False
         if room is None:
             small = plan.size < self.min_members and not plan.record and call_id not in self._roomed
+            if small and call_id in self._restored:
+                name = room_id(call_id)
+                small = not any([await self._has(c, name) for c in self.clients if c.up])
+            self._restored.discard(call_id)
             if small or not plan.capable or call_id in self.mesh_only:
                 if plan.record and not plan.capable:
                     log.warning(
