@@ -4,8 +4,8 @@ receiver (tests/callback_receiver.py), and two SDK engines made with ``media=`` 
 sending a tone of its own, tests/media/call_driver.py's members).
 
 1. Alice calls Bob (audio, 1v1) with ``CallParams(record=True)``: the call goes through
-   the SFU although it has two members; both hear each other there for ``SECONDS`` s,
-   then Alice hangs up. The server converts the recording; the driver waits for the
+   the SFU although it has two members; once both publish, each hears ``SECONDS`` s of
+   the other's audio there, then Alice hangs up. The server converts the recording; the driver waits for the
    ``Call.CallbackAfterRecordingReady`` callback, lists the recording over REST (by call
    id and by time range) and downloads it into ``OUT`` for the test to probe.
 2. Alice calls Bob again without recording: the call stays peer to peer; the admin starts
@@ -60,6 +60,10 @@ def publishing(m: Member) -> bool:
     """``m``'s connection to Janus is up (its media reaches Janus from now on)."""
     s = m.engine.media
     return s is not None and s.publisher is not None and s.publisher.pc.connectionState == "connected"
+
+
+def other(user: str) -> str:
+    return "bob" if user == "alice" else "alice"
 
 
 def recording_events(m: Member, cid: str) -> list[bool]:
@@ -127,13 +131,38 @@ async def main(out_dir: Path, seconds: float) -> dict[str, Any]:
                 for m in members.values():
                     await m.rec.wait_until(lambda m=m: publishing(m), timeout=WAIT)  # type: ignore[misc]
                 t0 = time.monotonic()
+                base = {u: m.probe.count(other(u), "audio") for u, m in members.items()}
                 await in_sfu(members)
                 out["links"] = {u: links(m) for u, m in members.items()}
                 for m in members.values():
                     await m.rec.wait_for("on_call_recording_changed", call_id=cid, timeout=WAIT)
-                await asyncio.sleep(seconds - (time.monotonic() - t0))  # the call's length
+                # The call lasts SECONDS of media: until one member has received that much of
+                # the other's audio through the room (20 ms frames), the longest track.
+                # Counted in media, not on the wall clock, so that a loaded machine whose
+                # senders fall behind real time still makes a call of that length.
+                frames = round(seconds / 0.02)
+                waits = [
+                    asyncio.create_task(
+                        m.probe.wait_frames(
+                            other(u),
+                            "audio",
+                            max(1, base[u] + frames - m.probe.count(other(u), "audio")),
+                            3 * WAIT,
+                        )
+                    )
+                    for u, m in members.items()
+                ]
+                done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    task.cancel()
+                for task in done:
+                    task.result()  # a timeout is the test's failure
                 await alice.engine.hangup()
                 out["talked_s"] = round(time.monotonic() - t0, 2)
+                out["received_s"] = {
+                    u: round((m.probe.count(other(u), "audio") - base[u]) * 0.02, 2)
+                    for u, m in members.items()
+                }
                 await bob.rec.wait_for("on_call_end", call_id=cid, timeout=WAIT)
                 out["events"] = {u: recording_events(m, cid) for u, m in members.items()}
                 hit = await ready_callback(receiver, cid)
