@@ -322,6 +322,10 @@ class _FakeJanus:
         self.url = "fake"
         self.calls: list[tuple[str, dict[str, object]]] = []
         self.on_session_lost = None
+        self.on_down = None
+        self.on_up = None
+        self.up = True
+        self.in_use = lambda: False
 
     async def create_room(self, room: str, secret: str, tokens: list[str], **extra: object) -> None:
         self.calls.append(("create", dict(extra)))
