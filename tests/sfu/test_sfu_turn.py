@@ -72,6 +72,14 @@ def test_turn_credentials_for_janus_need_the_sfu_secret(tmp_path: Path) -> None:
         assert status == 403 and "--sfu-secret" in got["error"], got
         status, got = _ask(srv.url, service="stun", key=SECRET)
         assert status == 400 and "turn" in got["error"], got
+        for body, code, words in ((b"key=\xff\xfe", 400, "UTF-8"), (b"k=" + b"v" * 5000, 413, "4096 bytes")):
+            req = urllib.request.Request(f"{srv.url}{PATH}", data=body, method="POST")
+            req.add_header("Content-Type", "application/x-www-form-urlencoded")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=10)
+            answer = json.loads(refused.value.read())
+            assert refused.value.code == code and words in answer["error"], answer
+        assert _ask(srv.url, key=SECRET)[0] == 200  # and the server goes on serving
     finally:
         srv.stop()
     log = srv.log_path.read_text(errors="replace")

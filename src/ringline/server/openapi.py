@@ -375,6 +375,13 @@ class Endpoint:
     example: dict[str, Any] | None = None
     description: str = ""
     tags: tuple[str, ...] = field(default=())
+    file_types: tuple[str, ...] = ()
+    """An admin command that answers a file on success: its content types (errors keep the
+    envelope; an unknown file gets it with HTTP 404)."""
+    query: tuple[tuple[str, str, Schema], ...] = ()
+    """Query parameters of a plain (``http``) route: (name, description, schema)."""
+    http_errors: tuple[int, ...] = ()
+    """HTTP statuses a plain (``http``) route answers with ``{"error": <what to do>}``."""
 
     @property
     def command(self) -> str:
@@ -393,6 +400,7 @@ def _command(
     example: dict[str, Any],
     tag: str,
     description: str = "",
+    file_types: tuple[str, ...] = (),
 ) -> Endpoint:
     """An admin command ``POST /{api}/{command}``."""
     return Endpoint(
@@ -408,6 +416,7 @@ def _command(
         example=example,
         description=description,
         tags=(tag,),
+        file_types=file_types,
     )
 
 
@@ -428,6 +437,22 @@ _CALLBACK_V1 = "v1 callback configuration"
 _DELIVERIES = "v4 callback deliveries"
 _RECORDINGS = "v4 recordings"
 
+
+_SFU_TURN_QUERY = (
+    ("service", "turn (the default)", {"enum": ["turn"]}),
+    ("key", "the SFU secret (--sfu-secret; Janus's turn_rest_api_key)", _STR),
+    ("api", "the same key, as Janus also sends it", _STR),
+    ("username", "ignored: the credential is always the user janus's", _STR),
+)
+_SFU_TURN: Schema = _obj(
+    {
+        "username": {**_STR, "description": "<expiry unix s>:janus"},
+        "password": {**_STR, "description": "base64 HMAC-SHA1 of the username under --turn-secret"},
+        "ttl": {"type": "integer", "minimum": 1, "description": "seconds it is valid (--turn-ttl)"},
+        "uris": {"type": "array", "items": _STR, "description": "the --turn-url servers"},
+    },
+    ("username", "password", "ttl", "uris"),
+)
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _v4(
@@ -608,6 +633,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         description="On success the answer is the recording's bytes with Content-Type video/webm or "
         "audio/ogg and a Content-Disposition naming the file; an unknown or not yet ready recording "
         "gets the envelope with 20001 and HTTP 404.",
+        file_types=("audio/ogg", "video/webm"),
     ),
     _v4(
         "call_config/set_callback",
@@ -890,6 +916,42 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         tags=("server",),
     ),
     Endpoint(
+        api="http",
+        method="get",
+        path="/sfu/turn-credentials",
+        operation_id="sfu_turn_credentials",
+        summary="TURN credentials for Janus (its turn_rest_api)",
+        doc="sfu.md",
+        response=_SFU_TURN,
+        description=(
+            "Janus asks it (service=turn, key or api = the SFU secret) each time it sets up a connection."
+            " Refusals are JSON {error}: 404 without --turn-url or --sfu, 401 without a key, 403 with a"
+            " wrong key, 400 for a service other than turn or a form body that is not UTF-8, 413 for a form"
+            " body over 4 KiB."
+        ),
+        tags=("server",),
+        http_errors=(400, 401, 403, 404, 413),
+        query=_SFU_TURN_QUERY,
+    ),
+    Endpoint(
+        api="http",
+        method="post",
+        path="/sfu/turn-credentials",
+        operation_id="sfu_turn_credentials_post",
+        summary="TURN credentials for Janus (its turn_rest_api), fields as a form body",
+        doc="sfu.md",
+        response=_SFU_TURN,
+        description=(
+            "Janus asks it (service=turn, key or api = the SFU secret) each time it sets up a connection."
+            " Refusals are JSON {error}: 404 without --turn-url or --sfu, 401 without a key, 403 with a"
+            " wrong key, 400 for a service other than turn or a form body that is not UTF-8, 413 for a form"
+            " body over 4 KiB."
+        ),
+        tags=("server",),
+        http_errors=(400, 401, 403, 404, 413),
+        query=_SFU_TURN_QUERY,
+    ),
+    Endpoint(
         api="ws",
         method="get",
         path="/v1/ws",
@@ -1121,6 +1183,15 @@ def _operation(e: Endpoint) -> Schema:
                 "content": {"application/json": {"schema": _internal_schema(e.api)}},
             },
         }
+        if e.file_types:
+            envelope = op["responses"]["200"]["content"]["application/json"]
+            op["responses"]["200"]["description"] = "the file; or the envelope with an error code"
+            for t in e.file_types:
+                op["responses"]["200"]["content"][t] = {"schema": {"type": "string", "format": "binary"}}
+            op["responses"]["404"] = {
+                "description": "no such file (or not ready yet): the envelope with its error code",
+                "content": {"application/json": envelope},
+            }
     elif e.api == "web":
         # The browser engine and the call page (docs/web.md): files, not JSON.
         if "{name}" in e.path:
@@ -1146,6 +1217,17 @@ def _operation(e: Endpoint) -> Schema:
         op["responses"] = {
             "200": {"description": "OK", "content": {"application/json": {"schema": e.response}}},
         }
+        if e.query:
+            op["parameters"] = [
+                {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+                for name, text, schema in e.query
+            ]
+        error = _obj({"error": {**_STR, "description": "what is wrong and how to fix it"}}, ("error",))
+        for status in e.http_errors:
+            op["responses"][str(status)] = {
+                "description": "refused",
+                "content": {"application/json": {"schema": error}},
+            }
     return op
 
 

@@ -14,7 +14,8 @@ is always fresh. ``KEY`` is the SFU secret (``--sfu-secret``, Janus's ``api_secr
 
 Refusals are JSON ``{"error"}`` naming the fix: 404 when the server has no ``--turn-url``
 or no ``--sfu`` (no credentials to give), 401 without a key, 403 with a wrong one (also
-logged as a warning, without the key), 400 for a ``service`` other than ``turn``. Janus
+logged as a warning, without the key), 400 for a ``service`` other than ``turn`` or a
+form body that is not UTF-8, 413 for a form body over 4 KiB. Janus
 logs such an answer as an invalid response and gathers no relay candidates.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -34,6 +36,8 @@ log = logging.getLogger("ringline.server.sfu")
 
 #: Where Janus's ``turn_rest_api`` points (under the server's base URL).
 TURN_CREDENTIALS_PATH = "/sfu/turn-credentials"
+#: Bytes of a POST form body read at most.
+MAX_FORM = 4096
 #: The TURN user of Janus's credentials (coturn logs it as ``<expiry>:janus``).
 JANUS_TURN_USER = "janus"
 
@@ -65,7 +69,15 @@ def add_sfu_turn_route(app: web.Application, settings: Settings) -> None:
     async def credentials(request: web.Request) -> web.Response:
         fields: dict[str, str] = dict(request.query)
         if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
-            fields.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+            if (request.content_length or 0) > MAX_FORM:
+                return _error(413, f"the form body is over {MAX_FORM} bytes; Janus sends a few dozen")
+            raw = await request.content.read(MAX_FORM + 1)
+            if len(raw) > MAX_FORM:
+                return _error(413, f"the form body is over {MAX_FORM} bytes; Janus sends a few dozen")
+            try:
+                fields.update(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                return _error(400, "the form body is not UTF-8 text (application/x-www-form-urlencoded)")
         if not settings.turn_urls:
             return _error(
                 404,
