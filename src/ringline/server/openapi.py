@@ -454,6 +454,30 @@ _SFU_TURN: Schema = _obj(
     ("username", "password", "ttl", "uris"),
 )
 
+
+def _sfu_turn_endpoint(method: str) -> Endpoint:
+    """The TURN REST API route Janus asks (``GET`` with a query, or ``POST``)."""
+    return Endpoint(
+        api="http",
+        method=method,
+        path="/sfu/turn-credentials",
+        operation_id="sfu_turn_credentials" + ("_post" if method == "post" else ""),
+        summary="TURN credentials for Janus (its turn_rest_api)"
+        + (", fields as a form body" if method == "post" else ""),
+        doc="sfu.md",
+        response=_SFU_TURN,
+        description=(
+            "Janus asks it (service=turn, key or api = the SFU secret) each time it sets up a connection."
+            " Refusals are JSON {error}: 404 without --turn-url or --sfu, 401 without a key, 403 with a"
+            " wrong key, 400 for a service other than turn or a form body that is not UTF-8, 413 for a form"
+            " body over 4 KiB."
+        ),
+        tags=("server",),
+        http_errors=(400, 401, 403, 404, 413),
+        query=_SFU_TURN_QUERY,
+    )
+
+
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _v4(
         "call_engine_http_srv/end_call",
@@ -915,42 +939,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         response={"type": "object", "required": ["openapi", "paths"]},
         tags=("server",),
     ),
-    Endpoint(
-        api="http",
-        method="get",
-        path="/sfu/turn-credentials",
-        operation_id="sfu_turn_credentials",
-        summary="TURN credentials for Janus (its turn_rest_api)",
-        doc="sfu.md",
-        response=_SFU_TURN,
-        description=(
-            "Janus asks it (service=turn, key or api = the SFU secret) each time it sets up a connection."
-            " Refusals are JSON {error}: 404 without --turn-url or --sfu, 401 without a key, 403 with a"
-            " wrong key, 400 for a service other than turn or a form body that is not UTF-8, 413 for a form"
-            " body over 4 KiB."
-        ),
-        tags=("server",),
-        http_errors=(400, 401, 403, 404, 413),
-        query=_SFU_TURN_QUERY,
-    ),
-    Endpoint(
-        api="http",
-        method="post",
-        path="/sfu/turn-credentials",
-        operation_id="sfu_turn_credentials_post",
-        summary="TURN credentials for Janus (its turn_rest_api), fields as a form body",
-        doc="sfu.md",
-        response=_SFU_TURN,
-        description=(
-            "Janus asks it (service=turn, key or api = the SFU secret) each time it sets up a connection."
-            " Refusals are JSON {error}: 404 without --turn-url or --sfu, 401 without a key, 403 with a"
-            " wrong key, 400 for a service other than turn or a form body that is not UTF-8, 413 for a form"
-            " body over 4 KiB."
-        ),
-        tags=("server",),
-        http_errors=(400, 401, 403, 404, 413),
-        query=_SFU_TURN_QUERY,
-    ),
+    *(_sfu_turn_endpoint(method) for method in ("get", "post")),
     Endpoint(
         api="ws",
         method="get",
