@@ -1057,7 +1057,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--users", type=int, default=None, help="simulated users, 2 per call (default 200; --quick 40)"
+        "--users",
+        type=int,
+        default=200,
+        help=(
+            "simulated users, 2 per call (default 200, --quick too: with fewer, each pair calls so"
+            " often on a fast machine that the per-connection rate limit refuses some calls)"
+        ),
     )
     p.add_argument(
         "--duration", type=float, default=None, help="seconds per measured phase (default 20; --quick 4)"
@@ -1108,7 +1114,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     q = args.quick
-    args.users = args.users if args.users is not None else (40 if q else 200)
     args.duration = args.duration if args.duration is not None else (4.0 if q else 20.0)
     args.idle_devices = args.idle_devices if args.idle_devices is not None else (500 if q else 5000)
     args.relay_duration = args.relay_duration if args.relay_duration is not None else (3.0 if q else 10.0)

@@ -26,10 +26,11 @@ def test_calls_bench_quick_run_reports_records_frames_relay_and_memory() -> None
             sys.executable,
             str(ROOT / "bench" / "calls.py"),
             "--quick",
-            # 20 pairs: fewer would each call so often that the server's per-connection
-            # rate limit refuses some (a bench artefact, not a server fault)
+            # 100 pairs: with 20, each caller made ~70 calls/s on a fast machine, over the
+            # server's per-connection rate limit (100 frames/s), which refused some calls
+            # (-1413: a bench artefact, not a server fault)
             "--users",
-            "40",
+            "200",
             "--workers",
             "1",
             "--warmup",
