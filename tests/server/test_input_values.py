@@ -61,6 +61,10 @@ STRING_CASES: list[tuple[str, Any, str]] = [
     ("signal", lambda u: {"op": "signal", "call_id": "c", "to_user_id": u,
                           "data": {"type": "offer", "sdp": SURROGATE}}, "data.sdp"),
     ("delete", lambda u: {"op": "delete_record_calls", "call_ids": ["ok", SURROGATE]}, "call_ids[1]"),
+    ("sfu_publish", lambda u: {"op": "sfu", "call_id": "c",
+                               "data": {"type": "publish", "sdp": "v=0" + SURROGATE}}, "data.sdp"),
+    ("sfu_configure", lambda u: {"op": "sfu", "call_id": "c",
+                                 "data": {"type": "configure", "audio": True, "x": SURROGATE}}, "data.x"),
     ("key", lambda u: {"op": "get_state", "x" + SURROGATE: 1}, "x\\ud800"),
     ("low_surrogate", lambda u: {"op": "set_self_info", "nickname": "\udc00", "avatar": ""}, "nickname"),
 ]  # fmt: skip
@@ -255,6 +259,10 @@ REST_STRING_CASES = [
     ("v4", "/v4/group_open_http_svc/create_group", {"GroupId": "g" + SURROGATE}, "GroupId"),
     ("v4", "/v4/call_callback_http_srv/redeliver", {"EventId": SURROGATE}, "EventId"),
     ("v4", "/v4/call_config/get_callback", {SURROGATE: 1}, "\\ud800"),
+    ("v4", "/v4/call_record_http_srv/start_recording", {"CallId": "c" + SURROGATE}, "CallId"),
+    ("v4", "/v4/call_record_http_srv/stop_recording", {"CallId": SURROGATE}, "CallId"),
+    ("v4", "/v4/call_record_http_srv/get_recordings", {"CallId": SURROGATE}, "CallId"),
+    ("v4", "/v4/call_record_http_srv/download_recording", {"RecordingId": SURROGATE}, "RecordingId"),
 ]  # fmt: skip
 
 
@@ -310,9 +318,31 @@ async def test_rest_refuses_non_finite_and_huge_numbers_naming_the_field(
     assert code == 90005 and f"field {field} " in message, answer
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"StartTime": NaN}', "StartTime"),
+        (f'{{"EndTime": {10**20}}}', "EndTime"),
+        ('{"CallId": 1e400}', "CallId"),
+    ],
+)
+async def test_rest_recording_list_refuses_non_finite_and_huge_numbers_naming_the_field(
+    server: ServerProcess, body: str, field: str
+) -> None:
+    status, answer = await admin_post(server, "/v4/call_record_http_srv/get_recordings", body)
+    assert status == 200, answer
+    code, message = fail_of("v4", answer)
+    assert code == 90005 and f"field {field} " in message, answer
+
+
 @pytest.mark.parametrize("levels", [MAX_DEPTH, 2000, 100_000])
 async def test_rest_refuses_deep_nesting_with_90001(server: ServerProcess, levels: int) -> None:
-    for api, path in (("v4", "/v4/call_config/get_callback"), ("v1", "/v1/callback/get")):
+    for api, path in (
+        ("v4", "/v4/call_config/get_callback"),
+        ("v1", "/v1/callback/get"),
+        ("v4", "/v4/call_record_http_srv/start_recording"),
+        ("v4", "/v4/call_record_http_srv/download_recording"),
+    ):
         status, answer = await admin_post(server, path, f'{{"pad": {nested(levels)}}}')
         assert status == 200, answer
         code, message = fail_of(api, answer)
@@ -322,3 +352,21 @@ async def test_rest_refuses_deep_nesting_with_90001(server: ServerProcess, level
         server, "/v4/call_config/get_callback", f'{{"pad": {nested(MAX_DEPTH - 1)}}}'
     )
     assert fail_of("v4", answer) == (0, ""), answer
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ('{"type": "configure", "audio": NaN}', "data.audio"),
+        ('{"type": "configure", "video": ' + str(2**64) + "}", "data.video"),
+        ('{"type": "publish", "sdp": "v=0", "mid": 1e400}', "data.mid"),
+    ],
+)
+async def test_sfu_requests_with_non_finite_or_huge_numbers_are_refused_naming_the_field(
+    server: ServerProcess, clients: list[Raw], data: str, field: str
+) -> None:
+    a, _ = await logged_in(server, clients, "a")
+    rid = next(a.ids)
+    message = await refused(a, raw(rid, '"op": "sfu", "call_id": "c", "data": ' + data), rid)
+    assert f"field '{field}'" in message, message
+    await assert_alive(a)
