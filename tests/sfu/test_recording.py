@@ -268,3 +268,28 @@ def test_recorded_call_through_ringline_serve(tmp_path: Path) -> None:
     assert out["stop_ended"]["ErrorCode"] == 20001  # the call ended
     info2 = out["callback2"]["RecordingInfo"]
     assert info2["CallId"] == cid2 and info2["State"] == "Ready" and info2["Duration"] > 0.5, info2
+
+
+def test_the_recorded_call_example_saves_the_call_with_both_voices(tmp_path: Path) -> None:
+    """``examples/recorded_call.py`` as its docstring runs it, against ``ringline serve
+    --sfu`` with a real Janus (tests/sfu/example_recorded_driver.py): both bots hear that
+    the call is recorded, the script waits for the recording and saves it, and the file
+    it saved is the call (Ogg Opus, as long as the bots talked at least, both tones in it)."""
+    _tools()
+    tmp_path.chmod(0o777)
+    seconds = 4.0
+    with loopback_netns() as ns:
+        out = run_in(ns, [str(HERE / "example_recorded_driver.py"), str(tmp_path), str(seconds)], timeout=170)
+    assert out["rc"] == 0, out["stdout"] + out["stderr"]
+    lines = out["stdout"].splitlines()
+    for who in ("alice", "bob"):
+        assert f"{who}: the call is recorded" in lines, out["stdout"]
+    summary = json.loads(lines[-1])
+    info = summary["recording"]
+    assert (info["State"], info["MediaType"], info["Format"]) == ("Ready", "Audio", "ogg"), info
+    path = out["file"]
+    assert summary["file"] == path and summary["size"] == info["Size"] == _size(path) > 0, summary
+    assert [(s["codec_type"], s["codec_name"]) for s in _streams(path)] == [("audio", "opus")]
+    assert seconds - 1.0 <= info["Duration"] <= seconds + 15.0, info  # plus the set-up, on a busy machine
+    levels = _tone_levels(path, (300.0, 500.0))
+    assert all(v > 100 for v in levels.values()), levels
