@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from ringline import CallEngine, CallObserver, CallParams, MediaType
+from ringline import CallEngine, CallError, CallObserver, CallParams, MediaType
 from ringline.core.usersig import gen_user_sig
 from ringline.media import MediaOptions, TestTone
 
@@ -96,6 +96,39 @@ class Admin:
         return len(data)
 
 
+async def within(event: asyncio.Event, seconds: float, what: str) -> None:
+    """Wait for ``event``; SystemExit saying what did not happen and what to check."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        raise SystemExit(
+            f"{what} within {seconds:.0f} s: is the server started with --sfu, and is its Janus up?"
+        ) from None
+
+
+async def talk(url: str, app_id: int, key: str, seconds: float) -> str:
+    """Alice calls Bob with recording on, they talk for ``seconds``, Alice hangs up; the call id."""
+    alice, bob = Member("alice"), Member("bob")
+    async with (
+        CallEngine(url, media=MediaOptions(audio=TestTone(frequency=300.0))) as a,
+        CallEngine(url, media=MediaOptions(audio=TestTone(frequency=500.0))) as b,
+    ):
+        a.add_observer(alice)
+        b.add_observer(bob)
+        await a.init(app_id, "alice", gen_user_sig(app_id, key, "alice", 3600, now=int(time.time())))
+        await b.init(app_id, "bob", gen_user_sig(app_id, key, "bob", 3600, now=int(time.time())))
+        call_id = await a.calls(["bob"], MediaType.AUDIO, CallParams(record=True))
+        await within(bob.ringing, 30, "bob was not called")
+        await b.accept()
+        for m in (alice, bob):
+            await within(m.begun, 30, f"{m.name} was not connected")
+            await within(m.recorded, 60, f"{m.name} was not told that the call is recorded")
+        await asyncio.sleep(seconds)  # the bots talk: this is the call being recorded
+        await a.hangup()
+        await within(bob.ended, 30, "the call did not end")
+    return call_id
+
+
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", default="http://127.0.0.1:8080", help="the Ringline server (with --sfu)")
@@ -110,27 +143,18 @@ async def main() -> None:
     if args.sdk_app_id is not None and args.secret_key:
         app_id, key = args.sdk_app_id, args.secret_key
     else:
-        app = json.loads(await asyncio.to_thread(Path(args.data_dir, "app.json").read_text))
+        path = Path(args.data_dir, "app.json")
+        try:
+            app = json.loads(await asyncio.to_thread(path.read_text))
+        except FileNotFoundError:
+            raise SystemExit(
+                f"no {path}: pass --data-dir (the server's folder) or --sdk-app-id and --secret-key"
+            ) from None
         app_id, key = app["sdk_app_id"], app["secret_key"]
-
-    alice, bob = Member("alice"), Member("bob")
-    async with (
-        CallEngine(args.url, media=MediaOptions(audio=TestTone(frequency=300.0))) as a,
-        CallEngine(args.url, media=MediaOptions(audio=TestTone(frequency=500.0))) as b,
-    ):
-        a.add_observer(alice)
-        b.add_observer(bob)
-        await a.init(app_id, "alice", gen_user_sig(app_id, key, "alice", 3600, now=int(time.time())))
-        await b.init(app_id, "bob", gen_user_sig(app_id, key, "bob", 3600, now=int(time.time())))
-        call_id = await a.calls(["bob"], MediaType.AUDIO, CallParams(record=True))
-        await asyncio.wait_for(bob.ringing.wait(), 30)
-        await b.accept()
-        for m in (alice, bob):
-            await asyncio.wait_for(m.begun.wait(), 30)
-            await asyncio.wait_for(m.recorded.wait(), 60)
-        await asyncio.sleep(args.seconds)  # the bots talk: this is the call being recorded
-        await a.hangup()
-        await asyncio.wait_for(bob.ended.wait(), 30)
+    try:
+        call_id = await talk(args.url, app_id, key, args.seconds)
+    except CallError as exc:
+        raise SystemExit(f"the call was refused: {exc}") from None
 
     async with aiohttp.ClientSession() as http:
         admin = Admin(http, args.url, app_id, key)
@@ -142,9 +166,13 @@ async def main() -> None:
                 break
             print(f"recording of {call_id}: {state}", flush=True)
             await asyncio.sleep(1.0)  # polling a REST API: there is no event to wait for here
+        if state == "Failed":
+            errors = found[0].get("Errors")
+            raise SystemExit(f"recording of {call_id} failed: {errors} (the server's log says more)")
         if state != "Ready":
-            errors = (found[0].get("Errors") if found else None) or ""
-            raise SystemExit(f"recording of {call_id}: {state} after {args.wait:.0f} s {errors}".rstrip())
+            raise SystemExit(
+                f"recording of {call_id}: still {state} after {args.wait:.0f} s; wait longer with --wait"
+            )
         info = found[0]
         size = await admin.download(info["RecordingId"], args.out)
         print(f"saved {args.out}: {info['Format']}, {info['Duration']:.1f} s, {size} bytes", flush=True)
