@@ -126,6 +126,7 @@ async def main(out_dir: Path, seconds: float) -> dict[str, Any]:
                 cid = await alice.engine.calls(["bob"], MediaType.AUDIO, CallParams(record=True))
                 await bob.rec.wait_for("on_call_received", call_id=cid, timeout=WAIT)
                 await bob.engine.accept()
+                accepted = time.monotonic()  # nothing can be recorded before this
                 # Janus records from the members' first packets: once their connection to
                 # Janus is up.
                 for m in members.values():
@@ -159,6 +160,7 @@ async def main(out_dir: Path, seconds: float) -> dict[str, Any]:
                     task.result()  # a timeout is the test's failure
                 await alice.engine.hangup()
                 out["talked_s"] = round(time.monotonic() - t0, 2)
+                out["recordable_s"] = round(time.monotonic() - accepted, 2)
                 out["received_s"] = {
                     u: round((m.probe.count(other(u), "audio") - base[u]) * 0.02, 2)
                     for u, m in members.items()
