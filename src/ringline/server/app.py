@@ -37,6 +37,7 @@ from .web import add_web_routes
 from .webhooks import Deliverer, DeliveryState
 from .worker import STOP_GRACE, WorkerConfig, WorkerPool, make_deliverer
 from .ws import WsHandler
+from .wsserver import FrontDoor
 
 __all__ = [
     "PURGE_INTERVAL",
@@ -59,6 +60,9 @@ class StartupError(RuntimeError):
 HUB_KEY = web.AppKey("hub", Hub)
 DELIVERER_KEY = web.AppKey("deliverer", Deliverer)  # only without callback workers
 WORKERS_KEY = web.AppKey("callback_workers", WorkerPool)  # only with them
+#: the app's WebSocket handler (one node only): ``serve`` puts Ringline's own WebSocket
+#: (wsserver.py) in front of aiohttp with it
+WS_KEY = web.AppKey("ws", WsHandler)
 
 #: How often delivered callbacks older than ``Settings.callback_retention`` are purged
 #: (more often when the retention is shorter, see :func:`purge_interval`).
@@ -183,6 +187,7 @@ async def build_app(settings: Settings, identity: AppIdentity) -> web.Applicatio
     if workers is not None:
         app[WORKERS_KEY] = workers
     ws = WsHandler(hub, secret_key=identity.secret_key, sdk_app_id=identity.sdk_app_id)
+    app[WS_KEY] = ws
     if metrics is not None:
         metrics.read_with(_reader(hub, store, workers))
     admin = AdminApi(
@@ -630,15 +635,33 @@ async def serve(
         shutdown_timeout=5.0,
         keepalive_timeout=settings.header_timeout,
     )
+    loop = asyncio.get_running_loop()
+    servers: list[asyncio.Server] = []
     try:
         await runner.setup()
+        ws_handler = app.get(WS_KEY)
         for sock in socks:
             try:
-                await web.SockSite(runner, sock, backlog=4096).start()
+                if ws_handler is not None:
+                    # One node: device WebSockets are served by Ringline's own WebSocket
+                    # (wsserver.py); every other request goes to aiohttp as before.
+                    fallback = runner.server
+                    assert fallback is not None
+
+                    def front(
+                        handler: WsHandler = ws_handler, aio: web.Server = fallback
+                    ) -> asyncio.Protocol:
+                        return FrontDoor(aio, handler, header_timeout=settings.header_timeout)
+
+                    servers.append(await loop.create_server(front, sock=sock, backlog=4096))
+                else:
+                    await web.SockSite(runner, sock, backlog=4096).start()
             except OSError as exc:  # another process bound it too and listened first
                 h, p = sock.getsockname()[:2]
                 raise StartupError(f"cannot listen on {h}:{p}: {exc.strerror}; pick another --port") from None
     except BaseException:
+        for server in servers:
+            server.close()
         await runner.cleanup()
         for sock in socks:
             sock.close()
@@ -648,10 +671,11 @@ async def serve(
     if on_listening is not None:
         on_listening(bound)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: draining")
+    for server in servers:
+        server.close()  # no new connections (aiohttp stops its own sites in cleanup)
     await runner.cleanup()
     log.info("stopped")

@@ -54,6 +54,7 @@ from .session import ANSWERS_KEPT, Close, Frame, Link, RequestAnswers, Session, 
 from .session import dumps as _dumps
 from .sfu import JanusError
 from .store import base as st
+from .wsserver import WsConnection
 
 __all__ = [
     "FLOOD_REFUSALS",
@@ -198,14 +199,14 @@ class _Conn(Link):
         "ws",
     )
 
-    def __init__(self, ws: web.WebSocketResponse, rate: float, handler: WsHandler) -> None:
+    def __init__(self, ws: web.WebSocketResponse | WsConnection, rate: float, handler: WsHandler) -> None:
         super().__init__()
         self.ws = ws
         self.handler = handler
         #: the WebSocket is open for frames (between ``prepare`` and a close)
         self.ready = False
         #: writes text frames at once (None: every frame goes through the writer task)
-        self.out: _FrameWriter | None = None
+        self.out: _FrameWriter | WsConnection | None = None
         #: the writer task, while frames wait (for the socket to drain, or a close)
         self.task: asyncio.Task[None] | None = None
         self.session: Session | None = None
@@ -358,6 +359,8 @@ class WsHandler:
         #: proves it with this value in :data:`PEER_HEADER`, and then its
         #: ``X-Forwarded-For`` is the client's address (docs/cluster.md)
         self.peer_token = ""
+        #: connections served by Ringline's own WebSocket (wsserver.py), until they end
+        self._lean: set[_Conn] = set()
         self._ops: dict[str, Callable[[_Conn, int, dict[str, Any]], None]] = {
             "calls": self._op_calls,
             "accept": self._simple(m.Accept),
@@ -398,6 +401,11 @@ class WsHandler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Connections without a session (the hub closed the others): aiohttp closes its
+        # own at shutdown; Ringline's own ones are closed here, the same way.
+        for conn in list(self._lean):
+            if isinstance(conn.ws, WsConnection):
+                conn.ws.send_close(1001, b"server shutting down")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         addr = peer_address(request, self.peer_token) or "?"
@@ -453,6 +461,61 @@ class WsHandler:
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
         return ws
+
+    # Ringline's own WebSocket (wsserver.py): the same connection life as handle(),
+    # driven by the protocol's callbacks instead of a task per connection.
+
+    def lean_accepts(self, transport: asyncio.Transport) -> bool:
+        """True if a WebSocket from ``transport``'s address may open now (else aiohttp
+        takes the request and answers 429, naming the cap)."""
+        addr = _remote(transport)
+        return self._unauthenticated.get(addr, 0) < self.hub.settings.max_unauthenticated
+
+    def attach(self, transport: asyncio.Transport) -> WsConnection:
+        """Serve ``transport``, whose upgrade was just answered with 101: it becomes a
+        :class:`~.wsserver.WsConnection`; feed it any bytes read past the handshake."""
+        addr = _remote(transport)
+        lean = WsConnection(
+            transport,
+            self,
+            max(self.max_frame * 16, 1 << 20),
+            self._check_fail if self._fail_send else None,
+        )
+        transport.set_protocol(lean)
+        conn = _Conn(lean, self.rate, self)
+        lean.conn = conn
+        conn.out = lean
+        conn.addr, conn.counted = addr, True
+        self._unauthenticated[addr] = self._unauthenticated.get(addr, 0) + 1
+        conn.login_timer = asyncio.get_running_loop().call_later(
+            self.hub.settings.login_timeout, self._login_timed_out, conn
+        )
+        conn.ready = True
+        self._lean.add(conn)
+        return lean
+
+    def _binary(self, conn: _Conn) -> None:
+        self._error(
+            conn, None, ErrorCode.MALFORMED_FRAME, "binary frames are not used; send JSON text frames"
+        )
+
+    def _protocol_error(self, conn: _Conn, code: int, reason: str) -> None:
+        """The client broke RFC 6455; the connection closes with ``code``."""
+        conn.ended_by_server(code, f"WebSocket protocol error: {reason}")
+
+    def _lean_lost(self, conn: _Conn) -> None:
+        """A connection of Ringline's own WebSocket ended (as handle()'s ``finally``)."""
+        if conn not in self._lean:
+            return
+        self._lean.discard(conn)
+        self._authenticated(conn)
+        self._ended(conn)
+        if conn.session is not None:
+            conn.session.detach(conn)
+        conn.ready, conn.out = False, None
+        writer = conn.task
+        if writer is not None:
+            writer.cancel()
 
     def _authenticated(self, conn: _Conn) -> None:
         """``conn`` logged in (or closed): its login timer stops, and it no longer
@@ -526,9 +589,12 @@ class WsHandler:
         connection allows it, else one by one through aiohttp."""
         out = conn.out
         if out is None:
+            ws = conn.ws
+            if not isinstance(ws, web.WebSocketResponse):
+                raise ConnectionResetError("the connection is gone")
             for text in texts:
                 self._check_fail(text)
-                await self._send_frame(conn.ws, text)
+                await self._send_frame(ws, text)
             return
         out.write(texts)
 
@@ -1204,6 +1270,14 @@ class _MaskedFramesOnly:
             self._skip = size
             head.clear()
         return True
+
+
+def _remote(transport: asyncio.Transport) -> str:
+    """The address at the other end of ``transport`` (``"?"`` if unknown)."""
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, (tuple, list)) and peer:
+        return str(peer[0])
+    return "?"
 
 
 def _require_masking(request: web.Request, ws: web.WebSocketResponse) -> None:
