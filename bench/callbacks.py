@@ -478,8 +478,9 @@ def callbacks_phase(
             sdk_app_id=app,
             secret_key=key,
             extra_args=[
-                "--callback-token",
-                token,
+                # One argument: a token may begin with "-" (1 in 64), which a separate
+                # argument after the flag would be taken for an option.
+                f"--callback-token={token}",
                 "--webhook-secret",
                 generate_secret(),
                 # auto (the default of serve) runs against a server without the flag

@@ -250,6 +250,16 @@ def test_protocol_violations_raise_with_their_close_code(data: bytes, code: int,
     assert str(e) == e.reason
 
 
+def test_messages_before_a_bad_frame_in_the_same_chunk_come_with_the_error() -> None:
+    """A good request and a broken frame in one read: the request is still handled
+    (the error carries it), then the connection closes."""
+    p = FrameParser(1 << 20)
+    e = frame_error(
+        p, client_frame(TEXT, b'{"op":"ping"}') + client_frame(PING, b"p") + client_frame(TEXT, b"x", rsv=1)
+    )
+    assert e.code == 1002 and e.messages == [(TEXT, '{"op":"ping"}'), (PING, b"p")]
+
+
 def test_a_new_data_frame_during_a_fragmented_message_is_1002() -> None:
     for op in (TEXT, BINARY):
         p = FrameParser(1 << 20)

@@ -79,6 +79,8 @@ class FrameError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        #: the messages completed before the bad frame, in the same data (handle them first)
+        self.messages: list[tuple[int, Any]] = []
 
 
 def unmask(mask: bytes, data: bytes) -> bytes:
@@ -110,14 +112,23 @@ class FrameParser:
         self._frag_size = 0
 
     def feed(self, data: bytes) -> list[Message]:
-        """The messages completed by ``data`` (received after what came before)."""
+        """The messages completed by ``data`` (received after what came before). A
+        :class:`FrameError` carries the messages completed before the bad frame."""
+        out: list[Message] = []
+        try:
+            self._feed(data, out)
+        except FrameError as e:
+            e.messages = out
+            raise
+        return out
+
+    def _feed(self, data: bytes, out: list[Message]) -> None:
         buf: bytes | bytearray
         if self._buf is not None:
             self._buf += data
             buf = self._buf
         else:
             buf = data
-        out: list[Message] = []
         pos, n = 0, len(buf)
         while n - pos >= 2:
             b0, b1 = buf[pos], buf[pos + 1]
@@ -190,7 +201,6 @@ class FrameParser:
             self._buf = None
         elif self._buf is None or pos:
             self._buf = bytearray(buf[pos:])
-        return out
 
 
 def _control(op: int, payload: bytes) -> Message:
@@ -396,6 +406,9 @@ class WsConnection(asyncio.Protocol):
         try:
             messages = parser.feed(data)
         except FrameError as e:
+            self._handle(e.messages)
+            if self.parser is None:
+                return  # the client closed before its bad frame
             self.parser = None
             if self.close_code is None:
                 self.close_code = e.code
@@ -405,6 +418,9 @@ class WsConnection(asyncio.Protocol):
                 self.transport.write(encode_frame(CLOSE, _close_payload(e.code, e.reason.encode()[:120])))
             self.transport.close()
             return
+        self._handle(messages)
+
+    def _handle(self, messages: list[Message]) -> None:
         handler, conn = self.handler, self.conn
         for op, payload in messages:
             if op == TEXT:
