@@ -28,10 +28,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
-
-if TYPE_CHECKING:
-    from .ws import WsHandler
+from typing import Any, Final, Protocol, cast
 
 __all__ = [
     "BINARY",
@@ -45,6 +42,7 @@ __all__ = [
     "FrameParser",
     "FrontDoor",
     "WsConnection",
+    "WsHandler",
     "accept_key",
     "encode_frame",
     "read_upgrade",
@@ -70,6 +68,29 @@ _WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _VALID_CLOSE: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 #: The header of an unmasked, final text frame (a server's) of 0..125 bytes.
 _SHORT_TEXT: Final = tuple(bytes((0x81, n)) for n in range(126))
+
+
+class WsHandler(Protocol):
+    """What serves the connections (``ws.WsHandler``): it decides whether an upgrade is
+    taken, makes the connection, and gets its messages and its end."""
+
+    def lean_accepts(self, transport: asyncio.Transport) -> bool:
+        """True if a WebSocket from ``transport``'s address may open now."""
+
+    def attach(self, transport: asyncio.Transport) -> WsConnection:
+        """Serve ``transport`` (its upgrade answered) as a :class:`WsConnection`."""
+
+    def _frame(self, conn: Any, data: str) -> None:
+        """A text message came on ``conn``."""
+
+    def _binary(self, conn: Any) -> None:
+        """A binary message came on ``conn``."""
+
+    def _protocol_error(self, conn: Any, code: int, reason: str) -> None:
+        """The client broke RFC 6455; ``conn`` closes with ``code``."""
+
+    def _lean_lost(self, conn: Any) -> None:
+        """``conn`` ended."""
 
 
 class FrameError(Exception):
