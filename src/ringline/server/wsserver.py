@@ -60,7 +60,7 @@ PONG: Final = 0xA
 #: The longest request head (request line and headers) read for an upgrade; a longer one
 #: goes to aiohttp, which applies its own limits.
 MAX_HEAD: Final = 8192
-#: How long a close waits for the client's close frame before the socket is dropped.
+#: How long a closing connection may take to write what is left before it is cut off.
 CLOSE_TIMEOUT: Final = 5.0
 
 _WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -312,7 +312,6 @@ class WsConnection(asyncio.Protocol):
 
     __slots__ = (
         "_close_sent",
-        "_done",
         "_drain",
         "_lost",
         "_paused",
@@ -343,7 +342,6 @@ class WsConnection(asyncio.Protocol):
         self._lost = False
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
-        self._done: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.conn: Any = None  # the handler's _Conn, set by WsHandler.attach
 
@@ -394,29 +392,30 @@ class WsConnection(asyncio.Protocol):
             raise ConnectionResetError("the connection is gone")
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
-        """Send a close frame (if none went out) and wait, up to :data:`CLOSE_TIMEOUT`,
-        for the connection to end. True if this call sent the close frame."""
-        sent = self.send_close(code, message)
-        if not self._lost:
-            if self._done is None:
-                self._done = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._done), CLOSE_TIMEOUT + 1.0)
-            except TimeoutError:
-                self.transport.abort()
-        return sent
+        """Close now: see :meth:`send_close`. True if this call sent the close frame."""
+        return self.send_close(code, message)
 
     def send_close(self, code: int, message: bytes = b"") -> bool:
-        """Send a close frame now and drop the socket if the client does not answer within
-        :data:`CLOSE_TIMEOUT`; False if one went out already."""
+        """Send a close frame after the frames written before it, then close the socket
+        (as aiohttp's server does: it does not wait for the client's close, so a
+        server stopping with many devices is not held by the slow ones). A client that
+        reads nothing for :data:`CLOSE_TIMEOUT` seconds is cut off. False if a close
+        frame went out already."""
         if self._close_sent or self._lost:
             return False
         self._close_sent = True
         if self.close_code is None:
             self.close_code = code
         self.transport.write(encode_frame(CLOSE, _close_payload(code, message)))
-        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.abort)
+        self._shut()
         return True
+
+    def _shut(self) -> None:
+        """Close the socket once what is buffered is written, or after
+        :data:`CLOSE_TIMEOUT` seconds whatever is left."""
+        self.transport.close()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -437,7 +436,7 @@ class WsConnection(asyncio.Protocol):
             if not self._close_sent:
                 self._close_sent = True
                 self.transport.write(encode_frame(CLOSE, _close_payload(e.code, e.reason.encode()[:120])))
-            self.transport.close()
+            self._shut()
             return
         self._handle(messages)
 
@@ -460,12 +459,12 @@ class WsConnection(asyncio.Protocol):
     def _client_closed(self, code: int) -> None:
         self.parser = None
         if self._close_sent:
-            self.transport.close()  # the client's answer to our close
+            self._shut()  # the client's answer to our close
             return
         self.close_code = code
         self._close_sent = True
         self.transport.write(encode_frame(CLOSE, _close_payload(1000, b"")))
-        self.transport.close()
+        self._shut()
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes itself
@@ -487,10 +486,9 @@ class WsConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for fut in (self._drain, self._done):
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-        self._drain = self._done = None
+        waiter, self._drain = self._drain, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         self.handler._lean_lost(self.conn)
 
 
