@@ -427,6 +427,8 @@ def test_read_upgrade_accepts_a_plain_upgrade(request_head: bytes) -> None:
         head(headers=[*GOOD_HEADERS, "Host : x"]),
         head(headers=[*GOOD_HEADERS, "no colon here"]),
         head(headers=[*GOOD_HEADERS, " folded: continuation"]),
+        head(headers=[*GOOD_HEADERS, "Bad Header: x"]),
+        head(headers=[*GOOD_HEADERS, "Bad(Header): x"]),
     ],
     ids=[
         "post",
@@ -459,6 +461,8 @@ def test_read_upgrade_accepts_a_plain_upgrade(request_head: bytes) -> None:
         "space-before-colon",
         "line-without-colon",
         "folded-line",
+        "space-inside-a-name",
+        "separator-in-a-name",
     ],
 )
 def test_read_upgrade_refuses_anything_else(request_head: bytes) -> None:

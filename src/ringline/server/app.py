@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
 import hmac
 import logging
 import signal
@@ -639,20 +640,17 @@ async def serve(
     servers: list[asyncio.Server] = []
     try:
         await runner.setup()
-        ws_handler = app.get(WS_KEY)
+        # One node: device WebSockets are served by Ringline's own WebSocket
+        # (wsserver.py); every other request goes to aiohttp as before.
+        ws_handler, aio = app.get(WS_KEY), runner.server
+        front = (
+            functools.partial(FrontDoor, aio, ws_handler, header_timeout=settings.header_timeout)
+            if ws_handler is not None and aio is not None
+            else None
+        )
         for sock in socks:
             try:
-                if ws_handler is not None:
-                    # One node: device WebSockets are served by Ringline's own WebSocket
-                    # (wsserver.py); every other request goes to aiohttp as before.
-                    fallback = runner.server
-                    assert fallback is not None
-
-                    def front(
-                        handler: WsHandler = ws_handler, aio: web.Server = fallback
-                    ) -> asyncio.Protocol:
-                        return FrontDoor(aio, handler, header_timeout=settings.header_timeout)
-
+                if front is not None:
                     servers.append(await loop.create_server(front, sock=sock, backlog=4096))
                 else:
                     await web.SockSite(runner, sock, backlog=4096).start()

@@ -54,7 +54,7 @@ from .session import ANSWERS_KEPT, Close, Frame, Link, RequestAnswers, Session, 
 from .session import dumps as _dumps
 from .sfu import JanusError
 from .store import base as st
-from .wsserver import WsConnection
+from .wsserver import WsConnection, text_frames
 
 __all__ = [
     "FLOOD_REFUSALS",
@@ -262,10 +262,6 @@ class _Conn(Link):
             self.close_code, self.cause = code, cause
 
 
-#: The header of an unmasked, final text frame (a server's) of 0..125 bytes.
-_SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
-
-
 class _FrameWriter:
     """Writes a connection's text frames straight to its transport: one write for any
     number of them, no task switch. Flow control as aiohttp's own writer:
@@ -304,28 +300,7 @@ class _FrameWriter:
         transport = self.transport
         if transport.is_closing():
             raise ConnectionResetError("the connection is closing")
-        parts: list[bytes] = []
-        for text in texts:
-            if self.hook is not None:
-                self.hook(text)
-            try:
-                data = text.encode()
-            except UnicodeEncodeError:
-                # Cannot happen: every value is checked on the way in (inbound.py).
-                log.error("a frame held text UTF-8 cannot encode; sent it escaped")
-                data = safe_utf8(text).encode()
-            n = len(data)
-            if n < 126:
-                parts.append(_SHORT_HEADERS[n])
-            elif n < 65536:
-                parts.append(bytes((0x81, 126)) + n.to_bytes(2, "big"))
-            else:
-                parts.append(bytes((0x81, 127)) + n.to_bytes(8, "big"))
-            parts.append(data)
-        if len(parts) == 2:
-            transport.write(parts[0] + parts[1])
-        else:
-            transport.writelines(parts)
+        transport.write(text_frames(texts, self.hook))
 
     def paused(self) -> bool:
         """True while the transport's buffer is over its high-water mark."""
@@ -354,6 +329,8 @@ class WsHandler:
         s = hub.settings
         self.rate = s.rate_limit_per_s
         self.max_frame = s.max_frame_bytes
+        #: the largest message either WebSocket reads (beyond it: close 1009)
+        self.max_message = max(self.max_frame * 16, 1 << 20)
         self._fail_send = os.environ.get(_FAIL_SEND_ENV, "")
         #: set on a cluster node: another node that relays a client's WebSocket here
         #: proves it with this value in :data:`PEER_HEADER`, and then its
@@ -415,15 +392,8 @@ class WsHandler:
                 text=f"{addr} already holds {self.hub.settings.max_unauthenticated} WebSockets that "
                 "have not logged in; log in on those first (or raise --max-unauthenticated)\n",
             )
-        ws = web.WebSocketResponse(
-            heartbeat=None, max_msg_size=max(self.max_frame * 16, 1 << 20), compress=False
-        )
-        self._unauthenticated[addr] = self._unauthenticated.get(addr, 0) + 1
-        conn = _Conn(ws, self.rate, self)
-        conn.addr, conn.counted = addr, True
-        conn.login_timer = asyncio.get_running_loop().call_later(
-            self.hub.settings.login_timeout, self._login_timed_out, conn
-        )
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=self.max_message, compress=False)
+        conn = self._opened(_Conn(ws, self.rate, self), addr)
         try:
             await ws.prepare(request)
         except BaseException:
@@ -439,28 +409,40 @@ class WsHandler:
                 if msg.type is WSMsgType.TEXT:
                     self._frame(conn, msg.data)
                 elif msg.type is WSMsgType.BINARY:
-                    self._error(
-                        conn,
-                        None,
-                        ErrorCode.MALFORMED_FRAME,
-                        "binary frames are not used; send JSON text frames",
-                    )
+                    self._binary(conn)
                 elif msg.type is WSMsgType.ERROR:
                     break
                 if ws.closed:
                     break
         finally:
-            self._authenticated(conn)
-            self._ended(conn)
-            if conn.session is not None:
-                conn.session.detach(conn)
-            conn.ready, conn.out = False, None
-            writer = conn.task
+            writer = self._release(conn)
             if writer is not None:
-                writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
         return ws
+
+    def _opened(self, conn: _Conn, addr: str) -> _Conn:
+        """``conn`` from ``addr`` opened: it counts against the address's cap of
+        WebSockets without a login until it logs in, and must do so in time."""
+        self._unauthenticated[addr] = self._unauthenticated.get(addr, 0) + 1
+        conn.addr, conn.counted = addr, True
+        conn.login_timer = asyncio.get_running_loop().call_later(
+            self.hub.settings.login_timeout, self._login_timed_out, conn
+        )
+        return conn
+
+    def _release(self, conn: _Conn) -> asyncio.Task[None] | None:
+        """``conn`` ended: log it, detach its session, cancel its writer (returned, for
+        the caller that can wait for it to end)."""
+        self._authenticated(conn)
+        self._ended(conn)
+        if conn.session is not None:
+            conn.session.detach(conn)
+        conn.ready, conn.out = False, None
+        writer = conn.task
+        if writer is not None:
+            writer.cancel()
+        return writer
 
     # Ringline's own WebSocket (wsserver.py): the same connection life as handle(),
     # driven by the protocol's callbacks instead of a task per connection.
@@ -474,22 +456,11 @@ class WsHandler:
     def attach(self, transport: asyncio.Transport) -> WsConnection:
         """Serve ``transport``, whose upgrade was just answered with 101: it becomes a
         :class:`~.wsserver.WsConnection`; feed it any bytes read past the handshake."""
-        addr = _remote(transport)
-        lean = WsConnection(
-            transport,
-            self,
-            max(self.max_frame * 16, 1 << 20),
-            self._check_fail if self._fail_send else None,
-        )
+        lean = WsConnection(transport, self, self.max_message, self._check_fail if self._fail_send else None)
         transport.set_protocol(lean)
-        conn = _Conn(lean, self.rate, self)
+        conn = self._opened(_Conn(lean, self.rate, self), _remote(transport))
         lean.conn = conn
         conn.out = lean
-        conn.addr, conn.counted = addr, True
-        self._unauthenticated[addr] = self._unauthenticated.get(addr, 0) + 1
-        conn.login_timer = asyncio.get_running_loop().call_later(
-            self.hub.settings.login_timeout, self._login_timed_out, conn
-        )
         conn.ready = True
         self._lean.add(conn)
         return lean
@@ -508,14 +479,7 @@ class WsHandler:
         if conn not in self._lean:
             return
         self._lean.discard(conn)
-        self._authenticated(conn)
-        self._ended(conn)
-        if conn.session is not None:
-            conn.session.detach(conn)
-        conn.ready, conn.out = False, None
-        writer = conn.task
-        if writer is not None:
-            writer.cancel()
+        self._release(conn)
 
     def _authenticated(self, conn: _Conn) -> None:
         """``conn`` logged in (or closed): its login timer stops, and it no longer

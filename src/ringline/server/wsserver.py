@@ -27,6 +27,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol, cast
 
@@ -46,6 +47,7 @@ __all__ = [
     "accept_key",
     "encode_frame",
     "read_upgrade",
+    "text_frames",
 ]
 
 log = logging.getLogger("ringline.server")
@@ -63,6 +65,8 @@ MAX_HEAD: Final = 8192
 #: How long a closing connection may take to write what is left before it is cut off.
 CLOSE_TIMEOUT: Final = 5.0
 
+#: An HTTP header name (RFC 9110 "token").
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Close codes a client may send (RFC 6455 section 7.4; 3000-4999 are the applications').
 _VALID_CLOSE: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
@@ -279,7 +283,7 @@ def read_upgrade(head: bytes, path: str) -> str | None:
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
+        if not sep or not _TOKEN.fullmatch(name):
             return None
         low = name.lower()
         if low in headers:
@@ -357,23 +361,7 @@ class WsConnection(asyncio.Protocol):
         connection is closing."""
         if self._close_sent or self._lost or self.transport.is_closing():
             raise ConnectionResetError("the connection is closing")
-        hook = self.hook
-        if len(texts) == 1 and hook is None:
-            data = _utf8(texts[0])
-            n = len(data)
-            if n < 126:
-                self.transport.write(_SHORT_TEXT[n] + data)
-            else:
-                self.transport.write(encode_frame(TEXT, data))
-            return
-        parts: list[bytes] = []
-        for text in texts:
-            if hook is not None:
-                hook(text)
-            data = _utf8(text)
-            n = len(data)
-            parts.append(_SHORT_TEXT[n] + data if n < 126 else encode_frame(TEXT, data))
-        self.transport.write(b"".join(parts))
+        self.transport.write(text_frames(texts, self.hook))
 
     def paused(self) -> bool:
         """True while the transport's buffer is over its high-water mark."""
@@ -492,13 +480,22 @@ class WsConnection(asyncio.Protocol):
         self.handler._lean_lost(self.conn)
 
 
-def _utf8(text: str) -> bytes:
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        # Cannot happen: every value is checked on the way in (inbound.py).
-        log.error("a frame held text UTF-8 cannot encode; sent it escaped")
-        return text.encode("utf-8", "backslashreplace")
+def text_frames(texts: Sequence[str], hook: Callable[[str], None] | None = None) -> bytes:
+    """``texts`` as a server's text frames, ready for one write. ``hook`` sees each text
+    first (and may raise)."""
+    parts: list[bytes] = []
+    for text in texts:
+        if hook is not None:
+            hook(text)
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:
+            # Cannot happen: every value is checked on the way in (inbound.py).
+            log.error("a frame held text UTF-8 cannot encode; sent it escaped")
+            data = text.encode("utf-8", "backslashreplace")
+        n = len(data)
+        parts.append(_SHORT_TEXT[n] + data if n < 126 else encode_frame(TEXT, data))
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class FrontDoor(asyncio.Protocol):
@@ -508,7 +505,7 @@ class FrontDoor(asyncio.Protocol):
     protocol (``fallback()``). A head not complete within ``header_timeout`` seconds
     closes the connection, as aiohttp does."""
 
-    __slots__ = ("_buf", "_timer", "fallback", "handler", "header_timeout", "path", "transport")
+    __slots__ = ("_buf", "_prefix", "_timer", "fallback", "handler", "header_timeout", "path", "transport")
 
     def __init__(
         self,
@@ -522,6 +519,7 @@ class FrontDoor(asyncio.Protocol):
         self.handler = handler
         self.header_timeout = header_timeout
         self.path = path
+        self._prefix = b"GET " + path.encode()
         self._buf = b""
         self._timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
@@ -532,7 +530,7 @@ class FrontDoor(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
-        prefix = b"GET " + self.path.encode()
+        prefix = self._prefix
         if buf[: len(prefix)] != prefix[: len(buf)]:
             self._hand_off(buf)
             return
