@@ -97,6 +97,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / tick
 
 
+def write_bytes(pid: int) -> int:
+    """Bytes a process has sent towards storage so far (``write_bytes`` of
+    /proc/PID/io: counted when it dirties a page of a file, so a WAL's appended pages
+    count and socket writes do not); 0 where the kernel does not say."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, steal) CPU seconds of the whole machine so far, summed over cores."""
     with open("/proc/stat") as f:
@@ -168,6 +182,7 @@ class CpuMeter:
         self.server_pid = server_pid
         self.client_pids = list(client_pids)
         self._start, self._start_children = self._snap()
+        self._start_written = write_bytes(server_pid)
 
     def _snap(self) -> tuple[tuple[float, float, float, float, float, float], dict[tuple[int, int], float]]:
         main, other = thread_cpu(self.server_pid)
@@ -186,7 +201,9 @@ class CpuMeter:
         workers_s = sum(t - self._start_children.get(k, 0.0) for k, t in end_children.items())
         pct = [round(100.0 * x / wall, 1) for x in (*d[1:], workers_s)]
         main, other, clients, busy, steal, workers = pct
+        written = write_bytes(self.server_pid) - self._start_written
         return {
+            "server_write_bytes": written,
             "server_cpu_pct": round(main + other + workers, 1),
             "server_loop_thread_cpu_pct": main,
             "server_other_threads_cpu_pct": other,

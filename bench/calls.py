@@ -668,6 +668,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "server_loop_cpu_ms_per_call": round(
                     10.0 * full["server_loop_thread_cpu_pct"] / max(cps, 1e-9), 3
                 ),
+                # what the server wrote towards its disk (the SQLite WAL, checkpoints)
+                "server_disk_kb_per_call": round(full["server_write_bytes"] / 1024 / calls, 2),
                 "frames_per_call": round(frames_per_call, 1),
                 "server_frames_per_s": round(frames_per_call * cps, 0),
                 "half_load_target_calls_per_s": round(half_rate, 1),
@@ -944,6 +946,7 @@ def table(r: dict[str, Any]) -> str:
             ok[v["server_cpu_ms_per_call"]],
         ),
         ("WebSocket frames per call (in+out)", r["frames_per_call"], "", ""),
+        ("server disk writes KiB per call (WAL, checkpoints)", r["server_disk_kb_per_call"], "", ""),
         (
             f"half load: paced calls/s (asked {r['half_load_target_calls_per_s']})",
             r["half_load_calls_per_s"],

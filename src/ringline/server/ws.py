@@ -1268,7 +1268,17 @@ def _rand() -> str:
 
 
 def _uuid() -> str:
-    return str(uuid.uuid4())
+    """A new call id: a version 7 UUID (RFC 9562), time first.
+
+    Calls are stored under their id (``calls``, ``live_calls``, ``user_calls``): with
+    time-ordered ids, new keys land on the last page of those indexes, so the calls one
+    transaction writes share pages instead of each touching a random one. 74 random
+    bits keep ids unguessable within a millisecond."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits; 74 are used
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62
+    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
+    return str(uuid.UUID(int=value))
 
 
 def _room() -> int:
