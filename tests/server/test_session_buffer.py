@@ -15,6 +15,9 @@ class _Sent(Link):
     async def close(self, code: int, message: str) -> None:
         self.frames.append(Close(code, message))
 
+    def release(self) -> None:
+        pass  # never holds frames
+
 
 def _session() -> tuple[Session, _Sent]:
     s = Session(

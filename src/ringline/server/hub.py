@@ -58,7 +58,7 @@ from .callbacks import (
 )
 from .config import Settings
 from .recording import Job, RecordingJobs
-from .session import Session, dumps
+from .session import Cork, Session, dumps
 from .sfu import JanusClient, RoomPlan, SfuRooms
 from .store import base as st
 from .webhooks.delivery import Delivery
@@ -109,6 +109,9 @@ class Hub:
         self.mailbox: dict[str, list[tuple[float, str, dict[str, Any]]]] = {}
         self._timers: dict[tuple[str, ...], asyncio.TimerHandle] = {}
         self._pending: deque[_Batch] = deque()
+        #: in while batches are performed: a connection writes its frames of the round
+        #: at once, at its end (session.Cork)
+        self.cork = Cork()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -463,7 +466,8 @@ class Hub:
 
     def _enqueue(self, batch: _Batch) -> None:
         if not batch.writes and not self._pending:
-            self._run_batch(batch)
+            with self.cork:
+                self._run_batch(batch)
             return
         self._pending.append(batch)
         self._idle.clear()
@@ -486,11 +490,12 @@ class Hub:
                 for w in b.writes
             ):
                 self.on_callbacks_queued()
-            for b, err in zip(batches, outcomes, strict=True):
-                if err is None:
-                    self._run_batch(b)
-                else:
-                    self._refuse_batch(b, err)
+            with self.cork:
+                for b, err in zip(batches, outcomes, strict=True):
+                    if err is None:
+                        self._run_batch(b)
+                    else:
+                        self._refuse_batch(b, err)
             if not self._pending:
                 self._idle.set()
 

@@ -15,7 +15,10 @@ the connection at once instead (server shutdown).
 
 The connection (``ws.py``) subclasses :class:`Link`: it writes a text frame at once when
 nothing waits before it, else queues it in :attr:`Link.frames` for its writer task, which
-sends them in order and closes on a :class:`Close`.
+sends them in order and closes on a :class:`Close`. While the hub performs a round of
+batches it holds a :class:`Cork`: a connection then keeps its text frames until the
+round ends and writes them all at once (one ``send()`` for the reply and the pushes a
+request caused, instead of one each).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "ANSWERS_KEPT",
     "ANSWER_BYTES_KEPT",
     "Close",
+    "Cork",
     "Frame",
     "Link",
     "RequestAnswers",
@@ -107,6 +111,43 @@ class Link(ABC):
     async def close(self, code: int, message: str) -> None:
         """Close the connection now with ``code`` and ``message``; queued frames are
         not sent."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """The :class:`Cork` this link held frames under is gone: write them (a link
+        that holds none need not do anything)."""
+
+
+class Cork:
+    """Writes held back while the hub performs a round of batches (``with cork:``;
+    rounds may nest): a :class:`Link` that would write a frame at once keeps it instead
+    and calls :meth:`hold` with itself; when the outermost round ends, each link held
+    is told to :meth:`Link.release` its frames, in the order they first held one.
+
+    Nothing runs between a round's start and end but that round (it does not wait), so
+    holding changes no order: a link's frames go out in the order they were put, and
+    before anything put after the round."""
+
+    __slots__ = ("depth", "held")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.held: list[Link] = []
+
+    def __enter__(self) -> Cork:
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.held:
+            held, self.held = self.held, []
+            for link in held:
+                link.release()
+
+    def hold(self, link: Link) -> None:
+        """``link`` holds frames now (call once, when it holds its first)."""
+        self.held.append(link)
 
 
 class RequestAnswers:

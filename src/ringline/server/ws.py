@@ -187,6 +187,7 @@ class _Conn(Link):
         "counted",
         "flooded",
         "handler",
+        "held",
         "last",
         "login_timer",
         "ops",
@@ -226,26 +227,59 @@ class _Conn(Link):
         self.cause = ""
         #: the close code the server sent (None: the client closed, or the connection broke)
         self.close_code: int | None = None
+        #: text frames held while the hub's cork is in (written together at its end)
+        self.held: list[str] | None = None
 
     def put(self, frame: Frame) -> None:
         """Send ``frame`` after the others: written at once when nothing waits before
-        it (one ``send()``, no task switch), else queued for the writer task."""
+        it (one ``send()``, no task switch), held for the end of the hub's round while
+        its :class:`~.session.Cork` is in (one ``send()`` for all of them), else queued
+        for the writer task."""
         out = self.out
         if out is not None and self.task is None and not self.frames and type(frame) is str and self.ready:
             if self.ws.closed:
                 return  # a close frame went out: nothing may follow it
-            try:
-                out.write((frame,))
-            except ConnectionResetError:
-                return  # the connection is going: the session gets it again on resume
-            except Exception as exc:
-                self.handler._write_failed(self, exc)
+            cork = self.handler.cork
+            if cork.depth:
+                held = self.held
+                if held is None:
+                    self.held = [frame]
+                    cork.hold(self)
+                else:
+                    held.append(frame)
                 return
-            if out.paused():
-                self.queued()  # the writer task waits for the socket to drain
+            self._write((frame,))
             return
+        held = self.held
+        if held:  # frames held before this one go first
+            self.held = None
+            self.frames.extend(held)
         self.frames.append(frame)
         self.queued()
+
+    def release(self) -> None:
+        held = self.held
+        if not held:
+            return
+        self.held = None
+        if self.out is None or self.task is not None or self.frames or not self.ready:
+            self.frames[:0] = held
+            self.queued()
+        elif not self.ws.closed:
+            self._write(held)
+
+    def _write(self, texts: Sequence[str]) -> None:
+        out = self.out
+        assert out is not None
+        try:
+            out.write(texts)
+        except ConnectionResetError:
+            return  # the connection is going: the session gets it again on resume
+        except Exception as exc:
+            self.handler._write_failed(self, exc)
+            return
+        if out.paused():
+            self.queued()  # the writer task waits for the socket to drain
 
     def queued(self) -> None:
         if self.task is None and self.ready:
@@ -321,6 +355,8 @@ class WsHandler:
 
     def __init__(self, hub: Hub, *, secret_key: str, sdk_app_id: int) -> None:
         self.hub = hub
+        #: the hub's cork: frames put while it is in are written at the end of the round
+        self.cork = hub.cork
         self.secret_key = secret_key
         self.sdk_app_id = sdk_app_id
         self._background: set[asyncio.Task[Any]] = set()
