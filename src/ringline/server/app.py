@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..core.protocol import CLOSE_NODE_LEAVING
+from . import gcpolicy
 from .cluster import ClusterNode, default_address, fence_op
 from .config import AppIdentity, Settings, load_callback_secrets
 from .hub import Hub
@@ -666,6 +667,7 @@ async def serve(
         raise
     bound = [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in socks]
     log.info("ringline serving on %s (app %d)", ", ".join(f"{h}:{p}" for h, p in bound), identity.sdk_app_id)
+    gcpolicy.settle()  # started: what is alive now is never scanned again
     if on_listening is not None:
         on_listening(bound)
     stop = asyncio.Event()

@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import gcpolicy
 from .webhooks import Deliverer, RetrySchedule, WebhookCredentials, new_claim_owner
 
 __all__ = ["CONFIG_ENV", "WorkerConfig", "WorkerPool", "make_deliverer", "parse_attempts", "run_worker"]
@@ -234,6 +235,7 @@ async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
         transport, _ = await loop.connect_read_pipe(lambda: _PipeWatch(deliverer.wake, stop), pipe)
         try:
             await deliverer.start()  # claims what is due right away
+            gcpolicy.settle()
             log.info(
                 "callback worker %d delivering (pid %d, claim owner %s)",
                 config.index,
