@@ -916,6 +916,45 @@ async def test_sqlite_locked_database_fails_the_round_then_recovers(tmp_path: Pa
         await s.close()
 
 
+async def test_sqlite_write_waits_for_a_lock_released_before_the_busy_timeout(tmp_path: Path) -> None:
+    """A write transaction that finds another process's write lock tries again in short
+    steps (not SQLite's busy handler): it lands once the lock is released within the
+    busy timeout, and reads between writes still work (they wait with the busy timeout
+    set back)."""
+    import sqlite3
+    import threading
+
+    path = str(tmp_path / "busy.db")
+    s = SqliteStore(path, busy_timeout=10.0)
+    await s.open()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        for round_ in range(3):
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO alive (id, at) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET at = 1")
+            held = threading.Event()
+            released = threading.Event()
+
+            def release(held: threading.Event, released: threading.Event) -> None:
+                held.wait(10)
+                other.execute("COMMIT")
+                released.set()
+
+            t = threading.Thread(target=release, args=(held, released))
+            t.start()
+            write = asyncio.ensure_future(s.apply([LiveCallWrite(f"c-{round_}", "{}", T0)]))
+            await asyncio.sleep(0.05)  # the write is waiting for the lock meanwhile
+            assert not write.done()
+            held.set()
+            await write
+            assert released.is_set()
+            t.join(10)
+            assert f"c-{round_}" in [c for c, _, _ in await s.load_live_calls()]
+    finally:
+        other.close()
+        await s.close()
+
+
 # --------------------------------------------------------------------------- callback config
 
 

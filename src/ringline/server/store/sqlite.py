@@ -38,11 +38,13 @@ recommends for WAL and what makes thousands of commits per second possible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -69,6 +71,9 @@ log = logging.getLogger("ringline.store")
 __all__ = ["SCHEMA_VERSION", "SqliteDialect", "SqliteOutbox", "SqliteStore", "run_sync"]
 
 _T = TypeVar("_T")
+
+#: The longest step between two tries of a write transaction for the lock (``_begin``).
+LOCK_POLL_MAX = 0.001
 
 # What the dialect reads from this module each time it uses it (see StoreDialect), so
 # a test may stand in the code of an older schema version: the migrations in SQLite's
@@ -414,7 +419,8 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
         return await self._run(self._read_sync, op)
 
     def _read_sync(self, op: Op[_T]) -> _T:
-        return run_sync(self._db(), op)
+        with self._patient():
+            return run_sync(self._db(), op)
 
     async def _snapshot(self, op: Op[_T]) -> _T:
         self._check_open()
@@ -422,11 +428,48 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
 
     def _snapshot_sync(self, op: Op[_T]) -> _T:
         conn = self._db()
-        conn.execute("BEGIN")  # one snapshot for every statement of op
+        with self._patient():
+            conn.execute("BEGIN")  # one snapshot for every statement of op
+            try:
+                return run_sync(conn, op)
+            finally:
+                conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _patient(self) -> Iterator[None]:
+        """Statements outside a write transaction wait for a lock with SQLite's own
+        busy handler, up to the busy timeout (the connection's is 0 otherwise: see
+        :meth:`_begin`)."""
+        conn = self._db()
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         try:
-            return run_sync(conn, op)
+            yield
         finally:
-            conn.execute("COMMIT")
+            conn.execute("PRAGMA busy_timeout = 0")
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``: take the write lock, waiting for another connection
+        that holds it (a callback worker's) in steps of 0.1 ms growing to
+        :data:`LOCK_POLL_MAX`, up to the busy timeout, then raise SQLite's "database is
+        locked". SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms between
+        tries: a commit of calls waited up to a whole step after the lock was free."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.0001
+        while True:
+            time.sleep(delay)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            delay = min(delay * 1.5, LOCK_POLL_MAX)
 
     async def _round(
         self, items: list[Any], attempt: Callable[[Runner, list[Any]], Awaitable[list[Any]]]
@@ -435,7 +478,7 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
 
     def _transaction_sync(self, ops: list[Op[Any]]) -> list[Ok | BaseException]:
         conn = self._db()
-        conn.execute("BEGIN IMMEDIATE")
+        self._begin(conn)
         try:
             results: list[Ok | BaseException] = []
             for op in ops:
@@ -473,6 +516,9 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
                 conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._conn = conn
             self._transaction_sync([migrate(self._d)])
+            # Write transactions wait for the lock in _begin's short steps; other
+            # statements set the busy timeout back while they run (_patient).
+            conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:
             self._conn = None
             conn.close()
@@ -487,6 +533,7 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
         if conn is None:
             return
         try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             conn.execute("PRAGMA analysis_limit = 400")
             conn.execute("PRAGMA optimize")
         except sqlite3.Error:
