@@ -15,7 +15,7 @@ class _Sent(Link):
     async def close(self, code: int, message: str) -> None:
         self.frames.append(Close(code, message))
 
-    def release(self) -> None:
+    def write_held(self) -> None:
         pass  # never holds frames
 
 

@@ -113,7 +113,7 @@ class Link(ABC):
         not sent."""
 
     @abstractmethod
-    def release(self) -> None:
+    def write_held(self) -> None:
         """The :class:`Cork` this link held frames under is gone: write them (a link
         that holds none need not do anything)."""
 
@@ -122,7 +122,7 @@ class Cork:
     """Writes held back while the hub performs a round of batches (``with cork:``;
     rounds may nest): a :class:`Link` that would write a frame at once keeps it instead
     and calls :meth:`hold` with itself; when the outermost round ends, each link held
-    is told to :meth:`Link.release` its frames, in the order they first held one.
+    is told to write them (:meth:`Link.write_held`), in the order they first held one.
 
     Nothing runs between a round's start and end but that round (it does not wait), so
     holding changes no order: a link's frames go out in the order they were put, and
@@ -143,7 +143,7 @@ class Cork:
         if self.depth == 0 and self.held:
             held, self.held = self.held, []
             for link in held:
-                link.release()
+                link.write_held()
 
     def hold(self, link: Link) -> None:
         """``link`` holds frames now (call once, when it holds its first)."""

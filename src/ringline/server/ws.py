@@ -257,7 +257,7 @@ class _Conn(Link):
         self.frames.append(frame)
         self.queued()
 
-    def release(self) -> None:
+    def write_held(self) -> None:
         held = self.held
         if not held:
             return

@@ -441,11 +441,16 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
         busy handler, up to the busy timeout (the connection's is 0 otherwise: see
         :meth:`_begin`)."""
         conn = self._db()
-        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        self._wait_for_locks(conn, True)
         try:
             yield
         finally:
-            conn.execute("PRAGMA busy_timeout = 0")
+            self._wait_for_locks(conn, False)
+
+    def _wait_for_locks(self, conn: sqlite3.Connection, wait: bool) -> None:
+        """Let SQLite's busy handler wait up to the busy timeout for a lock (``wait``),
+        or not at all (write transactions wait in :meth:`_begin` instead)."""
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000) if wait else 0}")
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``: take the write lock, waiting for another connection
@@ -505,7 +510,7 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
             )
             raise RuntimeError(f"cannot open SQLite database {self._path!r}: {exc}{hint}") from exc
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            self._wait_for_locks(conn, True)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -518,7 +523,7 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
             self._transaction_sync([migrate(self._d)])
             # Write transactions wait for the lock in _begin's short steps; other
             # statements set the busy timeout back while they run (_patient).
-            conn.execute("PRAGMA busy_timeout = 0")
+            self._wait_for_locks(conn, False)
         except sqlite3.Error as exc:
             self._conn = None
             conn.close()
@@ -533,7 +538,7 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
         if conn is None:
             return
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            self._wait_for_locks(conn, True)
             conn.execute("PRAGMA analysis_limit = 400")
             conn.execute("PRAGMA optimize")
         except sqlite3.Error:
