@@ -564,8 +564,10 @@ class RecordingJobs:
             await self.run_due()
             nxt = self.next_due()
             wait = None if nxt is None else max(0.0, nxt - self.clock())
+            # Not asyncio.wait_for: on 3.11 it can swallow a cancel that races the wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
 
 def tools_missing(tools: Tools = Tools()) -> list[str]:

@@ -466,10 +466,12 @@ class JanusClient:
     async def _watch(self) -> None:
         failures = 0
         delay = self.probe_interval
-        while True:
+        while not self._closing:  # close() also cancels; this ends a cancel that got lost
             if self.up:
+                # Not asyncio.wait_for: on 3.11 it can swallow a cancel that races the wake-up.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._suspect.wait(), self.probe_interval)
+                    async with asyncio.timeout(self.probe_interval):
+                        await self._suspect.wait()
                 suspect = self._suspect.is_set()
                 self._suspect.clear()
                 if not (suspect or failures or self.in_use()):
@@ -600,10 +602,13 @@ class JanusClient:
     async def close(self) -> None:
         self._closing = True
         for task in (self._keeper, self._poller, self._health):
-            if task is not None:
+            # A cancel can be lost inside a library's await (one that turns it into a
+            # timeout, say): cancel until the task has ended.
+            while task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait({task}, timeout=0.5)
+            if task is not None and not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not warn that nobody did
         self._keeper = self._poller = self._health = None
         sid = self._session_id
         self._session_id = self._handle_id = None

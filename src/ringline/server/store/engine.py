@@ -1,13 +1,13 @@
 """One store engine, two dialects: every store and outbox operation, written once.
 
 The SQLite and PostgreSQL stores differ in their driver (the stdlib's blocking
-:mod:`sqlite3` on one worker thread; asyncpg's coroutines on a pool) and in some SQL
+:mod:`sqlite3`, writing on the event loop's thread; asyncpg's coroutines on a pool) and in some SQL
 (placeholders, lists bound as ``IN (…)`` rows or as arrays, ``max`` or ``GREATEST``,
 locking, ``UPDATE … RETURNING``). Everything else is here, once:
 
 * **Operations are sans-I/O** (:mod:`.ops`): generators that yield the statements they
-  need and are sent each one's result back, so the same operation runs on SQLite's
-  worker thread and on a pooled PostgreSQL connection; each backend module has the few
+  need and are sent each one's result back, so the same operation runs on a SQLite
+  connection and on a pooled PostgreSQL connection; each backend module has the few
   lines that drive one on its connection.
 * **A dialect** (:class:`StoreDialect`, one per backend module) gives the texts of the
   statements that differ, and the few steps whose shape differs: claiming (a select

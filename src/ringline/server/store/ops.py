@@ -3,7 +3,7 @@
 An operation (:data:`Op`) is a generator that yields the statements it needs
 (:class:`Execute`, :class:`ExecuteMany`, :class:`Fetch`) and is sent each one's result
 back; it returns its value. It touches no connection, so the same operation runs on
-SQLite's worker thread (:func:`.sqlite.run_sync`) and on a pooled PostgreSQL connection
+a SQLite connection (:func:`.sqlite.run_sync`) and on a pooled PostgreSQL connection
 (:func:`.postgres.run_async`), a few lines each. Compose operations with ``yield from``.
 
 Internal to the store package.

@@ -1,18 +1,28 @@
-"""The default store: SQLite through the stdlib :mod:`sqlite3`, on one worker thread.
+"""The default store: SQLite through the stdlib :mod:`sqlite3`.
 
 The operations are those of :mod:`.engine`, written once for both backends; this module
 is SQLite's dialect (:class:`SqliteDialect`: its statements and the steps it takes its
 own way) and its driver (:func:`run_sync`).
 
-Threading: the store owns ONE connection, created, used and closed on ONE dedicated
-worker thread (a ``ThreadPoolExecutor(max_workers=1)``). Writes *and* reads go through
-that thread, so a read issued after :meth:`SqliteStore.apply` returned always sees that
-batch, and the event loop never blocks on disk I/O. Each transaction runs on the thread
-as a whole: no other statement runs between its ``BEGIN IMMEDIATE`` and its ``COMMIT``.
+Threading: the store owns two connections. The *writer* runs every write transaction
+on the event loop's own thread: it waits for the write lock without blocking the loop
+(``BEGIN IMMEDIATE`` tried again in short steps while another process, a callback
+worker, holds it), then runs the transaction's statements and its ``COMMIT`` in one go,
+so no other statement runs in between. A transaction here is short (no fsync: see
+*Durability*), and running it where the rest of the process runs spares a thread
+hand-off per round; above all the lock is held only as long as the statements take,
+never while a thread waits for the GIL between two of them (with a worker thread, each
+statement of a transaction could wait up to the interpreter's switch interval, 5 ms,
+for a busy event loop, and so did every other process waiting for the lock). The
+*reader*, a second connection on a dedicated thread, runs every read, so a long query
+(a deep page of records) never stalls the loop; WAL mode lets it read while the writer
+writes, and a read issued after :meth:`SqliteStore.apply` returned always sees that
+batch. A ``":memory:"`` database has no second connection (it would be another
+database): its reads run on the writer, between transactions.
 
 Group commit: :meth:`SqliteStore.apply` hands its batch to a
-:class:`~.batching.GroupCommitter`. While one transaction is running on the worker
-thread, newly arriving batches queue up; when it finishes, every queued batch is merged
+:class:`~.batching.GroupCommitter`. While one transaction is waiting for the lock or
+running, newly arriving batches queue up; when it finishes, every queued batch is merged
 into the next ``BEGIN IMMEDIATE ... COMMIT`` and each caller is resumed after that
 commit. If the merged transaction fails because of what it contains (a constraint, a
 bad value), the batches are retried one by one, each in its own transaction, so a bad
@@ -25,8 +35,8 @@ Callback outbox: :attr:`SqliteStore.outbox` (a :class:`SqliteOutbox`) keeps call
 deliveries in the ``outbox`` and ``webhook_gone`` tables (schema version 3; layout and
 the *head* invariant in :mod:`.outbox`). Deliveries enter with the
 :class:`~.base.DeliveriesWrite` write, in the batch of their event. The deliverer's
-claims, marks and releases run on the same worker thread as every write, each round in
-one ``BEGIN IMMEDIATE`` transaction; operations that arrive while a round runs are merged
+claims, marks and releases are writes like any other, each round in one ``BEGIN
+IMMEDIATE`` transaction; operations that arrive while a round runs are merged
 into the next one (:class:`~.outbox.OpBatcher`), like batches of writes.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A committed batch
@@ -38,13 +48,12 @@ recommends for WAL and what makes thousands of commits per second possible.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -79,7 +88,9 @@ LOCK_POLL_MAX = 0.001
 # a test may stand in the code of an older schema version: the migrations in SQLite's
 # DDL, the purge chunk and the planning of outbox rows.
 _MIGRATIONS = migrations(SQLITE_DDL)
-PURGE_CHUNK = outbox.PURGE_CHUNK
+# A purge's transactions run on the event loop's thread like every write: 250 rows a
+# transaction (5-20 ms measured, against 85-105 ms for 5,000) keep each stall short.
+PURGE_CHUNK = 250
 plan_inserts = outbox.plan_inserts
 
 _SQL_SAVE_LIVE = """
@@ -360,8 +371,9 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
         self._path = path
         self._checkpoints = checkpoints
         self._busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None  # writes, on the event loop's thread
+        self._reader: sqlite3.Connection | None = None  # reads, on the reader thread
+        self._executor: ThreadPoolExecutor | None = None  # the reader thread (not for ":memory:")
         super().__init__(SqliteDialect(), lambda store: SqliteOutbox(store, outbox_lease))
 
     # ---------------------------------------------------------------- lifecycle
@@ -375,38 +387,52 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
     async def open(self) -> None:
         """Open the database and create or migrate its schema.
 
-        Call once; afterwards the store is ready. Raises RuntimeError if the file
-        cannot be opened or its schema is newer than this code understands.
+        Call once, from the event loop that will use the store; afterwards the store is
+        ready. Raises RuntimeError if the file cannot be opened or its schema is newer
+        than this code understands.
         """
         self._begin_open()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ringline-sqlite")
         try:
-            await self._run(self._open_sync)
+            self._conn = self._connect_writer()
+            try:
+                await self._transaction([migrate(self._d)])
+            except sqlite3.Error as exc:
+                raise RuntimeError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
+            # From now on write transactions wait for the lock in _begin's steps.
+            self._wait_for_locks(self._conn, False)
+            if self._path != ":memory:":  # a second connection would be another database
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ringline-sqlite-read")
+                await self._on_reader(self._open_reader_sync)
         except BaseException:
             self._state = "closed"
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            await self._release()
             raise
-        self._opened()  # raises if close() ran meanwhile (and closed the connection)
+        try:
+            self._opened()  # raises if close() ran meanwhile
+        except RuntimeError:
+            await self._release()  # what opened after close() had released
+            raise
         if self._path != ":memory:" and self._checkpoints:
             self._checkpointer = _Checkpointer(self._path, self._busy_timeout)
             self._checkpointer.start()
 
     async def _release(self) -> None:
-        """Stop the checkpointer, then close the connection and the thread."""
+        """Stop the checkpointer, then close the connections and the reader thread."""
         try:
             if self._checkpointer is not None:
                 await asyncio.to_thread(self._checkpointer.stop)
                 self._checkpointer = None
-            await self._run(self._close_sync)
+            if self._executor is not None:
+                await self._on_reader(self._close_reader_sync)
         finally:
             executor, self._executor = self._executor, None
             if executor is not None:
                 executor.shutdown(wait=False)
+            self._close_writer()
 
     # ---------------------------------------------------------------- the driver
 
-    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+    async def _on_reader(self, fn: Callable[..., _T], *args: Any) -> _T:
         assert self._executor is not None
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
@@ -416,48 +442,43 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
 
     async def _read(self, op: Op[_T]) -> _T:
         self._check_open()
-        return await self._run(self._read_sync, op)
+        if self._executor is None:  # ":memory:": the one connection, between transactions
+            return run_sync(self._db(), op)
+        return await self._on_reader(self._read_sync, op)
 
     def _read_sync(self, op: Op[_T]) -> _T:
-        with self._patient():
-            return run_sync(self._db(), op)
+        assert self._reader is not None
+        return run_sync(self._reader, op)
 
     async def _snapshot(self, op: Op[_T]) -> _T:
         self._check_open()
-        return await self._run(self._snapshot_sync, op)
+        if self._executor is None:
+            return self._snapshot_sync(self._db(), op)
+        return await self._on_reader(self._reader_snapshot_sync, op)
 
-    def _snapshot_sync(self, op: Op[_T]) -> _T:
-        conn = self._db()
-        with self._patient():
-            conn.execute("BEGIN")  # one snapshot for every statement of op
-            try:
-                return run_sync(conn, op)
-            finally:
-                conn.execute("COMMIT")
+    def _reader_snapshot_sync(self, op: Op[_T]) -> _T:
+        assert self._reader is not None
+        return self._snapshot_sync(self._reader, op)
 
-    @contextlib.contextmanager
-    def _patient(self) -> Iterator[None]:
-        """Statements outside a write transaction wait for a lock with SQLite's own
-        busy handler, up to the busy timeout (the connection's is 0 otherwise: see
-        :meth:`_begin`)."""
-        conn = self._db()
-        self._wait_for_locks(conn, True)
+    def _snapshot_sync(self, conn: sqlite3.Connection, op: Op[_T]) -> _T:
+        conn.execute("BEGIN")  # one snapshot for every statement of op
         try:
-            yield
+            return run_sync(conn, op)
         finally:
-            self._wait_for_locks(conn, False)
+            conn.execute("COMMIT")
 
     def _wait_for_locks(self, conn: sqlite3.Connection, wait: bool) -> None:
         """Let SQLite's busy handler wait up to the busy timeout for a lock (``wait``),
-        or not at all (write transactions wait in :meth:`_begin` instead)."""
+        or not at all (the writer, once open: write transactions wait in :meth:`_begin`
+        without blocking the event loop)."""
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000) if wait else 0}")
 
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``: take the write lock, waiting for another connection
-        that holds it (a callback worker's) in steps of 0.1 ms growing to
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``: take the write lock. If another connection holds it (a
+        callback worker's), try again in steps of 0.1 ms growing to
         :data:`LOCK_POLL_MAX`, up to the busy timeout, then raise SQLite's "database is
-        locked". SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms between
-        tries: a commit of calls waited up to a whole step after the lock was free."""
+        locked". The event loop runs other work meanwhile. (SQLite's own busy handler
+        would block the thread and sleep 1, 2, 5, 10, 15, 20, 25 ms between tries.)"""
         try:
             conn.execute("BEGIN IMMEDIATE")
             return
@@ -467,7 +488,7 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
         deadline = time.monotonic() + self._busy_timeout
         delay = 0.0001
         while True:
-            time.sleep(delay)
+            await asyncio.sleep(delay)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
@@ -479,11 +500,15 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
     async def _round(
         self, items: list[Any], attempt: Callable[[Runner, list[Any]], Awaitable[list[Any]]]
     ) -> list[Any]:
-        return await in_rounds(_ThreadRunner(self), items, attempt)
+        return await in_rounds(_LoopRunner(self), items, attempt)
 
-    def _transaction_sync(self, ops: list[Op[Any]]) -> list[Ok | BaseException]:
+    async def _transaction(self, ops: list[Op[Any]]) -> list[Ok | BaseException]:
+        """Run ``ops`` in one write transaction on the event loop's thread: wait for
+        the lock (:meth:`_begin`), then run every statement and the ``COMMIT`` without
+        giving the loop back, so nothing else runs on the connection in between and the
+        lock is held only as long as the statements take."""
         conn = self._db()
-        self._begin(conn)
+        await self._begin(conn)
         try:
             results: list[Ok | BaseException] = []
             for op in ops:
@@ -498,7 +523,7 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
             raise
         return results
 
-    def _open_sync(self) -> None:
+    def _connect_writer(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
@@ -519,42 +544,50 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
                 # Checkpoints (the only fsyncs in WAL + synchronous=NORMAL) run on a
                 # thread of their own, so they never stall a commit (see _Checkpointer).
                 conn.execute("PRAGMA wal_autocheckpoint = 0")
-            self._conn = conn
-            self._transaction_sync([migrate(self._d)])
-            # Write transactions wait for the lock in _begin's short steps; other
-            # statements set the busy timeout back while they run (_patient).
-            self._wait_for_locks(conn, False)
         except sqlite3.Error as exc:
-            self._conn = None
             conn.close()
             raise RuntimeError(f"cannot open SQLite database {self._path!r}: {exc}") from exc
         except BaseException:
-            self._conn = None
             conn.close()
             raise
+        return conn
 
-    def _close_sync(self) -> None:
+    def _open_reader_sync(self) -> None:
+        conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA cache_size = -32000")
+        except BaseException:
+            conn.close()
+            raise
+        self._reader = conn
+
+    def _close_reader_sync(self) -> None:
+        conn, self._reader = self._reader, None
+        if conn is not None:
+            conn.close()
+
+    def _close_writer(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
         try:
-            self._wait_for_locks(conn, True)
             conn.execute("PRAGMA analysis_limit = 400")
-            conn.execute("PRAGMA optimize")
+            conn.execute("PRAGMA optimize")  # no busy wait: skipped if a worker writes
         except sqlite3.Error:
             pass  # only a planner hint; closing matters more
         finally:
             conn.close()
 
 
-class _ThreadRunner:
-    """Runs each transaction of a round on the store's worker thread, as a whole."""
+class _LoopRunner:
+    """Runs each transaction of a round on the event loop's thread, as a whole."""
 
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
     async def transaction(self, ops: list[Op[Any]]) -> list[Ok | BaseException]:
-        return await self._store._run(self._store._transaction_sync, ops)
+        return await self._store._transaction(ops)
 
     def lost(self, error: BaseException) -> bool:
         return isinstance(error, sqlite3.OperationalError)  # the database, not the content
@@ -563,9 +596,9 @@ class _ThreadRunner:
 class SqliteOutbox(SqlOutbox):
     """The :class:`~.base.DurableOutbox` of a :class:`SqliteStore` (its ``outbox``).
 
-    Every statement runs on the store's worker thread. Claims, marks, releases,
-    redeliveries and purges go in rounds of one transaction (see the module doc), reads
-    go straight to the thread. See :class:`~.engine.SqlOutbox`.
+    Claims, marks, releases, redeliveries and purges go in rounds of one write
+    transaction on the event loop's thread (see the module doc); reads go to the
+    store's reader thread. See :class:`~.engine.SqlOutbox`.
     """
 
 
