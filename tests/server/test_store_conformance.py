@@ -955,6 +955,55 @@ async def test_sqlite_write_waits_for_a_lock_released_before_the_busy_timeout(tm
         await s.close()
 
 
+async def test_sqlite_write_waiting_for_a_lock_leaves_the_event_loop_running(tmp_path: Path) -> None:
+    """Writes run on the event loop's thread, but a write that finds another process's
+    write lock waits without blocking the loop: other tasks keep running meanwhile, and
+    the write lands once the lock is released."""
+    import sqlite3
+
+    path = str(tmp_path / "waiting.db")
+    s = SqliteStore(path, busy_timeout=10.0)
+    await s.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(s.apply([LiveCallWrite("c-wait", "{}", T0)]))
+        for _ in range(20):  # the loop turns while the write waits (a blocking wait
+            await asyncio.sleep(0.001)  # would hold it for the whole busy timeout, then fail)
+        assert not write.done()
+        assert await s.load_live_calls() == []  # reads go on too (another connection)
+        other.execute("COMMIT")
+        await write
+        assert [c for c, _, _ in await s.load_live_calls()] == ["c-wait"]
+    finally:
+        other.close()
+        await s.close()
+
+
+async def test_sqlite_reads_run_off_the_event_loop_thread(tmp_path: Path) -> None:
+    """A file store reads on a thread of its own (a long query never stalls the loop)
+    and writes on the loop's thread; a read issued after a write returned sees it."""
+    import threading
+
+    from ringline.server.store.ops import Fetch
+
+    s = SqliteStore(str(tmp_path / "threads.db"))
+    await s.open()
+    try:
+        seen: list[str] = []
+
+        def op() -> Any:
+            seen.append(threading.current_thread().name)
+            rows = yield Fetch("SELECT count(*) FROM live_calls", ())
+            return rows[0][0]
+
+        await s.apply([LiveCallWrite("c-1", "{}", T0)])
+        assert await s._read(op()) == 1
+        assert seen and seen[0] != threading.current_thread().name
+    finally:
+        await s.close()
+
+
 # --------------------------------------------------------------------------- callback config
 
 
