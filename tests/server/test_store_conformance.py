@@ -916,16 +916,19 @@ async def test_sqlite_locked_database_fails_the_round_then_recovers(tmp_path: Pa
         await s.close()
 
 
-async def test_sqlite_write_waits_for_a_lock_released_before_the_busy_timeout(tmp_path: Path) -> None:
-    """A write transaction that finds another process's write lock tries again in short
-    steps (not SQLite's busy handler): it lands once the lock is released within the
-    busy timeout, and reads between writes still work (they wait with the busy timeout
-    set back)."""
+@pytest.mark.parametrize("lock_spin", [0.0, 0.002, 0.5])
+async def test_sqlite_write_waits_for_a_lock_released_before_the_busy_timeout(
+    tmp_path: Path, lock_spin: float
+) -> None:
+    """A write transaction that finds another process's write lock tries again at every
+    turn of the event loop for ``lock_spin`` seconds, then in short steps (not SQLite's
+    busy handler): it lands once the lock is released within the busy timeout, and
+    reads between writes still work."""
     import sqlite3
     import threading
 
     path = str(tmp_path / "busy.db")
-    s = SqliteStore(path, busy_timeout=10.0)
+    s = SqliteStore(path, busy_timeout=10.0, lock_spin=lock_spin)
     await s.open()
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
@@ -955,14 +958,18 @@ async def test_sqlite_write_waits_for_a_lock_released_before_the_busy_timeout(tm
         await s.close()
 
 
-async def test_sqlite_write_waiting_for_a_lock_leaves_the_event_loop_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lock_spin", [0.0, 0.5])
+async def test_sqlite_write_waiting_for_a_lock_leaves_the_event_loop_running(
+    tmp_path: Path, lock_spin: float
+) -> None:
     """Writes run on the event loop's thread, but a write that finds another process's
-    write lock waits without blocking the loop: other tasks keep running meanwhile, and
-    the write lands once the lock is released."""
+    write lock waits without blocking the loop, also while it tries again at every turn
+    (``lock_spin``): other tasks keep running meanwhile, and the write lands once the
+    lock is released."""
     import sqlite3
 
     path = str(tmp_path / "waiting.db")
-    s = SqliteStore(path, busy_timeout=10.0)
+    s = SqliteStore(path, busy_timeout=10.0, lock_spin=lock_spin)
     await s.open()
     other = sqlite3.connect(path, isolation_level=None)
     try:
@@ -978,6 +985,11 @@ async def test_sqlite_write_waiting_for_a_lock_leaves_the_event_loop_running(tmp
     finally:
         other.close()
         await s.close()
+
+
+def test_sqlite_lock_spin_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="lock_spin must be >= 0 seconds, not -1"):
+        SqliteStore(":memory:", lock_spin=-1)
 
 
 async def test_sqlite_reads_run_off_the_event_loop_thread(tmp_path: Path) -> None:

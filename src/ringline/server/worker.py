@@ -220,8 +220,10 @@ async def run_worker(config: WorkerConfig, pipe_fd: int = 0) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the server decides when
     # workers stop (it closes the pipe after its own writes have landed).
     loop.add_signal_handler(signal.SIGINT, lambda: None)
-    # the server runs the checkpoints of a SQLite store (copying the WAL back)
-    store = open_store(config.db_url, pg_schema=config.db_schema, checkpoints=False)
+    # The server runs the checkpoints of a SQLite store (copying the WAL back), and its
+    # commits hold calls back: when the write lock is taken, a worker waits in short
+    # sleeps and leaves the CPU to the server, which tries again at every turn.
+    store = open_store(config.db_url, pg_schema=config.db_schema, checkpoints=False, lock_spin=0.0)
     await store.open()
     if config.claim_owner:
         store.outbox.owner = config.claim_owner

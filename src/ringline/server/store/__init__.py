@@ -65,7 +65,9 @@ _ACCEPTED = (
 )
 
 
-def open_store(url: str, *, pg_schema: str = "", checkpoints: bool = True) -> Store:
+def open_store(
+    url: str, *, pg_schema: str = "", checkpoints: bool = True, lock_spin: float | None = None
+) -> Store:
     """Construct (but do not open) the store that ``url`` names.
 
     Accepted forms: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
@@ -73,7 +75,8 @@ def open_store(url: str, *, pg_schema: str = "", checkpoints: bool = True) -> St
     ``postgresql://…``, ``postgres://…`` or ``postgresql+asyncpg://…`` (handed to asyncpg
     as a DSN, query parameters included; its tables live in schema ``pg_schema``, default
     ``ringline``, see :class:`PostgresStore`). ``checkpoints``: False for a SQLite store
-    whose WAL another process copies back (see :class:`SqliteStore`). The caller must
+    whose WAL another process copies back, ``lock_spin`` a SQLite store's eagerness
+    for the write lock (both: see :class:`SqliteStore`). The caller must
     ``await store.open()`` next.
     Raises ValueError for any other URL, or a bad schema name.
     """
@@ -82,7 +85,10 @@ def open_store(url: str, *, pg_schema: str = "", checkpoints: bool = True) -> St
     if not sep:
         raise ValueError(f"not a store URL: {url!r}; accepted forms: {_ACCEPTED}")
     if scheme == "sqlite":
-        return SqliteStore(_sqlite_path(url, rest), checkpoints=checkpoints)
+        path = _sqlite_path(url, rest)
+        if lock_spin is None:
+            return SqliteStore(path, checkpoints=checkpoints)
+        return SqliteStore(path, checkpoints=checkpoints, lock_spin=lock_spin)
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         return PostgresStore(f"postgresql://{rest}", schema=pg_schema)
     raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; accepted forms: {_ACCEPTED}")

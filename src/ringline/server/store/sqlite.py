@@ -83,6 +83,9 @@ _T = TypeVar("_T")
 
 #: The longest step between two tries of a write transaction for the lock (``_begin``).
 LOCK_POLL_MAX = 0.001
+#: Default seconds a write waiting for the lock tries again at every turn of the event
+#: loop before it steps back to sleeps (``SqliteStore(lock_spin=…)``).
+LOCK_SPIN = 0.002
 
 # What the dialect reads from this module each time it uses it (see StoreDialect), so
 # a test may stand in the code of an older schema version: the migrations in SQLite's
@@ -362,12 +365,21 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
         busy_timeout: float = 10.0,
         outbox_lease: float = DEFAULT_LEASE,
         checkpoints: bool = True,
+        lock_spin: float = LOCK_SPIN,
     ) -> None:
         """``busy_timeout``: seconds a transaction waits for another process's lock.
         ``outbox_lease``: the claim lease of :attr:`outbox` (seconds, > the deliverer's
         total timeout). ``checkpoints``: copy the WAL back into the database file from
         a thread of this store; False where another process (the server) does it
-        already, as for its callback workers."""
+        already, as for its callback workers. ``lock_spin``: seconds a write that finds
+        another process's lock tries again at every turn of the event loop (the loop
+        serves other work in between) before it tries every 0.1-1 ms: the server's
+        commits hold calls back, so they take the lock as soon as it is free; a
+        callback worker passes 0 and leaves the CPU to the server. ValueError if
+        ``lock_spin`` < 0."""
+        if not lock_spin >= 0:
+            raise ValueError(f"lock_spin must be >= 0 seconds, not {lock_spin}")
+        self._lock_spin = float(lock_spin)
         self._path = path
         self._checkpoints = checkpoints
         self._busy_timeout = busy_timeout
@@ -475,27 +487,34 @@ class SqliteStore(SqlStore["SqliteOutbox"]):
 
     async def _begin(self, conn: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``: take the write lock. If another connection holds it (a
-        callback worker's), try again in steps of 0.1 ms growing to
-        :data:`LOCK_POLL_MAX`, up to the busy timeout, then raise SQLite's "database is
-        locked". The event loop runs other work meanwhile. (SQLite's own busy handler
-        would block the thread and sleep 1, 2, 5, 10, 15, 20, 25 ms between tries.)"""
+        callback worker's), try again at every turn of the event loop for ``lock_spin``
+        seconds, then in steps of 0.1 ms growing to :data:`LOCK_POLL_MAX`, up to the
+        busy timeout; then raise SQLite's "database is locked". The event loop runs
+        other work meanwhile. (SQLite's own busy handler would block the thread and
+        sleep 1, 2, 5, 10, 15, 20, 25 ms between tries; the event loop's timers step in
+        whole milliseconds, while another process's transaction takes a few tenths.)"""
         try:
             conn.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                 raise
-        deadline = time.monotonic() + self._busy_timeout
+        start = time.monotonic()
+        deadline = start + self._busy_timeout
+        spin_until = start + self._lock_spin
         delay = 0.0001
         while True:
-            await asyncio.sleep(delay)
+            if time.monotonic() < spin_until:
+                await asyncio.sleep(0)  # one turn of the loop
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, LOCK_POLL_MAX)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
-            delay = min(delay * 1.5, LOCK_POLL_MAX)
 
     async def _round(
         self, items: list[Any], attempt: Callable[[Runner, list[Any]], Awaitable[list[Any]]]
