@@ -607,8 +607,10 @@ class JanusClient:
             while task is not None and not task.done():
                 task.cancel()
                 await asyncio.wait({task}, timeout=0.5)
-            if task is not None and not task.cancelled():
-                task.exception()  # retrieved, so asyncio does not warn that nobody did
+            if task is not None and not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "Janus %s: task %s had failed", self.url, task.get_name(), exc_info=task.exception()
+                )
         self._keeper = self._poller = self._health = None
         sid = self._session_id
         self._session_id = self._handle_id = None

@@ -34,7 +34,7 @@ from .base import (
     Write,
 )
 from .postgres import PostgresStore
-from .sqlite import SqliteStore
+from .sqlite import LOCK_SPIN, SqliteStore
 
 __all__ = [
     "AliveWrite",
@@ -66,7 +66,7 @@ _ACCEPTED = (
 
 
 def open_store(
-    url: str, *, pg_schema: str = "", checkpoints: bool = True, lock_spin: float | None = None
+    url: str, *, pg_schema: str = "", checkpoints: bool = True, lock_spin: float = LOCK_SPIN
 ) -> Store:
     """Construct (but do not open) the store that ``url`` names.
 
@@ -85,10 +85,7 @@ def open_store(
     if not sep:
         raise ValueError(f"not a store URL: {url!r}; accepted forms: {_ACCEPTED}")
     if scheme == "sqlite":
-        path = _sqlite_path(url, rest)
-        if lock_spin is None:
-            return SqliteStore(path, checkpoints=checkpoints)
-        return SqliteStore(path, checkpoints=checkpoints, lock_spin=lock_spin)
+        return SqliteStore(_sqlite_path(url, rest), checkpoints=checkpoints, lock_spin=lock_spin)
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         return PostgresStore(f"postgresql://{rest}", schema=pg_schema)
     raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; accepted forms: {_ACCEPTED}")
